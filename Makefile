@@ -1,0 +1,38 @@
+# fwi-attn: `make all` runs the default study end to end, `make test` runs the tests.
+# Both install what they need first (into .venv) and are safe to repeat.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= workflows/config/default.yaml
+CORES  ?= 8
+STAMP  := $(VENV)/.installed
+
+.PHONY: all install test test-all lint bench clean
+
+all: install
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) all
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fwi-attn needs Python 3.11 or newer")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch is pinned to the CPU wheel (2.13.0); installing it first keeps pip from pulling CUDA builds.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-all: install
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: install
+	$(BIN)/snakemake --lint --configfile $(CONFIG)
+
+bench: install
+	$(BIN)/python benchmarks/bench_generate.py
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,71 @@
+"""The ``fwi-attn`` command line: one sub-command per pipeline step.
+
+Each sub-command lives beside the code it drives: the module named below defines
+``command_<name>(parser)``, which adds the command's arguments and returns the
+function to run. Modules are imported only for the command being run, so
+``fwi-attn info`` does not pay for importing the networks.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: name -> (module that defines ``command_<name>``, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("fwi_attn.commands", "generate one HDF5 shard of a dataset (velocity models + gathers)"),
+    "simulate": ("fwi_attn.commands", "simulate a user's velocity model (.npy, .h5, SEG-Y) with the config's survey"),
+    "info": ("fwi_attn.commands", "print and validate a shard's metadata"),
+    "preview": ("fwi_attn.commands", "draw a few models of a shard with their gathers"),
+    "check-config": ("fwi_attn.commands", "validate a config file and print the survey's stability checks"),
+    "variants": ("fwi_attn.models", "list every network variant with its parameters and MACs"),
+    "stats": ("fwi_attn.dataset", "normalisation constants from a dataset's train split -> stats.json"),
+    "train": ("fwi_attn.train", "train one network variant with one seed"),
+    "evaluate": ("fwi_attn.evaluate", "predict the test split and compute metrics (or the mean-model baseline)"),
+    "predict": ("fwi_attn.physics", "predict velocity for a user's gathers with a trained checkpoint"),
+    "physics": ("fwi_attn.physics", "re-simulate predicted models and measure the data misfit"),
+    "refine": ("fwi_attn.physics", "refine a starting model by full-waveform inversion with deepwave"),
+    "figures": ("fwi_attn.plots", "draw a study's per-run and comparison figures"),
+    "report": ("fwi_attn.report", "write the weekly-report bundle (report.md, report.html)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fwi-attn",
+        description="Salt-body full-waveform inversion with attention UNets.",
+        epilog="Run 'fwi-attn COMMAND --help' for a command's options.",
+    )
+    from fwi_attn import __version__
+
+    parser.add_argument("--version", action="version", version=f"fwi-attn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        build_parser().parse_args(argv)  # prints help or the "invalid choice" error and exits
+        return 2
+    name = argv[0]
+    module_name, help_text = COMMANDS[name]
+    parser = argparse.ArgumentParser(prog=f"fwi-attn {name}", description=help_text)
+    module = importlib.import_module(module_name)
+    run = getattr(module, f"command_{name.replace('-', '_')}")(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as e:
+        # User errors (bad config, corrupt shard, CFL...) get one clear line, no traceback.
+        print(f"fwi-attn {name}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

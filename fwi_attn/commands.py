@@ -1,0 +1,128 @@
+"""Data sub-commands of ``fwi-attn``: generate, simulate, info, preview, check-config.
+
+Each ``command_<name>(parser)`` adds its arguments and returns the function to run
+(see :mod:`fwi_attn.cli`).
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+
+def _config(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--config", "-c", required=required,
+                        help="study config YAML, or a preset name (default, paper, openfwi)")
+
+
+def _set_threads(cfg) -> None:
+    import torch
+
+    torch.set_num_threads(cfg.study.threads)
+
+
+def command_generate(parser):
+    _config(parser)
+    parser.add_argument("--dataset", required=True, help="dataset name (a key of the config's datasets)")
+    parser.add_argument("--split", required=True, choices=["train", "val", "test"])
+    parser.add_argument("--shard", type=int, required=True, help="shard index within the split")
+    parser.add_argument("--out", required=True, help="output .h5 path (written atomically)")
+    parser.add_argument("--device", default=None, help="override study.device (auto, cpu, cuda)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def run(args):
+        from fwi_attn.config import load_config
+        from fwi_attn.simulate import generate_shard
+
+        cfg = load_config(args.config)
+        _set_threads(cfg)
+        path = generate_shard(cfg, args.dataset, args.split, args.shard, args.out,
+                              device=args.device, progress=not args.quiet)
+        print(f"wrote {path}")
+
+    return run
+
+
+def command_simulate(parser):
+    parser.add_argument("model", help="velocity model file (.npy, .h5/.hdf5, .sgy/.segy), m/s")
+    _config(parser)
+    parser.add_argument("--out", required=True, help="output .h5 shard path")
+    parser.add_argument("--device", default=None, help="override study.device")
+
+    def run(args):
+        import numpy as np
+
+        from fwi_attn.config import load_config
+        from fwi_attn.geology import load_velocity
+        from fwi_attn.simulate import simulate
+        from fwi_attn.store import write_shard
+        from fwi_attn.survey import Survey
+
+        cfg = load_config(args.config)
+        _set_threads(cfg)
+        survey = Survey.from_config(cfg)
+        velocity = load_velocity(args.model, survey.nz, survey.nx)[None]
+        survey.check(float(velocity.min()), float(velocity.max()))
+        gathers = simulate(velocity, survey, device=args.device or cfg.study.device, progress=True,
+                           where=str(args.model))
+        attrs = dict(dx=survey.dx, dt=survey.dt, nt=survey.nt, freq=survey.freq, peak_time=survey.peak_time,
+                     seed=-1, config=cfg.to_dict(), dataset=Path(args.model).stem, split="user", shard=0,
+                     family="import", accuracy=survey.accuracy, free_surface=survey.free_surface,
+                     max_vel=survey.max_vel)
+        write_shard(args.out, velocity.astype(np.float32), gathers, survey.source_xz, survey.receiver_xz, attrs)
+        print(f"wrote {args.out}")
+
+    return run
+
+
+def command_info(parser):
+    parser.add_argument("paths", nargs="+", help="shard .h5 files")
+
+    def run(args):
+        from fwi_attn.store import describe, validate_shard
+
+        for i, path in enumerate(args.paths):
+            if i:
+                print()
+            shard = validate_shard(path)
+            print(describe(shard))
+            print("valid:      yes")
+
+    return run
+
+
+def command_preview(parser):
+    parser.add_argument("path", help="shard .h5 file")
+    parser.add_argument("--out", required=True, help="output PNG")
+    parser.add_argument("-n", type=int, default=4, help="number of models to draw")
+
+    def run(args):
+        from fwi_attn.plots import plot_preview
+        from fwi_attn.store import read_shard
+
+        plot_preview(read_shard(args.path), args.out, n_models=args.n)
+        print(f"wrote {args.out}")
+
+    return run
+
+
+def command_check_config(parser):
+    _config(parser)
+
+    def run(args):
+        from fwi_attn.config import load_config
+        from fwi_attn.survey import Survey
+
+        cfg = load_config(args.config)
+        survey = Survey.from_config(cfg)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            survey.check(cfg.geology.vmin, cfg.geology.vmax)
+        print(f"{cfg.source or 'defaults'}: valid")
+        print(f"  grid {survey.nz}x{survey.nx} at {survey.dx:g} m; {survey.nt} samples at {survey.dt:g} s; "
+              f"{survey.n_shots} shots, {survey.n_receivers} receivers; Ricker {survey.freq:g} Hz")
+        print(f"  deepwave inner steps per sample at {survey.max_vel:g} m/s: {survey.inner_steps()}")
+        for w in caught:
+            print(f"  warning: {w.message}")
+
+    return run

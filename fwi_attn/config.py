@@ -1,0 +1,246 @@
+"""Study configuration: load a YAML file, fill defaults and validate it.
+
+The JSON schema in ``workflows/schemas/config.schema.yaml`` is the single source of
+truth for keys, types, defaults and allowed values; Snakemake validates against the
+same file. On top of the schema this module checks what a schema cannot express
+(``vmin < vmax``, sources inside the grid, a record long enough for the deepest
+reflection), so a bad config fails before any work, naming the key at fault.
+
+Sections come back as read-only attribute objects (:class:`Section`), e.g.
+``cfg.survey.dx`` or ``cfg.datasets["salt"].samples.train``; ``cfg.to_dict()``
+gives the plain, default-filled dictionary that is stored in every HDF5 shard.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = REPO_ROOT / "workflows" / "schemas" / "config.schema.yaml"
+PRESETS_DIR = REPO_ROOT / "workflows" / "config"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or impossible."""
+
+
+class Section(Mapping):
+    """A read-only view of one config section with attribute access.
+
+    Nested mappings are Sections too; lists become tuples. It is a ``Mapping``,
+    so ``dict(section)`` and ``section["key"]`` work where a dict is wanted.
+    """
+
+    def __init__(self, data: Mapping[str, Any], path: str = ""):
+        object.__setattr__(self, "_path", path)
+        object.__setattr__(self, "_data", {k: _freeze(v, f"{path}{k}.") for k, v in data.items()})
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"config section '{self._path.rstrip('.') or '<root>'}' has no key '{name}'") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("config sections are read-only")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Section({self.to_dict()!r})"
+
+    def to_dict(self) -> dict:
+        return _thaw(self)
+
+
+def _freeze(value: Any, path: str) -> Any:
+    if isinstance(value, Mapping):
+        return Section(value, path)
+    if isinstance(value, list):
+        return tuple(_freeze(v, path) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Section):
+        return {k: _thaw(v) for k, v in value._data.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def _with_defaults(validator_class):
+    """Extend a jsonschema validator so that validation also fills in defaults."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<root>"
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    key = _key_path(error)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = key if key != "<root>" else "the top level"
+        return (f"unknown key(s) {', '.join(repr(e) for e in extra)} in {where}; "
+                f"allowed keys: {', '.join(allowed)}")
+    if error.validator == "required":
+        return f"{key}: {error.message}"
+    hint = ""
+    if "enum" in schema:
+        hint = f" (allowed values: {', '.join(map(str, schema['enum']))})"
+    elif error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "type",
+                             "minItems", "maxItems", "pattern"):
+        desc = schema.get("description")
+        hint = f" ({desc})" if desc else ""
+    return f"config key '{key}': {error.message}{hint}"
+
+
+def validate_dict(raw: Mapping[str, Any], source: str = "<config>") -> dict:
+    """Fill defaults into a copy of ``raw`` and validate it; return the filled dict.
+
+    Raises:
+        ConfigError: naming the file, the key, and the allowed values.
+    """
+    data = copy.deepcopy(dict(raw or {}))
+    validator = _Validator(load_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError(f"{source}: " + "; ".join(_explain(e) for e in errors[:5]))
+    _check_semantics(data, source)
+    return data
+
+
+def _check_semantics(c: dict, source: str) -> None:
+    """Checks the schema cannot express: orderings, geometry and record length."""
+    problems: list[str] = []
+    g, s = c["geology"], c["survey"]
+    if g["vmin"] >= g["vmax"]:
+        problems.append(f"geology.vmin ({g['vmin']}) must be below geology.vmax ({g['vmax']})")
+    for key in ("layers.count", "layers.v_top", "layers.v_bottom", "layers.curvature", "water.depth",
+                "salt.bodies", "salt.velocity", "salt.width", "salt.height", "salt.top"):
+        group, name = key.split(".")
+        lo, hi = g[group][name]
+        if lo > hi:
+            problems.append(f"geology.{key} is [{lo}, {hi}]: the first value must not exceed the second")
+    for key in ("salt.velocity", "layers.v_top", "layers.v_bottom"):
+        group, name = key.split(".")
+        lo, hi = g[group][name]
+        if lo < g["vmin"] or hi > g["vmax"]:
+            problems.append(f"geology.{key} [{lo}, {hi}] m/s lies outside [geology.vmin, geology.vmax] = "
+                            f"[{g['vmin']}, {g['vmax']}]")
+    if not g["vmin"] <= g["water"]["velocity"] <= g["vmax"]:
+        problems.append(f"geology.water.velocity ({g['water']['velocity']}) lies outside [vmin, vmax]")
+
+    x_max = (s["nx"] - 1) * s["dx"]
+    z_max = (s["nz"] - 1) * s["dx"]
+    for kind in ("source", "receiver"):
+        x0, x1 = s[f"{kind}_x"]
+        for name, x in ((f"survey.{kind}_x[0]", x0), (f"survey.{kind}_x[1]", x1)):
+            if not 0 <= x <= x_max:
+                problems.append(f"{name} = {x} m lies outside the grid: allowed 0 to {x_max:g} m "
+                                f"((nx-1)*dx)")
+        depth = s[f"{kind}_depth"]
+        if depth > z_max:
+            problems.append(f"survey.{kind}_depth = {depth} m lies below the grid: allowed 0 to {z_max:g} m")
+        if s["free_surface"] and depth < s["dx"] / 2:
+            problems.append(f"survey.{kind}_depth = {depth} m is on the free surface, where the pressure "
+                            f"is zero: put it at least one cell ({s['dx']:g} m) deep")
+    if s["n_shots"] > 1 and s["source_x"][0] == s["source_x"][1]:
+        problems.append("survey.source_x: first and last source coincide but n_shots > 1")
+
+    peak_time = s["peak_time"] if s["peak_time"] is not None else 1.5 / s["freq"]
+    record = s["nt"] * s["dt"]
+    if peak_time >= record:
+        problems.append(f"survey.peak_time ({peak_time:g} s) is beyond the record length nt*dt = {record:g} s")
+    # The farthest primary reflection: from the model bottom at the largest source-receiver
+    # offset, travelling at the mid-range velocity (a representative average over depth).
+    offset = max(abs(s["receiver_x"][1] - s["source_x"][0]), abs(s["source_x"][1] - s["receiver_x"][0]))
+    depth = z_max - min(s["source_depth"], s["receiver_depth"])
+    v_mid = 0.5 * (g["vmin"] + g["vmax"])
+    t_far = peak_time + math.hypot(offset, 2 * depth) / v_mid
+    if record < t_far:
+        problems.append(
+            f"survey.nt * survey.dt = {record:g} s is too short for the farthest reflection "
+            f"(~{t_far:.3f} s: bottom of the model at {offset:g} m offset at {v_mid:g} m/s, plus the "
+            f"wavelet's peak time); raise survey.nt to at least {math.ceil(t_far / s['dt'])}")
+    if c["study"]["dataset"] not in c["datasets"]:
+        problems.append(f"study.dataset '{c['study']['dataset']}' is not a key of datasets "
+                        f"(defined: {', '.join(c['datasets'])})")
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+
+
+class Config(Section):
+    """A validated study configuration (see the schema for every key)."""
+
+    def __init__(self, data: dict, path: str | None = None):
+        super().__init__(data)
+        object.__setattr__(self, "source", path)
+
+    def dumps(self) -> str:
+        """The default-filled config as canonical JSON (stored in shards)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def load_config(path: str | Path | Mapping | None = None) -> Config:
+    """Load, default-fill and validate a study config.
+
+    Args:
+        path: a YAML file, a preset name (``default``, ``paper``, ``openfwi``) from
+            ``workflows/config/``, an already-parsed mapping, or None for the defaults.
+
+    Raises:
+        ConfigError: for an unreadable file or any invalid key, naming it.
+    """
+    if isinstance(path, Mapping):
+        return Config(validate_dict(path), None)
+    if path is None:
+        return Config(validate_dict({}), None)
+    p = Path(path)
+    if not p.exists() and (PRESETS_DIR / f"{path}.yaml").exists():
+        p = PRESETS_DIR / f"{path}.yaml"
+    if not p.exists():
+        raise ConfigError(f"config file {p} does not exist (presets: "
+                          f"{', '.join(sorted(q.stem for q in PRESETS_DIR.glob('*.yaml')))})")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    return Config(validate_dict(raw, str(p)), str(p))

@@ -1,0 +1,669 @@
+"""Velocity-model families for salt-body FWI, and import of users' models.
+
+Every generator returns P-wave velocity in m/s as a float32 array ``[n, nz, nx]``
+(depth first: row 0 is the surface), on a square grid of spacing ``dx`` metres.
+
+Families
+--------
+``salt``
+    Layered sediments whose velocity increases with depth (flat, folded or dipping
+    interfaces, optionally cut by one normal fault), an optional water layer, and one
+    or more salt bodies with irregular outlines: sheets (wide, thin, flat-based),
+    enclosed blobs, domes and diapirs (a cap on a stem rooted at the model bottom).
+``flatvel``, ``curvevel``, ``flatfault``, ``curvefault``
+    OpenFWI-like families after Deng et al. (2022), "OpenFWI: Large-scale multi-structural
+    benchmark datasets for full waveform inversion", arXiv:2111.02926: 2-5 layers with
+    velocities in [vmin, vmax] increasing with depth, interfaces flat or curved by
+    sine-like undulations, and for the *fault families 1-2 faults that displace the
+    layers. Designed for 70 x 70 cells at 10 m, but every size scales with the grid.
+
+How a model is built
+--------------------
+All random draws happen first, from the caller's generator only, into a *plan*: a dict
+of per-model parameter arrays whose shapes depend on ``n`` and the grid alone. The plan
+is then rendered block by block with pure numpy. Hence the same generator state gives
+byte-identical models, whatever the block size, and memory stays bounded for big grids.
+
+Grid convention: cell ``(i, j)`` sits at depth ``i * dx`` and offset ``j * dx`` metres.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["FAMILIES", "generate_velocity", "load_velocity", "save_segy"]
+
+FAMILIES = ("salt", "flatvel", "curvevel", "flatfault", "curvefault")
+
+# Models are rendered in blocks of about this many cells, which bounds the float32
+# temporaries to a few MB each (1000 models of 201 x 301 would otherwise need GBs).
+_BLOCK_CELLS = 1 << 20
+
+# Angular resolution of a salt outline's radius table r(theta); 720 bins keep the
+# nearest-bin error below a cell for bodies up to ~110 cells in radius.
+_N_THETA = 720
+# Fourier harmonics 2.._N_HARM of a salt outline; amplitudes fall as 1/h, so the low
+# ones give lobes and the high ones a rugose top.
+_N_HARM = 16
+
+# Salt body kinds and how often each is drawn. Sheets and blobs are enclosed (sediments
+# below them: the sub-salt imaging problem); domes and diapirs are rooted at the bottom.
+_SHEET, _BLOB, _DOME, _DIAPIR = 0, 1, 2, 3
+_KIND_PROB = (0.3, 0.2, 0.25, 0.25)
+
+# OpenFWI-like settings, as fractions of the grid so that 70 x 70 matches the paper's look.
+_OPENFWI = {
+    "layers": (2, 5),  # number of layers, inclusive
+    "min_contrast": 0.05,  # least velocity step between layers, fraction of vmax - vmin
+    "curve_amplitude": (0.03, 0.12),  # sine undulation amplitude, fraction of nz
+    "faults": (1, 2),  # number of faults in the *fault families, inclusive
+    "throw": (0.06, 0.2),  # fault throw, fraction of nz (random sign)
+    "dip": (45.0, 85.0),  # fault dip, degrees from horizontal
+}
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def generate_velocity(
+    family: str,
+    n: int,
+    rng: np.random.Generator,
+    nz: int,
+    nx: int,
+    dx: float,
+    params: dict,
+) -> np.ndarray:
+    """Draw ``n`` random velocity models of one family.
+
+    Args:
+        family: one of :data:`FAMILIES`.
+        n: number of models (0 gives an empty array).
+        rng: the only source of randomness; the same state gives byte-identical output.
+        nz, nx: grid size in cells (depth, offset).
+        dx: grid spacing in metres (converts the water depth and fault throw of
+            ``params`` from metres to cells).
+        params: the config's ``geology`` section as a plain dict, with keys ``vmin``,
+            ``vmax`` (m/s), ``water``, ``layers``, ``faults``, ``salt`` (see the schema).
+            ``layers``, ``faults`` and ``salt`` shape the ``salt`` family; ``vmin``,
+            ``vmax`` and ``water`` apply to every family (OpenFWI layers then start at
+            the sea floor).
+
+    Salt bodies: ``salt.top`` is the depth of a body's highest point and ``salt.width``
+    / ``salt.height`` its extent (fractions of nx / nz). Sheets take the wider and
+    thinner of two draws, domes and diapirs the narrower; for those two, which are
+    rooted, ``height`` is the cap's and a stem continues to the model bottom.
+    ``salt.roughness`` in [0, 1] scales the outline's Fourier harmonics (0: smooth
+    ellipse-like caps and smooth stems).
+
+    Returns:
+        float32 array ``[n, nz, nx]`` of velocity in m/s, clipped to ``[vmin, vmax]``.
+
+    Raises:
+        ValueError: unknown family, bad sizes, or inconsistent ``params``.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown velocity family {family!r}; choose one of {', '.join(FAMILIES)}")
+    n, nz, nx = int(n), int(nz), int(nx)
+    if n < 0 or nz < 2 or nx < 2:
+        raise ValueError(f"need n >= 0 and a grid of at least 2 x 2 cells, got n={n}, nz={nz}, nx={nx}")
+    if not (np.isfinite(dx) and dx > 0):
+        raise ValueError(f"grid spacing dx must be a positive number of metres, got {dx!r}")
+    p = _checked_params(params)
+
+    if family == "salt":
+        plan = _plan_salt(rng, n, nz, nx, float(dx), p)
+    else:
+        plan = _plan_openfwi(rng, n, nz, nx, float(dx), p, family)
+
+    out = np.empty((n, nz, nx), dtype=np.float32)
+    step = max(1, _BLOCK_CELLS // (nz * nx))
+    for start in range(0, n, step):
+        block = {k: v[start : start + step] for k, v in plan.items()}
+        out[start : start + step] = _render(block, nz, nx)
+    np.clip(out, p["vmin"], p["vmax"], out=out)
+    return out
+
+
+def load_velocity(path, nz: int, nx: int) -> np.ndarray:
+    """Import a user's 2-D velocity model (m/s) and resample it to ``(nz, nx)``.
+
+    Formats, chosen by extension:
+
+    * ``.npy``: a 2-D array ``[nz, nx]``; a stack ``[n, nz, nx]`` or OpenFWI's
+      ``[n, 1, nz, nx]`` gives its first model.
+    * ``.h5`` / ``.hdf5``: the dataset ``velocity`` (its first model if 3-D), otherwise
+      the file's only 2-D dataset.
+    * ``.sgy`` / ``.segy``: read with segyio; traces are x columns, samples are depth.
+
+    The model is resampled with bilinear interpolation on corner-aligned grids (first
+    and last samples map to first and last cells), so the physical extent is kept and
+    only the spacing changes; a model already of shape ``(nz, nx)`` is returned exactly.
+
+    Returns:
+        float32 array ``[nz, nx]`` in m/s.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unknown extension, unreadable file, no suitable dataset, not 2-D,
+            NaN/inf values or non-positive velocities; the message names the file.
+    """
+    path = Path(path)
+    nz, nx = int(nz), int(nx)
+    if nz < 1 or nx < 1:
+        raise ValueError(f"target grid must be at least 1 x 1 cells, got nz={nz}, nx={nx}")
+    if not path.is_file():
+        raise FileNotFoundError(f"velocity model file {path} does not exist")
+
+    ext = path.suffix.lower()
+    if ext == ".npy":
+        try:
+            model = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot read velocity model {path} as .npy: {err}") from err
+    elif ext in (".h5", ".hdf5"):
+        model = _read_hdf5(path)
+    elif ext in (".sgy", ".segy"):
+        model = _read_segy(path)
+    else:
+        raise ValueError(
+            f"velocity model {path}: unknown extension {path.suffix!r}; "
+            "use .npy, .h5/.hdf5 or .sgy/.segy"
+        )
+
+    model = np.asarray(model)
+    if model.ndim == 3:
+        model = model[0]
+    elif model.ndim == 4 and model.shape[1] == 1:  # OpenFWI's [n, 1, nz, nx]
+        model = model[0, 0]
+    if model.ndim != 2:
+        raise ValueError(f"velocity model {path} is not 2-D: shape {model.shape}")
+    if min(model.shape) < 1:
+        raise ValueError(f"velocity model {path} is empty: shape {model.shape}")
+    if not np.issubdtype(model.dtype, np.number) or np.iscomplexobj(model):
+        raise ValueError(f"velocity model {path} holds {model.dtype} values, not real numbers")
+    model = model.astype(np.float64)
+    if not np.isfinite(model).all():
+        raise ValueError(f"velocity model {path} contains NaN or inf values")
+    if (model <= 0).any():
+        raise ValueError(
+            f"velocity model {path} has non-positive velocities (min {model.min():g} m/s)"
+        )
+    return _resample(model, nz, nx).astype(np.float32)
+
+
+def save_segy(path, velocity: np.ndarray, dx: float) -> None:
+    """Write a ``[nz, nx]`` velocity model (m/s) as a depth-domain SEG-Y file.
+
+    One trace per x column, samples down in depth, IEEE float32 (format 5), so
+    :func:`load_velocity` reads it back exactly. The sample interval fields hold the
+    depth step in millimetres (the usual depth-section convention) when it fits the
+    16-bit field, else in metres; CDP_X / source / group X hold the column's offset in
+    metres with a coordinate scalar of -100 (centimetre precision).
+    """
+    import segyio
+
+    velocity = np.asarray(velocity, dtype=np.float32)
+    if velocity.ndim != 2:
+        raise ValueError(f"save_segy({path}): velocity must be 2-D [nz, nx], got shape {velocity.shape}")
+    if not (np.isfinite(dx) and dx > 0):
+        raise ValueError(f"save_segy({path}): dx must be a positive number of metres, got {dx!r}")
+    nz, nx = velocity.shape
+    interval = int(round(dx * 1000)) if dx * 1000 < 32768 else int(round(dx))
+
+    spec = segyio.spec()
+    spec.format = 5
+    spec.samples = np.arange(nz)
+    spec.tracecount = nx
+    text = segyio.tools.create_text_header(
+        {
+            1: "fwi-attn velocity model (P-wave velocity, m/s)",
+            2: f"depth samples: nz={nz}, dz={dx:g} m; traces: nx={nx}, dx={dx:g} m",
+            3: "sample interval in mm (m if dz >= 32.768 m); X in cm (scalar -100)",
+        }
+    )
+    with segyio.create(str(path), spec) as f:
+        f.text[0] = text
+        f.bin.update(hdt=interval, dto=interval, hns=nz, nso=nz, format=5)
+        for j in range(nx):
+            x_cm = int(round(j * dx * 100))
+            f.header[j] = {
+                segyio.TraceField.TRACE_SEQUENCE_LINE: j + 1,
+                segyio.TraceField.TRACE_SEQUENCE_FILE: j + 1,
+                segyio.TraceField.CDP: j + 1,
+                segyio.TraceField.SourceGroupScalar: -100,
+                segyio.TraceField.SourceX: x_cm,
+                segyio.TraceField.GroupX: x_cm,
+                segyio.TraceField.CDP_X: x_cm,
+                segyio.TraceField.TRACE_SAMPLE_COUNT: nz,
+                segyio.TraceField.TRACE_SAMPLE_INTERVAL: interval,
+            }
+            f.trace[j] = np.ascontiguousarray(velocity[:, j])
+
+
+# ------------------------------------------------------------------------ parameter checks
+
+
+def _checked_params(params: dict) -> dict[str, Any]:
+    """Read the ``geology`` dict into plain floats/ints, naming any bad key."""
+
+    def get(*keys):
+        node = params
+        for k in keys:
+            if not isinstance(node, dict) or k not in node:
+                raise ValueError(f"geology parameter {'.'.join(keys)} is missing")
+            node = node[k]
+        return node
+
+    def rng_pair(*keys, integer=False, lo_bound=None):
+        value = get(*keys)
+        name = "geology." + ".".join(keys)
+        try:
+            a, b = value
+            a, b = (int(a), int(b)) if integer else (float(a), float(b))
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a range [low, high], got {value!r}") from None
+        if not (math.isfinite(a) and math.isfinite(b)) or a > b:
+            raise ValueError(f"{name} must be a range [low, high] with low <= high, got {value!r}")
+        if lo_bound is not None and a < lo_bound:
+            raise ValueError(f"{name} must not go below {lo_bound}, got {value!r}")
+        return a, b
+
+    def number(*keys, lo=None, hi=None):
+        value = get(*keys)
+        name = "geology." + ".".join(keys)
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number, got {value!r}") from None
+        if not math.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+            bound = f"in [{lo:g}, {hi:g}]" if hi is not None else f">= {lo:g}"
+            raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        return v
+
+    p = {
+        "vmin": number("vmin", lo=0.0),
+        "vmax": number("vmax", lo=0.0),
+        "water_probability": number("water", "probability", lo=0.0, hi=1.0),
+        "water_depth": rng_pair("water", "depth", lo_bound=0.0),
+        "water_velocity": number("water", "velocity", lo=0.0),
+        "layer_count": rng_pair("layers", "count", integer=True, lo_bound=1),
+        "v_top": rng_pair("layers", "v_top", lo_bound=0.0),
+        "v_bottom": rng_pair("layers", "v_bottom", lo_bound=0.0),
+        "curvature": rng_pair("layers", "curvature", lo_bound=0.0),
+        "jitter": number("layers", "jitter", lo=0.0),
+        "fault_probability": number("faults", "probability", lo=0.0, hi=1.0),
+        "max_throw": number("faults", "max_throw", lo=0.0),
+        "salt_bodies": rng_pair("salt", "bodies", integer=True, lo_bound=0),
+        "salt_velocity": rng_pair("salt", "velocity", lo_bound=0.0),
+        "salt_width": rng_pair("salt", "width", lo_bound=0.0),
+        "salt_height": rng_pair("salt", "height", lo_bound=0.0),
+        "salt_top": rng_pair("salt", "top", lo_bound=0.0),
+        "roughness": number("salt", "roughness", lo=0.0, hi=1.0),
+    }
+    if p["vmin"] <= 0 or p["vmin"] >= p["vmax"]:
+        raise ValueError(f"geology needs 0 < vmin < vmax, got vmin={p['vmin']}, vmax={p['vmax']}")
+    if p["layer_count"][1] > 100:
+        raise ValueError(f"geology.layers.count above 100 is not supported, got {p['layer_count']}")
+    return p
+
+
+# ------------------------------------------------------------------------------- planning
+
+
+def _empty_plan(n: int, nz: int, n_layers: int, n_faults: int, n_bodies: int) -> dict:
+    """Plan arrays with neutral values: no faults, no salt, no water, one layer."""
+    f32 = np.float32
+    return {
+        # layer velocities (m/s) and interface mean depth / undulation amplitude (cells);
+        # unused interfaces sit at +inf so they are never crossed
+        "layer_v": np.zeros((n, n_layers), f32),
+        "iface_z": np.full((n, max(n_layers - 1, 0)), np.inf, f32),
+        "iface_amp": np.zeros((n, max(n_layers - 1, 0)), f32),
+        # shared undulation shape f(x) = sum w sin(2 pi c x / nx + phi) / sum w
+        "fold_c": np.zeros((n, 3), f32),
+        "fold_phi": np.zeros((n, 3), f32),
+        "fold_w": np.ones((n, 3), f32),
+        # faults: x of the fault trace at mid-depth (cells), dx/dz slope, throw (cells)
+        "fault_x": np.zeros((n, n_faults), f32),
+        "fault_slope": np.zeros((n, n_faults), f32),
+        "fault_throw": np.zeros((n, n_faults), f32),
+        # salt bodies (cells): centre, horizontal semi-axis, upper/lower vertical semi-axes,
+        # radius table over angle, stem centre and half-width per depth row (-1: no stem)
+        "salt_on": np.zeros((n, n_bodies), bool),
+        "salt_v": np.zeros((n, n_bodies), f32),
+        "salt_cx": np.zeros((n, n_bodies), f32),
+        "salt_cz": np.zeros((n, n_bodies), f32),
+        "salt_ax": np.ones((n, n_bodies), f32),
+        "salt_at": np.ones((n, n_bodies), f32),
+        "salt_ab": np.ones((n, n_bodies), f32),
+        "salt_r": np.ones((n, n_bodies, _N_THETA), f32),
+        "stem_x": np.zeros((n, n_bodies, nz), f32),
+        "stem_hw": np.full((n, n_bodies, nz), -1.0, f32),
+        # water: number of top rows filled with water, and its velocity
+        "water_rows": np.zeros(n, np.int64),
+        "water_v": np.zeros(n, f32),
+    }
+
+
+def _uniform(rng: np.random.Generator, bounds, size) -> np.ndarray:
+    return rng.uniform(float(bounds[0]), float(bounds[1]), size)
+
+
+def _integers(rng: np.random.Generator, bounds, size) -> np.ndarray:
+    return rng.integers(int(bounds[0]), int(bounds[1]) + 1, size)
+
+
+def _plan_water(rng, plan: dict, n: int, nz: int, dx: float, p: dict) -> np.ndarray:
+    """Draw the water layer; returns the first sediment row (cells) per model."""
+    has = rng.random(n) < p["water_probability"]
+    depth_m = _uniform(rng, p["water_depth"], n)
+    # rows whose depth i*dx lies above the sea floor: i < depth/dx; keep >= 2 rows of rock
+    rows = np.minimum(np.ceil(depth_m / dx - 1e-9), nz - 2).astype(np.int64)
+    plan["water_rows"][:] = np.where(has, rows, 0)
+    plan["water_v"][:] = p["water_velocity"]
+    return plan["water_rows"].astype(np.float64)
+
+
+def _plan_interfaces(rng, plan: dict, counts: np.ndarray, z0: np.ndarray, nz: int) -> None:
+    """Interface mean depths: evenly spread between ``z0`` and the bottom, +-30 % jitter.
+
+    Stratifying (rather than sorting free draws) avoids sliver layers thinner than a cell.
+    """
+    n, n_if = plan["iface_z"].shape
+    if n_if == 0:
+        return
+    k = np.arange(1, n_if + 1)[None, :]
+    frac = (k + rng.uniform(-0.3, 0.3, (n, n_if))) / counts[:, None]
+    z = z0[:, None] + (nz - z0[:, None]) * frac
+    plan["iface_z"][:] = np.where(k < counts[:, None], z, np.inf)
+
+
+def _plan_fold(rng, plan: dict, n: int, cycles: tuple[float, float], overtones: float) -> None:
+    """Shared interface undulation: a main sine (``cycles`` across the model) plus two
+    shorter ones with weights up to ``overtones`` and ``overtones / 2``."""
+    plan["fold_c"][:] = _uniform(rng, cycles, (n, 3)) * np.array([1.0, 2.0, 3.0])
+    plan["fold_phi"][:] = rng.uniform(0.0, 2 * np.pi, (n, 3))
+    plan["fold_w"][:] = np.stack(
+        [np.ones(n), rng.uniform(0.0, overtones, n), rng.uniform(0.0, overtones / 2, n)], axis=1
+    )
+
+
+def _plan_faults(rng, plan, active, nz, nx, throw_cells, dip_deg) -> None:
+    """Fault traces through mid-depth points, dipping either way; inactive: zero throw.
+
+    Faults of one model share their dip direction and nearly their dip, and sit in
+    separate slices of the model, so they do not cross (crossing traces compose into
+    hourglass-shaped blocks that look artificial).
+    """
+    n, f = plan["fault_x"].shape
+    slot = (np.arange(f)[None, :] + rng.uniform(0.15, 0.85, (n, f))) / f
+    plan["fault_x"][:] = (0.15 + 0.7 * slot) * nx
+    dip = _uniform(rng, dip_deg, (n, 1)) + rng.uniform(-5.0, 5.0, (n, f))
+    dip = np.deg2rad(np.clip(dip, *dip_deg))
+    side = rng.choice(np.array([-1.0, 1.0]), (n, 1))
+    plan["fault_slope"][:] = side / np.tan(dip)
+    plan["fault_throw"][:] = np.where(active, throw_cells, 0.0)
+
+
+def _plan_salt(rng, n: int, nz: int, nx: int, dx: float, p: dict) -> dict:
+    """Salt family: water, sediment layers (velocity rising with depth), fault, salt."""
+    k_max = p["layer_count"][1]
+    b_max = p["salt_bodies"][1]
+    plan = _empty_plan(n, nz, k_max, 1, b_max)
+
+    z0 = _plan_water(rng, plan, n, nz, dx, p)
+
+    # Sediments: velocities rise from v_top to v_bottom at stratified fractions, then a
+    # bounded jitter gives occasional mild inversions (and never crosses far into salt).
+    counts = _integers(rng, p["layer_count"], n)
+    v_top = _uniform(rng, p["v_top"], n)
+    v_bot = _uniform(rng, p["v_bottom"], n)
+    j = np.arange(k_max)[None, :]
+    u = (j + rng.uniform(-0.35, 0.35, (n, k_max))) / np.maximum(counts - 1, 1)[:, None]
+    u = np.clip(u, 0.0, 1.0)
+    v = v_top[:, None] + (v_bot - v_top)[:, None] * u
+    v = v + rng.uniform(-1.0, 1.0, (n, k_max)) * p["jitter"]
+    plan["layer_v"][:] = v
+
+    _plan_interfaces(rng, plan, counts, z0, nz)
+    # curvature: fraction of nz; per-interface scale keeps folds near-parallel
+    amp = _uniform(rng, p["curvature"], n) * nz
+    plan["iface_amp"][:] = amp[:, None] * rng.uniform(0.6, 1.0, plan["iface_amp"].shape)
+    _plan_fold(rng, plan, n, (0.25, 1.5), 0.5)
+
+    # One optional fault (normal or reverse by the signs of throw and dip), with a throw
+    # of at least 30 % of the maximum so that it shows.
+    has_fault = rng.random((n, 1)) < p["fault_probability"]
+    throw = (
+        rng.uniform(0.3, 1.0, (n, 1))
+        * rng.choice(np.array([-1.0, 1.0]), (n, 1))
+        * (p["max_throw"] / dx)
+    )
+    _plan_faults(rng, plan, has_fault, nz, nx, throw, (45.0, 80.0))
+
+    if b_max > 0:
+        _plan_salt_bodies(rng, plan, n, nz, nx, z0, p)
+    return plan
+
+
+def _plan_salt_bodies(rng, plan, n, nz, nx, seabed, p) -> None:
+    """Draw salt bodies: kind, box, outline harmonics, stem profile."""
+    b = plan["salt_on"].shape[1]
+    shape = (n, b)
+    counts = _integers(rng, p["salt_bodies"], n)
+    plan["salt_on"][:] = np.arange(b)[None, :] < counts[:, None]
+    kind = rng.choice(4, size=shape, p=_KIND_PROB)
+    plan["salt_v"][:] = _uniform(rng, p["salt_velocity"], shape)
+
+    # Two draws each of width and height: sheets take the wider/thinner pair, domes and
+    # diapirs the narrower one, so shapes differ while staying inside the given ranges.
+    w2 = _uniform(rng, p["salt_width"], shape + (2,))
+    h2 = _uniform(rng, p["salt_height"], shape + (2,))
+    width = np.where(kind == _SHEET, w2.max(-1), np.where(kind == _BLOB, w2[..., 0], w2.min(-1)))
+    height = np.where(kind == _SHEET, h2.min(-1), h2[..., 0])
+    ax = np.maximum(width * nx / 2, 1.5)
+    hh = np.maximum(height * nz, 2.0)
+    # the body's top: at least two rows of sediment between the sea floor and the salt
+    top = np.maximum(_uniform(rng, p["salt_top"], shape) * nz, seabed[:, None] + 2.0)
+    up_frac = np.select(
+        [kind == _SHEET, kind == _DIAPIR], [0.65, 0.6], default=0.5
+    )  # sheets: flat base; diapirs: overhanging mushroom head
+    at = np.maximum(hh * up_frac, 1.0)
+    ab = np.maximum(hh * (1 - up_frac), 1.0)
+    cx = rng.uniform(0.1, 0.9, shape) * nx
+
+    # Outline r(theta) = 1 + roughness * sum_h g_h / h cos(h theta + phi_h), h = 2..H.
+    h = np.arange(2, _N_HARM + 1, dtype=np.float64)
+    g = rng.normal(0.0, 0.9, shape + (h.size,)) / h
+    phi = rng.uniform(0.0, 2 * np.pi, shape + (h.size,))
+    theta = np.linspace(-np.pi, np.pi, _N_THETA, endpoint=False) + np.pi / _N_THETA
+    # cos(h t + phi) = cos(h t) cos(phi) - sin(h t) sin(phi): two small matrix products
+    # instead of evaluating n * bodies * harmonics * angles cosines
+    ht = h[:, None] * theta[None, :]
+    wobble = (g * np.cos(phi)) @ np.cos(ht) - (g * np.sin(phi)) @ np.sin(ht)
+    r = np.clip(1.0 + p["roughness"] * wobble, 0.35, 1.6)
+    plan["salt_r"][:] = r
+    # Place the centre so that the outline's highest point (min of r sin(theta), scaled
+    # by the upper semi-axis) lies exactly at the drawn top depth.
+    cz = top - at * np.minimum((r * np.sin(theta)).min(axis=-1), 0.0)
+    plan["salt_cx"][:] = cx
+    plan["salt_cz"][:] = cz
+    plan["salt_ax"][:] = ax
+    plan["salt_at"][:] = at
+    plan["salt_ab"][:] = ab
+
+    # Stems of domes (wide, flaring down) and diapirs (narrow, widening towards the
+    # mother salt below); width and centre wander with depth, more so when rough.
+    rooted = (kind == _DOME) | (kind == _DIAPIR)
+    hw0 = ax * np.where(kind == _DOME, rng.uniform(0.75, 0.95, shape), rng.uniform(0.25, 0.5, shape))
+    flare = np.where(kind == _DOME, rng.uniform(0.0, 0.8, shape), rng.uniform(0.0, 1.0, shape))
+    tilt = rng.uniform(-0.25, 0.25, shape)
+    zc = np.arange(nz, dtype=np.float64)
+    s_w = np.array([1.0, 0.5, 0.25])
+
+    def wander():  # smooth random function of depth in [-1, 1], shape [n, b, nz]
+        c = rng.uniform(1.0, 5.0, shape + (3,))
+        phase = rng.uniform(0.0, 2 * np.pi, shape + (3,))
+        waves = np.sin(2 * np.pi * c[..., None] * zc / nz + phase[..., None])
+        return np.einsum("k,nbkz->nbz", s_w, waves) / s_w.sum()
+
+    width_wander, centre_wander = wander(), wander()
+    dz = zc - cz[..., None]
+    hw = hw0[..., None] * (1 + flare[..., None] * dz / nz) * (1 + 0.6 * p["roughness"] * width_wander)
+    hw = np.maximum(hw, 1.0)
+    stem_on = rooted[..., None] & (dz >= 0)
+    plan["stem_hw"][:] = np.where(stem_on, hw, -1.0)
+    plan["stem_x"][:] = (
+        cx[..., None] + tilt[..., None] * dz + p["roughness"] * hw0[..., None] * centre_wander
+    )
+
+
+def _plan_openfwi(rng, n: int, nz: int, nx: int, dx: float, p: dict, family: str) -> dict:
+    """OpenFWI-like layered models (Deng et al. 2022), velocities in [vmin, vmax]."""
+    lo, hi = _OPENFWI["layers"]
+    f_hi = _OPENFWI["faults"][1]
+    plan = _empty_plan(n, nz, hi, f_hi, 0)
+    z0 = _plan_water(rng, plan, n, nz, dx, p)
+
+    counts = _integers(rng, (lo, hi), n)
+    # Sorted uniform velocities, increasing with depth as in OpenFWI's "A" versions, kept
+    # at least `gap` apart so that every interface is visible: sort draws on a range
+    # shortened by (K - 1) gaps, then add j * gap to the j-th.
+    j = np.arange(hi)[None, :]
+    gap = _OPENFWI["min_contrast"] * (p["vmax"] - p["vmin"])
+    span = (p["vmax"] - p["vmin"]) - (counts[:, None] - 1) * gap
+    v = np.where(j < counts[:, None], rng.uniform(0.0, 1.0, (n, hi)) * span, np.inf)
+    v = p["vmin"] + np.sort(v, axis=1) + j * gap
+    last = v[np.arange(n), counts - 1]
+    plan["layer_v"][:] = np.where(np.isinf(v), last[:, None], v)
+    _plan_interfaces(rng, plan, counts, z0, nz)
+
+    if family.startswith("curve"):
+        amp = _uniform(rng, _OPENFWI["curve_amplitude"], n) * nz
+        plan["iface_amp"][:] = amp[:, None] * rng.uniform(0.7, 1.0, plan["iface_amp"].shape)
+        # OpenFWI's curves are smooth sines: keep overtones weak
+        _plan_fold(rng, plan, n, (0.4, 1.6), 0.2)
+
+    if family.endswith("fault"):
+        nf = _integers(rng, _OPENFWI["faults"], n)
+        active = np.arange(f_hi)[None, :] < nf[:, None]
+        throw = _uniform(rng, _OPENFWI["throw"], (n, f_hi)) * nz
+        throw *= rng.choice(np.array([-1.0, 1.0]), (n, f_hi))
+        _plan_faults(rng, plan, active, nz, nx, throw, _OPENFWI["dip"])
+    return plan
+
+
+# ------------------------------------------------------------------------------ rendering
+
+
+def _render(plan: dict, nz: int, nx: int) -> np.ndarray:
+    """Deterministically paint a block of planned models; returns float32 ``[m, nz, nx]``."""
+    m = plan["layer_v"].shape[0]
+    z = np.arange(nz, dtype=np.float32)[None, :, None]
+    x = np.arange(nx, dtype=np.float32)[None, None, :]
+
+    # Faults: sample the layering at z - throw on the hanging-wall side of each trace.
+    z_eff = np.broadcast_to(z, (m, nz, nx)).copy()
+    for f in range(plan["fault_x"].shape[1]):
+        throw = plan["fault_throw"][:, f, None, None]
+        trace_x = plan["fault_x"][:, f, None, None] + plan["fault_slope"][:, f, None, None] * (
+            z - nz / 2
+        )
+        z_eff -= np.where(x > trace_x, throw, np.float32(0))
+
+    # Layers: the layer index is the number of interfaces above a cell. Each indicator is
+    # monotone in depth, so crossing interfaces pinch out instead of breaking the order.
+    xn = np.arange(nx, dtype=np.float32) / nx
+    fold = np.einsum(
+        "mk,mkx->mx",
+        plan["fold_w"],
+        np.sin(2 * np.pi * plan["fold_c"][:, :, None] * xn + plan["fold_phi"][:, :, None]),
+    ) / plan["fold_w"].sum(axis=1, keepdims=True)
+    index = np.zeros((m, nz, nx), dtype=np.intp)
+    for k in range(plan["iface_z"].shape[1]):
+        depth_k = plan["iface_z"][:, k, None] + plan["iface_amp"][:, k, None] * fold
+        index += z_eff >= depth_k[:, None, :]
+    vel = np.take_along_axis(plan["layer_v"], index.reshape(m, -1), axis=1).reshape(m, nz, nx)
+
+    # Salt bodies, later ones on top: star-shaped cap in (semi-axis scaled) polar
+    # coordinates, plus an optional stem down to the bottom.
+    for b in range(plan["salt_on"].shape[1]):
+        sel = np.flatnonzero(plan["salt_on"][:, b])
+        if sel.size == 0:
+            continue
+        s = sel.size
+        cx = plan["salt_cx"][sel, b, None, None]
+        dz = z - plan["salt_cz"][sel, b, None, None]
+        u = (x - cx) / plan["salt_ax"][sel, b, None, None]
+        w = dz / np.where(dz < 0, plan["salt_at"][sel, b, None, None], plan["salt_ab"][sel, b, None, None])
+        rho = np.hypot(u, w)
+        t = np.arctan2(w, u)
+        ti = ((t + np.float32(np.pi)) * np.float32(_N_THETA / (2 * np.pi))).astype(np.intp)
+        np.minimum(ti, _N_THETA - 1, out=ti)
+        r = np.take_along_axis(plan["salt_r"][sel, b], ti.reshape(s, -1), axis=1).reshape(s, nz, nx)
+        inside = rho <= r
+        inside |= np.abs(x - plan["stem_x"][sel, b, :, None]) <= plan["stem_hw"][sel, b, :, None]
+        vel[sel] = np.where(inside, plan["salt_v"][sel, b, None, None], vel[sel])
+
+    # Water on top of everything (salt tops are kept below the sea floor when planned).
+    rows = plan["water_rows"]
+    if rows.any():
+        wet = np.arange(nz)[None, :, None] < rows[:, None, None]
+        vel = np.where(wet, plan["water_v"][:, None, None], vel)
+    return vel.astype(np.float32, copy=False)
+
+
+# ------------------------------------------------------------------------------- import
+
+
+def _read_hdf5(path: Path) -> np.ndarray:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "velocity" in f and isinstance(f["velocity"], h5py.Dataset):
+                return f["velocity"][()]
+            found: list[str] = []
+            f.visititems(
+                lambda name, obj: found.append(name)
+                if isinstance(obj, h5py.Dataset) and obj.ndim == 2
+                else None
+            )
+            if len(found) == 1:
+                return f[found[0]][()]
+            names: list[str] = []
+            f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    except OSError as err:
+        raise ValueError(f"cannot read velocity model {path} as HDF5: {err}") from err
+    what = "several 2-D datasets " + ", ".join(found) if found else "no 2-D dataset"
+    raise ValueError(
+        f"velocity model {path} has no dataset named 'velocity' and {what} "
+        f"(datasets: {', '.join(names) or 'none'})"
+    )
+
+
+def _read_segy(path: Path) -> np.ndarray:
+    import segyio
+
+    try:
+        with segyio.open(str(path), "r", ignore_geometry=True) as f:
+            traces = segyio.tools.collect(f.trace[:])  # [trace, sample]
+    except (RuntimeError, OSError, ValueError) as err:
+        raise ValueError(f"cannot read velocity model {path} as SEG-Y: {err}") from err
+    return np.asarray(traces).T  # samples are depth: [nz, nx]
+
+
+def _resample(model: np.ndarray, nz: int, nx: int) -> np.ndarray:
+    """Bilinear, corner-aligned resampling of ``[mz, mx]`` to ``[nz, nx]``."""
+    if model.shape == (nz, nx):
+        return model
+    zi = np.linspace(0.0, model.shape[0] - 1, nz)
+    xi = np.linspace(0.0, model.shape[1] - 1, nx)
+    coords = np.meshgrid(zi, xi, indexing="ij")
+    return ndimage.map_coordinates(model, coords, order=1, mode="nearest")

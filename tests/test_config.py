@@ -1,0 +1,97 @@
+"""Config loading: defaults, presets, and a clear error for every kind of bad input."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import yaml
+
+from fwi_attn.config import PRESETS_DIR, ConfigError, load_config
+from fwi_attn.survey import Survey, SurveyError, SurveyWarning
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+def test_presets_are_valid_and_stable(preset):
+    cfg = load_config(preset)
+    survey = Survey.from_config(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SurveyWarning)  # presets must not be marginal
+        survey.check(cfg.geology.vmin, cfg.geology.vmax)
+
+
+def test_openfwi_preset_matches_the_published_acquisition():
+    s = Survey.from_config(load_config("openfwi"))
+    assert (s.nz, s.nx, s.dx, s.nt, s.dt, s.freq) == (70, 70, 10.0, 1000, 0.001, 15.0)
+    assert s.n_shots == 5 and s.n_receivers == 70
+    assert (s.source_xz[:, 0] / s.dx).round().tolist() == [0, 17, 34, 52, 69]
+    assert set(s.receiver_xz[:, 1]) == {10.0}
+
+
+def test_defaults_fill_nested_sections():
+    cfg = load_config({"datasets": {"x": {"family": "flatvel"}}, "study": {"dataset": "x"}})
+    assert cfg.datasets["x"].samples.train == 256
+    assert cfg.geology.salt.velocity == (4400.0, 4500.0)
+    assert cfg.to_dict()["survey"]["accuracy"] == 8
+
+
+def test_sections_are_read_only():
+    cfg = load_config()
+    with pytest.raises(AttributeError):
+        cfg.survey.dx = 5.0
+    with pytest.raises(AttributeError, match="no key 'dz'"):
+        cfg.survey.dz
+
+
+BAD = [
+    ({"survey": {"dxx": 1}}, r"unknown key\(s\) 'dxx' in survey; allowed keys: accuracy"),
+    ({"surveys": {}}, r"unknown key\(s\) 'surveys' in the top level"),
+    ({"survey": {"dx": "ten"}}, r"'survey.dx': 'ten' is not of type 'number'"),
+    ({"survey": {"dx": 0}}, r"'survey.dx': 0 is less than or equal to the minimum of 0"),
+    ({"survey": {"accuracy": 3}}, r"'survey.accuracy'.*allowed values: 2, 4, 6, 8"),
+    ({"geology": {"vmin": -100}}, r"'geology.vmin'"),
+    ({"geology": {"vmin": 4600}}, r"geology.vmin \(4600\) must be below geology.vmax"),
+    ({"geology": {"salt": {"velocity": [4600, 4700]}}}, r"geology.salt.velocity .* outside"),
+    ({"geology": {"salt": {"width": [0.5, 0.2]}}}, r"geology.salt.width is \[0.5, 0.2\]"),
+    ({"survey": {"source_x": [0, 5000]}}, r"survey.source_x\[1\] = 5000 m lies outside the grid"),
+    ({"survey": {"receiver_depth": 5000}}, r"survey.receiver_depth = 5000 m lies below the grid"),
+    ({"survey": {"nt": 200}}, r"too short for the farthest reflection.*raise survey.nt to at least"),
+    ({"survey": {"free_surface": True, "source_depth": 0}}, r"survey.source_depth = 0 m is on the free surface"),
+    ({"study": {"dataset": "nope"}}, r"study.dataset 'nope' is not a key of datasets"),
+    ({"study": {"variants": ["transformer"]}}, r"allowed values: none, se, cbam"),
+    ({"datasets": {"salt": {"family": "dome"}}}, r"'datasets.salt.family'.*allowed values: salt, flatvel"),
+    ({"datasets": {"salt": {"samples": {"train": 0}}}}, r"'datasets.salt.samples.train'"),
+]
+
+
+@pytest.mark.parametrize("raw, message", BAD)
+def test_bad_config_names_the_key(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(raw)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("survey: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump({"survey": {"nz": -1}}))
+    with pytest.raises(ConfigError, match=r"wrong.yaml: config key 'survey.nz'"):
+        load_config(wrong)
+
+
+def test_survey_checks_dispersion_aliasing_and_cfl():
+    base = load_config()
+    survey = Survey.from_config(base)
+    with pytest.raises(SurveyError, match="grid dispersion: only"):
+        Survey(**{**survey.__dict__, "dx": 30.0}).check(1500, 4500)
+    with pytest.warns(SurveyWarning, match="marginal grid dispersion"):
+        Survey(**{**survey.__dict__, "accuracy": 4}).check(1500, 4500)
+    with pytest.raises(SurveyError, match="aliases the wavelet"):
+        Survey(**{**survey.__dict__, "dt": 0.02}).check(1500, 4500)
+    with pytest.raises(SurveyError, match="exceeds max_vel 4500 m/s"):
+        survey.check(1500, 5200)
+    assert survey.inner_steps() >= 1
+    assert Survey(**{**survey.__dict__, "dt": 0.004}).inner_steps() > 1

@@ -1,0 +1,285 @@
+"""Tests for fwi_attn.geology: velocity-model families and model import."""
+
+import copy
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from fwi_attn.geology import FAMILIES, generate_velocity, load_velocity, save_segy
+
+DX = 10.0  # m
+
+GEOLOGY = {
+    "vmin": 1500.0,
+    "vmax": 4500.0,
+    "water": {"probability": 0.0, "depth": [0.0, 100.0], "velocity": 1500.0},
+    "layers": {
+        "count": [4, 10],
+        "v_top": [1600.0, 2400.0],
+        "v_bottom": [3000.0, 4000.0],
+        "curvature": [0.0, 0.08],
+        "jitter": 150.0,
+    },
+    "faults": {"probability": 0.3, "max_throw": 80.0},
+    "salt": {
+        "bodies": [1, 3],
+        "velocity": [4400.0, 4500.0],
+        "width": [0.15, 0.45],
+        "height": [0.12, 0.35],
+        "top": [0.15, 0.6],
+        "roughness": 0.3,
+    },
+}
+
+
+def params(**changes):
+    """A copy of GEOLOGY with dotted keys replaced, e.g. params(**{"salt.bodies": [0, 0]})."""
+    p = copy.deepcopy(GEOLOGY)
+    for dotted, value in changes.items():
+        *path, last = dotted.split(".")
+        node = p
+        for key in path:
+            node = node[key]
+        node[last] = value
+    return p
+
+
+def gen(family, n=16, seed=0, nz=70, nx=70, p=None):
+    return generate_velocity(family, n, np.random.default_rng(seed), nz, nx, DX, p or GEOLOGY)
+
+
+# ------------------------------------------------------------------------------ generation
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("grid", [(70, 70), (33, 57)])
+def test_shape_dtype_bounds(family, grid):
+    v = gen(family, n=12, nz=grid[0], nx=grid[1])
+    assert v.shape == (12, *grid)
+    assert v.dtype == np.float32
+    assert np.isfinite(v).all()
+    assert v.min() >= GEOLOGY["vmin"] and v.max() <= GEOLOGY["vmax"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_same_seed_identical_different_seed_differs(family):
+    a, b, c = gen(family, seed=7), gen(family, seed=7), gen(family, seed=8)
+    assert a.tobytes() == b.tobytes()
+    assert not np.array_equal(a, c)
+
+
+def test_output_independent_of_block_size(monkeypatch):
+    import fwi_attn.geology as geology
+
+    whole = gen("salt", n=20, seed=1)
+    monkeypatch.setattr(geology, "_BLOCK_CELLS", 3 * 70 * 70)  # 3 models per block
+    assert gen("salt", n=20, seed=1).tobytes() == whole.tobytes()
+
+
+def test_salt_present_in_every_model():
+    v = gen("salt", n=32)
+    salt = v >= GEOLOGY["salt"]["velocity"][0]
+    assert salt.any(axis=(1, 2)).all()
+    assert 0.0 < salt.mean() < 0.6
+
+
+def test_no_salt_when_zero_bodies():
+    v = gen("salt", n=32, p=params(**{"salt.bodies": [0, 0]}))
+    assert (v < GEOLOGY["salt"]["velocity"][0]).all()
+
+
+def test_salt_top_below_surface():
+    # salt.top >= 0.15 of nz: the top rows are sediment, so salt sits under sediments
+    v = gen("salt", n=32)
+    top_rows = int(0.15 * 70)
+    assert (v[:, :top_rows] < GEOLOGY["salt"]["velocity"][0]).all()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_velocity_increases_with_depth(family):
+    p = params(**{"salt.bodies": [0, 0]})
+    v = gen(family, n=32, p=p)
+    top, bottom = v[:, :10].mean(axis=(1, 2)), v[:, -10:].mean(axis=(1, 2))
+    assert (top < bottom).mean() > 0.9
+    assert top.mean() < bottom.mean()
+
+
+def test_flat_layers_without_faults_are_laterally_constant():
+    p = params(**{"salt.bodies": [0, 0], "layers.curvature": [0.0, 0.0], "faults.probability": 0.0})
+    v = gen("salt", p=p)
+    assert (v == v[:, :, :1]).all()
+    assert (gen("flatvel") == gen("flatvel")[:, :, :1]).all()
+
+
+def test_faults_displace_layers():
+    p = params(**{"salt.bodies": [0, 0], "layers.curvature": [0.0, 0.0], "faults.probability": 1.0})
+    v = gen("salt", p=p)
+    lateral = (v != v[:, :, :1]).any(axis=(1, 2))
+    assert lateral.mean() > 0.8  # a throw can miss every interface only rarely
+    assert (gen("flatfault") != gen("flatfault")[:, :, :1]).any(axis=(1, 2)).all()
+
+
+def test_curved_families_undulate():
+    v = gen("curvevel")
+    assert (v != v[:, :, :1]).any(axis=(1, 2)).all()
+
+
+def test_openfwi_layer_count():
+    v = gen("flatvel", n=64)
+    counts = [np.unique(m[:, 0]).size for m in v]
+    assert min(counts) >= 2 and max(counts) <= 5
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_water_layer(family):
+    p = params(**{"water.probability": 1.0, "water.depth": [100.0, 100.0], "water.velocity": 1500.0})
+    v = gen(family, p=p)
+    assert (v[:, :10] == 1500.0).all()  # rows at 0..90 m lie above the 100 m sea floor
+    assert (v[:, 10] > 1500.0).any()
+
+
+def test_no_water_by_default():
+    v = gen("salt", p=params(**{"layers.v_top": [2000.0, 2000.0], "layers.jitter": 0.0}))
+    assert (v[:, 0] > 1500.0).all()
+
+
+def test_unknown_family_lists_families():
+    with pytest.raises(ValueError, match="curvefault"):
+        gen("marmousi")
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"vmin": 5000.0}, "vmin"),
+        ({"salt.width": [0.5, 0.1]}, "geology.salt.width"),
+        ({"water.probability": 1.5}, "geology.water.probability"),
+    ],
+)
+def test_bad_params_name_the_key(change, key):
+    with pytest.raises(ValueError, match=key):
+        gen("salt", p=params(**change))
+
+
+def test_missing_param_named():
+    p = params()
+    del p["salt"]["roughness"]
+    with pytest.raises(ValueError, match="salt.roughness"):
+        gen("salt", p=p)
+
+
+def test_speed_1000_small_models():
+    t = time.perf_counter()
+    v = gen("salt", n=1000)
+    elapsed = time.perf_counter() - t
+    assert v.shape == (1000, 70, 70)
+    assert elapsed < 5.0  # ~0.3-0.5 s on a shared 2-core machine
+
+
+# ---------------------------------------------------------------------------------- import
+
+
+@pytest.fixture
+def model():
+    return gen("salt", n=1, seed=3, nz=40, nx=60)[0]
+
+
+def test_load_npy_roundtrip(tmp_path, model):
+    path = tmp_path / "m.npy"
+    np.save(path, model)
+    out = load_velocity(path, 40, 60)
+    assert out.dtype == np.float32 and out.shape == (40, 60)
+    np.testing.assert_array_equal(out, model)
+    np.save(tmp_path / "stack.npy", np.stack([model, model * 2])[:, None])  # OpenFWI [n,1,nz,nx]
+    np.testing.assert_array_equal(load_velocity(tmp_path / "stack.npy", 40, 60), model)
+
+
+def test_load_h5_roundtrip(tmp_path, model):
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        f["velocity"] = np.stack([model, model + 1])  # 3-D: first model is taken
+        f["other"] = np.zeros((3, 3))
+    np.testing.assert_array_equal(load_velocity(path, 40, 60), model)
+
+    path = tmp_path / "only.hdf5"
+    with h5py.File(path, "w") as f:
+        f["group/vp"] = model
+        f["coords"] = np.arange(5.0)
+    np.testing.assert_array_equal(load_velocity(path, 40, 60), model)
+
+
+def test_load_segy_roundtrip(tmp_path, model):
+    path = tmp_path / "m.sgy"
+    save_segy(path, model, DX)
+    np.testing.assert_allclose(load_velocity(path, 40, 60), model, rtol=1e-6)
+    import segyio
+
+    with segyio.open(str(path), ignore_geometry=True) as f:
+        assert f.tracecount == 60 and len(f.samples) == 40  # traces = x, samples = depth
+
+
+def test_load_resamples(tmp_path):
+    z = np.linspace(1500.0, 4500.0, 41)
+    ramp = np.repeat(z[:, None], 61, axis=1)  # linear in depth, constant in x
+    path = tmp_path / "ramp.npy"
+    np.save(path, ramp)
+    out = load_velocity(path, 81, 31)
+    assert out.shape == (81, 31)
+    # corner-aligned bilinear resampling keeps a linear ramp exactly (to float32)
+    np.testing.assert_allclose(out, np.repeat(np.linspace(1500, 4500, 81)[:, None], 31, 1), rtol=1e-6)
+    assert load_velocity(path, 20, 100).shape == (20, 100)
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.npy"):
+        load_velocity(tmp_path / "nope.npy", 10, 10)
+
+
+def test_load_unknown_extension(tmp_path):
+    path = tmp_path / "model.txt"
+    path.write_text("1 2 3")
+    with pytest.raises(ValueError, match=r"model\.txt.*extension"):
+        load_velocity(path, 10, 10)
+
+
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.full((5, 5), np.nan), "NaN"),
+        (np.array([[1500.0, np.inf], [2000.0, 2000.0]]), "inf"),
+        (np.array([[1500.0, 0.0], [2000.0, 2000.0]]), "non-positive"),
+        (np.array([[1500.0, -3.0], [2000.0, 2000.0]]), "non-positive"),
+        (np.arange(1.0, 10.0), "not 2-D"),
+        (np.ones((2, 3, 4, 5)), "not 2-D"),
+    ],
+)
+def test_load_bad_values(tmp_path, array, message):
+    path = tmp_path / "bad.npy"
+    np.save(path, array)
+    with pytest.raises(ValueError, match=message) as err:
+        load_velocity(path, 10, 10)
+    assert "bad.npy" in str(err.value)
+
+
+def test_load_h5_without_usable_dataset(tmp_path):
+    path = tmp_path / "two.h5"
+    with h5py.File(path, "w") as f:
+        f["a"] = np.ones((4, 4))
+        f["b"] = np.ones((4, 4))
+    with pytest.raises(ValueError, match=r"two\.h5.*several 2-D datasets"):
+        load_velocity(path, 4, 4)
+    path = tmp_path / "none.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.ones(4)
+    with pytest.raises(ValueError, match=r"none\.h5.*no 2-D dataset"):
+        load_velocity(path, 4, 4)
+
+
+def test_load_corrupt_files(tmp_path):
+    for name in ("junk.h5", "junk.sgy", "junk.npy"):
+        path = tmp_path / name
+        path.write_bytes(b"not a model at all" * 10)
+        with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+            load_velocity(path, 4, 4)

@@ -1,0 +1,132 @@
+"""HDF5 shards: schema round-trip, validation errors that name the file, atomic writes, CLI."""
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from fwi_attn.cli import main
+from fwi_attn.geology import save_segy
+from fwi_attn.store import SCHEMA, ShardError, atomic_path, read_shard, validate_shard, write_shard
+
+
+def make_arrays(n=3, shots=2, nt=10, rec=4, nz=5, nx=6):
+    rng = np.random.default_rng(0)
+    velocity = rng.uniform(1500, 4500, (n, nz, nx)).astype(np.float32)
+    gathers = rng.standard_normal((n, shots, nt, rec)).astype(np.float32)
+    src = np.stack([np.linspace(0, 50, shots), np.full(shots, 10.0)], 1)
+    rcv = np.stack([np.linspace(0, 50, rec), np.full(rec, 10.0)], 1)
+    attrs = dict(dx=10.0, dt=0.002, nt=nt, freq=12.0, seed=3, config={"a": 1}, dataset="d", split="test")
+    return velocity, gathers, src, rcv, attrs
+
+
+def test_round_trip(tmp_path):
+    v, g, s, r, attrs = make_arrays()
+    write_shard(tmp_path / "s.h5", v, g, s, r, attrs)
+    shard = validate_shard(tmp_path / "s.h5")
+    np.testing.assert_array_equal(shard.velocity, v)
+    np.testing.assert_array_equal(shard.gathers, g)
+    np.testing.assert_array_equal(shard.source_xz, s)
+    assert shard.attrs["schema"] == SCHEMA and shard.config == {"a": 1}
+    assert (shard.n, shard.n_shots, shard.nt, shard.n_receivers, shard.nz, shard.nx) == (3, 2, 10, 4, 5, 6)
+    with h5py.File(tmp_path / "s.h5") as f:
+        assert f["gathers"].chunks == (1, 2, 10, 4)  # one sample per chunk for the loader
+
+
+def test_write_refuses_mismatched_shapes(tmp_path):
+    v, g, s, r, attrs = make_arrays()
+    with pytest.raises(ShardError, match="do not match 3 velocity models"):
+        write_shard(tmp_path / "s.h5", v, g[:2], s, r, attrs)
+    with pytest.raises(ShardError, match="sources"):
+        write_shard(tmp_path / "s.h5", v, g, s[:1], r, attrs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_and_foreign_files_are_rejected_by_name(tmp_path):
+    v, g, s, r, attrs = make_arrays(n=8, nt=200)
+    good = tmp_path / "good.h5"
+    write_shard(good, v, g, s, r, attrs)
+    truncated = tmp_path / "truncated.h5"
+    data = good.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ShardError, match="truncated.h5"):
+        validate_shard(truncated)
+    foreign = tmp_path / "foreign.h5"
+    shutil.copy(good, foreign)
+    with h5py.File(foreign, "a") as f:
+        f.attrs["schema"] = "openfwi/0"
+    with pytest.raises(ShardError, match=r"foreign.h5: schema 'openfwi/0', expected 'fwi-attn/1'"):
+        read_shard(foreign)
+    with pytest.raises(ShardError, match="no such shard"):
+        read_shard(tmp_path / "absent.h5")
+    nan = tmp_path / "nan.h5"
+    shutil.copy(good, nan)
+    with h5py.File(nan, "a") as f:
+        f["gathers"][5, 0, 0, 0] = np.nan
+    with pytest.raises(ShardError, match=r"nan.h5: gathers has NaN/inf values in samples \[5\]"):
+        validate_shard(nan)
+
+
+def test_interrupted_write_leaves_nothing(tmp_path):
+    target = tmp_path / "out.h5"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a file")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+    v, g, s, r, attrs = make_arrays()
+    # A failure half-way through writing attributes must not leave the shard behind.
+    with pytest.raises(TypeError):
+        write_shard(target, v, g, s, r, {**attrs, "bad": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_generate_info_preview(tiny_config, tmp_path, capsys):
+    cfg_path = tmp_path / "tiny.yaml"
+    import yaml
+
+    cfg_path.write_text(yaml.safe_dump(tiny_config.to_dict()))
+    out = tmp_path / "shard.h5"
+    assert main(["generate", "-c", str(cfg_path), "--dataset", "salt", "--split", "val", "--shard", "0",
+                 "--out", str(out), "--quiet"]) == 0
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "valid:      yes" in text and "salt / val / shard 0" in text
+    assert main(["preview", str(out), "--out", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    out.write_bytes(out.read_bytes()[:1000])
+    assert main(["info", str(out)]) == 1
+    assert "shard.h5" in capsys.readouterr().err
+
+
+def test_cli_simulate_user_models(tiny_config, tmp_path):
+    import yaml
+
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_config.to_dict()))
+    model = np.linspace(1600, 3500, 40)[:, None] * np.ones((40, 50))
+    np.save(tmp_path / "m.npy", model.astype(np.float32))
+    save_segy(tmp_path / "m.sgy", model.astype(np.float32), 10.0)
+    for name in ("m.npy", "m.sgy"):
+        out = tmp_path / f"{name}.h5"
+        assert main(["simulate", str(tmp_path / name), "-c", str(cfg_path), "--out", str(out)]) == 0
+        shard = validate_shard(out)
+        assert shard.velocity.shape == (1, 24, 32) and shard.gathers.shape == (1, 3, 200, 16)
+    np.testing.assert_allclose(read_shard(tmp_path / "m.npy.h5").gathers, read_shard(tmp_path / "m.sgy.h5").gathers,
+                               rtol=1e-5, atol=1e-6)
+    too_fast = model.copy()
+    too_fast[10, 10] = 9000.0
+    np.save(tmp_path / "fast.npy", too_fast.astype(np.float32))
+    assert main(["simulate", str(tmp_path / "fast.npy"), "-c", str(cfg_path), "--out", str(tmp_path / "f.h5")]) == 1
+    assert not (tmp_path / "f.h5").exists()
+
+
+def test_cli_check_config_reports_errors(tmp_path, capsys):
+    assert main(["check-config", "-c", "default"]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("survey: {dx: -3}\n")
+    assert main(["check-config", "-c", str(bad)]) == 1
+    assert "survey.dx" in capsys.readouterr().err
