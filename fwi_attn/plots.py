@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import EngFormatter, NullFormatter, ScalarFormatter  # noqa: E402
 
 from fwi_attn.store import atomic_path  # noqa: E402
 
@@ -61,8 +62,9 @@ def plot_preview(shard, out: str | os.PathLike, n_models: int = 4, vmin: float |
                  vmax: float | None = None) -> None:
     """Models of a loaded :class:`fwi_attn.store.Shard` (top row) with their middle-shot gathers (below).
 
-    The gather's clip is taken from the late part of the record so that reflections
-    and diffractions stay visible beside the much stronger direct wave.
+    Gathers get a t^2 gain (spherical-spreading and transmission loss compensation, as
+    is usual for display) so that reflections and diffractions stay visible beside the
+    much stronger direct wave.
     """
     n = min(n_models, shard.n)
     cfg = shard.config
@@ -75,12 +77,617 @@ def plot_preview(shard, out: str | os.PathLike, n_models: int = 4, vmin: float |
         im = show_velocity(axes[0, i], shard.velocity[i], dx, vmin, vmax, f"model {i}")
         src = shard.source_xz[shot] / 1000
         axes[0, i].plot(src[0], src[1], marker="*", color="white", mec="black", ms=10, clip_on=False)
-        gather = shard.gathers[i, shot]
-        late = gather[gather.shape[0] // 3:]
+        gather = shard.gathers[i, shot] * (np.arange(shard.nt) * dt)[:, None] ** 2
         show_gather(axes[1, i], gather, dt, shard.receiver_xz[:, 0],
-                    f"shot at x = {shard.source_xz[shot, 0]:g} m", clip=float(np.percentile(np.abs(late), 99.5)))
+                    f"shot at x = {shard.source_xz[shot, 0]:g} m (t$^2$ gain)", percentile=99.0)
     fig.colorbar(im, ax=axes[0, :].tolist(), label="velocity (km/s)", shrink=0.8)
     a = shard.attrs
     fig.suptitle(f"{a.get('dataset', '')} / {a.get('split', '')}: {shard.nz}x{shard.nx} cells at {dx:g} m, "
                  f"{shard.n_shots} shots, {shard.n_receivers} receivers, Ricker {float(a['freq']):g} Hz")
     save_figure(fig, out)
+
+
+# ----------------------------------------------------------------------------- study figures
+# Per-run figures (examples, training curve) and the comparison figures of a whole study.
+# Colours: one fixed colour per variant (registry order), so a variant looks the same in every
+# figure; velocity always in km/s on [geology.vmin, geology.vmax]; errors on one symmetric scale.
+
+VARIANT_ORDER = ("none", "se", "cbam", "ca", "psa", "mask", "gate", "inversionnet")
+# Black, not grey: tab10 gives inversionnet grey.
+BASELINE_COLOR = "black"
+ERROR_CMAP = "RdBu_r"
+ATTENTION_CMAP = "magma"
+
+
+def _finish(fig, out):
+    """Save ``fig`` to ``out`` (and close it), or return it when ``out`` is None (notebooks)."""
+    if out is None:
+        return fig
+    save_figure(fig, out)
+    return None
+
+
+def figure_png(fig) -> bytes:
+    """A figure as PNG bytes at the figures' resolution, closing it (for notebooks and tests)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=DPI, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _log_if_wide(ax, values, axis: str = "y") -> None:
+    """Log scale only when the values span more than a decade; inside one decade a log axis
+    has no labelled ticks and only hides the differences."""
+    vals = np.asarray([v for v in values if v is not None and np.isfinite(v) and v > 0], dtype=float)
+    if len(vals) and vals.max() / vals.min() > 10:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        getattr(ax, f"{axis}axis").set_minor_formatter(NullFormatter())
+
+
+def variant_color(variant: str):
+    """The fixed colour of a variant (tab10 in registry order; grey for the mean baseline)."""
+    if variant == "mean":
+        return BASELINE_COLOR
+    i = VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER)
+    return plt.get_cmap("tab10")(i % 10)
+
+
+def run_figure_paths(study_dir: str | os.PathLike, variant: str, seed: int) -> dict:
+    """Files ``fwi-attn figures --variant V --seed K`` writes: ``{"examples", "history"}``."""
+    from pathlib import Path
+
+    runs = Path(study_dir) / "figures" / "runs"
+    return {"examples": runs / f"{variant}-seed{seed}-examples.png",
+            "history": runs / f"{variant}-seed{seed}-history.png"}
+
+
+def comparison_figure_paths(study_dir: str | os.PathLike) -> dict:
+    """Files ``fwi-attn figures --compare`` writes (figures, and the table as CSV and markdown)."""
+    from pathlib import Path
+
+    d = Path(study_dir) / "figures"
+    return {"table_csv": d / "metrics_table.csv", "table_md": d / "metrics_table.md",
+            "bars": d / "metrics_bars.png", "cost": d / "accuracy_vs_cost.png",
+            "curves": d / "training_curves.png", "predictions": d / "predictions.png",
+            "attention": d / "attention_maps.png", "gathers": d / "gathers.png",
+            "physics": d / "physics_misfit.png"}
+
+
+def read_predictions(path: str | os.PathLike) -> dict:
+    """``predictions.h5`` as ``{"prediction", "target" ([n, nz, nx] m/s), "index", "attrs"}``."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        return {"prediction": f["prediction"][()], "target": f["target"][()], "index": f["index"][()],
+                "attrs": attrs}
+
+
+def _error_limit(vmin: float, vmax: float) -> float:
+    # One third of the velocity range: large salt misses saturate, typical errors stay readable.
+    return (vmax - vmin) / 3
+
+
+def plot_run_examples(pred: dict, out, dx: float, vmin: float, vmax: float, n: int = 4,
+                      title: str = "") -> None:
+    """Truth, prediction and error (prediction - truth) for the first ``n`` test models."""
+    n = min(n, len(pred["prediction"]))
+    lim = _error_limit(vmin, vmax) / 1000
+    fig, axes = plt.subplots(n, 3, figsize=(9.6, 2.9 * n + 0.9), squeeze=False, constrained_layout=True)
+    for i in range(n):
+        truth, p = pred["target"][i], pred["prediction"][i]
+        k = int(pred["index"][i])
+        mae = float(np.abs(p - truth).mean())
+        im_v = show_velocity(axes[i, 0], truth, dx, vmin, vmax, f"test model {k}: truth")
+        show_velocity(axes[i, 1], p, dx, vmin, vmax, "prediction")
+        nz, nx = truth.shape
+        im_e = axes[i, 2].imshow((p - truth) / 1000, cmap=ERROR_CMAP, vmin=-lim, vmax=lim,
+                                 extent=velocity_extent(nz, nx, dx), aspect="equal")
+        axes[i, 2].set_title(f"error, MAE {mae:.0f} m/s", fontsize=9)
+        axes[i, 2].set_xlabel("x (km)")
+        axes[i, 2].set_ylabel("depth (km)")
+    fig.colorbar(im_v, ax=axes[:, :2].ravel().tolist(), location="bottom", shrink=0.6, aspect=30,
+                 label="velocity (km/s)")
+    fig.colorbar(im_e, ax=axes[:, 2].tolist(), location="bottom", shrink=0.9, aspect=15,
+                 label="prediction - truth (km/s)")
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, out)
+
+
+def plot_history(history: dict, out, title: str = "") -> None:
+    """One run's training curve: training loss, validation MAE and SSIM per epoch."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), constrained_layout=True)
+    epoch = history["epoch"]
+    panels = (("train_loss", "training loss", True), ("val_mae", "validation MAE ([-1,1] scale)", False),
+              ("val_ssim", "validation SSIM", False))
+    for ax, (key, label, log) in zip(axes, panels):
+        if key in history:
+            ax.plot(epoch, history[key], marker="o", ms=3)
+            if log:
+                _log_if_wide(ax, history[key])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    if "val_mae" in history and len(history["val_mae"]):
+        best = int(np.nanargmin(history["val_mae"]))
+        axes[1].axvline(epoch[best], color="0.5", ls=":", label=f"best (epoch {epoch[best]:g}) = model.pt")
+        axes[1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, out)
+
+
+def plot_training_curves(study, out) -> None:
+    """Training loss and validation MAE per epoch for every variant: mean over seeds, min-max band."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), constrained_layout=True)
+    for v in study.variants:
+        hists = [study.history(v, s) for s in study.seeds(v)
+                 if (study.run_dir(v, s) / "history.csv").exists()]
+        hists = [h for h in hists if h]
+        if not hists:
+            continue
+        n = min(len(h["epoch"]) for h in hists)
+        epoch = hists[0]["epoch"][:n]
+        for ax, key in zip(axes, ("train_loss", "val_mae")):
+            vals = np.stack([h[key][:n] for h in hists])
+            ax.plot(epoch, vals.mean(0), color=variant_color(v), label=v)
+            if len(hists) > 1:
+                ax.fill_between(epoch, vals.min(0), vals.max(0), color=variant_color(v), alpha=0.15, lw=0)
+    if study.mean is not None:
+        axes[1].axhline(study.mean["mean"]["mae"], color=BASELINE_COLOR, ls="--",
+                        label="mean model (test)")
+    _log_if_wide(axes[0], [y for line in axes[0].get_lines() for y in line.get_ydata()])
+    for ax, label in zip(axes, ("training loss", "validation MAE ([-1,1] scale)")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, ncol=2)
+    return _finish(fig, out)
+
+
+def plot_metric_bars(rows: list[dict], out, metrics=("mae_ms", "rmse_ms", "ssim", "salt_iou")) -> None:
+    """Bars per variant (mean over seeds) with standard-deviation error bars, one panel per metric.
+
+    The mean-model baseline (row ``variant == "mean"``) is a dashed line, not a bar.
+    """
+    from fwi_attn.report import LABELS, LOWER_IS_BETTER
+
+    nets = [r for r in rows if r["variant"] != "mean"]
+    base = next((r for r in rows if r["variant"] == "mean"), None)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.8), constrained_layout=True,
+                             squeeze=False)
+    x = np.arange(len(nets))
+    for ax, m in zip(axes[0], metrics):
+        vals = [r[m] for r in nets]
+        errs = [r[f"{m}_std"] or 0.0 for r in nets]
+        ax.bar(x, vals, yerr=errs, capsize=3, color=[variant_color(r["variant"]) for r in nets])
+        if base is not None:
+            ax.axhline(base[m], color=BASELINE_COLOR, ls="--", lw=1.2, label="mean-model baseline")
+        ax.set_xticks(x, [r["variant"] for r in nets], rotation=45, ha="right")
+        ax.set_title(f"{LABELS.get(m, m)} ({'lower' if m in LOWER_IS_BETTER else 'higher'} is better)",
+                     fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        if m in ("ssim", "salt_iou", "salt_boundary_f"):
+            ax.set_ylim(0, 1)
+    n_seeds = sorted({r["n_seeds"] for r in nets})
+    title = f"Test metrics: mean over {'/'.join(map(str, n_seeds))} seed(s), error bars = std over seeds"
+    if base is not None:
+        title += "; dashed: mean-model baseline"
+    fig.suptitle(title)
+    return _finish(fig, out)
+
+
+def plot_accuracy_cost(rows: list[dict], out, metric: str = "mae_ms") -> None:
+    """Test error against parameters and inference time per sample (log axes), one point per variant."""
+    from fwi_attn.report import LABELS
+
+    nets = [r for r in rows if r["variant"] != "mean"]
+    base = next((r for r in rows if r["variant"] == "mean"), None)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for ax, key, label, scale in ((axes[0], "n_params", "parameters", 1.0),
+                                  (axes[1], "time_per_sample_s", "inference time per sample (ms)", 1000.0)):
+        for r in nets:
+            if not r.get(key):
+                continue
+            # A legend, not labels beside the points: variants of similar size overlap.
+            ax.errorbar(r[key] * scale, r[metric], yerr=r[f"{metric}_std"] or 0.0, fmt="o", capsize=3,
+                        color=variant_color(r["variant"]), ms=7, label=r["variant"])
+        if base is not None:
+            ax.axhline(base[metric], color=BASELINE_COLOR, ls="--", lw=1.2, label="mean model")
+        _log_if_wide(ax, [r[key] * scale for r in nets if r.get(key)], "x")
+        ax.margins(x=0.2, y=0.1)
+        ax.xaxis.set_major_formatter(EngFormatter(sep="") if key == "n_params" else ScalarFormatter())
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"test {LABELS.get(metric, metric)}")
+        ax.grid(alpha=0.3, which="both")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8)
+    fig.suptitle("Accuracy versus cost (error bars: std over seeds)")
+    return _finish(fig, out)
+
+
+def _first_seed_predictions(study, baseline: bool = False) -> dict[str, dict]:
+    """``{variant: predictions}`` of each variant's first seed (and the mean model's, if asked)."""
+    out = {}
+    for v in study.variants:
+        seeds = study.seeds(v)
+        path = study.run_dir(v, seeds[0]) / "predictions.h5" if seeds else None
+        if path is not None and path.exists():
+            out[v] = read_predictions(path)
+    mean = study.dir / "mean" / "predictions.h5"
+    if baseline and mean.exists():
+        out["mean"] = read_predictions(mean)
+    return out
+
+
+def plot_predictions_grid(study, out, dx: float, vmin: float, vmax: float, n: int = 3) -> None:
+    """The same test models (columns): the truth (top row), each variant's seed-0 prediction, and the
+    mean-model baseline (last row) when its predictions exist. Rows, not columns, per variant keep
+    the figure readable at page width however many variants there are."""
+    preds = _first_seed_predictions(study, baseline=True)
+    if not preds:
+        return _placeholder(out, "no predictions.h5 found")
+    first = next(iter(preds.values()))
+    n = min(n, len(first["index"]))
+    ks = [int(k) for k in first["index"][:n]]
+    fig, axes = plt.subplots(len(preds) + 1, n, figsize=(2.6 * n + 0.6, 2.2 * (len(preds) + 1) + 0.8),
+                             squeeze=False, constrained_layout=True)
+    for j, k in enumerate(ks):
+        im = show_velocity(axes[0, j], first["target"][j], dx, vmin, vmax, f"test model {k}: truth")
+        for i, (v, p) in enumerate(preds.items(), start=1):
+            ax = axes[i, j]
+            rows = np.flatnonzero(p["index"] == k)
+            if not len(rows):
+                ax.set_axis_off()
+                continue
+            row = int(rows[0])
+            mae = float(np.abs(p["prediction"][row] - p["target"][row]).mean())
+            name = "mean model" if v == "mean" else v
+            show_velocity(ax, p["prediction"][row], dx, vmin, vmax, f"{name}: MAE {mae:.0f} m/s")
+    for ax in axes[:-1].ravel():
+        ax.set_xlabel("")
+    for ax in axes[:, 1:].ravel():
+        ax.set_ylabel("")
+    fig.colorbar(im, ax=axes.ravel().tolist(), location="bottom", shrink=0.6, aspect=30, label="velocity (km/s)")
+    return _finish(fig, out)
+
+
+def _placeholder(out, text: str) -> None:
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.set_axis_off()
+    return _finish(fig, out)
+
+
+def _showcase_index(pred: dict, salt_threshold: float) -> int:
+    """The test sample the attention and data-fit figures show: the one with the most salt
+    among the predicted ones (the structure the attention variants are meant to find)."""
+    salt = (pred["target"] > salt_threshold).mean(axis=(1, 2))
+    return int(pred["index"][int(np.argmax(salt))])
+
+
+def _test_sample(pred: dict, k: int):
+    """(shard, row) of test-split sample ``k`` from the shard list a predictions file names."""
+    import json
+
+    from fwi_attn.store import read_shard
+
+    shards = pred["attrs"]["shards"]
+    shards = json.loads(shards) if isinstance(shards, str) else list(shards)
+    start = 0
+    for path in shards:
+        shard = read_shard(path)
+        if k < start + shard.n:
+            return shard, k - start
+        start += shard.n
+    raise ValueError(f"test sample {k} is beyond the {start} samples of {shards}")
+
+
+def plot_gathers(study, out, vmin: float, vmax: float, dx: float, device: str = "cpu",
+                 salt_threshold: float | None = None) -> None:
+    """Observed versus re-simulated versus residual middle-shot gathers of one test model.
+
+    The test model is the one with the most salt (``salt_threshold``), else the first one.
+    Top row: the true model, its observed gather, and the residual of the mean-model baseline
+    (when ``mean/predictions.h5`` exists). Then one row per variant: its seed-0 predicted model,
+    the gather re-simulated from it with the test shard's exact acquisition, and the residual
+    (observed - re-simulated). All gathers share the observed data's clip, so residual
+    amplitudes compare directly with the data.
+    """
+    from fwi_attn.simulate import simulate, survey_from_shard
+
+    preds = _first_seed_predictions(study, baseline=True)
+    base = preds.pop("mean", None)
+    if not preds:
+        return _placeholder(out, "no predictions.h5 found")
+    first = next(iter(preds.values()))
+    k = _showcase_index(first, salt_threshold) if salt_threshold is not None else int(first["index"][0])
+    shard, row = _test_sample(first, k)
+    survey = survey_from_shard(shard)
+    shot = shard.n_shots // 2
+    observed = shard.gathers[row, shot]
+    late = observed[observed.shape[0] // 3:]
+    clip = float(np.percentile(np.abs(late), 99.5)) or 1.0
+    rx = shard.receiver_xz[:, 0]
+    dt = float(shard.attrs["dt"])
+
+    def resimulate(velocity):
+        v = np.clip(velocity, vmin, survey.max_vel)[None]
+        sim = simulate(v, survey, device=device, models_per_call=1)[0, shot]
+        res = observed - sim
+        return sim, res, float(np.linalg.norm(res) / (np.linalg.norm(observed) or 1.0))
+
+    fig, axes = plt.subplots(len(preds) + 1, 3, figsize=(9.5, 2.7 * (len(preds) + 1) + 0.8), squeeze=False,
+                             constrained_layout=True)
+    im_v = show_velocity(axes[0, 0], shard.velocity[row], dx, vmin, vmax, f"true model (test model {k})")
+    src = shard.source_xz[shot] / 1000
+    axes[0, 0].plot(src[0], src[1], marker="*", color="white", mec="black", ms=9, clip_on=False)
+    show_gather(axes[0, 1], observed, dt, rx, "observed", clip=clip)
+    if base is not None and k in base["index"]:
+        _, res, rel = resimulate(base["prediction"][int(np.flatnonzero(base["index"] == k)[0])])
+        show_gather(axes[0, 2], res, dt, rx, f"mean model: residual, rel. L2 {rel:.2f}", clip=clip)
+    else:
+        axes[0, 2].set_axis_off()
+    for i, (v, p) in enumerate(preds.items(), start=1):
+        j = int(np.flatnonzero(p["index"] == k)[0])
+        sim, res, rel = resimulate(p["prediction"][j])
+        show_velocity(axes[i, 0], p["prediction"][j], dx, vmin, vmax, f"{v}: predicted model")
+        show_gather(axes[i, 1], sim, dt, rx, f"{v}: re-simulated", clip=clip)
+        im_g = show_gather(axes[i, 2], res, dt, rx, f"{v}: residual, rel. L2 {rel:.2f}", clip=clip)
+    for ax in axes[:-1].ravel():
+        ax.set_xlabel("")
+    for ax in axes[:, 1:].ravel():
+        ax.set_ylabel("")
+    fig.colorbar(im_v, ax=axes[:, 0].tolist(), location="bottom", shrink=0.9, label="velocity (km/s)")
+    fig.colorbar(im_g, ax=axes[:, 1:].ravel().tolist(), location="bottom", shrink=0.7, aspect=40,
+                 label=f"pressure (clip ±{clip:.3g}: 99.5th percentile of the observed late arrivals)")
+    fig.suptitle(f"Data fit, shot at x = {shard.source_xz[shot, 0]:g} m (seed-0 models)")
+    return _finish(fig, out)
+
+
+def plot_physics(study, out) -> None:
+    """Relative L2 data misfit and trace correlation of re-simulated predictions, per variant."""
+    from fwi_attn.report import physics_table
+
+    rows = physics_table(study)
+    if not rows:
+        return _placeholder(out, "no physics.json found")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    x = np.arange(len(rows))
+    for ax, key, label in ((axes[0], "rel_l2", "relative L2 data misfit (lower is better)"),
+                           (axes[1], "trace_corr", "trace correlation (higher is better)")):
+        vals = [r.get(key, np.nan) for r in rows]
+        errs = [r.get(f"{key}_std", 0.0) for r in rows]
+        ax.bar(x, vals, yerr=errs, capsize=3, color=[variant_color(r["variant"]) for r in rows])
+        base = [r[f"baseline_{key}"] for r in rows if f"baseline_{key}" in r]
+        if base:
+            ax.axhline(float(np.mean(base)), color=BASELINE_COLOR, ls="--", lw=1.2,
+                       label=f"mean model ({np.mean(base):.3f})")
+        true = [r[f"true_{key}"] for r in rows if f"true_{key}" in r]
+        if true:
+            # The self-check: the true model re-simulated must reproduce the data (0 misfit, corr 1).
+            ax.axhline(float(np.mean(true)), color="tab:red", ls=":", lw=1.5,
+                       label=f"true model, self-check ({np.mean(true):.3f})")
+        if base or true:
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=2, frameon=False)
+        ax.set_xticks(x, [r["variant"] for r in rows], rotation=45, ha="right")
+        ax.set_title(label, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    n = sorted({r["n_seeds"] for r in rows})
+    fig.suptitle(f"Physics check: predictions re-simulated against the recorded test gathers "
+                 f"(mean over {'/'.join(map(str, n))} seed(s), error bars = std)", fontsize=10)
+    return _finish(fig, out)
+
+
+def plot_paired_samples(study, out, reference: str = "none", metric: str = "mae",
+                        variants: list[str] | None = None):
+    """Per test sample: each variant's ``metric`` (mean over seeds) against the reference's.
+
+    Points below the diagonal are samples where the variant beats the reference (for error
+    metrics); this is the pairing the report's Wilcoxon test uses.
+    """
+    from fwi_attn.report import LABELS, per_sample
+
+    ref = per_sample(study, reference, metric)
+    others = [v for v in (variants or study.variants) if v != reference and study.seeds(v)]
+    fig, ax = plt.subplots(figsize=(5.5, 5), constrained_layout=True)
+    for v in others:
+        ax.scatter(ref, per_sample(study, v, metric), s=14, alpha=0.7, color=variant_color(v), label=v)
+    lo = min([ref.min()] + [per_sample(study, v, metric).min() for v in others])
+    hi = max([ref.max()] + [per_sample(study, v, metric).max() for v in others])
+    ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, ls="--")
+    label = LABELS.get(metric, metric)
+    ax.set_xlabel(f"{reference}: {label}")
+    ax.set_ylabel(f"variant: {label}")
+    ax.set_title(f"Per test sample (mean over seeds) against {reference}", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _finish(fig, out)
+
+
+def _crop_map(amap: np.ndarray, model, nz: int, nx: int) -> np.ndarray:
+    """Cut a ``[h, w]`` map on the UNet's padded grid back to the velocity model's extent."""
+    left, right, top, bottom = getattr(model, "pad", (0, 0, 0, 0))
+    hp, wp = nz + top + bottom, nx + left + right
+    h, w = amap.shape
+    fz, fx = hp / h, wp / w
+    z0, z1 = int(round(top / fz)), max(int(round((top + nz) / fz)), int(round(top / fz)) + 1)
+    x0, x1 = int(round(left / fx)), max(int(round((left + nx) / fx)), int(round(left / fx)) + 1)
+    return amap[z0:z1, x0:x1]
+
+
+def attention_maps(model, x) -> dict[str, np.ndarray]:
+    """Run ``x`` (one normalised input ``[1, shots, time, receivers]``) through ``model`` and
+    return its probed spatial attention maps ``{module path: [h, w]}`` in forward order."""
+    import torch
+
+    from fwi_attn.layers import capture_attention
+
+    with torch.no_grad(), capture_attention(model) as maps:
+        model(x)
+    return {k: m[0, 0].float().cpu().numpy() for k, m in maps.items()}
+
+
+def plot_attention_maps(maps_by_variant: dict[str, dict[str, np.ndarray]], models: dict, truth: np.ndarray,
+                        out, dx: float, vmin: float, vmax: float, salt_threshold: float,
+                        sample: int, max_maps: int = 7) -> None:
+    """The true model, then one row per variant with its attention maps (colour scale 0 to 1).
+
+    Maps are drawn on the model's extent (nearest-neighbour, so coarse levels look coarse) in
+    forward order, with the true salt outline in white. Variants without a spatial map (channel
+    attention only, or none) are named on the top row as having "no attention map".
+    """
+    nz, nx = truth.shape
+    with_maps = [v for v, m in maps_by_variant.items() if m]
+    without = [v for v, m in maps_by_variant.items() if not m]
+    n_cols = 1 + max(1, min(max_maps, max((len(maps_by_variant[v]) for v in with_maps), default=1)))
+    n_rows = 1 + len(with_maps)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.2 * n_cols, 2.2 * n_rows + 0.8), squeeze=False,
+                             constrained_layout=True)
+    extent = velocity_extent(nz, nx, dx)
+    xs, zs = np.arange(nx) * dx / 1000, np.arange(nz) * dx / 1000
+    im_v = show_velocity(axes[0, 0], truth, dx, vmin, vmax, f"true model (test model {sample})")
+    for ax in axes[0, 1:]:
+        ax.set_axis_off()
+    if without:
+        axes[0, 1].text(0.0, 0.5, "no attention map:\n" + ", ".join(without), ha="left", va="center", fontsize=10,
+                        transform=axes[0, 1].transAxes)
+    im_a = None
+    for i, v in enumerate(with_maps, start=1):
+        label = axes[i, 0]
+        label.set_axis_off()
+        label.text(0.5, 0.5, v, ha="center", va="center", fontsize=13, weight="bold", transform=label.transAxes)
+        maps = list(maps_by_variant[v].items())[:max_maps]
+        for j in range(1 + len(maps), n_cols):
+            axes[i, j].set_axis_off()
+        for j, (key, amap) in enumerate(maps, start=1):
+            ax = axes[i, j]
+            shown = _crop_map(amap, models[v], nz, nx)
+            im_a = ax.imshow(shown, cmap=ATTENTION_CMAP, vmin=0, vmax=1, extent=extent, aspect="equal",
+                             interpolation="nearest")
+            if truth.max() > salt_threshold:
+                ax.contour(xs, zs, truth, levels=[salt_threshold], colors="white", linewidths=0.8)
+            ax.set_title(f"{key.removesuffix('.attn')} ({amap.shape[0]}x{amap.shape[1]})", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.colorbar(im_v, ax=axes[0, 0], location="bottom", shrink=0.9, label="velocity (km/s)")
+    if im_a is not None:
+        fig.colorbar(im_a, ax=axes[1:, 1:].ravel().tolist(), location="bottom", shrink=0.5, aspect=40,
+                     label="attention weight (0 = suppressed, 1 = passed)")
+    fig.suptitle("Spatial attention maps on one test model (seed-0 models; white: true salt outline)")
+    return _finish(fig, out)
+
+
+# ----------------------------------------------------------------------------- fwi-attn figures
+
+
+def draw_run_figures(cfg, variant: str, seed: int) -> list:
+    """The per-run figures of one (variant, seed): test examples and training curves."""
+    from fwi_attn.report import read_history, study_dir
+
+    study = study_dir(cfg)
+    run = study / variant / f"seed{seed}"
+    paths = run_figure_paths(study, variant, seed)
+    g = cfg.geology
+    plot_run_examples(read_predictions(run / "predictions.h5"), paths["examples"], cfg.survey.dx, g.vmin, g.vmax,
+                      cfg.evaluate.n_examples, title=f"{variant}, seed {seed}: test examples")
+    plot_history(read_history(run / "history.csv"), paths["history"], title=f"{variant}, seed {seed}")
+    return list(paths.values())
+
+
+def draw_comparison_figures(cfg) -> list:
+    """Every comparison figure and the metric table (CSV + markdown) of a study."""
+    from fwi_attn.report import METRICS, comparison_table, load_study, study_dir, table_markdown, write_table_csv
+    from fwi_attn.store import atomic_path
+
+    study = load_study(study_dir(cfg), config=cfg.to_dict())
+    paths = comparison_figure_paths(study.dir)
+    g, dx = cfg.geology, cfg.survey.dx
+    rows = comparison_table(study, metrics=METRICS)
+    write_table_csv(rows, paths["table_csv"], metrics=METRICS)
+    with atomic_path(paths["table_md"], suffix=".md") as tmp:
+        tmp.write_text(table_markdown(rows))
+    plot_metric_bars(rows, paths["bars"])
+    plot_accuracy_cost(rows, paths["cost"])
+    plot_training_curves(study, paths["curves"])
+    plot_predictions_grid(study, paths["predictions"], dx, g.vmin, g.vmax, n=min(3, cfg.evaluate.n_examples))
+    draw_attention_figure(cfg, study, paths["attention"])
+    plot_gathers(study, paths["gathers"], g.vmin, g.vmax, dx, device=_device(cfg),
+                 salt_threshold=cfg.evaluate.salt_threshold)
+    plot_physics(study, paths["physics"])
+    return list(paths.values())
+
+
+def _device(cfg) -> str:
+    from fwi_attn.simulate import resolve_device
+
+    return str(resolve_device(cfg.study.device))
+
+
+def command_figures(parser):
+    parser.add_argument("--config", "-c", required=True,
+                        help="study config YAML, or a preset name (default, paper, openfwi)")
+    parser.add_argument("--variant", default=None, help="draw only this run's figures (with --seed)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the run given by --variant")
+    parser.add_argument("--compare", action="store_true",
+                        help="draw only the comparison figures (all runs); default without --variant: both")
+
+    def run(args):
+        import torch
+
+        from fwi_attn.config import load_config
+
+        cfg = load_config(args.config)
+        torch.set_num_threads(cfg.study.threads)
+        if (args.variant is None) != (args.seed is None):
+            raise ValueError("--variant and --seed go together")
+        written = []
+        if args.variant is not None:
+            written += draw_run_figures(cfg, args.variant, args.seed)
+        else:
+            if not args.compare:
+                from fwi_attn.report import load_study, study_dir
+
+                study = load_study(study_dir(cfg), config=cfg.to_dict())
+                for v, s in sorted(study.metrics, key=lambda k: (study.variants.index(k[0]), k[1])):
+                    written += draw_run_figures(cfg, v, s)
+            written += draw_comparison_figures(cfg)
+        for path in written:
+            print(f"wrote {path}")
+
+    return run
+
+
+def draw_attention_figure(cfg, study, out) -> None:
+    """Attention maps of every variant's seed-0 model on the test model with the most salt.
+
+    The input is normalised exactly as in training (:class:`fwi_attn.dataset.Normalizer` with the
+    dataset's ``stats.json``).
+    """
+    import torch
+
+    from fwi_attn.dataset import Normalizer, default_stats_path, load_stats
+    from fwi_attn.models import load_model
+
+    preds = _first_seed_predictions(study)
+    if not preds:
+        return _placeholder(out, "no predictions.h5 found")
+    first = next(iter(preds.values()))
+    k = _showcase_index(first, cfg.evaluate.salt_threshold)
+    shard, row = _test_sample(first, k)
+    norm = Normalizer.from_stats(load_stats(default_stats_path(cfg)))
+    x = torch.from_numpy(norm.gathers(shard.gathers[row]))[None]
+    maps, models = {}, {}
+    for v in study.variants:
+        seeds = study.seeds(v)
+        ckpt = study.run_dir(v, seeds[0]) / "model.pt"
+        if not ckpt.exists():
+            continue
+        models[v], _ = load_model(ckpt)
+        maps[v] = attention_maps(models[v], x)
+    g = cfg.geology
+    plot_attention_maps(maps, models, shard.velocity[row], out, cfg.survey.dx, g.vmin, g.vmax,
+                        cfg.evaluate.salt_threshold, k)

@@ -55,8 +55,9 @@ def forward(velocity: torch.Tensor, survey: Survey, source_amplitudes: torch.Ten
     amps = wavelet.to(dev).reshape(1, 1, -1).expand(n * s, 1, -1).contiguous()
     src = cells(survey.source_xz, survey.dx).to(dev).reshape(1, s, 1, 2).expand(n, s, 1, 2).reshape(n * s, 1, 2)
     rec = cells(survey.receiver_xz, survey.dx).to(dev).reshape(1, r, 2).expand(n * s, r, 2)
-    # Each shot of each model is one deepwave "shot" with its own copy of the model.
-    v = velocity.unsqueeze(1).expand(n, s, nz, nx).reshape(n * s, nz, nx)
+    # Each shot of each model is one deepwave "shot" with its own copy of the model; a single
+    # model is passed unbatched, which deepwave shares across shots (less memory, faster gradients).
+    v = velocity[0] if n == 1 else velocity.unsqueeze(1).expand(n, s, nz, nx).reshape(n * s, nz, nx)
     p = survey.pml_width
     if survey.free_surface:
         boundary = dict(pml_width=[0, p, p, p], boundary=["free", "pml", "pml", "pml"])

@@ -1,0 +1,29 @@
+# The attention-variant study, end to end: `snakemake --cores 2 all` (or `make all`).
+# Rules live in workflows/rules/, one file per stage; helpers in workflows/rules/common.smk.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+# A config given with --configfile replaces the default study instead of being merged into it
+# (Snakemake's default), so a user's config gets schema defaults, not default.yaml's values.
+if not workflow.config_settings.configfiles:
+
+    configfile: f"{workflow.basedir}/workflows/config/default.yaml"
+
+
+validate(config, "workflows/schemas/config.schema.yaml")
+
+
+include: "workflows/rules/common.smk"
+include: "workflows/rules/data.smk"
+include: "workflows/rules/train.smk"
+include: "workflows/rules/evaluate.smk"
+include: "workflows/rules/physics.smk"
+include: "workflows/rules/figures.smk"
+include: "workflows/rules/report.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,205 @@
+"""Per-sample image metrics for predicted velocity models, on OpenFWI's scale and in m/s.
+
+Every function takes predictions and targets ``[n, nz, nx]`` (numpy or torch) and returns one
+value per sample, ``[n]`` float64, so tables can give means and spreads alike.
+
+Scales (as in OpenFWI's published tables, Deng et al. 2022, arXiv:2111.02926):
+
+* ``mae``, ``rmse``: velocity min-max normalised to [-1, 1] with the physical bounds
+  ``vmin``/``vmax`` (``geology.vmin``/``vmax``); ``mae_ms``, ``rmse_ms`` in m/s.
+* ``ssim``: on [0, 1] (``(v - vmin) / (vmax - vmin)``), ``data_range=1``, an 11-pixel Gaussian
+  window with sigma 1.5, no padding (``pytorch_msssim``; equals scikit-image's
+  ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+  data_range=1)``). OpenFWI's own SSIM zero-pads the borders, so its values differ slightly.
+* ``psnr``: ``10 log10(1 / MSE)`` on [0, 1], i.e. peak = vmax - vmin; capped at 100 dB for a
+  perfect prediction (JSON has no infinity).
+* ``salt_iou``: intersection over union of the salt masks (velocity > ``salt_threshold``).
+* ``salt_boundary_f``: F-score of salt boundaries: a boundary cell is a salt cell with a
+  non-salt 4-neighbour (the model's edges are not boundaries); a predicted boundary cell is
+  correct when a true one lies within ``tolerance`` cells (Chebyshev distance), and
+  vice versa for recall.
+
+Salt metrics when **neither** truth nor prediction has salt (or a boundary) are NaN: such a
+sample says nothing about salt delineation. Means use ``nanmean`` and are None (JSON null) when
+every sample is NaN. When only one side has salt the score is 0.
+
+Predictions are clipped to [vmin, vmax] before every metric (the UNet's head is linear and
+may overshoot the physical range by a little; targets never leave it).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+#: Every per-sample metric, in the order tables show them.
+METRICS = ("mae", "rmse", "ssim", "mae_ms", "rmse_ms", "psnr", "salt_iou", "salt_boundary_f")
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+PSNR_CAP_DB = 100.0
+
+
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().float().cpu().numpy()
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3:
+        raise ValueError(f"expected velocity [n, nz, nx], got shape {list(x.shape)}")
+    return x
+
+
+def _pair(pred, true) -> tuple[np.ndarray, np.ndarray]:
+    p, t = _np(pred), _np(true)
+    if p.shape != t.shape:
+        raise ValueError(f"prediction {list(p.shape)} and target {list(t.shape)} differ in shape")
+    return p, t
+
+
+def to_unit(v, vmin: float, vmax: float):
+    """m/s -> [-1, 1] (OpenFWI's scale for MAE/RMSE); works on numpy and torch."""
+    return (v - vmin) * (2.0 / (vmax - vmin)) - 1.0
+
+
+def mae(pred, true) -> np.ndarray:
+    """Mean absolute error per sample, in the inputs' units. ``[n, nz, nx]`` -> ``[n]``."""
+    p, t = _pair(pred, true)
+    return np.abs(p - t).mean(axis=(1, 2))
+
+
+def rmse(pred, true) -> np.ndarray:
+    """Root-mean-square error per sample, in the inputs' units. ``[n, nz, nx]`` -> ``[n]``."""
+    p, t = _pair(pred, true)
+    return np.sqrt(np.square(p - t).mean(axis=(1, 2)))
+
+
+def psnr(pred01, true01) -> np.ndarray:
+    """PSNR in dB per sample for images on [0, 1] (peak 1), capped at 100 dB."""
+    p, t = _pair(pred01, true01)
+    mse = np.square(p - t).mean(axis=(1, 2))
+    return np.minimum(10.0 * np.log10(1.0 / np.maximum(mse, 1e-300)), PSNR_CAP_DB)
+
+
+def ssim_torch(pred01: torch.Tensor, true01: torch.Tensor) -> torch.Tensor:
+    """SSIM per sample of ``[n, 1, nz, nx]`` images on [0, 1] (differentiable; used in training).
+
+    An 11-pixel Gaussian window (sigma 1.5), ``data_range=1``, valid (unpadded) filtering.
+    Both sides need at least 11 cells per axis.
+    """
+    from pytorch_msssim import ssim as _ssim
+
+    if min(pred01.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} cells, "
+                         f"got {list(pred01.shape[-2:])}")
+    return _ssim(pred01.float(), true01.float(), data_range=1.0, size_average=False,
+                 win_size=SSIM_WINDOW, win_sigma=SSIM_SIGMA)
+
+
+def ssim(pred01, true01) -> np.ndarray:
+    """SSIM per sample for images ``[n, nz, nx]`` on [0, 1] (see :func:`ssim_torch`); NaN for
+    grids smaller than the 11-cell window."""
+    p, t = _pair(pred01, true01)
+    if min(p.shape[1:]) < SSIM_WINDOW:
+        return np.full(len(p), np.nan)
+    with torch.no_grad():
+        # float64 so that the comparison with scikit-image is exact to rounding.
+        out = ssim_torch(torch.from_numpy(p)[:, None].double(), torch.from_numpy(t)[:, None].double())
+    return out.double().numpy()
+
+
+def salt_iou(pred_ms, true_ms, threshold: float) -> np.ndarray:
+    """IoU of the salt masks (velocity > ``threshold`` m/s) per sample; NaN when neither has salt."""
+    p, t = _pair(pred_ms, true_ms)
+    pm, tm = p > threshold, t > threshold
+    inter = (pm & tm).sum(axis=(1, 2))
+    union = (pm | tm).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    """Boundary cells of a 2-D mask ``[nz, nx]``: mask cells with a non-mask 4-neighbour.
+
+    The model's outer edges do not count (``border_value=1``): a body cut by the edge of the
+    grid has no boundary there.
+    """
+    return mask & ~ndimage.binary_erosion(mask, border_value=1)
+
+
+def _boundary_f1(pm: np.ndarray, tm: np.ndarray, tolerance: int) -> float:
+    pb, tb = boundary(pm), boundary(tm)
+    n_p, n_t = int(pb.sum()), int(tb.sum())
+    if n_p == 0 and n_t == 0:
+        return math.nan
+    if n_p == 0 or n_t == 0:
+        return 0.0
+    if tolerance > 0:
+        square = np.ones((2 * tolerance + 1,) * 2, dtype=bool)  # Chebyshev distance <= tolerance
+        near_t = ndimage.binary_dilation(tb, structure=square)
+        near_p = ndimage.binary_dilation(pb, structure=square)
+    else:
+        near_t, near_p = tb, pb
+    precision = (pb & near_t).sum() / n_p
+    recall = (tb & near_p).sum() / n_t
+    return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
+
+
+def salt_boundary_f(pred_ms, true_ms, threshold: float, tolerance: int = 1) -> np.ndarray:
+    """Boundary F-score of the salt masks per sample (see module docstring); NaN when
+    neither side has a salt boundary."""
+    p, t = _pair(pred_ms, true_ms)
+    return np.array([_boundary_f1(a > threshold, b > threshold, int(tolerance)) for a, b in zip(p, t)],
+                    dtype=np.float64)
+
+
+def compute_metrics(pred_ms, true_ms, vmin: float, vmax: float, salt_threshold: float,
+                    boundary_tolerance: int = 1) -> dict[str, np.ndarray]:
+    """Every metric of :data:`METRICS` per sample.
+
+    Args:
+        pred_ms, true_ms: velocity ``[n, nz, nx]`` in m/s (predictions are clipped to [vmin, vmax]).
+        vmin, vmax: physical bounds (m/s) defining OpenFWI's normalised scale.
+        salt_threshold: m/s above which a cell is salt.
+        boundary_tolerance: cells of slack for the boundary F-score.
+
+    Returns:
+        ``{name: float64 [n]}``.
+    """
+    p, t = _pair(pred_ms, true_ms)
+    p = np.clip(p, vmin, vmax)
+    pn, tn = to_unit(p, vmin, vmax), to_unit(t, vmin, vmax)
+    p01, t01 = (pn + 1) / 2, (tn + 1) / 2
+    return {
+        "mae": mae(pn, tn),
+        "rmse": rmse(pn, tn),
+        "ssim": ssim(p01, t01),
+        "mae_ms": mae(p, t),
+        "rmse_ms": rmse(p, t),
+        "psnr": psnr(p01, t01),
+        "salt_iou": salt_iou(p, t, salt_threshold),
+        "salt_boundary_f": salt_boundary_f(p, t, salt_threshold, boundary_tolerance),
+    }
+
+
+def _json_float(x: float) -> float | None:
+    return None if not math.isfinite(x) else float(x)
+
+
+def summarize(per_sample: dict[str, np.ndarray]) -> dict[str, float | None]:
+    """Mean of each metric over samples, ignoring NaN; None where every sample is NaN."""
+    out = {}
+    for name, values in per_sample.items():
+        v = np.asarray(values, dtype=np.float64)
+        finite = v[~np.isnan(v)]
+        out[name] = _json_float(finite.mean()) if finite.size else None
+    return out
+
+
+def to_json_lists(per_sample: dict[str, np.ndarray]) -> dict[str, list]:
+    """Per-sample arrays as JSON lists (NaN -> null)."""
+    return {k: [_json_float(float(x)) for x in np.asarray(v, dtype=np.float64)] for k, v in per_sample.items()}

@@ -1,0 +1,307 @@
+"""Model registry, checkpoints and cost counting.
+
+Registry names are the study's variants: ``none, se, cbam, ca, psa, mask`` (UNet with that
+attention at the bottleneck and after each decoder concatenation; ``mask`` at the two coarsest of
+those levels only), ``gate`` (UNet with attention gates on the skips) and ``inversionnet``
+(OpenFWI's baseline). Every model takes the input and output sizes ``in_shots, nt, n_receivers, nz, nx``
+and maps gathers ``[B, in_shots, nt, n_receivers]`` to ``[B, 1, nz, nx]`` on the normalised
+[-1, 1] velocity scale; it keeps its constructor arguments in ``model.config`` and its registry
+name in ``model.variant``, which is what a checkpoint stores.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+from .inversionnet import InversionNet
+from .unet import UNet
+
+__all__ = [
+    "CheckpointError",
+    "InversionNet",
+    "OPENFWI_SHAPE",
+    "UNet",
+    "command_variants",
+    "count_macs",
+    "count_params",
+    "create_model",
+    "list_models",
+    "load_model",
+    "model_kwargs",
+    "save_checkpoint",
+]
+
+#: OpenFWI's sizes: 5 shots x 1000 steps x 70 receivers -> 70 x 70 cells.
+OPENFWI_SHAPE = dict(in_shots=5, nt=1000, n_receivers=70, nz=70, nx=70)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Variant:
+    builder: type[nn.Module]
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # what the name means
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # overridable
+
+
+def _unet(attn: str, gates: bool = False, **defaults: Any) -> _Variant:
+    return _Variant(UNet, {"attn": attn, "gates": gates}, defaults)
+
+
+# The study's attention sits at the bottleneck and after each decoder concatenation
+# (segmentation_models_pytorch's placement). Adding the encoder points costs CBAM 1.3x the plain
+# UNet's training time on CPU against 1.2x without (docs/benchmarks_models.md); pass
+# attn_points=("encoder", "bottleneck", "decoder") to use them.
+_POINTS = ("bottleneck", "decoder")
+
+_VARIANTS: dict[str, _Variant] = {
+    "none": _unet("none"),
+    "se": _unet("se", attn_points=_POINTS),
+    "cbam": _unet("cbam", attn_points=_POINTS),
+    "ca": _unet("ca", attn_points=_POINTS),
+    "psa": _unet("psa", attn_points=_POINTS),
+    # (H*W)^2 attention: bottleneck and lowest decoder level only.
+    "mask": _unet("mask", attn_points=_POINTS, attn_levels=2),
+    "gate": _unet("none", gates=True),
+    "inversionnet": _Variant(InversionNet),
+}
+
+
+def list_models() -> list[str]:
+    """Registered variant names, in registry order."""
+    return list(_VARIANTS)
+
+
+def _accepted(builder: type[nn.Module]) -> set[str]:
+    return set(inspect.signature(builder).parameters)
+
+
+def model_kwargs() -> set[str]:
+    """Every keyword some registered model accepts (the keys a config's ``model`` section may hold)."""
+    return set().union(*(_accepted(v.builder) for v in _VARIANTS.values()))
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build the registered variant ``name``.
+
+    Args:
+        name: one of :func:`list_models`.
+        **kwargs: ``in_shots, nt, n_receivers, nz, nx`` (InversionNet defaults to OpenFWI's) and
+            hyper-parameters. A study's ``model`` section is shared by all its variants, so a key
+            that only another variant understands (``depth`` for InversionNet, ``width_mult`` for
+            a UNet) is ignored; a key no variant understands is an error, as is contradicting
+            what the name fixes (``attn``, ``gates``).
+
+    Returns:
+        The model, with ``model.variant = name`` and ``model.config`` its constructor kwargs.
+
+    Raises:
+        ValueError: unknown name (listing the valid ones) or a contradiction with the name.
+        TypeError: a keyword no registered model accepts.
+    """
+    try:
+        variant = _VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(_VARIANTS)}") from None
+    unknown = sorted(set(kwargs) - model_kwargs())
+    if unknown:
+        raise TypeError(f"unknown model argument(s) {unknown}; valid: {', '.join(sorted(model_kwargs()))}")
+    for key, value in variant.fixed.items():
+        if key in kwargs and kwargs[key] != value:
+            raise ValueError(f"model {name!r} fixes {key}={value!r}; got {key}={kwargs[key]!r}")
+    accepted = _accepted(variant.builder)
+    merged = {**variant.defaults, **{k: v for k, v in kwargs.items() if k in accepted}, **variant.fixed}
+    model = variant.builder(**merged)
+    model.variant = name
+    return model
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...] | torch.Size) -> int:
+    """Multiply-accumulates of one forward pass on an input of ``input_shape`` (batch included).
+
+    Counts convolutions (transposed too), linear layers, matmuls and attention (``Q K^T`` and
+    ``A V``) through :class:`torch.utils.flop_counter.FlopCounterMode` (FLOPs / 2); element-wise
+    work (activations, norms, sigmoid gating) is not counted. Runs in eval mode under
+    ``no_grad`` so BatchNorm statistics are untouched; a model on the ``meta`` device is
+    counted without computing anything.
+    """
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    # PyTorch's table lacks the CPU flash kernel, which SDPA uses on CPU tensors.
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+    try:
+        model.eval()
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+            model(torch.zeros(tuple(input_shape), device=device))
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing pieces, unreadable, or does not fit the model it names."""
+
+
+_RESERVED = ("name", "kwargs", "state_dict")
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> Path:
+    """Write ``{"name", "kwargs", "state_dict", **extra}`` to ``path`` atomically.
+
+    The file is written to ``path + ".tmp"`` in the same directory, then renamed over ``path``,
+    so a crash never leaves a truncated checkpoint. ``extra`` must hold only what
+    ``torch.load(weights_only=True)`` reads back: tensors, numbers, strings, lists, tuples, dicts.
+    A ``torch.compile`` wrapper is saved as the model it wraps.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    model = getattr(model, "_orig_mod", model)
+    name, config = getattr(model, "variant", None), getattr(model, "config", None)
+    if name is None or config is None:
+        raise ValueError(
+            f"{type(model).__name__} has no variant name or config: build it with create_model() to checkpoint it"
+        )
+    clash = sorted(set(extra) & set(_RESERVED))
+    if clash:
+        raise ValueError(f"extra keys {clash} would overwrite the checkpoint's own {list(_RESERVED)}")
+    payload = {
+        "name": name,
+        "kwargs": dict(config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **extra,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _state_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor], limit: int = 8) -> str:
+    own = model.state_dict()
+    lines = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing:
+        lines.append(f"missing from checkpoint: {missing[:limit]}{' ...' if len(missing) > limit else ''}")
+    if unexpected:
+        lines.append(f"not in model: {unexpected[:limit]}{' ...' if len(unexpected) > limit else ''}")
+    shown = lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])
+    return "; ".join(shown)
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model saved by :func:`save_checkpoint`.
+
+    Returns:
+        ``(model, extra)``: the model built by ``create_model(name, **kwargs)`` with the saved
+        weights, in eval mode, and every other key of the file.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: unreadable file, missing keys, unknown variant, or weights that do not
+            fit the variant (the message names the file, the variant and the shapes).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises pickle, zip, EOF and runtime errors for corrupt files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in _RESERVED):
+        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path}: a checkpoint needs keys {list(_RESERVED)}, found {found}")
+    name, kwargs, state = ckpt["name"], ckpt["kwargs"], ckpt["state_dict"]
+    try:
+        model = create_model(name, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot rebuild model {name!r}: {exc}") from exc
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path}: weights do not fit variant {name!r} built with {kwargs}: {_state_mismatch(model, state)}"
+        ) from exc
+    model.eval()
+    return model, {k: v for k, v in ckpt.items() if k not in _RESERVED}
+
+
+def _as_dict(section: Any) -> dict[str, Any]:
+    if section is None:
+        return {}
+    if isinstance(section, Mapping):
+        return dict(section)
+    if dataclasses.is_dataclass(section):
+        return dataclasses.asdict(section)
+    return dict(vars(section))
+
+
+def command_variants(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """Add ``--config`` to ``parser``; return the command printing each variant's size and cost.
+
+    The table lists every registered variant with its parameter count and the MACs of one
+    forward pass for one sample, at the config's survey size (``survey.n_shots, nt,
+    n_receivers, nz, nx``, hyper-parameters from its ``model`` section) or, without
+    ``--config``, at OpenFWI's 5 x 1000 x 70 -> 70 x 70 with default hyper-parameters.
+    """
+    parser.add_argument(
+        "--config", type=Path, default=None,
+        help="study config; default: OpenFWI's sizes (5 shots x 1000 steps x 70 receivers -> 70 x 70)",
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        if args.config is not None:
+            from fwi_attn.config import load_config
+
+            cfg = load_config(args.config)
+            s = cfg.survey
+            shape = dict(in_shots=s.n_shots, nt=s.nt, n_receivers=s.n_receivers, nz=s.nz, nx=s.nx)
+            known = model_kwargs()
+            # The model section may also hold non-architecture keys (the variant list, ...).
+            hyper = {k: v for k, v in _as_dict(getattr(cfg, "model", None)).items() if k in known - set(shape)}
+            source = str(args.config)
+        else:
+            shape, hyper, source = dict(OPENFWI_SHAPE), {}, "OpenFWI default"
+        sample = (1, shape["in_shots"], shape["nt"], shape["n_receivers"])
+        print(
+            f"Input {shape['in_shots']} shots x {shape['nt']} steps x {shape['n_receivers']} receivers"
+            f" -> {shape['nz']} x {shape['nx']} ({source}); hyper-parameters {hyper or 'default'}; MACs per sample"
+        )
+        print("| variant | parameters | MACs |")
+        print("|---|---:|---:|")
+        for name in list_models():
+            # Meta tensors: shapes only, so counting the 24M-parameter baseline costs nothing.
+            with torch.device("meta"):
+                model = create_model(name, **shape, **hyper)
+            print(f"| {name} | {count_params(model):,} | {count_macs(model, sample) / 1e9:.3f} G |")
+        return 0
+
+    return run

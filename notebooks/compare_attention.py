@@ -1,0 +1,94 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Compare attention variants
+#
+# Loads one study's results (`results/<study>/`, written by `snakemake all` or the `fwi-attn`
+# commands) and reproduces the weekly report's comparison table, ranking and plots for the
+# variants and metrics chosen below. All analysis code lives in `fwi_attn.report` and
+# `fwi_attn.plots`; this notebook only calls it.
+#
+# The workflow runs it with papermill into `results/<study>/report/`; to run it by hand, edit the
+# parameters cell (or `papermill compare_attention.ipynb out.ipynb -p study_dir results/paper`).
+
+# %% tags=["parameters"]
+study_dir = "results/default"  # <results_dir>/<study name>
+variants = None  # a list such as ["none", "se", "cbam"]; None: every variant of the study
+metrics = ["mae", "rmse", "ssim", "mae_ms", "salt_iou", "salt_boundary_f"]  # keys of metrics.json
+reference = "none"  # the variant the others are compared with, sample by sample
+
+# %%
+from IPython.display import Image, Markdown, display
+
+from fwi_attn import plots, report
+
+
+def show(fig):
+    """Display a figure returned by an fwi_attn.plots function (called with out=None)."""
+    display(Image(plots.figure_png(fig)))
+
+
+study = report.load_study(study_dir, variants=variants)
+unknown = [m for m in metrics if m not in report.METRICS]
+if unknown:
+    raise ValueError(f"unknown metrics {unknown}; choose from {', '.join(report.METRICS)}")
+print(f"{study.dir}: variants {study.variants}; runs {len(study.metrics)}; "
+      f"mean-model baseline {'yes' if study.mean else 'no'}")
+
+# %% [markdown]
+# ## Comparison table
+# Test-set means, mean ± standard deviation over seeds; best network in bold.
+
+# %%
+rows = report.comparison_table(study, metrics=metrics)
+display(Markdown(report.table_markdown(rows, metrics)))
+
+# %% [markdown]
+# ## Ranking against the reference
+# Per-sample values averaged over seeds, paired by test sample: mean difference (variant minus
+# reference) with a 95% t-interval and the Wilcoxon signed-rank p-value.
+
+# %%
+for metric in metrics:
+    if reference in study.variants:
+        ranking = report.rank_variants(study, reference=reference, metric=metric)
+        display(Markdown(f"**{report.LABELS.get(metric, metric)}**\n\n"
+                         + report.ranking_markdown(ranking, reference, metric)))
+
+# %% [markdown]
+# ## Plots
+
+# %%
+show(plots.plot_metric_bars(rows, None, metrics=metrics))
+
+# %%
+show(plots.plot_accuracy_cost(report.comparison_table(study, metrics=["mae_ms"]), None))
+
+# %%
+show(plots.plot_training_curves(study, None))
+
+# %%
+if reference in study.variants:
+    show(plots.plot_paired_samples(study, None, reference=reference, metric=metrics[0]))
+
+# %% [markdown]
+# The workflow's figures (attention maps, gathers, predictions) are in `figures/`:
+
+# %%
+figures = plots.comparison_figure_paths(study.dir)
+for key in ("attention", "predictions", "gathers"):
+    if figures[key].exists():
+        display(Markdown(f"**{key}**"), Image(filename=str(figures[key])))

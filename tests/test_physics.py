@@ -1,0 +1,363 @@
+"""Physics checks, FWI refinement and prediction for a user's gathers (fwi_attn.physics).
+
+Everything runs on tiny grids: the session's tiny dataset (24 x 32 cells, 3 shots, 16
+receivers, 200 samples) and a 20 x 30 two-layer model for the inversions.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+from scipy.signal import butter, sosfiltfilt
+
+from fwi_attn.cli import main
+from fwi_attn.physics import (
+    AcquisitionError,
+    GridError,
+    PhysicsError,
+    check_acquisition,
+    gaussian_smooth,
+    lowpass,
+    mean_model,
+    physics_check,
+    plan_memory,
+    read_predictions,
+    read_samples,
+    refine,
+    relative_l2,
+    starting_model,
+    trace_correlation,
+    write_predictions,
+)
+from fwi_attn.simulate import forward, simulate, survey_from_shard
+from fwi_attn.store import read_shard
+from fwi_attn.survey import Survey, snap_to_grid
+
+PHYSICS_KEYS = {"rel_l2", "trace_corr", "baseline_rel_l2", "baseline_trace_corr", "true_rel_l2"}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def two_layer(nz: int = 20, nx: int = 30) -> tuple[np.ndarray, Survey]:
+    """A 2000 / 3000 m/s two-layer model (interface at 100 m) and a surface survey over it."""
+    dx = 10.0
+    v = np.full((nz, nx), 2000.0, np.float32)
+    v[nz // 2:] = 3000.0
+    src = snap_to_grid(np.stack([np.linspace(0, (nx - 1) * dx, 3), np.full(3, dx)], 1), dx)
+    rec = snap_to_grid(np.stack([np.linspace(0, (nx - 1) * dx, 15), np.full(15, dx)], 1), dx)
+    survey = Survey(nz=nz, nx=nx, dx=dx, dt=0.002, nt=150, freq=15.0, peak_time=0.1, source_xz=src,
+                    receiver_xz=rec, accuracy=4, pml_width=10, max_vel=3500.0)
+    return v, survey
+
+
+@pytest.fixture(scope="module")
+def layered():
+    v, survey = two_layer()
+    observed = simulate(v, survey, device="cpu")[0]
+    return v, survey, observed
+
+
+def smoothed_predictions(dataset, path, n: int = 3, grid=None) -> None:
+    """A predictions.h5 whose "prediction" is the test truth smoothed by 30 m (a network-like answer)."""
+    shard = read_shard(dataset["shards"]["test"][0])
+    truth = shard.velocity[:n]
+    pred = np.stack([gaussian_smooth(t, 30.0, shard.attrs["dx"]) for t in truth])
+    if grid is not None:  # a model on another grid, e.g. a network's raw output size
+        pred = np.stack([np.resize(p, grid) for p in pred])
+    write_predictions(path, pred, truth if grid is None else pred, np.arange(n),
+                      shards=[str(p) for p in dataset["shards"]["test"]], variant="smooth", seed=0,
+                      dataset="salt", split="test", checkpoint="none")
+
+
+def config_file(cfg, tmp_path) -> str:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    return str(path)
+
+
+# ----------------------------------------------------------------------------- misfit measures
+
+
+def test_misfit_measures_on_known_cases():
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=(2, 3, 50, 4)).astype(np.float32)
+    assert np.allclose(relative_l2(d, d), 0)
+    assert np.allclose(relative_l2(2 * d, d), 1.0)
+    assert np.allclose(trace_correlation(d, d), 1.0)
+    assert np.allclose(trace_correlation(-3 * d, d), -1.0)  # amplitude-blind, sign-aware
+    flat = d.copy()
+    flat[:, :, :, 0] = 0.0  # a dead observed trace is left out of the mean
+    assert np.allclose(trace_correlation(flat, flat), 1.0)
+
+
+def test_lowpass_is_a_zero_phase_butterworth():
+    """The frequency-domain filter equals scipy's sosfiltfilt on a zero-padded record."""
+    dt, nt, corner = 0.002, 200, 8.0
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(nt, 3))
+    ours = lowpass(torch.tensor(x)[None], corner, dt)[0].numpy()
+    pad = np.zeros((4 * nt, 3))
+    padded = np.concatenate([pad, x, pad])
+    ref = sosfiltfilt(butter(4, corner, fs=1 / dt, output="sos"), padded, axis=0, padtype=None)[4 * nt:5 * nt]
+    assert np.abs(ours - ref).max() < 0.02 * np.abs(ref).max()
+
+
+# ----------------------------------------------------------------------------- physics check
+
+
+def test_true_model_resimulation_reproduces_the_shard(tiny_dataset):
+    """Rebuilding the acquisition from a shard and re-simulating its truth gives its gathers back."""
+    path = tiny_dataset["shards"]["test"][0]
+    obs = read_samples([path], [0, 5])
+    data = simulate(obs.velocity, obs.survey, device="cpu")
+    assert relative_l2(data, obs.gathers).max() < 1e-5
+    assert trace_correlation(data, obs.gathers).min() > 0.99999
+
+
+def test_physics_check_reports_misfits(tiny_dataset, tmp_path):
+    cfg = tiny_dataset["config"]
+    smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=3)
+    result = physics_check(cfg, tmp_path / "predictions.h5", samples=2)
+    s = result.summary
+    assert s["n_samples"] == 2 and s["indices"] == [0, 1]
+    per = s["per_sample"]
+    assert max(per["true_rel_l2"]) < 1e-5
+    # A 30 m smoothing of the truth explains the data far better than the train mean model.
+    assert all(0 < p < b for p, b in zip(per["rel_l2"], per["baseline_rel_l2"]))
+    assert all(p > b for p, b in zip(per["trace_corr"], per["baseline_trace_corr"]))
+    train = np.concatenate([read_shard(p).velocity for p in tiny_dataset["shards"]["train"]])
+    baseline, source = mean_model(cfg, "salt", 24, 32)
+    assert np.allclose(baseline, train.mean(axis=0), atol=1e-3) and "train" in source
+
+
+def test_physics_cli_end_to_end(tiny_dataset, tmp_path, capsys):
+    cfg = tiny_dataset["config"]
+    smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=3)
+    out = tmp_path / "run"
+    rc = main(["physics", "--config", config_file(cfg, tmp_path), "--predictions",
+               str(tmp_path / "predictions.h5"), "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads((out / "physics.json").read_text())
+    for key in ("variant", "seed", "n_samples", "indices", "seconds_per_sample", "mean", "per_sample"):
+        assert key in summary
+    assert PHYSICS_KEYS <= set(summary["mean"]) and PHYSICS_KEYS <= set(summary["per_sample"])
+    assert summary["n_samples"] == cfg.physics.samples == len(summary["per_sample"]["rel_l2"])
+    assert summary["mean"]["true_rel_l2"] < 1e-5
+    assert (out / "physics.png").stat().st_size > 10_000
+    assert "rel. L2 misfit" in capsys.readouterr().out
+
+
+def test_prediction_on_wrong_grid_is_refused(tiny_dataset, tmp_path, capsys):
+    cfg = tiny_dataset["config"]
+    smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=2, grid=(20, 32))
+    with pytest.raises(GridError, match=r"20 x 32 grid but the data were recorded over a 24 x 32 grid"):
+        physics_check(cfg, tmp_path / "predictions.h5")
+    # Through the CLI: one clear line, exit status 1.
+    rc = main(["physics", "--config", config_file(cfg, tmp_path), "--predictions",
+               str(tmp_path / "predictions.h5"), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "20 x 32 grid" in err and len(err.strip().splitlines()) == 1
+    # A starting model on the wrong grid for refine.
+    np.save(tmp_path / "start.npy", np.full((20, 30), 2500.0, np.float32))
+    rc = main(["refine", "--config", config_file(cfg, tmp_path), "--data", str(tiny_dataset["shards"]["test"][0]),
+               "--model-start", str(tmp_path / "start.npy"), "--out", str(tmp_path / "refine")])
+    assert rc == 1 and "20 x 30 grid" in capsys.readouterr().err
+
+
+def _altered_copy(src, dst, **change):
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        if "dt" in change:
+            f.attrs["dt"] = change["dt"]
+        if "source_shift" in change:
+            f["source_xz"][0, 0] += change["source_shift"]
+    return dst
+
+
+@pytest.mark.parametrize("change", [{"dt": 0.0021}, {"source_shift": 10.0}], ids=["dt", "source"])
+def test_data_from_another_acquisition_is_refused(tiny_dataset, tmp_path, change):
+    """Data whose recorded acquisition is not the one that made them fail the true-model self-check."""
+    cfg = tiny_dataset["config"]
+    test = tiny_dataset["shards"]["test"][0]
+    altered = _altered_copy(test, tmp_path / "shard-0000.h5", **change)
+    smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=1)
+    with h5py.File(tmp_path / "predictions.h5", "r+") as f:
+        f.attrs["shards"] = json.dumps([str(altered)])
+    with pytest.raises(AcquisitionError, match="self-check failed.*not the one the data were simulated with"):
+        physics_check(cfg, tmp_path / "predictions.h5", samples=1)
+
+
+def test_predictions_of_other_data_are_refused_as_a_start(tiny_dataset, tmp_path):
+    """refine --data X --model-start P: P must come from data of X's acquisition."""
+    cfg = tiny_dataset["config"]
+    test = tiny_dataset["shards"]["test"][0]
+    other = _altered_copy(test, tmp_path / "other.h5", source_shift=10.0)
+    a, b = survey_from_shard(read_shard(test, load=False)), survey_from_shard(read_shard(other, load=False))
+    with pytest.raises(AcquisitionError, match=r"sources positions differ \(first at #0"):
+        check_acquisition(a, b, "A", "B")
+    with pytest.raises(AcquisitionError):
+        read_samples([test, other], [0])  # one split, two acquisitions
+    smoothed_predictions(tiny_dataset, tmp_path / "pred.h5", n=2)
+    with h5py.File(tmp_path / "pred.h5", "r+") as f:
+        f.attrs["shards"] = json.dumps([str(other)])
+    rc = main(["refine", "--config", config_file(cfg, tmp_path), "--data", str(test),
+               "--model-start", str(tmp_path / "pred.h5"), "--out", str(tmp_path / "r")])
+    assert rc == 1
+
+
+# ----------------------------------------------------------------------------- refinement
+
+
+@pytest.mark.parametrize("optimizer,lr,iterations,gain", [("adam", 20.0, 20, 0.95), ("lbfgs", 1.0, 10, 0.8)])
+def test_fwi_from_smoothed_start_lowers_misfit_and_model_error(layered, optimizer, lr, iterations, gain):
+    """Measured: Adam 158 -> 141 m/s MAE in 20 iterations, L-BFGS 158 -> 108 m/s in 10."""
+    truth, survey, observed = layered
+    start = starting_model("smooth", dx=survey.dx, truth=truth, sigma_m=40.0)
+    res = refine(start, observed, survey, vmin=1500.0, vmax=3500.0, iterations=iterations, optimizer=optimizer,
+                 lr=lr, truth=truth, device="cpu")
+    assert res.final["rel_l2"] < 0.5 * res.initial["rel_l2"]
+    assert res.final["mae_ms"] < gain * res.initial["mae_ms"]
+    assert res.final["ssim"] > res.initial["ssim"]
+    assert res.iterations == iterations and len(res.history) == len(res.mae_history) == iterations
+    assert res.history[-1] < res.history[0]
+    assert res.mae_history[0] == pytest.approx(res.initial["mae_ms"], rel=1e-5)
+
+
+def test_multiscale_stages(layered):
+    truth, survey, observed = layered
+    start = starting_model("background", dx=survey.dx, truth=truth, sigma_m=40.0)
+    res = refine(start, observed, survey, vmin=1500.0, vmax=3500.0, iterations=4, frequencies=[8.0, 100.0],
+                 truth=truth, device="cpu")
+    assert [s["corner_hz"] for s in res.stages] == [8.0, None]  # 100 Hz is beyond the wavelet: full band
+    low = res.stages[0]
+    assert low["before"]["band_rel_l2"] != low["before"]["rel_l2"]
+    assert res.stages[1]["before"]["rel_l2"] == low["after"]["rel_l2"]
+    assert res.final["rel_l2"] < res.initial["rel_l2"]
+
+
+@pytest.mark.parametrize("optimizer,lr", [("adam", 400.0), ("lbfgs", 1.0)])
+def test_refinement_stays_within_bounds(layered, optimizer, lr):
+    """Bounds tighter than the truth and a huge step: the model must press against them, not cross."""
+    truth, survey, observed = layered
+    vmin, vmax = 2200.0, 2800.0
+    start = starting_model("ramp", dx=survey.dx, truth=truth, ramp=(1500.0, 3500.0))  # starts outside
+    res = refine(start, observed, survey, vmin=vmin, vmax=vmax, iterations=6, optimizer=optimizer, lr=lr,
+                 device="cpu")
+    assert res.velocity.min() >= vmin and res.velocity.max() <= vmax
+    assert res.velocity.max() > vmax - 100.0  # the bound is active, so the test means something
+    with pytest.raises(PhysicsError, match="exceeds max_vel"):
+        refine(start, observed, survey, vmin=vmin, vmax=4000.0, iterations=1)
+
+
+def test_memory_plan_falls_back_to_compression_and_fewer_shots(layered):
+    """Less free memory -> compressed history, then fewer shots per call, finally disk."""
+    truth, survey, observed = layered
+    roomy = plan_memory(survey, "cpu", available_bytes=2 ** 34)
+    assert roomy.shots_per_call == survey.n_shots and roomy.storage == {}
+    plans, avail = [], 2.0 * roomy.estimate_bytes  # headroom 0.5: this is the least that still fits
+    while True:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            plan = plan_memory(survey, "cpu", available_bytes=int(avail))
+        plans.append(plan)
+        if plan.storage.get("storage_mode") == "disk":
+            assert "does not fit in memory" in str(caught[0].message)
+            break
+        avail *= 0.8
+    assert plans[0].storage == {} and plans[0].shots_per_call == survey.n_shots
+    assert any(p.storage == {"storage_compression": True} and p.shots_per_call == survey.n_shots for p in plans)
+    one = [p for p in plans if p.shots_per_call == 1 and p.storage.get("storage_mode") != "disk"]
+    assert one and all(a.estimate_bytes >= b.estimate_bytes for a, b in zip(plans, plans[1:-1]))
+    # One shot per call, compressed: the same optimisation within the compression's error.
+    start = starting_model("smooth", dx=survey.dx, truth=truth, sigma_m=40.0)
+    kw = dict(vmin=1500.0, vmax=3500.0, iterations=3, truth=truth, device="cpu")
+    ref = refine(start, observed, survey, memory=roomy, **kw)
+    chunked = refine(start, observed, survey, memory=one[0], **kw)
+    assert np.allclose(chunked.history, ref.history, rtol=1e-3)
+    assert np.abs(chunked.velocity - ref.velocity).mean() < 1.0  # m/s
+
+
+def test_refine_cli_from_predictions(tiny_dataset, tmp_path, capsys):
+    cfg = tiny_dataset["config"]
+    smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=2)
+    out = tmp_path / "refine"
+    rc = main(["refine", "--config", config_file(cfg, tmp_path), "--predictions", str(tmp_path / "predictions.h5"),
+               "--sample", "1", "--iterations", "2", "--frequencies", "10", "40", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads((out / "refine.json").read_text())
+    assert summary["start"] == "prediction" and len(summary["runs"]) == 1
+    run = summary["runs"][0]
+    assert [s["iterations"] for s in run["stages"]] == [2, 2]
+    for key in ("rel_l2", "trace_corr", "mae_ms", "ssim"):
+        assert key in run["initial"] and key in run["final"]
+    refined = np.load(out / "refined.npy")
+    assert refined.shape == (1, 24, 32)
+    assert refined.min() >= cfg.geology.vmin and refined.max() <= cfg.geology.vmax
+    assert (out / "refine.png").is_file()
+    assert "stage 2/2" in capsys.readouterr().out
+
+
+def test_user_model_sequence(tiny_dataset, tmp_path, capsys):
+    """docs/user_model.md end to end: simulate a user's model, predict it with a checkpoint, refine."""
+    from fwi_attn.dataset import compute_stats
+    from fwi_attn.models import create_model, save_checkpoint
+    from fwi_attn.store import write_json
+
+    cfg = tiny_dataset["config"]
+    cfg_path = config_file(cfg, tmp_path)
+    user = np.full((40, 60), 2000.0, np.float32)  # a model on its own (finer) grid
+    user[18:] = 3000.0
+    user[25:32, 20:40] = 4400.0
+    np.save(tmp_path / "user.npy", user)
+    assert main(["simulate", str(tmp_path / "user.npy"), "--config", cfg_path, "--out",
+                 str(tmp_path / "gathers.h5")]) == 0
+    stats = compute_stats(tiny_dataset["dir"] / "train", cfg.geology.vmin, cfg.geology.vmax, dataset="salt")
+    write_json(tmp_path / "stats.json", stats)
+    # An untrained network whose input and output sizes differ from the data's: predict resamples.
+    torch.manual_seed(0)
+    net = create_model("none", in_shots=3, nt=100, n_receivers=8, nz=12, nx=16, width=4, depth=2)
+    save_checkpoint(tmp_path / "model.pt", net, variant="none", seed=0)
+    assert main(["predict", "--checkpoint", str(tmp_path / "model.pt"), "--data", str(tmp_path / "gathers.h5"),
+                 "--stats", str(tmp_path / "stats.json"), "--out", str(tmp_path / "pred.h5"), "--device", "cpu"]) == 0
+    pred = read_predictions(tmp_path / "pred.h5")
+    assert pred.prediction.shape == (1, 24, 32)
+    assert cfg.geology.vmin <= pred.prediction.min() and pred.prediction.max() <= cfg.geology.vmax
+    rc = main(["refine", "--config", cfg_path, "--data", str(tmp_path / "gathers.h5"), "--model-start",
+               str(tmp_path / "pred.h5"), "--iterations", "2", "--out", str(tmp_path / "refine")])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "refine" / "refine.json").read_text())
+    assert summary["start"] == "prediction"
+    assert summary["runs"][0]["final"]["rel_l2"] < summary["runs"][0]["initial"]["rel_l2"]
+    # A network taking another number of shots is refused with a clear message.
+    save_checkpoint(tmp_path / "five.pt", create_model("none", in_shots=5, nt=100, n_receivers=8, nz=12, nx=16,
+                                                       width=4, depth=2))
+    rc = main(["predict", "--checkpoint", str(tmp_path / "five.pt"), "--data", str(tmp_path / "gathers.h5"),
+               "--stats", str(tmp_path / "stats.json"), "--out", str(tmp_path / "p5.h5")])
+    assert rc == 1 and "takes 5 shots" in capsys.readouterr().err
+
+
+def test_forward_batches_match_single_runs(layered):
+    """The physics check simulates many models per call; results must not depend on the batching."""
+    truth, survey, _ = layered
+    models = torch.tensor(np.stack([truth, gaussian_smooth(truth, 40.0, survey.dx)]))
+    with torch.no_grad():
+        both = forward(models, survey)
+        one = forward(models[1:], survey)
+    assert torch.allclose(both[1], one[0], rtol=0, atol=1e-6 * one.abs().max().item())
+
+
+def test_predictions_pointing_at_other_shards_are_refused(tiny_dataset, tmp_path):
+    """A 'shards' attribute naming other data (moved or regenerated shards) must not pass silently."""
+    cfg = tiny_dataset["config"]
+    smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=2)
+    with h5py.File(tmp_path / "predictions.h5", "r+") as f:
+        f.attrs["shards"] = json.dumps([str(tiny_dataset["shards"]["val"][0])])
+    with pytest.raises(PhysicsError, match="does not list the data its predictions were made from"):
+        physics_check(cfg, tmp_path / "predictions.h5")

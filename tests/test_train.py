@@ -1,0 +1,180 @@
+"""Tests for fwi_attn.train and fwi_attn.evaluate on the tiny generated dataset."""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from fwi_attn.cli import main
+from fwi_attn.config import load_config
+from fwi_attn.dataset import Normalizer, ShardDataset, StatsError, compute_stats, default_stats_path
+from fwi_attn.metrics import METRICS
+from fwi_attn.store import write_json
+from fwi_attn.train import HISTORY_COLUMNS, TrainError, make_loader, make_loss, read_history, train, train_one_epoch
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dataset):
+    """The tiny dataset with its stats.json written where train/evaluate look for it."""
+    cfg = tiny_dataset["config"]
+    path = default_stats_path(cfg)
+    if not path.exists():
+        write_json(path, compute_stats(tiny_dataset["dir"] / "train", cfg.geology.vmin, cfg.geology.vmax,
+                                       dataset="salt"))
+    return tiny_dataset
+
+
+def _config_file(cfg_dict: dict, path) -> str:
+    path.write_text(yaml.safe_dump(cfg_dict))
+    return str(path)
+
+
+def _weights(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_a_few_steps_lower_the_loss(tiny):
+    from fwi_attn.models import create_model
+    from fwi_attn.dataset import load_stats
+
+    cfg = tiny["config"]
+    stats = load_stats(default_stats_path(cfg))
+    ds = ShardDataset(tiny["dir"] / "train", Normalizer.from_stats(stats))
+    torch.manual_seed(0)
+    model = create_model("none", **ds.model_shape(), width=4, depth=2)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    loss_fn = make_loss("l1")
+    loader = make_loader(ds, 4, shuffle=True, generator=torch.Generator().manual_seed(0))
+    losses = [train_one_epoch(model, loader, opt, None, loss_fn, device=torch.device("cpu"), grad_clip=1.0)["loss"]
+              for _ in range(4)]
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_losses():
+    pred, target = torch.zeros(2, 1, 12, 12), torch.full((2, 1, 12, 12), 0.5)
+    assert float(make_loss("l1")(pred, target)) == pytest.approx(0.5)
+    assert float(make_loss("l2")(pred, target)) == pytest.approx(0.25)
+    # Constant images: SSIM's structure term is 1, luminance (0.5 vs 0.75 on [0, 1]) below 1.
+    l1_ssim = float(make_loss("l1_ssim", 0.5)(pred, target))
+    assert 0.5 < l1_ssim < 1.0
+    assert float(make_loss("l1_ssim", 0.5)(target, target)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(TrainError, match="valid: l1, l2, l1_ssim"):
+        make_loss("huber")
+
+
+def test_resume_gives_the_same_weights(tiny, tmp_path):
+    """Stopping after epoch 1 and resuming equals an uninterrupted run, bit for bit."""
+    cfg = tiny["config"]
+    full = train(cfg, "none", 3, tmp_path / "full", epochs=2, progress=False, log=lambda s: None)
+    again = train(cfg, "none", 3, tmp_path / "again", epochs=2, progress=False, log=lambda s: None)
+    part = train(cfg, "none", 3, tmp_path / "part", epochs=2, stop_after=1, progress=False, log=lambda s: None)
+    assert full.finished and not part.finished and part.epochs_done == 1
+    resumed = train(cfg, "none", 3, tmp_path / "part", epochs=2, resume=True, progress=False, log=lambda s: None)
+    assert resumed.finished
+    for name in ("last.pt", "model.pt"):
+        a, b, c = (_weights(tmp_path / d / name) for d in ("full", "part", "again"))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), f"{name}: {k} differs after resume"
+            assert torch.equal(a[k], c[k]), f"{name}: {k} differs between two runs with one seed"
+    ha, hb = read_history(tmp_path / "full" / "history.csv"), read_history(tmp_path / "part" / "history.csv")
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert drop(ha) == drop(hb) and len(ha) == 2
+
+
+def test_resume_refuses_another_variant_or_seed(tiny, tmp_path):
+    cfg = tiny["config"]
+    train(cfg, "none", 0, tmp_path, epochs=2, stop_after=1, progress=False, log=lambda s: None)
+    with pytest.raises(TrainError, match=r"holds variant 'none', this run is 'se'"):
+        train(cfg, "se", 0, tmp_path, epochs=2, resume=True, progress=False, log=lambda s: None)
+    with pytest.raises(TrainError, match="seed 0, this run has seed 1"):
+        train(cfg, "none", 1, tmp_path, epochs=2, resume=True, progress=False, log=lambda s: None)
+    raw = copy.deepcopy(cfg.to_dict())
+    raw["model"]["width"] = 6
+    with pytest.raises(TrainError, match="grid or model section changed"):
+        train(load_config(raw), "none", 0, tmp_path, epochs=2, resume=True, progress=False, log=lambda s: None)
+    with pytest.raises(TrainError, match="unknown variant 'unet'"):
+        train(cfg, "unet", 0, tmp_path, progress=False)
+
+
+def test_missing_stats_is_a_clear_error(tiny, tmp_path, capsys):
+    cfg_path = _config_file(tiny["config"].to_dict(), tmp_path / "tiny.yaml")
+    missing = tmp_path / "nowhere" / "stats.json"
+    with pytest.raises(StatsError, match="fwi-attn stats"):
+        train(tiny["config"], "none", 0, tmp_path / "run", stats_path=missing, progress=False)
+    rc = main(["train", "--config", cfg_path, "--variant", "none", "--seed", "0", "--out", str(tmp_path / "run"),
+               "--stats", str(missing), "--quiet"])
+    assert rc == 1
+    assert f"normalisation file {missing} does not exist" in capsys.readouterr().err
+
+
+def test_end_to_end_train_then_evaluate(tiny, tmp_path, capsys):
+    cfg_path = _config_file(tiny["config"].to_dict(), tmp_path / "tiny.yaml")
+    run = tmp_path / "none" / "seed0"
+    assert main(["train", "--config", cfg_path, "--variant", "none", "--seed", "0", "--out", str(run),
+                 "--epochs", "2", "--quiet"]) == 0
+    for name in ("model.pt", "last.pt", "history.csv"):
+        assert (run / name).is_file(), name
+    with open(run / "history.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert tuple(rows[0]) == HISTORY_COLUMNS and [r[0] for r in rows[1:]] == ["1", "2"]
+
+    assert main(["evaluate", "--config", cfg_path, "--checkpoint", str(run / "model.pt"), "--out", str(run),
+                 "--quiet"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    for key in ("variant", "seed", "dataset", "split", "n_samples", "n_params", "macs", "time_per_sample_s",
+                "mean", "per_sample"):
+        assert key in m, key
+    assert (m["variant"], m["seed"], m["dataset"], m["split"], m["n_samples"]) == ("none", 0, "salt", "test", 8)
+    assert m["n_params"] > 0 and m["macs"] > 0 and m["time_per_sample_s"] > 0
+    assert set(m["mean"]) == set(METRICS) and all(len(m["per_sample"][k]) == 8 for k in METRICS)
+    with h5py.File(run / "predictions.h5", "r") as f:
+        assert f.attrs["schema"] == "fwi-attn-predictions/1"
+        attrs = tuple(f.attrs[k] for k in ("variant", "seed", "dataset", "split"))
+        assert attrs == ("none", 0, "salt", "test")
+        assert json.loads(f.attrs["shards"]) == [str(p) for p in tiny["shards"]["test"]]
+        assert f.attrs["checkpoint"] == str(run / "model.pt")
+        pred, target = f["prediction"][()], f["target"][()]
+        assert pred.shape == target.shape == (8, 24, 32) and f["index"][()].tolist() == list(range(8))
+        assert pred.min() >= 1500.0 and pred.max() <= 4500.0
+    np.testing.assert_array_equal(target, ShardDataset(tiny["dir"] / "test").velocities())
+    assert np.mean(np.abs(pred - target)) == pytest.approx(m["mean"]["mae_ms"], rel=1e-5)
+
+    base = tmp_path / "mean"
+    assert main(["evaluate", "--config", cfg_path, "--baseline", "mean", "--out", str(base)]) == 0
+    b = json.loads((base / "metrics.json").read_text())
+    assert (b["variant"], b["seed"], b["n_params"], b["macs"]) == ("mean", None, 0, 0)
+    assert set(b["mean"]) == set(METRICS)
+    with h5py.File(base / "predictions.h5", "r") as f:
+        assert f.attrs["variant"] == "mean" and f.attrs["seed"] == -1
+        np.testing.assert_allclose(f["prediction"][0], f["prediction"][7])
+
+
+def test_checkpoint_of_another_grid_is_refused(tiny, tmp_path):
+    from fwi_attn.evaluate import EvaluateError, evaluate_checkpoint
+    from fwi_attn.simulate import generate_shard, shard_path
+
+    cfg = tiny["config"]
+    run = tmp_path / "run"
+    train(cfg, "none", 0, run, epochs=1, progress=False, log=lambda s: None)
+    # A config whose grid differs from the data and the checkpoint.
+    raw = copy.deepcopy(cfg.to_dict())
+    raw["survey"]["nz"] = 16
+    other = load_config(raw)
+    with pytest.raises(ValueError, match="does not match the config's survey: nz 24 \\(config 16\\)"):
+        evaluate_checkpoint(other, run / "model.pt", tmp_path / "eval", progress=False)
+    # Test data of that other grid: the checkpoint itself does not fit.
+    raw["study"]["data_dir"] = str(tmp_path / "data")
+    raw["datasets"]["salt"]["samples"]["test"] = 2
+    other = load_config(raw)
+    generate_shard(other, "salt", "test", 0, shard_path(other.study.data_dir, "salt", "test", 0))
+    with pytest.raises(EvaluateError, match=rf"checkpoint {run / 'model.pt'} was built for .* grid 24x32, but "
+                                            r".* grid 16x32"):
+        evaluate_checkpoint(other, run / "model.pt", tmp_path / "eval", progress=False)
+

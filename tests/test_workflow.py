@@ -1,0 +1,248 @@
+"""The Snakemake workflow: lint, dry runs of every preset, a real run of the tiny study,
+incremental re-runs, config validation, and the comparison notebook.
+
+Snakemake runs in a temporary working directory (``--directory``), so tests never touch the
+repository's ``results/``, ``data/`` or ``.snakemake/``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import TINY
+from fwi_attn.plots import comparison_figure_paths, run_figure_paths
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEFILE = REPO / "Snakefile"
+PRESETS = REPO / "workflows" / "config"
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    args = list(args)
+    if "--configfile" in args:  # it takes several values: bind the one file so a target may follow
+        i = args.index("--configfile")
+        args[i:i + 2] = [f"--configfile={args[i + 1]}"]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count} (empty when nothing is to be done)."""
+    out = proc.stdout + proc.stderr
+    if "Job stats" not in out:
+        return {}
+    table = out.split("Job stats:", 1)[1]
+    jobs = {}
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        jobs[m.group(1)] = int(m.group(2))
+    jobs.pop("total", None)
+    return jobs
+
+
+def write_config(tmp_path: Path, raw: dict, name: str = "tiny.yaml") -> Path:
+    raw = copy.deepcopy(raw)
+    raw["study"].update(data_dir=str(tmp_path / "data"), results_dir=str(tmp_path / "results"))
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_lint_is_clean(tmp_path):
+    proc = snakemake(tmp_path, "--lint", "--configfile", str(PRESETS / "default.yaml"))
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("preset", ["default", "paper", "openfwi"])
+def test_dry_run_of_each_preset(tmp_path, preset):
+    cfg = yaml.safe_load((PRESETS / f"{preset}.yaml").read_text())
+    proc = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(PRESETS / f"{preset}.yaml"), "all")
+    jobs = planned_jobs(proc)
+    from fwi_attn.config import load_config
+    from fwi_attn.simulate import shard_sizes
+
+    full = load_config(PRESETS / f"{preset}.yaml")
+    runs = len(full.study.variants) * len(full.study.seeds)
+    ds = full.datasets[full.study.dataset]
+    assert jobs["train"] == jobs["evaluate"] == jobs["physics"] == jobs["figures_run"] == runs
+    assert jobs["generate"] == sum(len(shard_sizes(ds.samples[s], ds.shard_size)) for s in ("train", "val", "test"))
+    assert jobs["evaluate_mean"] == jobs["stats"] == jobs["figures_compare"] == jobs["report"] == jobs["notebook"] == 1
+    assert jobs.get("refine", 0) == (runs if full.physics.refine.enabled else 0)
+    assert cfg["study"]["name"] == full.study.name
+
+
+def test_default_study_shape():
+    """The quick study compares every variant and the baselines over at least two seeds; the
+    paper study uses three or more seeds."""
+    from fwi_attn.config import load_config
+    from fwi_attn.models import list_models
+
+    default, paper = load_config("default"), load_config("paper")
+    assert set(default.study.variants) == set(list_models())
+    assert len(default.study.seeds) >= 2 and len(paper.study.seeds) >= 3
+
+
+def test_without_configfile_the_default_study_is_used(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--cores", "1", "all")
+    assert "results/default/report/report.md" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c["train"].update(epochs=0), "train"),
+    (lambda c: c["study"].update(variants=["none", "transformer"]), "variants"),
+    (lambda c: c["geology"].update(vmin=5000.0), "geology.vmin"),
+    (lambda c: c["study"].update(colour="red"), "colour"),
+    (lambda c: c["study"].update(reference="cbam"), "study.reference"),
+])
+def test_invalid_config_is_rejected_naming_the_key(tmp_path, edit, key):
+    raw = copy.deepcopy(TINY)
+    edit(raw)
+    proc = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(write_config(tmp_path, raw)), "all",
+                     check=False)
+    assert proc.returncode != 0
+    assert key in proc.stdout + proc.stderr
+
+
+# ----------------------------------------------------------------------------- the tiny study
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """The tiny config run end to end by Snakemake on CPU, once for this module."""
+    root = tmp_path_factory.mktemp("workflow")
+    config = write_config(root, TINY)
+    proc = snakemake(root, "--cores", "2", "--configfile", str(config), "all")
+    return {"root": root, "config": config, "study": root / "results" / "tiny", "log": proc.stderr}
+
+
+def expected_outputs(study: Path) -> list[Path]:
+    out = [study / "report" / n for n in ("report.md", "report.html", "compare_attention.ipynb")]
+    out += [study / "figures" / "dataset_preview.png", study / "mean" / "metrics.json"]
+    for v in TINY["study"]["variants"]:
+        for s in TINY["study"]["seeds"]:
+            run = study / v / f"seed{s}"
+            out += [run / n for n in ("model.pt", "history.csv", "predictions.h5", "metrics.json",
+                                      "physics.json", "physics.png")]
+            out += list(run_figure_paths(study, v, s).values())
+    out += list(comparison_figure_paths(study).values())
+    return out
+
+
+def test_tiny_study_produces_every_output(tiny_study):
+    study = tiny_study["study"]
+    missing = [str(p) for p in expected_outputs(study) if not p.is_file()]
+    assert not missing, missing
+    for png in study.glob("figures/**/*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    # Every heavy job leaves a log and a benchmark.
+    assert (study / "logs" / "train" / "se-seed0.log").is_file()
+    assert (study / "benchmarks" / "train" / "se-seed0.tsv").is_file()
+    table = (study / "figures" / "metrics_table.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in table[1:]] == ["none", "se", "mean"]
+
+
+def test_tiny_report_is_self_contained(tiny_study):
+    report_dir = tiny_study["study"] / "report"
+    md = (report_dir / "report.md").read_text()
+    html = (report_dir / "report.html").read_text()
+    assert "## Ranking" in md and "Wilcoxon" in md and "../figures/metrics_bars.png" in md
+    assert html.count('src="data:image/png;base64,') >= 8
+    assert 'src="../' not in html
+
+
+def test_tiny_notebook_was_executed_by_the_workflow(tiny_study):
+    nb = json.loads((tiny_study["study"] / "report" / "compare_attention.ipynb").read_text())
+    tags = [c["metadata"].get("tags", []) for c in nb["cells"]]
+    assert any("injected-parameters" in t for t in tags)
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert any("| se |" in "".join(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+
+
+def test_notebook_runs_with_chosen_variants_and_metrics(tiny_study, tmp_path):
+    import papermill
+
+    out = tmp_path / "nb.ipynb"
+    papermill.execute_notebook(str(REPO / "notebooks" / "compare_attention.ipynb"), str(out), kernel_name="python3",
+                               parameters={"study_dir": str(tiny_study["study"]), "variants": ["se"],
+                                           "metrics": ["mae_ms", "ssim"], "reference": "se"},
+                               progress_bar=False)
+    text = out.read_text()
+    assert "MAE (m/s)" in text and "| none |" not in text
+
+
+def test_notebook_is_paired_with_its_script():
+    import jupytext
+
+    script = jupytext.read(REPO / "notebooks" / "compare_attention.py")
+    notebook = jupytext.read(REPO / "notebooks" / "compare_attention.ipynb")
+    assert [c.source for c in script.cells] == [c.source for c in notebook.cells]
+    params = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and "study_dir" in params[0].source
+
+
+def test_nothing_to_do_after_a_full_run(tiny_study):
+    proc = snakemake(tiny_study["root"], "-n", "--cores", "2", "--configfile", str(tiny_study["config"]), "all")
+    assert planned_jobs(proc) == {}
+
+
+def test_deleting_one_output_recomputes_only_its_dependents(tiny_study):
+    (tiny_study["study"] / "se" / "seed0" / "metrics.json").unlink()
+    proc = snakemake(tiny_study["root"], "-n", "--cores", "2", "--configfile", str(tiny_study["config"]), "all")
+    assert planned_jobs(proc) == {"evaluate": 1, "physics": 1, "figures_run": 1, "figures_compare": 1,
+                                  "report": 1, "notebook": 1, "all": 1}
+    # Re-running restores the study (later tests in this module see it whole).
+    snakemake(tiny_study["root"], "--cores", "2", "--configfile", str(tiny_study["config"]), "all")
+    assert (tiny_study["study"] / "se" / "seed0" / "metrics.json").is_file()
+
+
+def test_editing_one_config_section_reruns_only_the_jobs_that_read_it(tiny_study, tmp_path):
+    raw = copy.deepcopy(TINY)
+    raw["evaluate"] = {"n_examples": 2}
+    raw["study"].update(data_dir=str(tiny_study["root"] / "data"), results_dir=str(tiny_study["root"] / "results"))
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(raw))
+    try:
+        jobs = planned_jobs(snakemake(tiny_study["root"], "-n", "--cores", "2", "--configfile", str(edited), "all"))
+    finally:  # the dry run rewrote the study's config.yaml: put the original back
+        snakemake(tiny_study["root"], "-n", "--cores", "1", "--configfile", str(tiny_study["config"]), "all")
+    assert jobs == {"figures_run": 2, "figures_compare": 1, "report": 1, "notebook": 1, "all": 1}
+
+
+def test_snakemake_report_has_captions(tiny_study, tmp_path):
+    out = tmp_path / "smk-report.html"
+    snakemake(tiny_study["root"], "--configfile", str(tiny_study["config"]), "--report", str(out))
+    text = out.read_text(errors="replace")
+    assert "attention" in text.lower() and "dataset_preview.png" in text
+
+
+def test_local_profile_runs_the_workflow(tmp_path):
+    proc = snakemake(tmp_path, "--profile", str(REPO / "workflows" / "profiles" / "default"), "-n",
+                     "--configfile", str(write_config(tmp_path, TINY)), "all")
+    assert planned_jobs(proc)["train"] == len(TINY["study"]["variants"]) * len(TINY["study"]["seeds"])
+
+
+def test_slurm_profile_asks_for_gpus_on_gpu_studies():
+    profile = yaml.safe_load((REPO / "workflows" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    assert {"slurm_partition", "runtime", "mem_mb"} <= set(profile["default-resources"])
+    assert "train" in profile["set-resources"]
+    # The GPU request itself comes from the rules when the study runs on CUDA (paper.yaml).
+    from fwi_attn.config import load_config
+
+    assert load_config("paper").study.device == "cuda"
+    rules = (REPO / "workflows" / "rules" / "train.smk").read_text()
+    assert "**GPU" in rules

@@ -1,0 +1,145 @@
+# Helpers shared by every stage: the validated config, paths, and input functions.
+# Rules only call `fwi-attn` sub-commands; everything they need to know comes from here.
+import json
+import sys
+from pathlib import Path
+
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
+
+from fwi_attn.config import ConfigError, load_config
+from fwi_attn.plots import comparison_figure_paths, run_figure_paths
+from fwi_attn.simulate import SPLITS, shard_sizes
+
+# The schema check above filled the defaults; load_config adds the checks a schema cannot
+# express (vmin < vmax, sources inside the grid, record length) and names the bad key.
+try:
+    CFG = load_config(dict(config))
+except ConfigError as e:
+    raise WorkflowError(f"invalid config: {e}")
+
+STUDY_CFG = CFG.study
+VARIANTS = list(STUDY_CFG.variants)
+SEEDS = list(STUDY_CFG.seeds)
+DATASET = STUDY_CFG.dataset
+THREADS = STUDY_CFG.threads
+if STUDY_CFG.reference not in VARIANTS:
+    raise WorkflowError(
+        f"invalid config: study.reference '{STUDY_CFG.reference}' is not one of study.variants "
+        f"({', '.join(VARIANTS)}); the report ranks variants against it"
+    )
+
+REPO = Path(workflow.basedir)
+DATA = Path(STUDY_CFG.data_dir) / DATASET
+STUDY = Path(STUDY_CFG.results_dir) / STUDY_CFG.name
+LOGS = STUDY / "logs"
+BENCH = STUDY / "benchmarks"
+REPORT = STUDY / "report"
+
+# Jobs run `fwi-attn` and `python` from the interpreter running Snakemake (the project's venv),
+# put first on PATH, so the venv need not be activated. With --software-deployment-method conda
+# each rule's conda environment (workflows/envs/fwi-attn.yaml) provides them instead.
+CONDA_ENV = "../envs/fwi-attn.yaml"
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    shell.prefix(f'set -euo pipefail; export PATH="{Path(sys.executable).parent}:$PATH"; ')
+
+# Each command gets the whole default-filled config as one file, rewritten only when its
+# content changes. It is deliberately not an input of the rules (a file input would re-run
+# every job on any edit); each rule lists the config sections it depends on as params instead,
+# and Snakemake's params rerun trigger re-runs exactly the jobs whose sections changed.
+STUDY_CONFIG = STUDY / "config.yaml"
+_text = yaml.safe_dump(CFG.to_dict(), sort_keys=False)
+if not STUDY_CONFIG.exists() or STUDY_CONFIG.read_text() != _text:
+    STUDY_CONFIG.parent.mkdir(parents=True, exist_ok=True)
+    STUDY_CONFIG.write_text(_text)
+
+
+def sections(*keys):
+    """The config sections (dotted keys) a job depends on, as canonical JSON for params."""
+    out = {}
+    for key in keys:
+        value = CFG.to_dict()
+        for part in key.split("."):
+            value = value[part]
+        out[key] = value
+    return json.dumps(out, sort_keys=True)
+
+
+# On a GPU study every torch-heavy job asks the scheduler for one GPU; "auto" cannot know in
+# advance whether a GPU will be there, so it asks for none (and uses one if present).
+GPU = {"gpu": 1} if STUDY_CFG.device == "cuda" else {}
+
+
+wildcard_constraints:
+    split="|".join(SPLITS),
+    shard=r"\d{4}",
+    variant="|".join(VARIANTS),
+    seed=r"\d+",
+
+
+def n_shards(split):
+    ds = CFG.datasets[DATASET]
+    return len(shard_sizes(ds.samples[split], ds.shard_size))
+
+
+def shards(split):
+    """Every shard path of one split of the study's dataset."""
+    return [str(DATA / split / f"shard-{i:04d}.h5") for i in range(n_shards(split))]
+
+
+def run_dir(variant, seed):
+    return STUDY / variant / f"seed{seed}"
+
+
+def runs():
+    return [(v, s) for v in VARIANTS for s in SEEDS]
+
+
+def run_files(name, seeds=None):
+    """``name`` (e.g. metrics.json) of every run, or of the given seeds only."""
+    return [str(run_dir(v, s) / name) for v, s in runs() if seeds is None or s in seeds]
+
+
+def run_figures(variant, seed):
+    return [str(p) for p in run_figure_paths(STUDY, variant, int(seed)).values()]
+
+
+def comparison_figures():
+    return {k: str(p) for k, p in comparison_figure_paths(STUDY).items()}
+
+
+def comparison_output(name, caption):
+    """A comparison figure marked for `snakemake --report`, with its caption file."""
+    return report(comparison_figures()[name], caption=f"../report/{caption}.rst", category="2. Comparison")
+
+
+def out_dir(wildcards, output):
+    """The folder of a job's first output: where its `fwi-attn ... --out DIR` writes."""
+    return str(Path(output[0]).parent)
+
+
+def refine_files():
+    # FWI refinement is optional: when it is off, nothing asks for refine.json.
+    return run_files("refine.json") if CFG.physics.refine.enabled else []
+
+
+def all_outputs():
+    # Every file the study keeps is a target, so deleting any of them re-creates it (Snakemake
+    # would otherwise treat a deleted intermediate as expendable while its dependents exist).
+    return [
+        str(DATA / "stats.json"),
+        str(STUDY / "figures" / "dataset_preview.png"),
+        str(STUDY / "mean" / "metrics.json"),
+        *run_files("model.pt"),
+        *run_files("history.csv"),
+        *run_files("metrics.json"),
+        *run_files("predictions.h5"),
+        str(REPORT / "report.md"),
+        str(REPORT / "report.html"),
+        str(REPORT / "compare_attention.ipynb"),
+        *run_files("physics.json"),
+        *refine_files(),
+        *[f for v, s in runs() for f in run_figures(v, s)],
+        *comparison_figures().values(),
+    ]

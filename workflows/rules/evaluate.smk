@@ -1,0 +1,51 @@
+# Evaluation of every run on the test split, plus the mean-model baseline: a network that
+# cannot beat predicting the training split's mean model has learnt nothing from the data.
+
+
+rule evaluate:
+    input:
+        model=f"{STUDY}/{{variant}}/seed{{seed}}/model.pt",
+        test=shards("test"),
+        stats=f"{DATA}/stats.json",
+    output:
+        predictions=f"{STUDY}/{{variant}}/seed{{seed}}/predictions.h5",
+        metrics=f"{STUDY}/{{variant}}/seed{{seed}}/metrics.json",
+    params:
+        config=STUDY_CONFIG,
+        out=out_dir,
+        deps=sections("geology.vmin", "geology.vmax", "evaluate.salt_threshold", "evaluate.boundary_tolerance"),
+    log:
+        f"{LOGS}/evaluate/{{variant}}-seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{variant}}-seed{{seed}}.tsv"
+    threads: THREADS
+    resources:
+        **GPU,
+    conda:
+        CONDA_ENV
+    shell:
+        "fwi-attn evaluate --config {params.config} --checkpoint {input.model} --out {params.out}"
+        " --stats {input.stats} --quiet > {log} 2>&1"
+
+
+rule evaluate_mean:
+    input:
+        train=shards("train"),
+        test=shards("test"),
+        stats=f"{DATA}/stats.json",
+    output:
+        f"{STUDY}/mean/metrics.json",
+    params:
+        config=STUDY_CONFIG,
+        out=out_dir,
+        deps=sections("geology.vmin", "geology.vmax", "evaluate.salt_threshold", "evaluate.boundary_tolerance"),
+    log:
+        f"{LOGS}/evaluate/mean.log",
+    benchmark:
+        f"{BENCH}/evaluate/mean.tsv"
+    threads: THREADS
+    conda:
+        CONDA_ENV
+    shell:
+        "fwi-attn evaluate --config {params.config} --baseline mean --out {params.out}"
+        " --stats {input.stats} --quiet > {log} 2>&1"

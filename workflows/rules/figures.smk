@@ -1,0 +1,74 @@
+# Figures: per-run jobs (examples, training curve) so that one re-trained run redraws only its
+# own figures, and one comparison job over every run (tables, bars, cost, attention, gathers).
+
+
+rule figures_run:
+    input:
+        predictions=f"{STUDY}/{{variant}}/seed{{seed}}/predictions.h5",
+        history=f"{STUDY}/{{variant}}/seed{{seed}}/history.csv",
+    output:
+        examples=report(
+            f"{STUDY}/figures/runs/{{variant}}-seed{{seed}}-examples.png",
+            caption="../report/run_examples.rst",
+            category="3. Runs",
+            subcategory="{variant}",
+            labels={"variant": "{variant}", "seed": "{seed}", "figure": "examples"},
+        ),
+        history=report(
+            f"{STUDY}/figures/runs/{{variant}}-seed{{seed}}-history.png",
+            caption="../report/run_history.rst",
+            category="3. Runs",
+            subcategory="{variant}",
+            labels={"variant": "{variant}", "seed": "{seed}", "figure": "training curves"},
+        ),
+    params:
+        config=STUDY_CONFIG,
+        deps=sections("survey.dx", "geology.vmin", "geology.vmax", "evaluate.n_examples"),
+    log:
+        f"{LOGS}/figures/{{variant}}-seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/figures/{{variant}}-seed{{seed}}.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "fwi-attn figures --config {params.config} --variant {wildcards.variant} --seed {wildcards.seed}"
+        " > {log} 2>&1"
+
+
+rule figures_compare:
+    input:
+        metrics=run_files("metrics.json"),
+        mean=f"{STUDY}/mean/metrics.json",
+        history=run_files("history.csv"),
+        physics=run_files("physics.json"),
+        refine=refine_files(),
+        # Attention maps and gathers use each variant's seed-0 model and predictions.
+        models=run_files("model.pt", seeds=SEEDS[:1]),
+        predictions=run_files("predictions.h5", seeds=SEEDS[:1]),
+        test=shards("test"),
+        stats=f"{DATA}/stats.json",
+    output:
+        table_csv=comparison_figures()["table_csv"],
+        table_md=comparison_figures()["table_md"],
+        bars=comparison_output("bars", "bars"),
+        cost=comparison_output("cost", "cost"),
+        curves=comparison_output("curves", "curves"),
+        predictions=comparison_output("predictions", "predictions"),
+        attention=comparison_output("attention", "attention"),
+        gathers=comparison_output("gathers", "gathers"),
+        physics=comparison_output("physics", "physics_compare"),
+    params:
+        config=STUDY_CONFIG,
+        deps=sections(
+            "study.variants", "study.seeds", "survey.dx", "geology.vmin", "geology.vmax", "evaluate.n_examples",
+            "evaluate.salt_threshold",
+        ),
+    log:
+        f"{LOGS}/figures/compare.log",
+    benchmark:
+        f"{BENCH}/figures/compare.tsv"
+    threads: THREADS
+    conda:
+        CONDA_ENV
+    shell:
+        "fwi-attn figures --config {params.config} --compare > {log} 2>&1"

@@ -1,0 +1,57 @@
+# Physics checks: re-simulate each run's predicted test models and compare the data with the
+# observed gathers; optionally refine predictions by full-waveform inversion (expensive).
+
+
+rule physics:
+    input:
+        predictions=f"{STUDY}/{{variant}}/seed{{seed}}/predictions.h5",
+        test=shards("test"),
+    output:
+        json=f"{STUDY}/{{variant}}/seed{{seed}}/physics.json",
+        png=report(
+            f"{STUDY}/{{variant}}/seed{{seed}}/physics.png",
+            caption="../report/physics.rst",
+            category="4. Physics",
+            subcategory="{variant}",
+            labels={"variant": "{variant}", "seed": "{seed}"},
+        ),
+    params:
+        config=STUDY_CONFIG,
+        out=out_dir,
+        deps=sections("survey", "physics.samples"),
+    log:
+        f"{LOGS}/physics/{{variant}}-seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/physics/{{variant}}-seed{{seed}}.tsv"
+    threads: THREADS
+    resources:
+        **GPU,
+    conda:
+        CONDA_ENV
+    shell:
+        "fwi-attn physics --config {params.config} --predictions {input.predictions} --out {params.out}"
+        " > {log} 2>&1"
+
+
+rule refine:
+    input:
+        predictions=f"{STUDY}/{{variant}}/seed{{seed}}/predictions.h5",
+        test=shards("test"),
+    output:
+        f"{STUDY}/{{variant}}/seed{{seed}}/refine.json",
+    params:
+        config=STUDY_CONFIG,
+        out=out_dir,
+        deps=sections("survey", "physics.refine"),
+    log:
+        f"{LOGS}/refine/{{variant}}-seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/refine/{{variant}}-seed{{seed}}.tsv"
+    threads: THREADS
+    resources:
+        **GPU,
+    conda:
+        CONDA_ENV
+    shell:
+        "fwi-attn refine --config {params.config} --predictions {input.predictions} --out {params.out}"
+        " > {log} 2>&1"

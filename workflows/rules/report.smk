@@ -1,0 +1,52 @@
+# The weekly-report bundle: report.md + self-contained report.html (fwi-attn report), and the
+# comparison notebook executed with papermill on this study's results.
+
+
+rule report:
+    input:
+        comparison=list(comparison_figures().values()),
+        preview=f"{STUDY}/figures/dataset_preview.png",
+        metrics=run_files("metrics.json"),
+        mean=f"{STUDY}/mean/metrics.json",
+        physics=run_files("physics.json"),
+        refine=refine_files(),
+        examples=[f for v in VARIANTS for f in run_figures(v, SEEDS[0])],
+    output:
+        md=f"{REPORT}/report.md",
+        html=report(f"{REPORT}/report.html", caption="../report/weekly.rst", category="0. Weekly report"),
+    params:
+        config=STUDY_CONFIG,
+        deps=sections("study"),
+    log:
+        f"{LOGS}/report.log",
+    benchmark:
+        f"{BENCH}/report.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "fwi-attn report --config {params.config} > {log} 2>&1"
+
+
+rule notebook:
+    input:
+        notebook=f"{REPO}/notebooks/compare_attention.ipynb",
+        metrics=run_files("metrics.json"),
+        mean=f"{STUDY}/mean/metrics.json",
+        history=run_files("history.csv"),
+        # The notebook also shows the comparison figures, so it runs after them.
+        figures=list(comparison_figures().values()),
+    output:
+        f"{REPORT}/compare_attention.ipynb",
+    params:
+        study=STUDY,
+        reference=STUDY_CFG.reference,
+    log:
+        f"{LOGS}/notebook.log",
+    benchmark:
+        f"{BENCH}/notebook.tsv"
+    conda:
+        CONDA_ENV
+    # papermill, not fwi-attn: the notebook only calls fwi_attn.report/plots on the results.
+    shell:
+        "python -m papermill {input.notebook} {output} -k python3 -p study_dir {params.study}"
+        " -p reference {params.reference} > {log} 2>&1"
