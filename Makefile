@@ -4,13 +4,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= workflows/config/default.yaml
-CORES  ?= 8
+CORES  ?= $(shell nproc 2>/dev/null || echo 8)
 STAMP  := $(VENV)/.installed
 
 .PHONY: all install test test-all lint bench clean
 
 all: install
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) all
+	$(BIN)/snakemake --cores $(CORES) --configfile=$(CONFIG) all
 
 install: $(STAMP)
 
@@ -29,7 +29,7 @@ test-all: install
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: install
-	$(BIN)/snakemake --lint --configfile $(CONFIG)
+	$(BIN)/snakemake --lint --configfile=$(CONFIG)
 
 bench: install
 	$(BIN)/python benchmarks/bench_generate.py

@@ -351,7 +351,8 @@ def plot_predictions_grid(study, out, dx: float, vmin: float, vmax: float, n: in
         ax.set_xlabel("")
     for ax in axes[:, 1:].ravel():
         ax.set_ylabel("")
-    fig.colorbar(im, ax=axes.ravel().tolist(), location="bottom", shrink=0.6, aspect=30, label="velocity (km/s)")
+    fig.colorbar(im, ax=axes.ravel().tolist(), location="bottom", shrink=0.6, aspect=30, fraction=0.15 / len(axes),
+                 label="velocity (km/s)")
     return _finish(fig, out)
 
 
@@ -420,7 +421,7 @@ def plot_gathers(study, out, vmin: float, vmax: float, dx: float, device: str = 
         res = observed - sim
         return sim, res, float(np.linalg.norm(res) / (np.linalg.norm(observed) or 1.0))
 
-    fig, axes = plt.subplots(len(preds) + 1, 3, figsize=(9.5, 2.7 * (len(preds) + 1) + 0.8), squeeze=False,
+    fig, axes = plt.subplots(len(preds) + 1, 3, figsize=(9.5, 2.45 * (len(preds) + 1) + 0.8), squeeze=False,
                              constrained_layout=True)
     im_v = show_velocity(axes[0, 0], shard.velocity[row], dx, vmin, vmax, f"true model (test model {k})")
     src = shard.source_xz[shot] / 1000
@@ -441,8 +442,11 @@ def plot_gathers(study, out, vmin: float, vmax: float, dx: float, device: str = 
         ax.set_xlabel("")
     for ax in axes[:, 1:].ravel():
         ax.set_ylabel("")
-    fig.colorbar(im_v, ax=axes[:, 0].tolist(), location="bottom", shrink=0.9, label="velocity (km/s)")
-    fig.colorbar(im_g, ax=axes[:, 1:].ravel().tolist(), location="bottom", shrink=0.7, aspect=40,
+    # Colorbars take a fixed share of the axes' height: keep it small in these tall figures.
+    frac = 0.15 / len(axes)
+    fig.colorbar(im_v, ax=axes[:, 0].tolist(), location="bottom", shrink=0.9, fraction=frac,
+                 label="velocity (km/s)")
+    fig.colorbar(im_g, ax=axes[:, 1:].ravel().tolist(), location="bottom", shrink=0.7, aspect=40, fraction=frac,
                  label=f"pressure (clip ±{clip:.3g}: 99.5th percentile of the observed late arrivals)")
     fig.suptitle(f"Data fit, shot at x = {shard.source_xz[shot, 0]:g} m (seed-0 models)")
     return _finish(fig, out)
@@ -576,6 +580,7 @@ def plot_attention_maps(maps_by_variant: dict[str, dict[str, np.ndarray]], model
     fig.colorbar(im_v, ax=axes[0, 0], location="bottom", shrink=0.9, label="velocity (km/s)")
     if im_a is not None:
         fig.colorbar(im_a, ax=axes[1:, 1:].ravel().tolist(), location="bottom", shrink=0.5, aspect=40,
+                     fraction=0.15 / len(axes),
                      label="attention weight (0 = suppressed, 1 = passed)")
     fig.suptitle("Spatial attention maps on one test model (seed-0 models; white: true salt outline)")
     return _finish(fig, out)

@@ -398,13 +398,13 @@ def _refine_markdown(study: Study) -> str:
     if not rows:
         return ""
     metrics = [m for m in ("mae_ms", "ssim", "rel_l2", "trace_corr") if any(f"{m}_final" in r for r in rows)]
-    lines = ["| variant | runs | " + " | ".join(f"{LABELS.get(m, m)} before -> after" for m in metrics) + " |",
+    lines = ["| variant | runs | " + " | ".join(f"{LABELS.get(m, m)} before → after" for m in metrics) + " |",
              "|---|---:|" + "---:|" * len(metrics)]
     for r in rows:
         cells = []
         for m in metrics:
             a, b = r.get(f"{m}_initial"), r.get(f"{m}_final")
-            cells.append(f"{a:.4g} -> {b:.4g}" if a is not None and b is not None else "")
+            cells.append(f"{a:.4g} → {b:.4g}" if a is not None and b is not None else "")
         lines.append(f"| {r['variant']} | {r['n_runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

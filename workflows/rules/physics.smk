@@ -13,7 +13,7 @@ rule physics:
             caption="../report/physics.rst",
             category="4. Physics",
             subcategory="{variant}",
-            labels={"variant": "{variant}", "seed": "{seed}"},
+            labels={"variant": "{variant}", "seed": "{seed}", "figure": "physics check"},
         ),
     params:
         config=STUDY_CONFIG,
@@ -38,7 +38,15 @@ rule refine:
         predictions=f"{STUDY}/{{variant}}/seed{{seed}}/predictions.h5",
         test=shards("test"),
     output:
-        f"{STUDY}/{{variant}}/seed{{seed}}/refine.json",
+        json=f"{STUDY}/{{variant}}/seed{{seed}}/refine.json",
+        models=f"{STUDY}/{{variant}}/seed{{seed}}/refined.npy",
+        png=report(
+            f"{STUDY}/{{variant}}/seed{{seed}}/refine.png",
+            caption="../report/refine.rst",
+            category="4. Physics",
+            subcategory="{variant}",
+            labels={"variant": "{variant}", "seed": "{seed}", "figure": "FWI refinement"},
+        ),
     params:
         config=STUDY_CONFIG,
         out=out_dir,
