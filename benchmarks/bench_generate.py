@@ -10,7 +10,6 @@ ours draws the models, checks them, simulates, transposes and writes an HDF5 sha
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from fwi_attn.config import load_config
 from fwi_attn.geology import generate_velocity
 from fwi_attn.simulate import cells, generate_shard, resolve_device, shard_rng
 from fwi_attn.survey import Survey
+
+from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def bare_deepwave(velocity: torch.Tensor, survey: Survey, models_per_call: int) -> float:
@@ -99,9 +100,7 @@ def main() -> None:
         cli_s = time.perf_counter() - start
 
     bare, ours = min(bare_s), min(ours_s)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
-               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{cpu}, {args.threads} threads"
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{cpu_name()}, {args.threads} threads"
     print(f"## bench_generate: preset {args.preset}, dataset {name} ({ds.family}), {args.samples} samples")
     print(f"device: {device_name}; torch {torch.__version__}, deepwave {deepwave.__version__}")
     print(f"grid {survey.nz}x{survey.nx}, {survey.n_shots} shots, {survey.n_receivers} receivers, "

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -40,17 +38,9 @@ from fwi_attn.config import PRESETS_DIR, load_config
 from fwi_attn.dataset import Normalizer, ShardDataset, compute_stats
 from fwi_attn.simulate import generate_shard
 from fwi_attn.store import read_shard
+from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    for line in out.splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def bench_config(root: Path, train: int, val: int = 1, test: int = 1, shard_size: int | None = None):

@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import statistics
-import subprocess
 import time
 
 import torch
 
 from fwi_attn.models import OPENFWI_SHAPE, count_macs, count_params, create_model, list_models
+from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SHAPES = {
     # Default quick salt study: 5 shots x 600 steps x 64 receivers -> 64 x 64 cells.
@@ -33,15 +32,6 @@ SHAPES = {
 }
 
 
-def _cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    for line in out.splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def _load() -> str:
@@ -146,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     print(f"Machine: {where}; torch {torch.__version__}; {torch.get_num_threads()} CPU threads;"
           f" median of {args.repeats} rounds after {args.warmup} warm-up, forward + backward,"
           f" train mode; load average {_load()}.\n")

@@ -25,7 +25,7 @@ network of that error would buy, not what this study's networks buy.
     python benchmarks/bench_physics.py --proxy               # network-like proxy instead of a trained run
     python benchmarks/bench_physics.py --device cuda         # where a GPU is present
 
-Prints markdown tables (copied into docs/benchmarks_physics.md).
+Prints markdown tables (copied into docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -33,9 +33,7 @@ import argparse
 import glob
 import json
 import os
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -59,19 +57,11 @@ from fwi_attn.physics import (
 )
 from fwi_attn.simulate import cells, generate_shard, resolve_device, shard_path
 from fwi_attn.survey import Survey
+from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 PROXY_SIGMA_M = 30.0
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    for line in out.splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def sync(device: torch.device) -> None:

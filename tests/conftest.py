@@ -26,10 +26,11 @@ TINY = {
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tests share two cores; one torch thread keeps timings and results stable."""
+def _one_thread_seeded():
+    """Tests share two cores; one torch thread and a fixed seed keep results stable."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    torch.manual_seed(0)
     yield
     torch.set_num_threads(threads)
 

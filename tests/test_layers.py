@@ -25,13 +25,6 @@ NAMES = list_attn()
 SHAPES = [(2, 32, 9, 11), (1, 64, 5, 7)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_seeded():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 def n_params(m: nn.Module) -> int:

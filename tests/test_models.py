@@ -30,13 +30,6 @@ SALT = dict(in_shots=29, nt=64, n_receivers=31, nz=101, nx=151)
 SHAPES = {"openfwi": OPENFWI_SHAPE, "salt_odd": SALT}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_seeded():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 def gathers(shape: dict, batch: int) -> torch.Tensor:

@@ -57,7 +57,7 @@ def _unet(attn: str, gates: bool = False, **defaults: Any) -> _Variant:
 
 # The study's attention sits at the bottleneck and after each decoder concatenation
 # (segmentation_models_pytorch's placement). Adding the encoder points costs CBAM 1.3x the plain
-# UNet's training time on CPU against 1.2x without (docs/benchmarks_models.md); pass
+# UNet's training time on CPU against 1.2x without (docs/benchmarks.md); pass
 # attn_points=("encoder", "bottleneck", "decoder") to use them.
 _POINTS = ("bottleneck", "decoder")
 
@@ -273,7 +273,7 @@ def command_variants(parser: argparse.ArgumentParser) -> Callable[[argparse.Name
     ``--config``, at OpenFWI's 5 x 1000 x 70 -> 70 x 70 with default hyper-parameters.
     """
     parser.add_argument(
-        "--config", type=Path, default=None,
+        "--config", "-c", default=None,
         help="study config; default: OpenFWI's sizes (5 shots x 1000 steps x 70 receivers -> 70 x 70)",
     )
 
