@@ -22,22 +22,17 @@ Outputs in ``--out DIR`` (formats in ``docs/architecture.md``), written atomical
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
 from fwi_attn.dataset import (Normalizer, ShardDataset, check_survey, default_stats_path, load_stats,
                               mean_velocity, split_dir)
 from fwi_attn.metrics import compute_metrics, summarize, to_json_lists
-from fwi_attn.store import atomic_path, write_json
-
-PREDICTIONS_SCHEMA = "fwi-attn-predictions/1"
-
+from fwi_attn.store import write_json, write_predictions
 
 class EvaluateError(ValueError):
     """The checkpoint does not fit the data, or the inputs of an evaluation are inconsistent."""
@@ -99,40 +94,6 @@ def predict(model: torch.nn.Module, data: ShardDataset, *, batch_size: int, devi
     return out, seconds / max(len(data), 1)
 
 
-def write_predictions(path: str | os.PathLike, prediction: np.ndarray, target: np.ndarray, *, variant: str,
-                      seed: int | None, dataset: str, split: str, shards: list[str], checkpoint: str) -> None:
-    """Write ``predictions.h5`` (schema ``fwi-attn-predictions/1``) atomically; velocities in m/s."""
-    n, nz, nx = target.shape
-    with atomic_path(path, suffix=".h5.tmp") as tmp:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            f.create_dataset("prediction", data=prediction.astype(np.float32), chunks=(1, nz, nx))
-            f.create_dataset("target", data=target.astype(np.float32), chunks=(1, nz, nx))
-            f.create_dataset("index", data=np.arange(n, dtype=np.int64))
-            f.attrs.update(dict(schema=PREDICTIONS_SCHEMA, variant=variant, seed=-1 if seed is None else int(seed),
-                                dataset=dataset, split=split, shards=json.dumps(shards), checkpoint=checkpoint))
-
-
-def read_predictions(path: str | os.PathLike) -> dict:
-    """``predictions.h5`` as a dict: ``prediction``, ``target``, ``index`` arrays plus the attributes.
-
-    Raises:
-        EvaluateError: missing file or another schema.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise EvaluateError(f"{path}: no such predictions file (run `fwi-attn evaluate`)")
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("schema") != PREDICTIONS_SCHEMA:
-                raise EvaluateError(f"{path}: schema {f.attrs.get('schema')!r}, expected {PREDICTIONS_SCHEMA!r}")
-            out = {k: f[k][()] for k in ("prediction", "target", "index")}
-            out.update({k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()})
-    except OSError as e:
-        raise EvaluateError(f"{path}: not a readable HDF5 file: {e}") from None
-    out["shards"] = json.loads(out["shards"])
-    return out
-
-
 def _score(cfg, norm: Normalizer, prediction_ms: np.ndarray, target_ms: np.ndarray) -> tuple[dict, dict]:
     ev = cfg.evaluate
     per = compute_metrics(prediction_ms, target_ms, norm.vmin, norm.vmax, ev.salt_threshold, ev.boundary_tolerance)
@@ -143,8 +104,8 @@ def _write_outputs(cfg, out: Path, *, variant: str, seed, data: ShardDataset, sp
                    target_ms: np.ndarray, norm: Normalizer, checkpoint: str, n_params: int, macs: int,
                    time_per_sample: float, epoch) -> dict:
     dataset = cfg.study.dataset
-    write_predictions(out / "predictions.h5", pred_ms, target_ms, variant=variant, seed=seed, dataset=dataset,
-                      split=split, shards=data.paths, checkpoint=checkpoint)
+    write_predictions(out / "predictions.h5", pred_ms, target_ms, np.arange(len(target_ms)), variant=variant,
+                      seed=seed, dataset=dataset, split=split, shards=data.paths, checkpoint=checkpoint)
     mean, per = _score(cfg, norm, pred_ms, target_ms)
     metrics = {
         "variant": variant, "seed": seed, "dataset": dataset, "split": split, "n_samples": len(data),

@@ -57,10 +57,8 @@ import numpy as np
 import torch
 
 from fwi_attn.simulate import forward, resolve_device, simulate, survey_from_shard
-from fwi_attn.store import atomic_path, read_shard, write_json
+from fwi_attn.store import Predictions, atomic_path, read_predictions, read_shard, write_json, write_predictions
 from fwi_attn.survey import Survey
-
-PREDICTIONS_SCHEMA = "fwi-attn-predictions/1"
 
 #: Largest relative L2 misfit the re-simulated true model may have. Re-simulating with the
 #: acquisition a shard records reproduces its gathers to float32 round-off (~1e-6); anything
@@ -85,95 +83,6 @@ class GridError(PhysicsError):
 
 class AcquisitionError(PhysicsError):
     """Two data sets, or a data set and its re-simulation, come from different acquisitions."""
-
-
-# ----------------------------------------------------------------------------- predictions.h5
-
-
-@dataclass
-class Predictions:
-    """Contents of a ``predictions.h5`` (schema ``fwi-attn-predictions/1``).
-
-    Attributes:
-        prediction: ``[n, nz, nx]`` predicted velocity, m/s.
-        target: ``[n, nz, nx]`` true velocity, m/s.
-        index: ``[n]`` sample index within the split, counting through ``shards`` in order.
-        attrs: the file's attributes (``variant``, ``seed``, ``dataset``, ``split``, ...).
-        shards: the data shards the samples come from, in order.
-    """
-
-    path: Path
-    prediction: np.ndarray
-    target: np.ndarray
-    index: np.ndarray
-    attrs: dict
-    shards: list[Path]
-
-    def __len__(self) -> int:
-        return len(self.prediction)
-
-
-def read_predictions(path: str | os.PathLike) -> Predictions:
-    """Read and check a ``predictions.h5``.
-
-    Raises:
-        FileNotFoundError: no such file.
-        PhysicsError: another schema, missing datasets or attributes, inconsistent shapes.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions file {path} does not exist (write it with `fwi-attn evaluate` "
-                                f"or `fwi-attn predict`)")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise PhysicsError(f"{path}: not a readable HDF5 file: {e}") from None
-    with f:
-        schema = f.attrs.get("schema")
-        schema = schema.decode() if isinstance(schema, bytes) else schema
-        if schema != PREDICTIONS_SCHEMA:
-            raise PhysicsError(f"{path}: schema {schema!r}, expected {PREDICTIONS_SCHEMA!r}")
-        missing = [k for k in ("prediction", "target", "index") if k not in f]
-        missing += [k for k in ("shards",) if k not in f.attrs]
-        if missing:
-            raise PhysicsError(f"{path}: missing {', '.join(missing)}")
-        prediction = f["prediction"][()].astype(np.float32)
-        target = f["target"][()].astype(np.float32)
-        index = f["index"][()].astype(np.int64)
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-    attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
-    if prediction.ndim != 3 or target.shape != prediction.shape or index.shape != (len(prediction),):
-        raise PhysicsError(f"{path}: prediction {prediction.shape}, target {target.shape} and index "
-                           f"{index.shape} must be [n, nz, nx], [n, nz, nx] and [n]")
-    try:
-        shards = [Path(p) for p in json.loads(attrs["shards"])]
-    except (TypeError, ValueError):
-        raise PhysicsError(f"{path}: attribute 'shards' must be a JSON list of shard paths, "
-                           f"got {attrs['shards']!r}") from None
-    return Predictions(path=path, prediction=prediction, target=target, index=index, attrs=attrs, shards=shards)
-
-
-def write_predictions(path: str | os.PathLike, prediction: np.ndarray, target: np.ndarray, index: np.ndarray,
-                      *, shards: Sequence[str | os.PathLike], variant: str, seed: int | None, dataset: str,
-                      split: str, checkpoint: str) -> Path:
-    """Write a ``predictions.h5`` (schema ``fwi-attn-predictions/1``) atomically.
-
-    Args:
-        prediction, target: ``[n, nz, nx]`` m/s.
-        index: ``[n]`` sample index within the split (through ``shards`` in order).
-        shards: the data shards the samples were taken from.
-    """
-    attrs = {"schema": PREDICTIONS_SCHEMA, "variant": variant, "seed": -1 if seed is None else int(seed),
-             "dataset": dataset, "split": split, "shards": json.dumps([str(s) for s in shards]),
-             "checkpoint": str(checkpoint)}
-    with atomic_path(path, suffix=".h5.tmp") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("prediction", data=np.asarray(prediction, dtype=np.float32))
-            f.create_dataset("target", data=np.asarray(target, dtype=np.float32))
-            f.create_dataset("index", data=np.asarray(index, dtype=np.int64))
-            for key, value in attrs.items():
-                f.attrs[key] = value
-    return Path(path)
 
 
 # ----------------------------------------------------------------------------- observed data

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import EngFormatter, NullFormatter, ScalarFormatter  # noqa: E402
 
-from fwi_attn.store import atomic_path  # noqa: E402
+from fwi_attn.store import Predictions, atomic_path, read_predictions  # noqa: E402
 
 DPI = 150
 VELOCITY_CMAP = "turbo"
@@ -155,30 +155,20 @@ def comparison_figure_paths(study_dir: str | os.PathLike) -> dict:
             "physics": d / "physics_misfit.png"}
 
 
-def read_predictions(path: str | os.PathLike) -> dict:
-    """``predictions.h5`` as ``{"prediction", "target" ([n, nz, nx] m/s), "index", "attrs"}``."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        return {"prediction": f["prediction"][()], "target": f["target"][()], "index": f["index"][()],
-                "attrs": attrs}
-
-
 def _error_limit(vmin: float, vmax: float) -> float:
     # One third of the velocity range: large salt misses saturate, typical errors stay readable.
     return (vmax - vmin) / 3
 
 
-def plot_run_examples(pred: dict, out, dx: float, vmin: float, vmax: float, n: int = 4,
+def plot_run_examples(pred: Predictions, out, dx: float, vmin: float, vmax: float, n: int = 4,
                       title: str = "") -> None:
     """Truth, prediction and error (prediction - truth) for the first ``n`` test models."""
-    n = min(n, len(pred["prediction"]))
+    n = min(n, len(pred.prediction))
     lim = _error_limit(vmin, vmax) / 1000
     fig, axes = plt.subplots(n, 3, figsize=(9.6, 2.9 * n + 0.9), squeeze=False, constrained_layout=True)
     for i in range(n):
-        truth, p = pred["target"][i], pred["prediction"][i]
-        k = int(pred["index"][i])
+        truth, p = pred.target[i], pred.prediction[i]
+        k = int(pred.index[i])
         mae = float(np.abs(p - truth).mean())
         im_v = show_velocity(axes[i, 0], truth, dx, vmin, vmax, f"test model {k}: truth")
         show_velocity(axes[i, 1], p, dx, vmin, vmax, "prediction")
@@ -309,7 +299,7 @@ def plot_accuracy_cost(rows: list[dict], out, metric: str = "mae_ms") -> None:
     return _finish(fig, out)
 
 
-def _first_seed_predictions(study, baseline: bool = False) -> dict[str, dict]:
+def _first_seed_predictions(study, baseline: bool = False) -> dict[str, Predictions]:
     """``{variant: predictions}`` of each variant's first seed (and the mean model's, if asked)."""
     out = {}
     for v in study.variants:
@@ -331,22 +321,22 @@ def plot_predictions_grid(study, out, dx: float, vmin: float, vmax: float, n: in
     if not preds:
         return _placeholder(out, "no predictions.h5 found")
     first = next(iter(preds.values()))
-    n = min(n, len(first["index"]))
-    ks = [int(k) for k in first["index"][:n]]
+    n = min(n, len(first.index))
+    ks = [int(k) for k in first.index[:n]]
     fig, axes = plt.subplots(len(preds) + 1, n, figsize=(2.6 * n + 0.6, 2.2 * (len(preds) + 1) + 0.8),
                              squeeze=False, constrained_layout=True)
     for j, k in enumerate(ks):
-        im = show_velocity(axes[0, j], first["target"][j], dx, vmin, vmax, f"test model {k}: truth")
+        im = show_velocity(axes[0, j], first.target[j], dx, vmin, vmax, f"test model {k}: truth")
         for i, (v, p) in enumerate(preds.items(), start=1):
             ax = axes[i, j]
-            rows = np.flatnonzero(p["index"] == k)
+            rows = np.flatnonzero(p.index == k)
             if not len(rows):
                 ax.set_axis_off()
                 continue
             row = int(rows[0])
-            mae = float(np.abs(p["prediction"][row] - p["target"][row]).mean())
+            mae = float(np.abs(p.prediction[row] - p.target[row]).mean())
             name = "mean model" if v == "mean" else v
-            show_velocity(ax, p["prediction"][row], dx, vmin, vmax, f"{name}: MAE {mae:.0f} m/s")
+            show_velocity(ax, p.prediction[row], dx, vmin, vmax, f"{name}: MAE {mae:.0f} m/s")
     for ax in axes[:-1].ravel():
         ax.set_xlabel("")
     for ax in axes[:, 1:].ravel():
@@ -363,21 +353,18 @@ def _placeholder(out, text: str) -> None:
     return _finish(fig, out)
 
 
-def _showcase_index(pred: dict, salt_threshold: float) -> int:
+def _showcase_index(pred: Predictions, salt_threshold: float) -> int:
     """The test sample the attention and data-fit figures show: the one with the most salt
     among the predicted ones (the structure the attention variants are meant to find)."""
-    salt = (pred["target"] > salt_threshold).mean(axis=(1, 2))
-    return int(pred["index"][int(np.argmax(salt))])
+    salt = (pred.target > salt_threshold).mean(axis=(1, 2))
+    return int(pred.index[int(np.argmax(salt))])
 
 
-def _test_sample(pred: dict, k: int):
+def _test_sample(pred: Predictions, k: int):
     """(shard, row) of test-split sample ``k`` from the shard list a predictions file names."""
-    import json
-
     from fwi_attn.store import read_shard
 
-    shards = pred["attrs"]["shards"]
-    shards = json.loads(shards) if isinstance(shards, str) else list(shards)
+    shards = pred.shards
     start = 0
     for path in shards:
         shard = read_shard(path)
@@ -405,7 +392,7 @@ def plot_gathers(study, out, vmin: float, vmax: float, dx: float, device: str = 
     if not preds:
         return _placeholder(out, "no predictions.h5 found")
     first = next(iter(preds.values()))
-    k = _showcase_index(first, salt_threshold) if salt_threshold is not None else int(first["index"][0])
+    k = _showcase_index(first, salt_threshold) if salt_threshold is not None else int(first.index[0])
     shard, row = _test_sample(first, k)
     survey = survey_from_shard(shard)
     shot = shard.n_shots // 2
@@ -427,15 +414,15 @@ def plot_gathers(study, out, vmin: float, vmax: float, dx: float, device: str = 
     src = shard.source_xz[shot] / 1000
     axes[0, 0].plot(src[0], src[1], marker="*", color="white", mec="black", ms=9, clip_on=False)
     show_gather(axes[0, 1], observed, dt, rx, "observed", clip=clip)
-    if base is not None and k in base["index"]:
-        _, res, rel = resimulate(base["prediction"][int(np.flatnonzero(base["index"] == k)[0])])
+    if base is not None and k in base.index:
+        _, res, rel = resimulate(base.prediction[int(np.flatnonzero(base.index == k)[0])])
         show_gather(axes[0, 2], res, dt, rx, f"mean model: residual, rel. L2 {rel:.2f}", clip=clip)
     else:
         axes[0, 2].set_axis_off()
     for i, (v, p) in enumerate(preds.items(), start=1):
-        j = int(np.flatnonzero(p["index"] == k)[0])
-        sim, res, rel = resimulate(p["prediction"][j])
-        show_velocity(axes[i, 0], p["prediction"][j], dx, vmin, vmax, f"{v}: predicted model")
+        j = int(np.flatnonzero(p.index == k)[0])
+        sim, res, rel = resimulate(p.prediction[j])
+        show_velocity(axes[i, 0], p.prediction[j], dx, vmin, vmax, f"{v}: predicted model")
         show_gather(axes[i, 1], sim, dt, rx, f"{v}: re-simulated", clip=clip)
         im_g = show_gather(axes[i, 2], res, dt, rx, f"{v}: residual, rel. L2 {rel:.2f}", clip=clip)
     for ax in axes[:-1].ravel():

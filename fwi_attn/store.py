@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import h5py
 import numpy as np
 
 SCHEMA = "fwi-attn/1"
+PREDICTIONS_SCHEMA = "fwi-attn-predictions/1"
 REQUIRED_ATTRS = ("schema", "dx", "dt", "nt", "freq", "seed", "config", "versions")
 
 
@@ -224,3 +226,91 @@ def describe(shard: Shard) -> str:
         lines.append(f"velocity:   {shard.velocity.min():.1f} .. {shard.velocity.max():.1f} m/s")
         lines.append(f"gathers:    rms {float(np.sqrt(np.mean(shard.gathers.astype(np.float64) ** 2))):.3e}")
     return "\n".join(lines)
+
+
+@dataclass
+class Predictions:
+    """Contents of a ``predictions.h5`` (schema ``fwi-attn-predictions/1``).
+
+    Attributes:
+        prediction: ``[n, nz, nx]`` predicted velocity, m/s.
+        target: ``[n, nz, nx]`` true velocity, m/s.
+        index: ``[n]`` sample index within the split, counting through ``shards`` in order.
+        attrs: the file's attributes (``variant``, ``seed``, ``dataset``, ``split``, ...).
+        shards: the data shards the samples come from, in order.
+    """
+
+    path: Path
+    prediction: np.ndarray
+    target: np.ndarray
+    index: np.ndarray
+    attrs: dict
+    shards: list[Path]
+
+    def __len__(self) -> int:
+        return len(self.prediction)
+
+
+def read_predictions(path: str | os.PathLike) -> Predictions:
+    """Read and check a ``predictions.h5``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ShardError: another schema, missing datasets or attributes, inconsistent shapes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions file {path} does not exist (write it with `fwi-attn evaluate` "
+                                f"or `fwi-attn predict`)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ShardError(f"{path}: not a readable HDF5 file: {e}") from None
+    with f:
+        schema = f.attrs.get("schema")
+        schema = schema.decode() if isinstance(schema, bytes) else schema
+        if schema != PREDICTIONS_SCHEMA:
+            raise ShardError(f"{path}: schema {schema!r}, expected {PREDICTIONS_SCHEMA!r}")
+        missing = [k for k in ("prediction", "target", "index") if k not in f]
+        missing += [k for k in ("shards",) if k not in f.attrs]
+        if missing:
+            raise ShardError(f"{path}: missing {', '.join(missing)}")
+        prediction = f["prediction"][()].astype(np.float32)
+        target = f["target"][()].astype(np.float32)
+        index = f["index"][()].astype(np.int64)
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
+    if prediction.ndim != 3 or target.shape != prediction.shape or index.shape != (len(prediction),):
+        raise ShardError(f"{path}: prediction {prediction.shape}, target {target.shape} and index "
+                           f"{index.shape} must be [n, nz, nx], [n, nz, nx] and [n]")
+    try:
+        shards = [Path(p) for p in json.loads(attrs["shards"])]
+    except (TypeError, ValueError):
+        raise ShardError(f"{path}: attribute 'shards' must be a JSON list of shard paths, "
+                           f"got {attrs['shards']!r}") from None
+    return Predictions(path=path, prediction=prediction, target=target, index=index, attrs=attrs, shards=shards)
+
+
+def write_predictions(path: str | os.PathLike, prediction: np.ndarray, target: np.ndarray, index: np.ndarray,
+                      *, shards: Sequence[str | os.PathLike], variant: str, seed: int | None, dataset: str,
+                      split: str, checkpoint: str) -> Path:
+    """Write a ``predictions.h5`` (schema ``fwi-attn-predictions/1``) atomically.
+
+    Args:
+        prediction, target: ``[n, nz, nx]`` m/s.
+        index: ``[n]`` sample index within the split (through ``shards`` in order).
+        shards: the data shards the samples were taken from.
+    """
+    attrs = {"schema": PREDICTIONS_SCHEMA, "variant": variant, "seed": -1 if seed is None else int(seed),
+             "dataset": dataset, "split": split, "shards": json.dumps([str(s) for s in shards]),
+             "checkpoint": str(checkpoint)}
+    prediction = np.asarray(prediction, dtype=np.float32)
+    chunks = (1, *prediction.shape[1:])  # one model per chunk, like the shards
+    with atomic_path(path, suffix=".h5.tmp") as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("prediction", data=prediction, chunks=chunks)
+            f.create_dataset("target", data=np.asarray(target, dtype=np.float32), chunks=chunks)
+            f.create_dataset("index", data=np.asarray(index, dtype=np.int64))
+            for key, value in attrs.items():
+                f.attrs[key] = value
+    return Path(path)
