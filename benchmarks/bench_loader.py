@@ -146,7 +146,7 @@ def main(argv=None) -> None:
         (root / "npy").mkdir()
         np.save(root / "npy" / "data1.npy", s.gathers)
         np.save(root / "npy" / "model1.npy", s.velocity[:, None])
-        norm = Normalizer.from_stats(compute_stats(root / "h5", cfg.geology.vmin, cfg.geology.vmax))
+        norm = Normalizer.from_stats(compute_stats(root / "h5", cfg.geology.vmin, cfg.geology.vmax, **cfg.normalize))
         n = s.n
         order = np.random.default_rng(0).permutation(n)
 

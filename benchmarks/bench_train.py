@@ -128,7 +128,7 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         generate_shard(cfg, "salt", "train", 0, root / "train" / "shard-0000.h5")
         gen_s = time.perf_counter() - t0
-        norm = Normalizer.from_stats(compute_stats(root / "train", cfg.geology.vmin, cfg.geology.vmax))
+        norm = Normalizer.from_stats(compute_stats(root / "train", cfg.geology.vmin, cfg.geology.vmax, **cfg.normalize))
         ds = ShardDataset(root / "train", norm)
         shape = ds.model_shape()
         hyper = dict(width=cfg.model.width, depth=cfg.model.depth)

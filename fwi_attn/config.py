@@ -244,3 +244,20 @@ def load_config(path: str | Path | Mapping | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(raw).__name__}")
     return Config(validate_dict(raw, str(p)), str(p))
+
+
+def resolve_device(device="auto"):
+    """``study.device`` (or a ``torch.device``) -> ``torch.device``.
+
+    ``auto`` is CUDA when available, else CPU; ``cuda`` without a GPU is an error. Lives here, not
+    beside the simulator, so that commands which never simulate do not pay deepwave's import.
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use 'auto' or 'cpu'")
+    return torch.device(device)

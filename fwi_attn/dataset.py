@@ -21,10 +21,14 @@ and reads exactly one chunk per sample: the raw bytes of the sample's chunk (sha
 chunked one sample per chunk, unfiltered), or one row of a memory-mapped ``.npy``. OpenFWI's loader
 instead re-reads a whole file per sample, which is what made its epochs take hours.
 
-Normalisation (OpenFWI's)
--------------------------
-* gathers: ``g = sign(x) * log1p(|x|)``, then min-max to [-1, 1] with the min and max of ``g``
-  over the **train split only**;
+Normalisation
+-------------
+* gathers: ``g = sign(x) * log1p(k * (t/T)**p * |x|)``, then min-max to [-1, 1] with the min and
+  max of ``g`` over the **train split only**. ``(t/T)**p`` is a time-power gain (``t = (i + 1) dt``
+  for time sample ``i``, ``T = nt dt`` the record length; ``p = normalize.gain_power``,
+  ``k = normalize.gain_scale``). It makes up for geometric spreading: without it the direct wave
+  is ~100x the reflections from the bottom of the model, which then barely move the network's
+  input. ``p = 0, k = 1`` is OpenFWI's plain ``sign(x) * log1p(|x|)``;
 * velocity: min-max to [-1, 1] with the physical bounds ``geology.vmin`` / ``geology.vmax``.
 
 ``fwi-attn stats`` writes these constants to ``<data_dir>/<dataset>/stats.json``::
@@ -32,23 +36,25 @@ Normalisation (OpenFWI's)
     {"schema": "fwi-attn-stats/1", "dataset": "salt", "split": "train",
      "files": [".../train/shard-0000.h5", ...], "n_samples": 320,
      "shape": {"in_shots": 5, "nt": 320, "n_receivers": 64, "nz": 64, "nx": 64},
-     "gathers": {"transform": "sign(x)*log1p(|x|)", "raw_min": -46.7, "raw_max": 24.2,
-                 "min": -3.864, "max": 3.226},
+     "gathers": {"transform": "sign(x)*log1p(k*(t/T)**p*|x|)", "gain_power": 2.0,
+                 "gain_scale": 10.0, "raw_min": -46.7, "raw_max": 24.2, "min": -4.09, "max": 3.49},
      "velocity": {"vmin": 1500.0, "vmax": 4500.0, "data_min": 1500.0, "data_max": 4499.5,
                   "data_mean": 2952.2},
      "mean_velocity": [[...nx values...], ...nz rows]}
 
-``gathers.min``/``max`` are of the log-transformed train gathers; ``mean_velocity`` is the
+``gathers.min``/``max`` are of the transformed train gathers (a file without ``gain_power`` and
+``gain_scale`` means OpenFWI's transform, ``p = 0, k = 1``); ``mean_velocity`` is the
 train split's mean velocity model ``[nz][nx]`` in m/s, the mean-model baseline of
 ``fwi-attn evaluate --baseline mean``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +66,7 @@ from torch.utils.data import Dataset
 from fwi_attn.store import ShardError, read_shard, write_json
 
 STATS_SCHEMA = "fwi-attn-stats/1"
-GATHER_TRANSFORM = "sign(x)*log1p(|x|)"
+GATHER_TRANSFORM = "sign(x)*log1p(k*(t/T)**p*|x|)"
 #: OpenFWI's file-name prefixes: (gathers, velocity).
 NPY_PREFIXES = (("data", "model"), ("seis", "vel"))
 
@@ -92,19 +98,47 @@ def inverse_log_transform(y):
     return np.copysign(np.expm1(np.abs(y)), y)
 
 
+def time_gain(nt: int, power: float, scale: float = 1.0) -> np.ndarray:
+    """``scale * (t/T)**power`` per time sample, float32 ``[nt, 1]`` (broadcasts over receivers).
+
+    ``t = (i + 1) dt`` for sample ``i`` and ``T = nt dt``, so the gain is dimensionless, reaches
+    ``scale`` at the end of the record and is never zero (the transform stays invertible).
+    """
+    t = np.arange(1, nt + 1, dtype=np.float64) / nt
+    return (scale * t**power).astype(np.float32)[:, None]
+
+
+def gain_log_transform(x: np.ndarray, power: float, scale: float) -> np.ndarray:
+    """``sign(x) * log1p(scale * (t/T)**power * |x|)`` as float32, time on axis -2.
+
+    Args:
+        x: gathers ``[..., nt, n_receivers]`` (any leading axes: shots, samples).
+    """
+    y = np.abs(x, dtype=np.float32)
+    if power != 0 or scale != 1:
+        y *= time_gain(y.shape[-2], power, scale)
+    np.log1p(y, out=y)
+    np.copysign(y, x, out=y)
+    return y
+
+
 @dataclass(frozen=True)
 class Normalizer:
     """OpenFWI's normalisation with constants from a train split (see module docstring).
 
     Attributes:
-        gathers_min, gathers_max: min and max of ``log_transform(gathers)`` over the train split.
+        gathers_min, gathers_max: min and max of :func:`gain_log_transform` of the train gathers.
         vmin, vmax: physical velocity bounds in m/s (``geology.vmin``/``vmax``).
+        gain_power, gain_scale: the time gain ``gain_scale * (t/T)**gain_power`` (defaults: none,
+            OpenFWI's transform).
     """
 
     gathers_min: float
     gathers_max: float
     vmin: float
     vmax: float
+    gain_power: float = 0.0
+    gain_scale: float = 1.0
 
     def __post_init__(self):
         if not self.gathers_max > self.gathers_min:
@@ -115,16 +149,26 @@ class Normalizer:
 
     @classmethod
     def from_stats(cls, stats: dict) -> Normalizer:
-        return cls(float(stats["gathers"]["min"]), float(stats["gathers"]["max"]),
-                   float(stats["velocity"]["vmin"]), float(stats["velocity"]["vmax"]))
+        g = stats["gathers"]
+        return cls(float(g["min"]), float(g["max"]), float(stats["velocity"]["vmin"]),
+                   float(stats["velocity"]["vmax"]), float(g.get("gain_power", 0.0)),
+                   float(g.get("gain_scale", 1.0)))
+
+    def to_dict(self) -> dict:
+        """Plain floats, as stored in checkpoints; :meth:`from_dict` reads them back."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Normalizer:
+        """From :meth:`to_dict` output (an older dict without the gain keys means no gain)."""
+        return cls(**{f.name: float(d[f.name]) for f in dataclasses.fields(cls) if f.name in d})
 
     def gathers(self, x: np.ndarray) -> np.ndarray:
-        """Raw gathers (any shape) -> float32 in [-1, 1] for train-split values.
+        """Raw gathers ``[..., nt, n_receivers]`` -> float32 in [-1, 1] for train-split values.
 
         Works in place on a float32 copy: this runs once per sample in the loader.
         """
-        y = np.log1p(np.abs(x, dtype=np.float32))
-        np.copysign(y, x, out=y)
+        y = gain_log_transform(x, self.gain_power, self.gain_scale)
         scale = 2.0 / (self.gathers_max - self.gathers_min)
         y *= np.float32(scale)
         y -= np.float32(self.gathers_min * scale + 1.0)
@@ -133,7 +177,9 @@ class Normalizer:
     def gathers_inverse(self, y):
         """Normalised gathers -> raw amplitudes (numpy or torch)."""
         g = (y + 1.0) * (0.5 * (self.gathers_max - self.gathers_min)) + self.gathers_min
-        return inverse_log_transform(g)
+        x = inverse_log_transform(g)
+        gain = time_gain(x.shape[-2], self.gain_power, self.gain_scale)
+        return x / (torch.from_numpy(gain).to(x) if isinstance(x, torch.Tensor) else gain)
 
     def velocity(self, v):
         """Velocity in m/s -> [-1, 1] (numpy or torch); vmin -> -1, vmax -> +1."""
@@ -469,8 +515,8 @@ def _first_bad(arr: np.ndarray) -> int | None:
     return int(np.argmax(bad)) if bad.any() else None
 
 
-def compute_stats(folder: str | os.PathLike, vmin: float, vmax: float, *, dataset: str = "",
-                  block: int = 32, progress: bool = False) -> dict:
+def compute_stats(folder: str | os.PathLike, vmin: float, vmax: float, *, gain_power: float,
+                  gain_scale: float, dataset: str = "", block: int = 32, progress: bool = False) -> dict:
     """Normalisation constants and the mean velocity model of one (train) split folder.
 
     Reads ``block`` samples at a time, so memory stays bounded for large splits.
@@ -478,6 +524,8 @@ def compute_stats(folder: str | os.PathLike, vmin: float, vmax: float, *, datase
     Args:
         folder: the train split folder (never val or test: their data must stay unseen).
         vmin, vmax: the physical velocity bounds (m/s) that map to -1 and +1.
+        gain_power, gain_scale: the time gain of :func:`gain_log_transform`
+            (``normalize.gain_power`` / ``gain_scale``; 0 and 1 give OpenFWI's plain log).
 
     Returns:
         The ``stats.json`` dictionary (see the module docstring).
@@ -488,6 +536,7 @@ def compute_stats(folder: str | os.PathLike, vmin: float, vmax: float, *, datase
     """
     ds = ShardDataset(folder, check_finite=False)
     g_min, g_max = math.inf, -math.inf
+    t_min, t_max = math.inf, -math.inf
     v_min, v_max = math.inf, -math.inf
     v_sum = np.zeros(ds.grid, dtype=np.float64)
     bar = None
@@ -501,6 +550,8 @@ def compute_stats(folder: str | os.PathLike, vmin: float, vmax: float, *, datase
                 if j is not None:
                     raise DatasetError(f"{src.name}: sample {a + j} has NaN/inf values in its {name}")
             g_min, g_max = min(g_min, float(g.min())), max(g_max, float(g.max()))
+            t = gain_log_transform(g, gain_power, gain_scale)
+            t_min, t_max = min(t_min, float(t.min())), max(t_max, float(t.max()))
             v_min, v_max = min(v_min, float(v.min())), max(v_max, float(v.max()))
             v_sum += v.sum(axis=0, dtype=np.float64)
             if bar is not None:
@@ -521,10 +572,9 @@ def compute_stats(folder: str | os.PathLike, vmin: float, vmax: float, *, datase
         "files": ds.paths,
         "n_samples": len(ds),
         "shape": ds.model_shape(),
-        "gathers": {"transform": GATHER_TRANSFORM, "raw_min": g_min, "raw_max": g_max,
-                    # log_transform is monotonic, so the transformed extremes are these:
-                    "min": float(log_transform(np.float64(g_min))),
-                    "max": float(log_transform(np.float64(g_max)))},
+        "gathers": {"transform": GATHER_TRANSFORM, "gain_power": float(gain_power),
+                    "gain_scale": float(gain_scale), "raw_min": g_min, "raw_max": g_max,
+                    "min": t_min, "max": t_max},
         "velocity": {"vmin": float(vmin), "vmax": float(vmax), "data_min": v_min, "data_max": v_max,
                      "data_mean": float(mean.mean())},
         "mean_velocity": np.round(mean, 3).tolist(),
@@ -600,10 +650,10 @@ def command_stats(parser):
             raise DatasetError(f"dataset '{dataset}' is not in the config (defined: {', '.join(cfg.datasets)})")
         out = Path(args.out) if args.out else default_stats_path(cfg, dataset)
         stats = compute_stats(split_dir(cfg, dataset, "train"), cfg.geology.vmin, cfg.geology.vmax,
-                              dataset=dataset, progress=True)
+                              **cfg.normalize, dataset=dataset, progress=True)
         write_json(out, stats)
         g = stats["gathers"]
-        print(f"wrote {out}: {stats['n_samples']} train samples; log-gathers [{g['min']:.4g}, {g['max']:.4g}]; "
+        print(f"wrote {out}: {stats['n_samples']} train samples; transformed gathers [{g['min']:.4g}, {g['max']:.4g}]; "
               f"velocity bounds [{stats['velocity']['vmin']:g}, {stats['velocity']['vmax']:g}] m/s")
 
     return run

@@ -132,7 +132,7 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
         DatasetError: data that do not match the config's survey.
     """
     from fwi_attn.models import count_macs, count_params, load_model
-    from fwi_attn.simulate import resolve_device
+    from fwi_attn.config import resolve_device
     from fwi_attn.train import torch_settings
 
     out = Path(out)
@@ -141,8 +141,7 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
     check_fits(model.config, data, checkpoint)
     check_survey(cfg, data)
     if "normalization" in extra:
-        n = extra["normalization"]
-        norm = Normalizer(n["gathers_min"], n["gathers_max"], n["vmin"], n["vmax"])
+        norm = Normalizer.from_dict(extra["normalization"])
     else:  # a checkpoint from elsewhere: the dataset's stats
         norm = Normalizer.from_stats(load_stats(stats_path or default_stats_path(cfg)))
     data.normalizer = norm
@@ -150,7 +149,7 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
     batch = cfg.evaluate.batch_size or cfg.train.batch_size
     with torch_settings(cfg.study.threads, False, device):
         n_params = count_params(model)
-        macs = count_macs(model, (1, *data.sample_shape))
+        macs = extra.get("macs") or count_macs(model, (1, *data.sample_shape))
         pred, per_sample_s = predict(model, data, batch_size=batch, device=device,
                                      channels_last=bool(cfg.train.channels_last), progress=progress)
     pred_ms = norm.velocity_inverse(pred, clip=True).astype(np.float32)

@@ -56,7 +56,8 @@ import h5py
 import numpy as np
 import torch
 
-from fwi_attn.simulate import forward, resolve_device, simulate, survey_from_shard
+from fwi_attn.config import resolve_device
+from fwi_attn.simulate import forward, simulate, survey_from_shard
 from fwi_attn.store import Predictions, atomic_path, read_predictions, read_shard, write_json, write_predictions
 from fwi_attn.survey import Survey
 
@@ -182,35 +183,20 @@ def read_samples(shards: Sequence[str | os.PathLike], index: Sequence[int]) -> O
 def mean_model(cfg, dataset: str, nz: int, nx: int) -> tuple[np.ndarray, str]:
     """The train split's mean velocity model ``[nz, nx]`` (m/s) and where it came from.
 
-    Taken from ``<data_dir>/<dataset>/stats.json`` (``mean_velocity``, see :mod:`fwi_attn.dataset`), otherwise
-    averaged over the train shards (velocity only; a few MB even for large studies).
-    """
-    root = Path(cfg.study.data_dir) / dataset
-    stats_path = root / "stats.json"
-    if stats_path.is_file():
-        from fwi_attn.dataset import StatsError, load_stats, mean_velocity
+    Taken from ``mean_velocity`` in ``<data_dir>/<dataset>/stats.json`` (see :mod:`fwi_attn.dataset`).
 
-        try:
-            model = mean_velocity(load_stats(stats_path))
-        except StatsError:
-            model = None  # an outdated stats file: fall back to the shards themselves
-        if model is not None and model.shape == (nz, nx):
-            return model, f"mean_velocity of {stats_path}"
-    train = sorted((root / "train").glob("shard-*.h5"))
-    if not train:
-        raise PhysicsError(f"no mean-model baseline: {stats_path} holds no mean model and {root / 'train'} "
-                           f"has no shards (generate the train split first)")
-    total, count = np.zeros((nz, nx), dtype=np.float64), 0
-    for path in train:
-        shard = read_shard(path, load=False)
-        if (shard.nz, shard.nx) != (nz, nx):
-            raise GridError(f"{path} is on a {shard.nz} x {shard.nx} grid, the test data on {nz} x {nx}")
-        with h5py.File(path, "r") as f:
-            v = f["velocity"]
-            for i in range(0, len(v), 256):
-                total += v[i:i + 256].astype(np.float64).sum(axis=0)
-            count += len(v)
-    return (total / count).astype(np.float32), f"mean of {count} models in {root / 'train'}"
+    Raises:
+        StatsError: no (readable) stats file; it names the command that writes one.
+        GridError: the stats describe another grid than the test data's.
+    """
+    from fwi_attn.dataset import default_stats_path, load_stats, mean_velocity
+
+    stats_path = default_stats_path(cfg, dataset)
+    model = mean_velocity(load_stats(stats_path))
+    if model.shape != (nz, nx):
+        raise GridError(f"{stats_path} holds a {model.shape[0]} x {model.shape[1]} mean model, the test data "
+                        f"are on {nz} x {nx}; rerun `fwi-attn stats` for this dataset")
+    return model, f"mean_velocity of {stats_path}"
 
 
 # ----------------------------------------------------------------------------- misfit measures
@@ -986,6 +972,11 @@ def resample_velocity(velocity: torch.Tensor, nz: int, nx: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(velocity, size=(nz, nx), mode="bilinear", align_corners=True)
 
 
+def _describe(norm: dict) -> str:
+    return (f"gathers [{norm['gathers_min']:.6g}, {norm['gathers_max']:.6g}], velocity [{norm['vmin']:g}, "
+            f"{norm['vmax']:g}], gain {norm['gain_scale']:g} (t/T)^{norm['gain_power']:g}")
+
+
 def predict(checkpoint: str | os.PathLike, data: str | os.PathLike, stats: str | os.PathLike | None,
             out: str | os.PathLike, *, device: str = "auto", batch_size: int = 16,
             log: Callable[[str], None] = print) -> Path:
@@ -1021,15 +1012,12 @@ def predict(checkpoint: str | os.PathLike, data: str | os.PathLike, stats: str |
     if stats is not None:
         norm = Normalizer.from_stats(load_stats(stats))
         if saved is not None:
-            ours = (norm.gathers_min, norm.gathers_max, norm.vmin, norm.vmax)
-            theirs = tuple(float(saved[k]) for k in ("gathers_min", "gathers_max", "vmin", "vmax"))
-            if not np.allclose(ours, theirs, rtol=1e-6):
-                raise PhysicsError(f"{stats} (gathers [{ours[0]:.6g}, {ours[1]:.6g}], velocity [{ours[2]:g}, "
-                                   f"{ours[3]:g}]) is not the normalisation {checkpoint} was trained with "
-                                   f"(gathers [{theirs[0]:.6g}, {theirs[1]:.6g}], velocity [{theirs[2]:g}, "
-                                   f"{theirs[3]:g}]); pass the stats.json of its training data")
+            ours, theirs = norm.to_dict(), Normalizer.from_dict(saved).to_dict()
+            if not np.allclose(list(ours.values()), list(theirs.values()), rtol=1e-6):
+                raise PhysicsError(f"{stats} ({_describe(ours)}) is not the normalisation {checkpoint} was "
+                                   f"trained with ({_describe(theirs)}); pass the stats.json of its training data")
     elif saved is not None:
-        norm = Normalizer(*(float(saved[k]) for k in ("gathers_min", "gathers_max", "vmin", "vmax")))
+        norm = Normalizer.from_dict(saved)
     else:
         raise PhysicsError(f"{checkpoint} holds no normalisation record: pass --stats")
 

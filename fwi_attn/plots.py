@@ -614,7 +614,7 @@ def draw_comparison_figures(cfg) -> list:
 
 
 def _device(cfg) -> str:
-    from fwi_attn.simulate import resolve_device
+    from fwi_attn.config import resolve_device
 
     return str(resolve_device(cfg.study.device))
 

@@ -13,20 +13,10 @@ import deepwave
 import numpy as np
 import torch
 
+from fwi_attn.config import resolve_device
 from fwi_attn.survey import Survey, check_model_velocity
 
 SPLITS = ("train", "val", "test")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use 'auto' or 'cpu'")
-    return torch.device(device)
 
 
 def cells(xz: np.ndarray, dx: float) -> torch.Tensor:

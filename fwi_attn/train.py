@@ -75,6 +75,7 @@ def torch_settings(threads: int | None, deterministic: bool, device: torch.devic
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     old_bench = torch.backends.cudnn.benchmark
+    change_det = deterministic != old_det or (deterministic and not old_warn)
     try:
         if threads:
             torch.set_num_threads(int(threads))
@@ -82,13 +83,16 @@ def torch_settings(threads: int | None, deterministic: bool, device: torch.devic
             # cuBLAS needs this before its first call to be deterministic.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         # warn_only: an op without a deterministic kernel (some CUDA backward passes) warns
-        # instead of stopping the run.
-        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+        # instead of stopping the run. Only called on a change: the call imports
+        # torch._inductor (~1 s), which a short evaluation job would otherwise pay for nothing.
+        if change_det:
+            torch.use_deterministic_algorithms(deterministic, warn_only=True)
         torch.backends.cudnn.benchmark = not deterministic
         yield
     finally:
         torch.set_num_threads(old_threads)
-        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+        if change_det:
+            torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
         torch.backends.cudnn.benchmark = old_bench
 
 
@@ -369,8 +373,8 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         TrainError, StatsError, DatasetError, ShardError, CheckpointError: with messages
         naming the file or setting at fault.
     """
-    from fwi_attn.models import count_params, create_model, list_models, save_checkpoint
-    from fwi_attn.simulate import resolve_device
+    from fwi_attn.models import count_macs, count_params, create_model, list_models, save_checkpoint
+    from fwi_attn.config import resolve_device
 
     if variant not in list_models():
         raise TrainError(f"unknown variant {variant!r}; valid: {', '.join(list_models())}")
@@ -423,9 +427,11 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         elif resume:
             log(f"no {last_path} yet: starting {variant} seed {seed} afresh")
 
+        # The cost is counted here, where torch._dynamo (which the counter needs) is imported
+        # anyway, so that evaluation jobs need not pay that import for it.
         extra = dict(variant=variant, seed=seed, dataset=cfg.study.dataset, config=cfg.dumps(),
-                     normalization=dict(gathers_min=norm.gathers_min, gathers_max=norm.gathers_max,
-                                        vmin=norm.vmin, vmax=norm.vmax, transform=stats["gathers"]["transform"]))
+                     macs=count_macs(model, (1, *train_ds.sample_shape)),
+                     normalization=dict(norm.to_dict(), transform=stats["gathers"]["transform"]))
         if start == 0:
             log(f"training {variant} seed {seed}: {count_params(model):,} parameters, {len(train_ds)} train / "
                 f"{len(val_ds)} val samples, {epochs} epochs on {device}")

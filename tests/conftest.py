@@ -52,13 +52,15 @@ def tiny_config(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tiny_config):
-    """Every shard of the tiny dataset, generated once per test session.
+    """Every shard of the tiny dataset and its ``stats.json``, made once per test session.
 
-    Returns ``{"config": cfg, "dir": <data_dir>/salt, "shards": {split: [paths]}}``.
+    Returns ``{"config": cfg, "dir": <data_dir>/salt, "shards": {split: [paths]}, "stats": path}``.
     """
     from pathlib import Path
 
+    from fwi_attn.dataset import compute_stats, default_stats_path
     from fwi_attn.simulate import SPLITS, generate_shard, shard_path, shard_sizes
+    from fwi_attn.store import write_json
 
     cfg = tiny_config
     ds = cfg.datasets["salt"]
@@ -69,4 +71,8 @@ def tiny_dataset(tiny_config):
             path = shard_path(cfg.study.data_dir, "salt", split, i)
             generate_shard(cfg, "salt", split, i, path)
             shards[split].append(path)
-    return {"config": cfg, "dir": Path(cfg.study.data_dir) / "salt", "shards": shards}
+    root = Path(cfg.study.data_dir) / "salt"
+    stats = default_stats_path(cfg)
+    write_json(stats, compute_stats(root / "train", cfg.geology.vmin, cfg.geology.vmax, **cfg.normalize,
+                                    dataset="salt"))
+    return {"config": cfg, "dir": root, "shards": shards, "stats": stats}

@@ -10,14 +10,13 @@ import pytest
 import torch
 
 from fwi_attn.dataset import (DatasetError, Normalizer, ShardDataset, StatsError, compute_stats, find_sources,
-                              inverse_log_transform, load_stats, log_transform, mean_velocity)
+                              gain_log_transform, inverse_log_transform, load_stats, log_transform, mean_velocity)
 from fwi_attn.store import ShardError, read_shard, write_shard
 
 
 @pytest.fixture(scope="module")
 def stats(tiny_dataset):
-    cfg = tiny_dataset["config"]
-    return compute_stats(tiny_dataset["dir"] / "train", cfg.geology.vmin, cfg.geology.vmax, dataset="salt")
+    return load_stats(tiny_dataset["stats"])
 
 
 def _copy_split(tiny_dataset, split, dst):
@@ -49,8 +48,12 @@ def test_loader_normalises(tiny_dataset, stats):
     raw, ds = ShardDataset(tiny_dataset["dir"] / "train"), ShardDataset(tiny_dataset["dir"] / "train", norm)
     g, v = raw.read(5)
     x, y = ds[5]
-    expected = (np.sign(g) * np.log1p(np.abs(g)) - norm.gathers_min) / (norm.gathers_max - norm.gathers_min) * 2 - 1
-    np.testing.assert_allclose(x.numpy(), expected, atol=1e-6)
+    cfg = tiny_dataset["config"]
+    nt = g.shape[-2]
+    gain = cfg.normalize.gain_scale * (np.arange(1, nt + 1) / nt)[:, None] ** cfg.normalize.gain_power
+    expected = np.sign(g) * np.log1p(gain * np.abs(g))
+    expected = (expected - norm.gathers_min) / (norm.gathers_max - norm.gathers_min) * 2 - 1
+    np.testing.assert_allclose(x.numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(y.numpy()[0], (v - 1500.0) / 3000.0 * 2 - 1, atol=1e-6)
     # The train split's extremes map exactly onto -1 and +1.
     allx = torch.stack([ds[i][0] for i in range(len(ds))])
@@ -84,8 +87,8 @@ def test_openfwi_npy_folder(tiny_dataset, tmp_path, layout):
             assert torch.equal(a, b)
     np.testing.assert_array_equal(npy.velocities(), h5.velocities())
     cfg = tiny_dataset["config"]
-    assert compute_stats(tmp_path, cfg.geology.vmin, cfg.geology.vmax)["gathers"] == \
-        compute_stats(tiny_dataset["dir"] / "train", cfg.geology.vmin, cfg.geology.vmax)["gathers"]
+    assert compute_stats(tmp_path, cfg.geology.vmin, cfg.geology.vmax, **cfg.normalize)["gathers"] == \
+        compute_stats(tiny_dataset["dir"] / "train", cfg.geology.vmin, cfg.geology.vmax, **cfg.normalize)["gathers"]
 
 
 def test_openfwi_npy_missing_partner(tmp_path):
@@ -97,11 +100,17 @@ def test_openfwi_npy_missing_partner(tmp_path):
 # ----------------------------------------------------------------------------- normalisation
 
 
-def test_normalisation_round_trips():
-    norm = Normalizer(gathers_min=-3.5, gathers_max=4.25, vmin=1500.0, vmax=4500.0)
+@pytest.mark.parametrize("gain", [(0.0, 1.0), (2.0, 10.0)])
+def test_normalisation_round_trips(gain):
+    norm = Normalizer(gathers_min=-3.5, gathers_max=4.25, vmin=1500.0, vmax=4500.0, gain_power=gain[0],
+                      gain_scale=gain[1])
     rng = np.random.default_rng(0)
     g = (rng.standard_normal((2, 3, 50, 7)) * 10).astype(np.float32)
-    np.testing.assert_allclose(norm.gathers_inverse(norm.gathers(g)), g, rtol=1e-5, atol=1e-5)
+    # float32 rounding is divided by the gain, ~1e-3 at the first samples: hence atol 1e-4.
+    np.testing.assert_allclose(norm.gathers_inverse(norm.gathers(g)), g, rtol=1e-4, atol=1e-4)
+    back = norm.gathers_inverse(torch.from_numpy(norm.gathers(g)).double())
+    np.testing.assert_allclose(back.numpy(), g, rtol=1e-4, atol=1e-4)
+    assert Normalizer.from_dict(norm.to_dict()) == norm
     v = rng.uniform(1500, 4500, (4, 6, 5))
     np.testing.assert_allclose(norm.velocity_inverse(norm.velocity(v)), v, rtol=1e-12)
     assert norm.velocity(np.array([1500.0, 3000.0, 4500.0])).tolist() == [-1.0, 0.0, 1.0]
@@ -113,6 +122,24 @@ def test_normalisation_round_trips():
         Normalizer(1.0, 1.0, 1500.0, 4500.0)
 
 
+def test_time_gain_balances_early_and_late_arrivals(tiny_dataset, stats):
+    """Without the gain the direct wave dwarfs the late reflections in the network's input;
+    the (t/T)^2 gain brings the late part of the record up to within a few times the early part."""
+    g = ShardDataset(tiny_dataset["dir"] / "train").read(0)[0]
+    quarter = g.shape[-2] // 4
+
+    def early_late(y):
+        return np.abs(y[..., :quarter, :]).mean() / np.abs(y[..., -quarter:, :]).mean()
+
+    gained = Normalizer.from_stats(stats)
+    plain = Normalizer(*(stats["gathers"][k] for k in ("min", "max")), 1500.0, 4500.0)
+    assert gained.gain_power == 2.0 and gained.gain_scale == 10.0
+    assert early_late(gain_log_transform(g, 2.0, 10.0)) < early_late(gain_log_transform(g, 0.0, 1.0)) / 3
+    # A stats file without gain keys (written before the gain existed) means OpenFWI's transform.
+    old = {**stats, "gathers": {k: v for k, v in stats["gathers"].items() if not k.startswith("gain_")}}
+    assert Normalizer.from_stats(old) == plain
+
+
 # ----------------------------------------------------------------------------- stats
 
 
@@ -122,8 +149,11 @@ def test_stats_values(tiny_dataset, stats):
     v = np.concatenate([s.velocity for s in shards])
     assert stats["n_samples"] == 16 and stats["split"] == "train"
     assert stats["gathers"]["raw_min"] == pytest.approx(float(g.min()))
-    assert stats["gathers"]["max"] == pytest.approx(float(np.log1p(g.max())))
-    assert stats["gathers"]["min"] == pytest.approx(float(-np.log1p(-g.min())))
+    nt = g.shape[-2]
+    gained = np.sign(g) * np.log1p(10.0 * ((np.arange(1, nt + 1) / nt) ** 2)[:, None] * np.abs(g))
+    assert stats["gathers"]["max"] == pytest.approx(float(gained.max()), rel=1e-5)
+    assert stats["gathers"]["min"] == pytest.approx(float(gained.min()), rel=1e-5)
+    assert (stats["gathers"]["gain_power"], stats["gathers"]["gain_scale"]) == (2.0, 10.0)
     np.testing.assert_allclose(mean_velocity(stats), v.mean(axis=0), atol=2e-3)
     assert (stats["velocity"]["vmin"], stats["velocity"]["vmax"]) == (1500.0, 4500.0)
 
@@ -133,13 +163,13 @@ def test_stats_ignore_val_and_test(tiny_dataset, tmp_path):
     cfg = tiny_dataset["config"]
     root = tmp_path / "salt"
     shutil.copytree(tiny_dataset["dir"], root, ignore=shutil.ignore_patterns("stats.json"))
-    before = compute_stats(root / "train", cfg.geology.vmin, cfg.geology.vmax)
+    before = compute_stats(root / "train", cfg.geology.vmin, cfg.geology.vmax, **cfg.normalize)
     for split in ("val", "test"):
         for p in (root / split).glob("*.h5"):
             s = read_shard(p)
             write_shard(p, np.full_like(s.velocity, 4500.0), s.gathers * 100.0, s.source_xz, s.receiver_xz,
                         {k: s.attrs[k] for k in ("dx", "dt", "nt", "freq", "seed", "config")})
-    after = compute_stats(root / "train", cfg.geology.vmin, cfg.geology.vmax)
+    after = compute_stats(root / "train", cfg.geology.vmin, cfg.geology.vmax, **cfg.normalize)
     assert json.dumps(before["gathers"]) == json.dumps(after["gathers"])
     assert before["mean_velocity"] == after["mean_velocity"]
 
@@ -199,7 +229,7 @@ def test_nan_sample_is_named(tiny_dataset, tmp_path):
     with pytest.raises(DatasetError, match=rf"{paths[1]}: sample 3 \(dataset index 11\) has NaN"):
         ds[11]
     with pytest.raises(DatasetError, match=rf"{paths[1]}: sample 3 has NaN"):
-        compute_stats(tmp_path, 1500.0, 4500.0)
+        compute_stats(tmp_path, 1500.0, 4500.0, gain_power=2.0, gain_scale=10.0)
 
 
 def test_shape_mismatch_between_shards(tiny_dataset, tmp_path):

@@ -17,6 +17,8 @@ import yaml
 from scipy.signal import butter, sosfiltfilt
 
 from fwi_attn.cli import main
+from fwi_attn.config import load_config
+from fwi_attn.dataset import StatsError
 from fwi_attn.physics import (
     AcquisitionError,
     GridError,
@@ -134,7 +136,14 @@ def test_physics_check_reports_misfits(tiny_dataset, tmp_path):
     assert all(p > b for p, b in zip(per["trace_corr"], per["baseline_trace_corr"]))
     train = np.concatenate([read_shard(p).velocity for p in tiny_dataset["shards"]["train"]])
     baseline, source = mean_model(cfg, "salt", 24, 32)
-    assert np.allclose(baseline, train.mean(axis=0), atol=1e-3) and "train" in source
+    assert np.allclose(baseline, train.mean(axis=0), atol=1e-3) and "stats.json" in source
+
+
+def test_mean_model_needs_stats(tiny_dataset, tmp_path):
+    cfg = tiny_dataset["config"].to_dict()
+    cfg["study"]["data_dir"] = str(tmp_path)  # a data folder without stats.json
+    with pytest.raises(StatsError, match="fwi-attn stats"):
+        mean_model(load_config(cfg), "salt", 24, 32)
 
 
 def test_physics_cli_end_to_end(tiny_dataset, tmp_path, capsys):
@@ -318,8 +327,7 @@ def test_user_model_sequence(tiny_dataset, tmp_path, capsys):
     np.save(tmp_path / "user.npy", user)
     assert main(["simulate", str(tmp_path / "user.npy"), "--config", cfg_path, "--out",
                  str(tmp_path / "gathers.h5")]) == 0
-    stats = compute_stats(tiny_dataset["dir"] / "train", cfg.geology.vmin, cfg.geology.vmax, dataset="salt")
-    write_json(tmp_path / "stats.json", stats)
+    shutil.copy(tiny_dataset["stats"], tmp_path / "stats.json")
     # An untrained network whose input and output sizes differ from the data's: predict resamples.
     torch.manual_seed(0)
     net = create_model("none", in_shots=3, nt=100, n_receivers=8, nz=12, nx=16, width=4, depth=2)

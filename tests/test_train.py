@@ -21,12 +21,6 @@ from fwi_attn.train import HISTORY_COLUMNS, TrainError, make_loader, make_loss, 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_dataset):
-    """The tiny dataset with its stats.json written where train/evaluate look for it."""
-    cfg = tiny_dataset["config"]
-    path = default_stats_path(cfg)
-    if not path.exists():
-        write_json(path, compute_stats(tiny_dataset["dir"] / "train", cfg.geology.vmin, cfg.geology.vmax,
-                                       dataset="salt"))
     return tiny_dataset
 
 

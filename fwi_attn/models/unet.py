@@ -55,10 +55,14 @@ class DoubleConv(nn.Sequential):
 class TimeStem(nn.Module):
     """Squeeze the time axis of the gathers and resample onto the model grid.
 
-    ``n = floor(log2(nt / nz))`` stride-2 convs along time (the first ``7 x 1``, the rest
-    ``3 x 1``, as OpenFWI's InversionNet) bring ``nt`` down to ``ceil(nt / 2**n)``, no fewer
-    than ``nz`` samples, so the final bilinear resampling to ``[nz, nx]`` at most halves the time
-    axis. With ``nt <= 2 * nz`` one unstrided ``7 x 1`` conv is used.
+    ``n = floor(log2(nt / nz))`` halvings bring ``nt`` down to ``ceil(nt / 2**n)``, no fewer than
+    ``nz`` samples, so the final bilinear resampling to ``[nz, nx]`` at most halves the time axis.
+    The first conv takes up to two halvings at once (``9 x 1``, stride 4; ``7 x 1``, stride 2 when
+    ``n = 1``, as OpenFWI's InversionNet), each further one is a ``3 x 1`` stride-2 conv. Shot
+    gathers are oversampled in time (2 ms for a 12 Hz source: Nyquist 250 Hz), so striding by 4
+    at once loses nothing, and it skips a BatchNorm and ReLU over the largest activation in the
+    network, which made the stem ~15% of a training step on CPU (docs/benchmarks.md). With
+    ``nt <= 2 * nz`` one unstrided ``7 x 1`` conv is used.
 
     Shapes:
         ``[B, in_shots, nt, n_receivers]`` -> ``[B, width, nz, nx]``.
@@ -67,8 +71,10 @@ class TimeStem(nn.Module):
     def __init__(self, in_shots: int, nt: int, nz: int, nx: int, width: int) -> None:
         super().__init__()
         n_down = max(0, math.floor(math.log2(nt / nz)))
-        layers = [ConvBNReLU(in_shots, width, (7, 1), (2 if n_down else 1, 1), (3, 0))]
-        layers += [ConvBNReLU(width, width, (3, 1), (2, 1), (1, 0)) for _ in range(n_down - 1)]
+        first = min(n_down, 2)
+        kernel = 9 if first == 2 else 7
+        layers = [ConvBNReLU(in_shots, width, (kernel, 1), (2**first, 1), (kernel // 2, 0))]
+        layers += [ConvBNReLU(width, width, (3, 1), (2, 1), (1, 0)) for _ in range(n_down - first)]
         self.convs = nn.Sequential(*layers)
         self.size = (nz, nx)
 

@@ -48,6 +48,7 @@ rule stats:
     params:
         config=STUDY_CONFIG,
         dataset=DATASET,
+        deps=sections("normalize", "geology.vmin", "geology.vmax"),
     log:
         f"{LOGS}/stats-{DATASET}.log",
     benchmark:

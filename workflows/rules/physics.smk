@@ -6,6 +6,7 @@ rule physics:
     input:
         predictions=f"{STUDY}/{{variant}}/seed{{seed}}/predictions.h5",
         test=shards("test"),
+        stats=f"{DATA}/stats.json",  # its mean model is the baseline of the misfit
     output:
         json=f"{STUDY}/{{variant}}/seed{{seed}}/physics.json",
         png=report(
