@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.layout_engine import ConstrainedLayoutEngine  # noqa: E402
 from matplotlib.ticker import EngFormatter, NullFormatter, ScalarFormatter  # noqa: E402
 
 from fwi_attn.store import Predictions, atomic_path, read_predictions  # noqa: E402
@@ -21,9 +22,14 @@ GATHER_CMAP = "gray"
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:
-    """Save ``fig`` as PNG atomically and close it."""
+    """Save ``fig`` as PNG atomically and close it.
+
+    A constrained layout already fits everything inside the figure; ``bbox_inches="tight"``
+    would draw it a second time (about a second per figure).
+    """
+    constrained = isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
+        fig.savefig(tmp, dpi=DPI, bbox_inches=None if constrained else "tight", format="png")
     plt.close(fig)
 
 

@@ -110,10 +110,18 @@ def test_capture_keys_name_the_hook_points():
     assert set(maps) == {"decoder.0.gate", "decoder.1.gate", "decoder.2.gate"}
 
 
-def test_mask_attention_only_at_coarse_scales():
-    model = create_model("mask", **SALT, width=4, depth=3)
+@pytest.mark.parametrize("levels", [None, 3, 1])
+def test_mask_attention_only_at_coarse_scales(levels):
+    model = create_model("mask", **SALT, width=4, depth=3, attn_levels=levels)
     placed = sorted(k for k, m in model.named_modules() if isinstance(m, MaskAttention))
-    assert placed == ["bottleneck.attn", "decoder.2.attn"]
+    assert placed == (["bottleneck.attn"] if levels == 1 else ["bottleneck.attn", "decoder.2.attn"])
+
+
+@pytest.mark.parametrize("levels, decoder", [(None, [0, 1, 2]), (3, [1, 2]), (1, [])])
+def test_attn_levels_choose_the_coarsest_levels(levels, decoder):
+    model = create_model("cbam", **SALT, width=4, depth=3, attn_levels=levels)
+    placed = sorted(k for k, m in model.named_modules() if k.endswith(".attn") and not isinstance(m, nn.Identity))
+    assert placed == ["bottleneck.attn"] + [f"decoder.{i}.attn" for i in decoder]
 
 
 def test_unet_attention_points_and_gates_are_configurable():
@@ -123,6 +131,19 @@ def test_unet_attention_points_and_gates_are_configurable():
     assert kinds["decoder.0.attn"] == "SqueezeExcite" and kinds["decoder.0.gate"] == "AttentionGate"
     with pytest.raises(ValueError, match="attn_points"):
         UNet(**SALT, attn_points=("stem",))
+
+
+@pytest.mark.parametrize("nt, nz, strides", [(320, 64, [4]), (1000, 70, [4, 2]), (200, 64, [2]), (100, 64, [1])])
+def test_time_stem_halves_time_down_to_no_fewer_than_nz_samples(nt, nz, strides):
+    """floor(log2(nt / nz)) halvings, the first conv taking up to two; then resampling to nz."""
+    model = create_model("none", in_shots=3, nt=nt, n_receivers=8, nz=nz, nx=8, width=4)
+    convs = [m for m in model.stem.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.stride[0] for c in convs] == strides
+    t = nt
+    for c in convs:
+        t = (t + 2 * c.padding[0] - c.kernel_size[0]) // c.stride[0] + 1
+    assert nz <= t < 2 * nz or strides == [1]
+    assert model.stem(torch.randn(2, 3, nt, 8)).shape == (2, 4, nz, 8)
 
 
 def test_unet_rejects_wrong_input_shape():

@@ -1,8 +1,8 @@
 """Model registry, checkpoints and cost counting.
 
 Registry names are the study's variants: ``none, se, cbam, ca, psa, mask`` (UNet with that
-attention at the bottleneck and after each decoder concatenation; ``mask`` at the two coarsest of
-those levels only), ``gate`` (UNet with attention gates on the skips) and ``inversionnet``
+attention at the bottleneck and after each decoder concatenation, or at the ``attn_levels``
+coarsest of those levels; ``mask`` at no more than the two coarsest), ``gate`` (UNet with attention gates on the skips) and ``inversionnet``
 (OpenFWI's baseline). Every model takes the input and output sizes ``in_shots, nt, n_receivers, nz, nx``
 and maps gathers ``[B, in_shots, nt, n_receivers]`` to ``[B, 1, nz, nx]`` on the normalised
 [-1, 1] velocity scale; it keeps its constructor arguments in ``model.config`` and its registry
@@ -49,10 +49,11 @@ class _Variant:
     builder: type[nn.Module]
     fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # what the name means
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # overridable
+    caps: Mapping[str, int] = dataclasses.field(default_factory=dict)  # upper bounds (None: the cap)
 
 
-def _unet(attn: str, gates: bool = False, **defaults: Any) -> _Variant:
-    return _Variant(UNet, {"attn": attn, "gates": gates}, defaults)
+def _unet(attn: str, gates: bool = False, caps: Mapping[str, int] | None = None, **defaults: Any) -> _Variant:
+    return _Variant(UNet, {"attn": attn, "gates": gates}, defaults, caps or {})
 
 
 # The study's attention sits at the bottleneck and after each decoder concatenation
@@ -67,8 +68,8 @@ _VARIANTS: dict[str, _Variant] = {
     "cbam": _unet("cbam", attn_points=_POINTS),
     "ca": _unet("ca", attn_points=_POINTS),
     "psa": _unet("psa", attn_points=_POINTS),
-    # (H*W)^2 attention: bottleneck and lowest decoder level only.
-    "mask": _unet("mask", attn_points=_POINTS, attn_levels=2),
+    # (H*W)^2 attention: at most the bottleneck and the lowest decoder level.
+    "mask": _unet("mask", attn_points=_POINTS, caps={"attn_levels": 2}),
     "gate": _unet("none", gates=True),
     "inversionnet": _Variant(InversionNet),
 }
@@ -97,7 +98,8 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             hyper-parameters. A study's ``model`` section is shared by all its variants, so a key
             that only another variant understands (``depth`` for InversionNet, ``width_mult`` for
             a UNet) is ignored; a key no variant understands is an error, as is contradicting
-            what the name fixes (``attn``, ``gates``).
+            what the name fixes (``attn``, ``gates``). A key the variant caps (``mask``'s
+            ``attn_levels``) is lowered to the cap.
 
     Returns:
         The model, with ``model.variant = name`` and ``model.config`` its constructor kwargs.
@@ -118,6 +120,8 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             raise ValueError(f"model {name!r} fixes {key}={value!r}; got {key}={kwargs[key]!r}")
     accepted = _accepted(variant.builder)
     merged = {**variant.defaults, **{k: v for k, v in kwargs.items() if k in accepted}, **variant.fixed}
+    for key, cap in variant.caps.items():
+        merged[key] = cap if merged.get(key) is None else min(merged[key], cap)
     model = variant.builder(**merged)
     model.variant = name
     return model
