@@ -417,6 +417,11 @@ def config_summary(config: dict) -> str:
     st, s, m, t = config["study"], config["survey"], config["model"], config["train"]
     ds = config["datasets"][st["dataset"]]
     n = ds.get("samples", {})
+    levels = ("at every level" if m.get("attn_levels") is None
+              else f"at the {m['attn_levels']} coarsest levels (bottleneck included)")
+    # A config from before the gain existed means OpenFWI's plain log transform.
+    norm = config.get("normalize", {"gain_power": 0.0, "gain_scale": 1.0})
+    gain = f"{norm['gain_scale']:g} (t/T)^{norm['gain_power']:g}" if norm["gain_power"] else f"{norm['gain_scale']:g}"
     return "\n".join([
         f"- **Study** `{st['name']}`: variants {', '.join(st['variants'])}; seeds {st['seeds']}; "
         f"device {st['device']}, {st['threads']} thread(s) per job.",
@@ -428,8 +433,10 @@ def config_summary(config: dict) -> str:
         f"({s['nt'] * s['dt']:g} s); Ricker {s['freq']:g} Hz.",
         f"- **Velocity range** {config['geology']['vmin']:g} to {config['geology']['vmax']:g} m/s "
         f"(the [-1, 1] scale of MAE/RMSE).",
-        f"- **Networks**: UNet width {m['width']}, depth {m['depth']}; training {t['epochs']} epochs, "
-        f"batch {t['batch_size']}, lr {t['lr']:g}, loss {t['loss']}, scheduler {t['scheduler']}.",
+        f"- **Networks**: UNet width {m['width']}, depth {m['depth']}, attention {levels}; InversionNet "
+        f"at {m.get('width_mult', 1.0):g}x OpenFWI's widths; input sign(x) log1p({gain} |x|), min-max "
+        f"scaled; training {t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']:g}, loss {t['loss']}, "
+        f"scheduler {t['scheduler']}.",
     ])
 
 

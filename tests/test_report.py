@@ -166,7 +166,8 @@ def test_write_report_on_hand_made_results(study_dir):
     md = md_path.read_text()
     assert md_path == study_dir / "report" / "report.md"
     for text in ("# fwi-attn weekly report", "## Setup", "## Comparison", "## Ranking", "Wilcoxon",
-                 "Best variant: `cbam`", "mean-model baseline"):
+                 "Best variant: `cbam`", "mean-model baseline",
+                 "input sign(x) log1p(10 (t/T)^2 |x|)", "attention at every level"):
         assert text in md
     # The figures of a real run are absent here: the report leaves them out instead of failing.
     assert "![" not in md
