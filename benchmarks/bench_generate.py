@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import deepwave
-import numpy as np
 import torch
 
 from fwi_attn.config import load_config
@@ -31,7 +30,7 @@ from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run
 
 def bare_deepwave(velocity: torch.Tensor, survey: Survey, models_per_call: int) -> float:
     """Seconds to simulate ``velocity`` [n, nz, nx] with direct deepwave.scalar calls."""
-    s, r = survey.n_shots, survey.n_receivers
+    s = survey.n_shots
     dev = velocity.device
     src_cells = cells(survey.source_xz, survey.dx).to(dev)
     rec_cells = cells(survey.receiver_xz, survey.dx).to(dev)

@@ -124,7 +124,7 @@ def gain_log_transform(x: np.ndarray, power: float, scale: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Normalizer:
-    """OpenFWI's normalisation with constants from a train split (see module docstring).
+    """The network's normalisation, constants from a train split (see module docstring).
 
     Attributes:
         gathers_min, gathers_max: min and max of :func:`gain_log_transform` of the train gathers.

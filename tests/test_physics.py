@@ -315,9 +315,7 @@ def test_refine_cli_from_predictions(tiny_dataset, tmp_path, capsys):
 
 def test_user_model_sequence(tiny_dataset, tmp_path, capsys):
     """docs/user_model.md end to end: simulate a user's model, predict it with a checkpoint, refine."""
-    from fwi_attn.dataset import compute_stats
     from fwi_attn.models import create_model, save_checkpoint
-    from fwi_attn.store import write_json
 
     cfg = tiny_dataset["config"]
     cfg_path = config_file(cfg, tmp_path)

@@ -13,9 +13,8 @@ import yaml
 
 from fwi_attn.cli import main
 from fwi_attn.config import load_config
-from fwi_attn.dataset import Normalizer, ShardDataset, StatsError, compute_stats, default_stats_path
+from fwi_attn.dataset import Normalizer, ShardDataset, StatsError, default_stats_path
 from fwi_attn.metrics import METRICS
-from fwi_attn.store import write_json
 from fwi_attn.train import HISTORY_COLUMNS, TrainError, make_loader, make_loss, read_history, train, train_one_epoch
 
 
@@ -66,7 +65,7 @@ def test_resume_gives_the_same_weights(tiny, tmp_path):
     """Stopping after epoch 1 and resuming equals an uninterrupted run, bit for bit."""
     cfg = tiny["config"]
     full = train(cfg, "none", 3, tmp_path / "full", epochs=2, progress=False, log=lambda s: None)
-    again = train(cfg, "none", 3, tmp_path / "again", epochs=2, progress=False, log=lambda s: None)
+    train(cfg, "none", 3, tmp_path / "again", epochs=2, progress=False, log=lambda s: None)
     part = train(cfg, "none", 3, tmp_path / "part", epochs=2, stop_after=1, progress=False, log=lambda s: None)
     assert full.finished and not part.finished and part.epochs_done == 1
     resumed = train(cfg, "none", 3, tmp_path / "part", epochs=2, resume=True, progress=False, log=lambda s: None)
