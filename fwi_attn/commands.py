@@ -5,24 +5,14 @@ Each ``command_<name>(parser)`` adds its arguments and returns the function to r
 """
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
 
-
-def _config(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--config", "-c", required=required,
-                        help="study config YAML, or a preset name (default, paper, openfwi)")
-
-
-def _set_threads(cfg) -> None:
-    import torch
-
-    torch.set_num_threads(cfg.study.threads)
+from fwi_attn.config import add_config_argument, set_threads
 
 
 def command_generate(parser):
-    _config(parser)
+    add_config_argument(parser)
     parser.add_argument("--dataset", required=True, help="dataset name (a key of the config's datasets)")
     parser.add_argument("--split", required=True, choices=["train", "val", "test"])
     parser.add_argument("--shard", type=int, required=True, help="shard index within the split")
@@ -35,7 +25,7 @@ def command_generate(parser):
         from fwi_attn.simulate import generate_shard
 
         cfg = load_config(args.config)
-        _set_threads(cfg)
+        set_threads(cfg)
         path = generate_shard(cfg, args.dataset, args.split, args.shard, args.out,
                               device=args.device, progress=not args.quiet)
         print(f"wrote {path}")
@@ -45,7 +35,7 @@ def command_generate(parser):
 
 def command_simulate(parser):
     parser.add_argument("model", help="velocity model file (.npy, .h5/.hdf5, .sgy/.segy), m/s")
-    _config(parser)
+    add_config_argument(parser)
     parser.add_argument("--out", required=True, help="output .h5 shard path")
     parser.add_argument("--device", default=None, help="override study.device")
 
@@ -59,7 +49,7 @@ def command_simulate(parser):
         from fwi_attn.survey import Survey
 
         cfg = load_config(args.config)
-        _set_threads(cfg)
+        set_threads(cfg)
         survey = Survey.from_config(cfg)
         velocity = load_velocity(args.model, survey.nz, survey.nx)[None]
         survey.check(float(velocity.min()), float(velocity.max()))
@@ -107,7 +97,7 @@ def command_preview(parser):
 
 
 def command_check_config(parser):
-    _config(parser)
+    add_config_argument(parser)
 
     def run(args):
         from fwi_attn.config import load_config

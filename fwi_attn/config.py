@@ -246,6 +246,20 @@ def load_config(path: str | Path | Mapping | None = None) -> Config:
     return Config(validate_dict(raw, str(p)), str(p))
 
 
+def add_config_argument(parser, required: bool = True) -> None:
+    """The ``--config/-c`` option every ``fwi-attn`` sub-command takes."""
+    parser.add_argument("--config", "-c", required=required,
+                        help="study config YAML, or a preset name (default, paper, openfwi)")
+
+
+def set_threads(cfg) -> None:
+    """``torch.set_num_threads(study.threads)``: a command's torch CPU threads (Snakemake runs jobs
+    side by side, so each must stay within its share of the cores)."""
+    import torch
+
+    torch.set_num_threads(cfg.study.threads)
+
+
 def resolve_device(device="auto"):
     """``study.device`` (or a ``torch.device``) -> ``torch.device``.
 

@@ -636,8 +636,9 @@ def open_split(cfg, split: str, stats: dict | None, dataset: str | None = None) 
 
 
 def command_stats(parser):
-    parser.add_argument("--config", "-c", required=True,
-                        help="study config YAML, or a preset name (default, paper, openfwi)")
+    from fwi_attn.config import add_config_argument
+
+    add_config_argument(parser)
     parser.add_argument("--dataset", default=None, help="dataset name (default: study.dataset)")
     parser.add_argument("--out", default=None, help="output JSON (default: <data_dir>/<dataset>/stats.json)")
 

@@ -187,8 +187,9 @@ def evaluate_baseline(cfg, out: str | os.PathLike, *, kind: str = "mean", split:
 
 
 def command_evaluate(parser):
-    parser.add_argument("--config", "-c", required=True,
-                        help="study config YAML, or a preset name (default, paper, openfwi)")
+    from fwi_attn.config import add_config_argument
+
+    add_config_argument(parser)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", help="trained model (DIR/model.pt)")
     what.add_argument("--baseline", choices=["mean"], help="score a baseline instead: the train split's mean model")

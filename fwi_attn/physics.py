@@ -56,7 +56,7 @@ import h5py
 import numpy as np
 import torch
 
-from fwi_attn.config import resolve_device
+from fwi_attn.config import add_config_argument, resolve_device, set_threads
 from fwi_attn.simulate import forward, simulate, survey_from_shard
 from fwi_attn.store import Predictions, atomic_path, read_predictions, read_shard, write_json, write_predictions
 from fwi_attn.survey import Survey
@@ -399,13 +399,9 @@ def plot_physics(result: PhysicsResult, out: str | os.PathLike, vmin: float, vma
     save_figure(fig, out)
 
 
-def _set_threads(cfg) -> None:
-    torch.set_num_threads(cfg.study.threads)
-
-
 def command_physics(parser: argparse.ArgumentParser):
     """``fwi-attn physics --config C --predictions P --out DIR [--samples N]``."""
-    parser.add_argument("--config", "-c", required=True, help="study config YAML, or a preset name")
+    add_config_argument(parser)
     parser.add_argument("--predictions", required=True, help="predictions.h5 written by `fwi-attn evaluate`")
     parser.add_argument("--out", required=True, help="output folder: physics.json and physics.png")
     parser.add_argument("--samples", type=int, default=None, help="re-simulate the first N samples "
@@ -416,7 +412,7 @@ def command_physics(parser: argparse.ArgumentParser):
         from fwi_attn.config import load_config
 
         cfg = load_config(args.config)
-        _set_threads(cfg)
+        set_threads(cfg)
         if args.samples is not None and args.samples < 1:
             raise PhysicsError(f"--samples must be at least 1, got {args.samples}")
         result = physics_check(cfg, args.predictions, samples=args.samples, device=args.device)
@@ -839,7 +835,7 @@ def _load_start_file(path: Path, sample: int, survey: Survey, data_path: Path) -
 def command_refine(parser: argparse.ArgumentParser):
     """``fwi-attn refine --config C (--predictions P [--sample I ...] | --data SHARD [--sample I]
     [--model FILE] [--model-start FILE]) [--start KIND] --out DIR``."""
-    parser.add_argument("--config", "-c", required=True, help="study config YAML, or a preset name")
+    add_config_argument(parser)
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--predictions", help="predictions.h5 of a run: observed data from its test shards, "
                      "start from its prediction")
@@ -867,7 +863,7 @@ def command_refine(parser: argparse.ArgumentParser):
         from fwi_attn.config import load_config
 
         cfg = load_config(args.config)
-        _set_threads(cfg)
+        set_threads(cfg)
         rc = cfg.physics.refine
         pick = lambda given, default: default if given is None else given
         opts = dict(iterations=pick(args.iterations, rc.iterations), optimizer=pick(args.optimizer, rc.optimizer),

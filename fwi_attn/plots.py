@@ -626,20 +626,19 @@ def _device(cfg) -> str:
 
 
 def command_figures(parser):
-    parser.add_argument("--config", "-c", required=True,
-                        help="study config YAML, or a preset name (default, paper, openfwi)")
+    from fwi_attn.config import add_config_argument
+
+    add_config_argument(parser)
     parser.add_argument("--variant", default=None, help="draw only this run's figures (with --seed)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the run given by --variant")
     parser.add_argument("--compare", action="store_true",
                         help="draw only the comparison figures (all runs); default without --variant: both")
 
     def run(args):
-        import torch
-
-        from fwi_attn.config import load_config
+        from fwi_attn.config import load_config, set_threads
 
         cfg = load_config(args.config)
-        torch.set_num_threads(cfg.study.threads)
+        set_threads(cfg)
         if (args.variant is None) != (args.seed is None):
             raise ValueError("--variant and --seed go together")
         written = []

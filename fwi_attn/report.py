@@ -588,8 +588,9 @@ def study_dir(cfg) -> Path:
 
 
 def command_report(parser):
-    parser.add_argument("--config", "-c", required=True,
-                        help="study config YAML, or a preset name (default, paper, openfwi)")
+    from fwi_attn.config import add_config_argument
+
+    add_config_argument(parser)
     parser.add_argument("--reference", default=None,
                         help="variant to rank against (default: the config's study.reference)")
 

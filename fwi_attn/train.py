@@ -469,8 +469,9 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
 
 
 def command_train(parser):
-    parser.add_argument("--config", "-c", required=True,
-                        help="study config YAML, or a preset name (default, paper, openfwi)")
+    from fwi_attn.config import add_config_argument
+
+    add_config_argument(parser)
     parser.add_argument("--variant", required=True, help="network variant (see `fwi-attn variants`)")
     parser.add_argument("--seed", type=int, required=True, help="training seed")
     parser.add_argument("--out", required=True, help="output folder (model.pt, last.pt, history.csv)")
