@@ -56,7 +56,8 @@ from fwi_attn.physics import (
     write_predictions,
 )
 from fwi_attn.config import resolve_device
-from fwi_attn.simulate import cells, generate_shard, shard_path
+from fwi_attn.layout import shard_path
+from fwi_attn.simulate import cells, generate_shard
 from fwi_attn.survey import Survey
 from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 

@@ -63,6 +63,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fwi_attn.layout import default_stats_path, shard_sizes, split_dir, split_shards
 from fwi_attn.store import ShardError, read_shard, write_json
 
 STATS_SCHEMA = "fwi-attn-stats/1"
@@ -324,6 +325,74 @@ def find_sources(folder: str | os.PathLike) -> list[Source]:
     return sources
 
 
+def split_sources(cfg, split: str, dataset: str | None = None) -> list[Source]:
+    """The files of one split of a config's dataset: exactly the shards the config defines.
+
+    A shard left behind by a larger ``samples.<split>``, or copied into the folder, would
+    silently enlarge the split, so any other ``*.h5`` in the folder is an error, and so is a
+    shard whose recorded dataset, split, index, seed, size or generating config sections
+    (survey, geology, dataset) differ from this config's. A folder of OpenFWI ``.npy`` pairs
+    (no shards at all) is taken as it is.
+
+    Raises:
+        DatasetError: naming the files at fault and what to do.
+    """
+    name = dataset or cfg.study.dataset
+    if name not in cfg.datasets:
+        raise DatasetError(f"dataset '{name}' is not in the config (defined: {', '.join(cfg.datasets)})")
+    folder = split_dir(cfg, name, split)
+    expected = split_shards(cfg, split, name)
+    present = sorted(folder.glob("*.h5"), key=_natural_key) if folder.is_dir() else []
+    if not present and folder.is_dir() and _npy_pairs(folder):
+        return find_sources(folder)
+    extra = [p for p in present if p not in expected]
+    if extra:
+        names = ", ".join(p.name for p in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise DatasetError(
+            f"{folder}: {len(extra)} file(s) not in the {split} split the config defines "
+            f"(shard-0000 .. shard-{len(expected) - 1:04d}): {names}; remove them (left from a larger "
+            f"datasets.{name}.samples.{split}, or copied in)")
+    missing = [p for p in expected if not p.is_file()]
+    if missing:
+        raise DatasetError(f"{folder}: missing {len(missing)} of the split's {len(expected)} shards, first "
+                           f"{missing[0].name}; generate them with `fwi-attn generate` (or the workflow)")
+    ds = cfg.datasets[name]
+    sizes = shard_sizes(ds.samples[split], ds.shard_size)
+    want_sections = {"survey": cfg.survey.to_dict(), "geology": cfg.geology.to_dict(), f"datasets.{name}":
+                     ds.to_dict()}
+    sources = []
+    for i, path in enumerate(expected):
+        shard = read_shard(path, load=False)
+        a = shard.attrs
+        recorded = {"dataset": a.get("dataset"), "split": a.get("split"), "shard": a.get("shard"),
+                    "seed": a.get("seed"), "samples": shard.n}
+        wanted = {"dataset": name, "split": split, "shard": i, "seed": ds.seed, "samples": sizes[i]}
+        diff = [f"{k} {recorded[k]!r} (config: {wanted[k]!r})" for k in wanted if recorded[k] != wanted[k]]
+        made_with = shard.config
+        made = {"survey": made_with.get("survey"), "geology": made_with.get("geology"),
+                f"datasets.{name}": made_with.get("datasets", {}).get(name)}
+        for k in want_sections:
+            diff += _differences(made[k], want_sections[k], k)
+        if diff:
+            raise DatasetError(f"{path} was not generated for this config's {name}/{split} split: "
+                               f"{'; '.join(diff)}; regenerate it with this config (or remove it)")
+        sources.append(Source(path, None, shard.n, (shard.n_shots, shard.nt, shard.n_receivers),
+                              (shard.nz, shard.nx)))
+    return sources
+
+
+def _differences(made, wanted, key: str, limit: int = 4) -> list[str]:
+    """``["survey.nz 24 (config 16)", ...]``: where a recorded config section differs from ours."""
+    if isinstance(made, Mapping) and isinstance(wanted, Mapping):
+        out = []
+        for k in sorted(set(made) | set(wanted)):
+            out += _differences(made.get(k), wanted.get(k), f"{key}.{k}", limit - len(out))
+            if len(out) >= limit:
+                break
+        return out
+    return [] if made == wanted else [f"{key} {made!r} (config {wanted!r})"]
+
+
 def _check_same_shape(sources: Sequence[Source]) -> None:
     """Every file's samples must have the first file's shape (naming both files if not)."""
     first = sources[0]
@@ -332,16 +401,6 @@ def _check_same_shape(sources: Sequence[Source]) -> None:
             raise DatasetError(
                 f"shape mismatch between data files: {first.name} has gathers {list(first.sample_shape)} -> "
                 f"grid {list(first.grid)} per sample, but {s.name} has {list(s.sample_shape)} -> {list(s.grid)}")
-
-
-def split_dir(cfg, dataset: str | None, split: str) -> Path:
-    """``<data_dir>/<dataset>/<split>`` for a config (``dataset`` None: ``study.dataset``)."""
-    return Path(cfg.study.data_dir) / (dataset or cfg.study.dataset) / split
-
-
-def default_stats_path(cfg, dataset: str | None = None) -> Path:
-    """``<data_dir>/<dataset>/stats.json``."""
-    return Path(cfg.study.data_dir) / (dataset or cfg.study.dataset) / "stats.json"
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -515,14 +574,15 @@ def _first_bad(arr: np.ndarray) -> int | None:
     return int(np.argmax(bad)) if bad.any() else None
 
 
-def compute_stats(folder: str | os.PathLike, vmin: float, vmax: float, *, gain_power: float,
+def compute_stats(folder: str | os.PathLike | Sequence, vmin: float, vmax: float, *, gain_power: float,
                   gain_scale: float, dataset: str = "", block: int = 32, progress: bool = False) -> dict:
     """Normalisation constants and the mean velocity model of one (train) split folder.
 
     Reads ``block`` samples at a time, so memory stays bounded for large splits.
 
     Args:
-        folder: the train split folder (never val or test: their data must stay unseen).
+        folder: the train split: its folder, or its files (:func:`split_sources`); never
+            val or test, whose data must stay unseen.
         vmin, vmax: the physical velocity bounds (m/s) that map to -1 and +1.
         gain_power, gain_scale: the time gain of :func:`gain_log_transform`
             (``normalize.gain_power`` / ``gain_scale``; 0 and 1 give OpenFWI's plain log).
@@ -562,7 +622,7 @@ def compute_stats(folder: str | os.PathLike, vmin: float, vmax: float, *, gain_p
     # A little slack for float32 rounding of velocities written at the bounds.
     tol = 1e-4 * (vmax - vmin)
     if v_min < vmin - tol or v_max > vmax + tol:
-        raise DatasetError(f"{folder}: train velocities span [{v_min:g}, {v_max:g}] m/s, outside "
+        raise DatasetError(f"{ds.sources[0].gathers.parent}: train velocities span [{v_min:g}, {v_max:g}] m/s, outside "
                            f"geology.vmin/vmax [{vmin:g}, {vmax:g}]; widen those bounds in the config")
     mean = v_sum / len(ds)
     return {
@@ -629,7 +689,7 @@ def mean_velocity(stats: dict) -> np.ndarray:
 
 def open_split(cfg, split: str, stats: dict | None, dataset: str | None = None) -> ShardDataset:
     """The normalised dataset of one split of a config's dataset (raw when ``stats`` is None)."""
-    data = ShardDataset(split_dir(cfg, dataset, split), Normalizer.from_stats(stats) if stats else None)
+    data = ShardDataset(split_sources(cfg, split, dataset), Normalizer.from_stats(stats) if stats else None)
     if stats is not None:
         check_stats(stats, data)
     return data
@@ -650,7 +710,7 @@ def command_stats(parser):
         if dataset not in cfg.datasets:
             raise DatasetError(f"dataset '{dataset}' is not in the config (defined: {', '.join(cfg.datasets)})")
         out = Path(args.out) if args.out else default_stats_path(cfg, dataset)
-        stats = compute_stats(split_dir(cfg, dataset, "train"), cfg.geology.vmin, cfg.geology.vmax,
+        stats = compute_stats(split_sources(cfg, "train", dataset), cfg.geology.vmin, cfg.geology.vmax,
                               **cfg.normalize, dataset=dataset, progress=True)
         write_json(out, stats)
         g = stats["gathers"]

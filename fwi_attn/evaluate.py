@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fwi_attn.dataset import (Normalizer, ShardDataset, check_survey, default_stats_path, load_stats,
-                              mean_velocity, split_dir)
+from fwi_attn.dataset import Normalizer, ShardDataset, check_survey, load_stats, mean_velocity, split_sources
+from fwi_attn.layout import default_stats_path
 from fwi_attn.metrics import compute_metrics, summarize, to_json_lists
 from fwi_attn.store import write_json, write_predictions
 
@@ -137,7 +137,7 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
 
     out = Path(out)
     model, extra = load_model(checkpoint)
-    data = ShardDataset(split_dir(cfg, None, split))
+    data = ShardDataset(split_sources(cfg, split))
     check_fits(model.config, data, checkpoint)
     check_survey(cfg, data)
     if "normalization" in extra:
@@ -172,7 +172,7 @@ def evaluate_baseline(cfg, out: str | os.PathLike, *, kind: str = "mean", split:
     stats_path = Path(stats_path) if stats_path else default_stats_path(cfg)
     stats = load_stats(stats_path)
     norm = Normalizer.from_stats(stats)
-    data = ShardDataset(split_dir(cfg, None, split))
+    data = ShardDataset(split_sources(cfg, split))
     check_survey(cfg, data)
     mean = mean_velocity(stats)
     if mean.shape != data.grid:

@@ -189,7 +189,8 @@ def mean_model(cfg, dataset: str, nz: int, nx: int) -> tuple[np.ndarray, str]:
         StatsError: no (readable) stats file; it names the command that writes one.
         GridError: the stats describe another grid than the test data's.
     """
-    from fwi_attn.dataset import default_stats_path, load_stats, mean_velocity
+    from fwi_attn.dataset import load_stats, mean_velocity
+    from fwi_attn.layout import default_stats_path
 
     stats_path = default_stats_path(cfg, dataset)
     model = mean_velocity(load_stats(stats_path))

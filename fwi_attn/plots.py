@@ -140,27 +140,6 @@ def variant_color(variant: str):
     return plt.get_cmap("tab10")(i % 10)
 
 
-def run_figure_paths(study_dir: str | os.PathLike, variant: str, seed: int) -> dict:
-    """Files ``fwi-attn figures --variant V --seed K`` writes: ``{"examples", "history"}``."""
-    from pathlib import Path
-
-    runs = Path(study_dir) / "figures" / "runs"
-    return {"examples": runs / f"{variant}-seed{seed}-examples.png",
-            "history": runs / f"{variant}-seed{seed}-history.png"}
-
-
-def comparison_figure_paths(study_dir: str | os.PathLike) -> dict:
-    """Files ``fwi-attn figures --compare`` writes (figures, and the table as CSV and markdown)."""
-    from pathlib import Path
-
-    d = Path(study_dir) / "figures"
-    return {"table_csv": d / "metrics_table.csv", "table_md": d / "metrics_table.md",
-            "bars": d / "metrics_bars.png", "cost": d / "accuracy_vs_cost.png",
-            "curves": d / "training_curves.png", "predictions": d / "predictions.png",
-            "attention": d / "attention_maps.png", "gathers": d / "gathers.png",
-            "physics": d / "physics_misfit.png"}
-
-
 def _error_limit(vmin: float, vmax: float) -> float:
     # One third of the velocity range: large salt misses saturate, typical errors stay readable.
     return (vmax - vmin) / 3
@@ -584,10 +563,11 @@ def plot_attention_maps(maps_by_variant: dict[str, dict[str, np.ndarray]], model
 
 def draw_run_figures(cfg, variant: str, seed: int) -> list:
     """The per-run figures of one (variant, seed): test examples and training curves."""
-    from fwi_attn.report import read_history, study_dir
+    from fwi_attn.layout import run_dir, run_figure_paths, study_dir
+    from fwi_attn.report import read_history
 
     study = study_dir(cfg)
-    run = study / variant / f"seed{seed}"
+    run = run_dir(study, variant, seed)
     paths = run_figure_paths(study, variant, seed)
     g = cfg.geology
     plot_run_examples(read_predictions(run / "predictions.h5"), paths["examples"], cfg.survey.dx, g.vmin, g.vmax,
@@ -598,7 +578,8 @@ def draw_run_figures(cfg, variant: str, seed: int) -> list:
 
 def draw_comparison_figures(cfg) -> list:
     """Every comparison figure and the metric table (CSV + markdown) of a study."""
-    from fwi_attn.report import METRICS, comparison_table, load_study, study_dir, table_markdown, write_table_csv
+    from fwi_attn.layout import comparison_figure_paths, study_dir
+    from fwi_attn.report import METRICS, comparison_table, load_study, table_markdown, write_table_csv
     from fwi_attn.store import atomic_path
 
     study = load_study(study_dir(cfg), config=cfg.to_dict())
@@ -646,7 +627,8 @@ def command_figures(parser):
             written += draw_run_figures(cfg, args.variant, args.seed)
         else:
             if not args.compare:
-                from fwi_attn.report import load_study, study_dir
+                from fwi_attn.layout import study_dir
+                from fwi_attn.report import load_study
 
                 study = load_study(study_dir(cfg), config=cfg.to_dict())
                 for v, s in sorted(study.metrics, key=lambda k: (study.variants.index(k[0]), k[1])):
@@ -666,7 +648,8 @@ def draw_attention_figure(cfg, study, out) -> None:
     """
     import torch
 
-    from fwi_attn.dataset import Normalizer, default_stats_path, load_stats
+    from fwi_attn.dataset import Normalizer, load_stats
+    from fwi_attn.layout import default_stats_path
     from fwi_attn.models import load_model
 
     preds = _first_seed_predictions(study)

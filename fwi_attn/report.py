@@ -451,7 +451,7 @@ def build_markdown(study: Study, reference: str | None = None, title: str | None
                    date: _dt.date | None = None) -> str:
     """The weekly report as markdown; images are linked relative to ``<study>/report/``."""
     from fwi_attn import __version__
-    from fwi_attn.plots import comparison_figure_paths, run_figure_paths
+    from fwi_attn.layout import comparison_figure_paths, run_figure_paths
 
     config = study.config
     st = config.get("study", {})
@@ -582,11 +582,6 @@ def write_report(study_dir: str | os.PathLike, reference: str | None = None,
     return md_path, html_path
 
 
-def study_dir(cfg) -> Path:
-    """``<results_dir>/<name>`` of a loaded config."""
-    return Path(cfg.study.results_dir) / cfg.study.name
-
-
 def command_report(parser):
     from fwi_attn.config import add_config_argument
 
@@ -596,6 +591,7 @@ def command_report(parser):
 
     def run(args):
         from fwi_attn.config import load_config
+        from fwi_attn.layout import study_dir
 
         cfg = load_config(args.config)
         md, html = write_report(study_dir(cfg), args.reference or cfg.study.reference, cfg.study.title,

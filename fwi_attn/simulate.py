@@ -14,10 +14,8 @@ import numpy as np
 import torch
 
 from fwi_attn.config import resolve_device
+from fwi_attn.layout import SPLITS, shard_sizes
 from fwi_attn.survey import Survey, check_model_velocity
-
-SPLITS = ("train", "val", "test")
-
 
 def cells(xz: np.ndarray, dx: float) -> torch.Tensor:
     """Positions ``[n, 2]`` (x, z) in m -> deepwave cell indices ``[n, 2]`` (z, x), int64."""
@@ -100,12 +98,6 @@ def simulate(velocity: np.ndarray | torch.Tensor, survey: Survey, *, device: str
     return out
 
 
-def shard_sizes(n_samples: int, shard_size: int) -> list[int]:
-    """Samples in each shard of a split: full shards, then the remainder."""
-    full, rest = divmod(n_samples, shard_size)
-    return [shard_size] * full + ([rest] if rest else [])
-
-
 def shard_rng(seed: int, split: str, shard: int) -> np.random.Generator:
     """The generator of one shard, derived from the dataset seed alone.
 
@@ -113,10 +105,6 @@ def shard_rng(seed: int, split: str, shard: int) -> np.random.Generator:
     same result.
     """
     return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split), shard]))
-
-
-def shard_path(data_dir: str | os.PathLike, dataset: str, split: str, shard: int) -> Path:
-    return Path(data_dir) / dataset / split / f"shard-{shard:04d}.h5"
 
 
 def generate_shard(cfg, dataset: str, split: str, shard: int, out: str | os.PathLike,

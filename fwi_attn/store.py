@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,16 +39,54 @@ class ShardError(ValueError):
     """A shard is missing, truncated, of another schema or internally inconsistent."""
 
 
+def _tmp_prefix(path: Path, pid: int | str) -> str:
+    return f".{path.name}.{socket.gethostname()}.{pid}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_orphans(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed writers of ``path`` left beside it.
+
+    A temporary file is named ``.<name>.<host>.<pid>.<random><suffix>``; one whose writer ran on
+    this host and no longer exists is an orphan (a kill -9 gives no chance to clean up).
+    Files of live writers, and of other hosts (a shared file system), are left alone.
+    """
+    path = Path(path)
+    removed = []
+    head = f".{path.name}.{socket.gethostname()}."
+    with contextlib.suppress(FileNotFoundError):
+        for tmp in path.parent.iterdir():
+            if not tmp.name.startswith(head):
+                continue
+            pid = tmp.name[len(head):].split(".", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     """Yield a temporary path beside ``path``; move it into place only on success.
 
     An interrupted or failed write leaves nothing at ``path`` (and removes the
-    temporary file), so a file at its final name is always complete.
+    temporary file), so a file at its final name is always complete. Temporary files that
+    killed writers left behind are removed first (:func:`remove_orphans`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path, os.getpid()), suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
     # mkstemp makes the file private (0600); results are meant to be shared like any other file.
     umask = os.umask(0)

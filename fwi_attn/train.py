@@ -50,8 +50,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fwi_attn.dataset import (Normalizer, ShardDataset, check_stats, check_survey, default_stats_path, load_stats,
-                              split_dir)
+from fwi_attn.dataset import Normalizer, ShardDataset, check_stats, check_survey, load_stats, split_sources
+from fwi_attn.layout import default_stats_path
 from fwi_attn.metrics import SSIM_WINDOW, ssim_torch
 from fwi_attn.store import atomic_path
 
@@ -387,8 +387,8 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
     stats_path = Path(stats_path) if stats_path else default_stats_path(cfg)
     stats = load_stats(stats_path)
     norm = Normalizer.from_stats(stats)
-    train_ds = ShardDataset(split_dir(cfg, None, "train"), norm)
-    val_ds = ShardDataset(split_dir(cfg, None, "val"), norm)
+    train_ds = ShardDataset(split_sources(cfg, "train"), norm)
+    val_ds = ShardDataset(split_sources(cfg, "val"), norm)
     for ds in (train_ds, val_ds):
         check_survey(cfg, ds)
         check_stats(stats, ds, stats_path)

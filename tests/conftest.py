@@ -58,8 +58,9 @@ def tiny_dataset(tiny_config):
     """
     from pathlib import Path
 
-    from fwi_attn.dataset import compute_stats, default_stats_path
-    from fwi_attn.simulate import SPLITS, generate_shard, shard_path, shard_sizes
+    from fwi_attn.dataset import compute_stats, split_sources
+    from fwi_attn.layout import SPLITS, default_stats_path, shard_path, shard_sizes
+    from fwi_attn.simulate import generate_shard
     from fwi_attn.store import write_json
 
     cfg = tiny_config
@@ -73,6 +74,6 @@ def tiny_dataset(tiny_config):
             shards[split].append(path)
     root = Path(cfg.study.data_dir) / "salt"
     stats = default_stats_path(cfg)
-    write_json(stats, compute_stats(root / "train", cfg.geology.vmin, cfg.geology.vmax, **cfg.normalize,
+    write_json(stats, compute_stats(split_sources(cfg, "train"), cfg.geology.vmin, cfg.geology.vmax, **cfg.normalize,
                                     dataset="salt"))
     return {"config": cfg, "dir": root, "shards": shards, "stats": stats}

@@ -1,7 +1,6 @@
 """Tests for fwi_attn.geology: velocity-model families and model import."""
 
 import copy
-import time
 
 import h5py
 import numpy as np
@@ -170,12 +169,11 @@ def test_missing_param_named():
         gen("salt", p=p)
 
 
-def test_speed_1000_small_models():
-    t = time.perf_counter()
+def test_1000_small_models_in_one_call():
+    # Speed is measured in benchmarks/bench_generate.py; here only that a large batch works.
     v = gen("salt", n=1000)
-    elapsed = time.perf_counter() - t
     assert v.shape == (1000, 70, 70)
-    assert elapsed < 5.0  # ~0.3-0.5 s on a shared 2-core machine
+    assert np.isfinite(v).all()
 
 
 # ---------------------------------------------------------------------------------- import

@@ -53,9 +53,18 @@ def test_output_shape_train_and_eval(name, shape_name):
 @pytest.mark.parametrize("name", NAMES)
 def test_gradients_reach_every_parameter(name):
     model = create_model(name, **SALT, **SMALL).train()
-    model(gathers(SALT, 2)).square().mean().backward()
-    missing = [k for k, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    y = model(gathers(SALT, 2))
+    (y * torch.randn(y.shape)).sum().backward()
+    missing = [k for k, p in model.named_parameters() if p.grad is None]
     assert not missing, f"{name}: no gradient for {missing}"
+    # An inert parameter (e.g. a conv bias right before BatchNorm) gets only rounding noise.
+    largest = max(p.grad.abs().max() for p in model.parameters())
+    inert = [k for k, p in model.named_parameters() if p.grad.abs().max() <= 1e-6 * largest]
+    if name == "inversionnet":
+        # OpenFWI's blocks put a biased conv before BatchNorm; kept so that parameter counts
+        # and state dicts match OpenFWI's InversionNet exactly.
+        inert = [k for k in inert if not k.endswith("layers.0.bias")]
+    assert not inert, f"{name}: parameters with ~zero gradient: {inert}"
 
 
 @pytest.mark.parametrize("name", NAMES)

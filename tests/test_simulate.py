@@ -6,7 +6,8 @@ import pytest
 import scipy.special
 import torch
 
-from fwi_attn.simulate import forward, generate_shard, shard_sizes, simulate
+from fwi_attn.layout import shard_sizes
+from fwi_attn.simulate import forward, generate_shard, simulate
 from fwi_attn.store import read_shard
 from fwi_attn.survey import Survey, SurveyError
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import TINY
-from fwi_attn.plots import comparison_figure_paths, run_figure_paths
+from fwi_attn.layout import comparison_figure_paths, run_figure_paths
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
@@ -71,7 +71,7 @@ def test_dry_run_of_each_preset(tmp_path, preset):
     proc = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(PRESETS / f"{preset}.yaml"), "all")
     jobs = planned_jobs(proc)
     from fwi_attn.config import load_config
-    from fwi_attn.simulate import shard_sizes
+    from fwi_attn.layout import shard_sizes
 
     full = load_config(PRESETS / f"{preset}.yaml")
     runs = len(full.study.variants) * len(full.study.seeds)

@@ -19,8 +19,8 @@ from .se import reduced_channels
 class CoordAttention(nn.Module):
     """Coordinate attention block (direction-aware channel attention).
 
-    Parameters: ``3*C*m + 3*m + 2*C`` (conv ``C->m`` with bias, BatchNorm affine, two convs
-    ``m->C`` with bias).
+    Parameters: ``3*C*m + 2*m + 2*C`` (conv ``C->m`` without bias, as BatchNorm follows it,
+    BatchNorm affine, two convs ``m->C`` with bias).
 
     Args:
         channels: ``C``.
@@ -34,7 +34,8 @@ class CoordAttention(nn.Module):
     def __init__(self, channels: int, reduction: int = 32, min_channels: int = 8) -> None:
         super().__init__()
         mid = reduced_channels(channels, reduction, min_channels)
-        self.conv1 = nn.Conv2d(channels, mid, 1)
+        # No bias: BatchNorm right after subtracts it again.
+        self.conv1 = nn.Conv2d(channels, mid, 1, bias=False)
         self.bn = nn.BatchNorm2d(mid)
         self.act = nn.Hardswish()
         self.conv_h = nn.Conv2d(mid, channels, 1)

@@ -60,7 +60,11 @@ class MaskAttention(nn.Module):
         self.hard = hard
         self.threshold_logit = math.log(threshold / (1.0 - threshold))
         self.mask_head = nn.Conv2d(channels, 1, 1)
-        self.qkv = nn.Linear(channels, 3 * channels)
+        # Query and value biases only (as BEiT and timm): a key bias adds q.b_k to every score of
+        # a query, which the softmax cancels, so it would be a parameter with no gradient.
+        self.qkv = nn.Linear(channels, 3 * channels, bias=False)
+        self.q_bias = nn.Parameter(torch.zeros(channels))
+        self.v_bias = nn.Parameter(torch.zeros(channels))
         self.proj = nn.Linear(channels, channels)
         self.norm1 = nn.LayerNorm(channels)
         hidden = max(1, round(channels * mlp_ratio))
@@ -83,7 +87,8 @@ class MaskAttention(nn.Module):
         if self.probe.active:
             self.probe(torch.sigmoid(logits))
         tokens = x.flatten(2).transpose(1, 2)  # [B, N, C]
-        q, k, v = self.qkv(tokens).view(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        qkv_bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
+        q, k, v = F.linear(tokens, self.qkv.weight, qkv_bias).view(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         # SDPA wants the mask in the query's dtype (bf16 under autocast).
         bias = self.key_bias(logits.view(b, 1, 1, n)).to(q.dtype)
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # [B, heads, N, C/heads]

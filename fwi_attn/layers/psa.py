@@ -28,7 +28,8 @@ from .probe import AttnProbe
 class PolarizedSelfAttention(nn.Module):
     """Polarized self-attention block.
 
-    Parameters: with ``h = C // 2``: ``Wv_ch`` ``C*h + h``, ``Wq_ch`` ``C + 1``, ``Wz`` ``h*C + C``,
+    Parameters: with ``h = C // 2``: ``Wv_ch`` ``C*h + h``, ``Wq_ch`` ``C`` (no bias: the softmax over
+    positions ignores a constant), ``Wz`` ``h*C + C``,
     LayerNorm ``2*C``, ``Wq_sp`` and ``Wv_sp`` ``2*(C*h + h)``.
 
     Args:
@@ -50,7 +51,8 @@ class PolarizedSelfAttention(nn.Module):
         # The paper's 1x1 convs. After folding, only Wq_ch touches the full map; the others see
         # pooled [B, C] vectors (or lend their weights to one), where Linear beats a conv kernel.
         self.ch_wv = nn.Linear(channels, half)
-        self.ch_wq = nn.Conv2d(channels, 1, 1)
+        # No bias: the softmax over positions is shift-invariant, so a bias would get no gradient.
+        self.ch_wq = nn.Conv2d(channels, 1, 1, bias=False)
         self.ch_wz = nn.Linear(half, channels)
         self.ch_norm = nn.LayerNorm(channels)
         self.sp_wq = nn.Linear(channels, half)

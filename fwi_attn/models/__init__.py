@@ -169,8 +169,9 @@ _RESERVED = ("name", "kwargs", "state_dict")
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> Path:
     """Write ``{"name", "kwargs", "state_dict", **extra}`` to ``path`` atomically.
 
-    The file is written to ``path + ".tmp"`` in the same directory, then renamed over ``path``,
-    so a crash never leaves a truncated checkpoint. ``extra`` must hold only what
+    The file is written to a temporary file of its own beside ``path``
+    (:func:`fwi_attn.store.atomic_path`), then renamed over it, so a crash never leaves a
+    truncated checkpoint and two writers never share a temporary file. ``extra`` must hold only what
     ``torch.load(weights_only=True)`` reads back: tensors, numbers, strings, lists, tuples, dicts.
     A ``torch.compile`` wrapper is saved as the model it wraps.
 
@@ -192,16 +193,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    from fwi_attn.store import atomic_path
+
+    with atomic_path(path, suffix=".pt.tmp") as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def _state_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor], limit: int = 8) -> str:

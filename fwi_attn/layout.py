@@ -1,0 +1,78 @@
+"""Every path of a study, in one place and free of heavy imports.
+
+The Snakefile, the commands and the readers all name files through these functions, so a
+file is always where its reader looks, and knowing a file name never costs an import of
+torch, deepwave or matplotlib (Snakemake parses its workflow for every job and dry run)::
+
+    <data_dir>/<dataset>/<split>/shard-NNNN.h5      generate
+    <data_dir>/<dataset>/stats.json                 stats (train split only)
+    <results_dir>/<name>/config.yaml                the study's resolved config, as run
+    <results_dir>/<name>/<variant>/seed<k>/         train, evaluate, physics (one run)
+    <results_dir>/<name>/mean/metrics.json          the mean-model baseline
+    <results_dir>/<name>/figures/                   figures
+    <results_dir>/<name>/report/                    report
+
+``cfg`` is a :class:`fwi_attn.config.Config` (anything with ``cfg.study.data_dir`` etc.).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+SHARD_GLOB = "shard-[0-9][0-9][0-9][0-9].h5"
+
+
+def shard_sizes(n_samples: int, shard_size: int) -> list[int]:
+    """Samples in each shard of a split: full shards, then the remainder."""
+    full, rest = divmod(n_samples, shard_size)
+    return [shard_size] * full + ([rest] if rest else [])
+
+
+def shard_path(data_dir: str | os.PathLike, dataset: str, split: str, shard: int) -> Path:
+    return Path(data_dir) / dataset / split / f"shard-{shard:04d}.h5"
+
+
+def split_dir(cfg, dataset: str | None, split: str) -> Path:
+    """``<data_dir>/<dataset>/<split>`` for a config (``dataset`` None: ``study.dataset``)."""
+    return Path(cfg.study.data_dir) / (dataset or cfg.study.dataset) / split
+
+
+def split_shards(cfg, split: str, dataset: str | None = None) -> list[Path]:
+    """The shard paths that make up one split, exactly as the config defines it."""
+    name = dataset or cfg.study.dataset
+    ds = cfg.datasets[name]
+    n = len(shard_sizes(ds.samples[split], ds.shard_size))
+    return [shard_path(cfg.study.data_dir, name, split, i) for i in range(n)]
+
+
+def default_stats_path(cfg, dataset: str | None = None) -> Path:
+    """``<data_dir>/<dataset>/stats.json``."""
+    return Path(cfg.study.data_dir) / (dataset or cfg.study.dataset) / "stats.json"
+
+
+def study_dir(cfg) -> Path:
+    """``<results_dir>/<name>`` of a loaded config."""
+    return Path(cfg.study.results_dir) / cfg.study.name
+
+
+def run_dir(study: str | os.PathLike, variant: str, seed: int) -> Path:
+    """The folder of one (variant, seed) run."""
+    return Path(study) / variant / f"seed{int(seed)}"
+
+
+def run_figure_paths(study: str | os.PathLike, variant: str, seed: int) -> dict:
+    """Files ``fwi-attn figures --variant V --seed K`` writes: ``{"examples", "history"}``."""
+    runs = Path(study) / "figures" / "runs"
+    return {"examples": runs / f"{variant}-seed{seed}-examples.png",
+            "history": runs / f"{variant}-seed{seed}-history.png"}
+
+
+def comparison_figure_paths(study: str | os.PathLike) -> dict:
+    """Files ``fwi-attn figures --compare`` writes (figures, and the table as CSV and markdown)."""
+    d = Path(study) / "figures"
+    return {"table_csv": d / "metrics_table.csv", "table_md": d / "metrics_table.md",
+            "bars": d / "metrics_bars.png", "cost": d / "accuracy_vs_cost.png",
+            "curves": d / "training_curves.png", "predictions": d / "predictions.png",
+            "attention": d / "attention_maps.png", "gathers": d / "gathers.png",
+            "physics": d / "physics_misfit.png"}
