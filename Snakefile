@@ -23,6 +23,15 @@ include: "workflows/rules/figures.smk"
 include: "workflows/rules/report.smk"
 
 
+localrules:
+    study_config,
+
+
+# Under the lock, before the first job (never in a dry run): shards that a larger config left.
+onstart:
+    remove_stale_shards()
+
+
 rule all:
     input:
         all_outputs(),

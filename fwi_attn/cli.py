@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: name -> (module that defines ``command_<name>``, one-line help)
@@ -45,25 +46,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    # A user's error (bad config, corrupt shard, CFL, unwritable path...) says what is wrong in
+    # its message; anything else is named by its type, since its message may not be enough.
+    if isinstance(e, (ValueError, OSError)) and not isinstance(e, UnicodeError):
+        return text
+    return f"{type(e).__name__}: {text} (rerun with --debug for the traceback)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command. Every failure is one line on stderr (exit 1) without a traceback,
+    unless ``--debug`` (anywhere on the line) or ``FWI_ATTN_DEBUG=1`` asks for it."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("FWI_ATTN_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv)  # prints help or the "invalid choice" error and exits
         return 2
     name = argv[0]
     module_name, help_text = COMMANDS[name]
-    parser = argparse.ArgumentParser(prog=f"fwi-attn {name}", description=help_text)
-    module = importlib.import_module(module_name)
-    run = getattr(module, f"command_{name.replace('-', '_')}")(parser)
-    args = parser.parse_args(argv[1:])
+    parser = argparse.ArgumentParser(prog=f"fwi-attn {name}", description=help_text,
+                                     epilog="--debug: show the Python traceback of a failure")
     try:
+        module = importlib.import_module(module_name)
+        run = getattr(module, f"command_{name.replace('-', '_')}")(parser)
+        args = parser.parse_args(argv[1:])
         return int(run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as e:
-        # User errors (bad config, corrupt shard, CFL...) get one clear line, no traceback.
-        print(f"fwi-attn {name}: error: {e}", file=sys.stderr)
+    except BrokenPipeError:
+        # Output piped into `head` and closed: not an error. Point stdout at /dev/null so that
+        # the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as e:
+        if debug:
+            raise
+        print(f"fwi-attn {name}: error: {_one_line(e)}", file=sys.stderr)
         return 1
 
 

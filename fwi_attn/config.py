@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,25 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-_Validator = _with_defaults(jsonschema.Draft202012Validator)
+def _strict_types(validator_class):
+    """JSON Schema calls 1.0 an integer; a seed of 0.0 would then name a folder ``seed0.0``."""
+    checker = validator_class.TYPE_CHECKER.redefine(
+        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool))
+    return jsonschema.validators.extend(validator_class, type_checker=checker)
+
+
+_Validator = _with_defaults(_strict_types(jsonschema.Draft202012Validator))
+
+
+def _non_finite(value: Any, key: str = "") -> list[str]:
+    """Dotted keys of NaN/inf numbers (YAML's .nan passes every schema bound)."""
+    if isinstance(value, Mapping):
+        return [k for name, v in value.items() for k in _non_finite(v, f"{key}{name}.")]
+    if isinstance(value, (list, tuple)):
+        return [k for i, v in enumerate(value) for k in _non_finite(v, f"{key.rstrip('.')}[{i}].")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [key.rstrip(".")]
+    return []
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -137,6 +156,10 @@ def validate_dict(raw: Mapping[str, Any], source: str = "<config>") -> dict:
         ConfigError: naming the file, the key, and the allowed values.
     """
     data = copy.deepcopy(dict(raw or {}))
+    bad = _non_finite(data)
+    if bad:
+        raise ConfigError(f"{source}: config key(s) {', '.join(repr(k) for k in bad)} must be finite numbers, "
+                          f"not NaN or inf")
     validator = _Validator(load_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
@@ -182,6 +205,14 @@ def _check_semantics(c: dict, source: str) -> None:
                             f"is zero: put it at least one cell ({s['dx']:g} m) deep")
     if s["n_shots"] > 1 and s["source_x"][0] == s["source_x"][1]:
         problems.append("survey.source_x: first and last source coincide but n_shots > 1")
+    # Positions are rounded to cells: two sources or receivers closer than a cell would share one.
+    for kind, count in (("source", "n_shots"), ("receiver", "n_receivers")):
+        x0, x1 = s[f"{kind}_x"]
+        most = int(abs(x1 - x0) // s["dx"]) + 1
+        if s[count] > 1 and s[count] > most and x0 != x1:
+            problems.append(f"survey.{count} = {s[count]} puts several {kind}s in one grid cell: "
+                            f"survey.{kind}_x spans {abs(x1 - x0):g} m = {most} cells of {s['dx']:g} m; "
+                            f"use at most {most}")
 
     peak_time = s["peak_time"] if s["peak_time"] is not None else 1.5 / s["freq"]
     record = s["nt"] * s["dt"]
@@ -222,7 +253,8 @@ def load_config(path: str | Path | Mapping | None = None) -> Config:
 
     Args:
         path: a YAML file, a preset name (``default``, ``paper``, ``openfwi``) from
-            ``workflows/config/``, an already-parsed mapping, or None for the defaults.
+            ``workflows/config/``, an inline YAML/JSON mapping (text starting with ``{``), an
+            already-parsed mapping, or None for the defaults.
 
     Raises:
         ConfigError: for an unreadable file or any invalid key, naming it.
@@ -231,16 +263,35 @@ def load_config(path: str | Path | Mapping | None = None) -> Config:
         return Config(validate_dict(path), None)
     if path is None:
         return Config(validate_dict({}), None)
+    text = str(path)
+    if text.lstrip().startswith("{"):
+        # An inline mapping (the workflow hands each job its config this way: no file that
+        # another run could rewrite while this one runs).
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"inline config: not valid YAML/JSON: {' '.join(str(e).split())}") from None
+        return Config(validate_dict(raw, "inline config"), None)
     p = Path(path)
     if not p.exists() and (PRESETS_DIR / f"{path}.yaml").exists():
         p = PRESETS_DIR / f"{path}.yaml"
     if not p.exists():
         raise ConfigError(f"config file {p} does not exist (presets: "
                           f"{', '.join(sorted(q.stem for q in PRESETS_DIR.glob('*.yaml')))})")
+    if p.is_dir():
+        raise ConfigError(f"config {p} is a folder; give a YAML file in it or a preset name")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}); save the config as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the config: {e.strerror or e}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        raise ConfigError(f"{p}: not valid YAML: {' '.join(str(e).split())}") from None
+    if raw is None:
+        # Snakemake refuses an empty config file too; silently running every default is worse.
+        raise ConfigError(f"{p}: the config file is empty; give the sections you change (an empty mapping "
+                          f"'{{}}' means every default), or a preset name")
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(raw).__name__}")
     return Config(validate_dict(raw, str(p)), str(p))
@@ -272,6 +323,8 @@ def resolve_device(device="auto"):
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
+        raise ValueError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but no CUDA GPU is available; use 'auto' or 'cpu'")
     return torch.device(device)

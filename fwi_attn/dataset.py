@@ -64,7 +64,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fwi_attn.layout import default_stats_path, shard_sizes, split_dir, split_shards
-from fwi_attn.store import ShardError, read_shard, write_json
+from fwi_attn.store import ShardError, check_output, read_shard, write_json
 
 STATS_SCHEMA = "fwi-attn-stats/1"
 GATHER_TRANSFORM = "sign(x)*log1p(k*(t/T)**p*|x|)"
@@ -710,6 +710,7 @@ def command_stats(parser):
         if dataset not in cfg.datasets:
             raise DatasetError(f"dataset '{dataset}' is not in the config (defined: {', '.join(cfg.datasets)})")
         out = Path(args.out) if args.out else default_stats_path(cfg, dataset)
+        check_output(out)
         stats = compute_stats(split_sources(cfg, "train", dataset), cfg.geology.vmin, cfg.geology.vmax,
                               **cfg.normalize, dataset=dataset, progress=True)
         write_json(out, stats)

@@ -16,7 +16,8 @@ Outputs in ``--out DIR`` (formats in ``docs/architecture.md``), written atomical
   ``variant="mean"``, ``seed=-1`` and ``checkpoint=""`` (HDF5 attributes cannot be null).
 * ``metrics.json``: ``variant, seed, dataset, split, n_samples, n_params, macs`` (per sample,
   one forward pass), ``time_per_sample_s`` (forward passes only, after a warm-up batch),
-  ``mean`` and ``per_sample`` of every metric, plus ``checkpoint``, ``epoch`` and
+  ``mean`` and ``per_sample`` of every metric, plus ``checkpoint``, ``checkpoint_sha256`` (the
+  identity of the model scored: the report checks it against the run's ``model.pt``), ``epoch`` and
   ``settings`` (vmin, vmax, salt_threshold, boundary_tolerance). The baseline has
   ``"variant": "mean"``, ``"seed": null``, ``n_params`` and ``macs`` 0.
 """
@@ -32,7 +33,7 @@ import torch
 from fwi_attn.dataset import Normalizer, ShardDataset, check_survey, load_stats, mean_velocity, split_sources
 from fwi_attn.layout import default_stats_path
 from fwi_attn.metrics import compute_metrics, summarize, to_json_lists
-from fwi_attn.store import write_json, write_predictions
+from fwi_attn.store import file_sha256, run_folder_identity, write_json, write_predictions
 
 class EvaluateError(ValueError):
     """The checkpoint does not fit the data, or the inputs of an evaluation are inconsistent."""
@@ -111,7 +112,8 @@ def _write_outputs(cfg, out: Path, *, variant: str, seed, data: ShardDataset, sp
         "variant": variant, "seed": seed, "dataset": dataset, "split": split, "n_samples": len(data),
         "n_params": int(n_params), "macs": int(macs), "time_per_sample_s": float(time_per_sample),
         "mean": mean, "per_sample": per,
-        "checkpoint": checkpoint or None, "epoch": epoch,
+        "checkpoint": checkpoint or None, "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
+        "epoch": epoch,
         "settings": {"vmin": norm.vmin, "vmax": norm.vmax, "salt_threshold": cfg.evaluate.salt_threshold,
                      "boundary_tolerance": cfg.evaluate.boundary_tolerance},
     }
@@ -137,6 +139,12 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
 
     out = Path(out)
     model, extra = load_model(checkpoint)
+    variant = extra.get("variant", getattr(model, "variant", "?"))
+    named = run_folder_identity(out)
+    if named is not None and named != (variant, extra.get("seed")):
+        raise EvaluateError(f"--out {out} is the folder of {named[0]} seed {named[1]}, but {checkpoint} holds "
+                            f"{variant} seed {extra.get('seed')}: its results would be filed under another run; "
+                            f"use {out.parent.parent / variant / ('seed' + str(extra.get('seed')))}")
     data = ShardDataset(split_sources(cfg, split))
     check_fits(model.config, data, checkpoint)
     check_survey(cfg, data)
@@ -154,7 +162,6 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
                                      channels_last=bool(cfg.train.channels_last), progress=progress)
     pred_ms = norm.velocity_inverse(pred, clip=True).astype(np.float32)
     target_ms = data.velocities()
-    variant = extra.get("variant", getattr(model, "variant", "?"))
     return _write_outputs(cfg, out, variant=variant, seed=extra.get("seed"), data=data, split=split,
                           pred_ms=pred_ms, target_ms=target_ms, norm=norm, checkpoint=str(checkpoint),
                           n_params=n_params, macs=macs, time_per_sample=per_sample_s, epoch=extra.get("epoch"))
@@ -169,6 +176,9 @@ def evaluate_baseline(cfg, out: str | os.PathLike, *, kind: str = "mean", split:
     """
     if kind != "mean":
         raise EvaluateError(f"unknown baseline {kind!r}; valid: mean")
+    if run_folder_identity(out) is not None:
+        raise EvaluateError(f"--out {out} is a training run's folder; the mean-model baseline goes to "
+                            f"<study>/mean, not under a run")
     stats_path = Path(stats_path) if stats_path else default_stats_path(cfg)
     stats = load_stats(stats_path)
     norm = Normalizer.from_stats(stats)
@@ -201,7 +211,10 @@ def command_evaluate(parser):
     def run(args):
         from fwi_attn.config import load_config
 
+        from fwi_attn.store import check_output
+
         cfg = load_config(args.config)
+        check_output(args.out, folder=True)
         if args.baseline:
             m = evaluate_baseline(cfg, args.out, kind=args.baseline, split=args.split, stats_path=args.stats)
         else:

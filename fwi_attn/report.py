@@ -80,9 +80,39 @@ class Study:
         return read_history(self.run_dir(variant, seed) / "history.csv")
 
 
+class ReportError(ValueError):
+    """A study's result files are unreadable or contradict each other."""
+
+
 def read_json(path: str | os.PathLike) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    """A result file's JSON object; a truncated or foreign file is a :class:`ReportError` naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ReportError(f"{path}: not a readable JSON result ({e}); rerun the step that writes it") from None
+    if not isinstance(obj, dict):
+        raise ReportError(f"{path}: expected a JSON object, got {type(obj).__name__}; rerun the step that writes it")
+    return obj
+
+
+def _run_identity(path: Path, m: dict) -> tuple[str, int]:
+    """The (variant, seed) a ``metrics.json`` says it holds, checked against its folder and model."""
+    from fwi_attn.store import file_sha256, run_folder_identity
+
+    if not isinstance(m.get("variant"), str) or not isinstance(m.get("seed"), int) or "mean" not in m:
+        raise ReportError(f"{path}: not an fwi-attn evaluate result (no variant, seed or mean); rerun `fwi-attn evaluate`")
+    own = (m["variant"], m["seed"])
+    folder = run_folder_identity(path.parent)
+    if folder != own:
+        raise ReportError(f"{path} holds the results of {own[0]} seed {own[1]} but lies in the folder of "
+                          f"{folder[0]} seed {folder[1]}; re-evaluate that run's model.pt into its own folder")
+    model = path.parent / "model.pt"
+    recorded = m.get("checkpoint_sha256")
+    if recorded and model.is_file() and file_sha256(model) != recorded:
+        raise ReportError(f"{path} was computed from another model than {model} (checkpoint hash differs): "
+                          f"stale results; re-evaluate the run")
+    return own
 
 
 def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -108,8 +138,12 @@ def load_study(study_dir: str | os.PathLike, variants: list[str] | None = None,
         config: the study's config dict; default: ``<study_dir>/config.yaml`` (written by the
             workflow) when present.
 
+    Runs are named by what their ``metrics.json`` says (variant, seed, checkpoint hash), which
+    must agree with the folder it lies in and with the ``model.pt`` there.
+
     Raises:
         FileNotFoundError: the directory holds no ``<variant>/seed<k>/metrics.json`` at all.
+        ReportError: a result file is unreadable, or says it belongs to another run or model.
     """
     root = Path(study_dir)
     cfg_path = root / "config.yaml"
@@ -120,10 +154,11 @@ def load_study(study_dir: str | os.PathLike, variants: list[str] | None = None,
     config = dict(config or {})
     metrics, physics, refine = {}, {}, {}
     for path in sorted(root.glob("*/seed*/metrics.json")):
-        variant, seed = path.parent.parent.name, int(path.parent.name[4:])
+        m = read_json(path)
+        variant, seed = _run_identity(path, m)
         if variants is not None and variant not in variants:
             continue
-        metrics[(variant, seed)] = read_json(path)
+        metrics[(variant, seed)] = m
         for name, store in (("physics.json", physics), ("refine.json", refine)):
             if (path.parent / name).exists():
                 store[(variant, seed)] = read_json(path.parent / name)

@@ -39,6 +39,40 @@ class ShardError(ValueError):
     """A shard is missing, truncated, of another schema or internally inconsistent."""
 
 
+class OutputError(ValueError):
+    """An output path cannot be written (checked before any expensive work)."""
+
+
+def check_output(path: str | os.PathLike, *, folder: bool = False, what: str = "--out") -> Path:
+    """Fail fast, before any work, if ``path`` (a file, or with ``folder`` a folder) cannot be written.
+
+    The nearest existing ancestor must be a folder in which a file can really be created
+    (``os.access`` says yes to root even on a read-only mount, so a probe file is made and
+    removed); an existing folder where a file is wanted, or file where a folder is wanted, is refused.
+
+    Raises:
+        OutputError: naming the path, what is wrong and what to do.
+    """
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path} is an existing file, but an output folder is needed; choose another path")
+    if not folder and path.is_dir():
+        raise OutputError(f"{what} {path} is an existing folder, but a file path is needed (e.g. {path / 'out.h5'})")
+    target = path if folder else path.parent
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{what} {path}: cannot create folder {target}, because {existing} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise OutputError(f"{what} {path}: cannot write in {existing} ({e.strerror or e}); choose another "
+                          f"path or fix its permissions") from None
+    return path
+
+
 def _tmp_prefix(path: Path, pid: int | str) -> str:
     return f".{path.name}.{socket.gethostname()}.{pid}."
 
@@ -99,6 +133,26 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes: the identity of a checkpoint in the results made from it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_folder_identity(folder: str | os.PathLike) -> tuple[str, int] | None:
+    """``(variant, seed)`` that a folder ``.../<variant>/seed<k>`` names, or None for another name."""
+    folder = Path(folder)
+    name = folder.name
+    if name.startswith("seed") and name[4:].isdigit():
+        return folder.parent.name, int(name[4:])
+    return None
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

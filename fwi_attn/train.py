@@ -328,8 +328,9 @@ def _describe_kwargs(kwargs: dict) -> str:
     return json.dumps(kwargs, sort_keys=True, default=list)
 
 
-def _check_resume(ckpt: dict, path: Path, variant: str, seed: int, model_kwargs: dict, epochs: int,
-                  cfg_train: dict) -> None:
+def _resume_problems(ckpt: dict, variant: str, seed: int, model_kwargs: dict, epochs: int, cfg) -> list[str]:
+    """Why ``last.pt`` cannot be continued by this run (empty: it can)."""
+    cfg_train = cfg.train.to_dict()
     problems = []
     if ckpt.get("name") != variant:
         problems.append(f"it holds variant {ckpt.get('name')!r}, this run is {variant!r}")
@@ -346,9 +347,16 @@ def _check_resume(ckpt: dict, path: Path, variant: str, seed: int, model_kwargs:
     if changed:
         problems.append("train settings changed: " + ", ".join(f"{k} {saved_train[k]!r} -> {cfg_train[k]!r}"
                                                                 for k in changed))
-    if problems:
-        raise TrainError(f"cannot resume from {path}: " + "; ".join(problems)
-                         + ". Use another --out, or drop --resume to start afresh.")
+    # The same data: a regenerated dataset or another normalisation makes a different run.
+    saved = json.loads(ckpt.get("config", "{}"))
+    ds = cfg.study.dataset
+    now = cfg.to_dict()
+    for key, old, new in (("survey", saved.get("survey"), now["survey"]), ("geology", saved.get("geology"), now["geology"]),
+                          (f"datasets.{ds}", saved.get("datasets", {}).get(ds), now["datasets"][ds]),
+                          ("normalize", saved.get("normalize"), now["normalize"])):
+        if old != new:
+            problems.append(f"config section {key} changed")
+    return problems
 
 
 def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool = False,
@@ -361,7 +369,9 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         variant: a registered model name (:func:`fwi_attn.models.list_models`).
         seed: the run's seed (model initialisation and data order).
         out: output folder.
-        resume: continue from ``out/last.pt`` if it exists (else start afresh).
+        resume: ``True`` (or ``"strict"``): continue from ``out/last.pt`` if it exists (else start
+            afresh), and refuse one made with other settings. ``"auto"`` (the workflow's): continue
+            only an unfinished ``last.pt`` made with the same settings, else start afresh, saying why.
         epochs: total epochs (default ``train.epochs``).
         stop_after: stop after this many epochs of this call (a time-limited job continues
             later with ``resume``).
@@ -379,11 +389,16 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
     if variant not in list_models():
         raise TrainError(f"unknown variant {variant!r}; valid: {', '.join(list_models())}")
     tc = cfg.train
-    epochs = int(epochs or tc.epochs)
+    epochs = int(tc.epochs if epochs is None else epochs)
     if epochs < 1:
         raise TrainError(f"epochs must be at least 1, got {epochs}")
+    if stop_after is not None and stop_after < 1:
+        raise TrainError(f"stop_after must be at least 1 epoch, got {stop_after} (omit it to train every epoch)")
     out = Path(out)
     device = resolve_device(cfg.study.device)
+    from fwi_attn.store import check_output
+
+    check_output(out, folder=True)
     stats_path = Path(stats_path) if stats_path else default_stats_path(cfg)
     stats = load_stats(stats_path)
     norm = Normalizer.from_stats(stats)
@@ -413,10 +428,28 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         history: list[dict] = []
         start, best_val, best_epoch = 0, math.inf, 0
         last_path, best_path = out / "last.pt", out / "model.pt"
+        ckpt = None
         if resume and last_path.exists():
-            # On the CPU: RNG states must stay there; load_state_dict moves the rest to the model.
-            ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
-            _check_resume(ckpt, last_path, variant, seed, model.config, epochs, tc.to_dict())
+            from fwi_attn.models import CheckpointError
+
+            try:
+                # On the CPU: RNG states must stay there; load_state_dict moves the rest to the model.
+                ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+                problems = _resume_problems(ckpt, variant, seed, model.config, epochs, cfg)
+            except Exception as e:  # a truncated or foreign file: torch raises many kinds
+                if resume != "auto":
+                    raise CheckpointError(f"cannot resume from {last_path}: not a readable checkpoint "
+                                          f"({' '.join(str(e).split())[:200]}); delete it to start afresh") from None
+                problems = [f"it is not a readable checkpoint ({type(e).__name__})"]
+            if resume == "auto" and not problems and int(ckpt["epoch"]) >= epochs:
+                problems = ["it is a finished run"]
+            if problems and resume != "auto":
+                raise TrainError(f"cannot resume from {last_path}: " + "; ".join(problems)
+                                 + ". Use another --out, or drop --resume to start afresh.")
+            if problems:
+                log(f"not resuming from {last_path}: {'; '.join(problems)}; starting afresh")
+                ckpt = None
+        if ckpt is not None:
             model.load_state_dict(ckpt["state_dict"])
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
@@ -424,7 +457,7 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
             history = list(ckpt["history"])
             start, best_val, best_epoch = int(ckpt["epoch"]), float(ckpt["best_val_mae"]), int(ckpt["best_epoch"])
             log(f"resuming {variant} seed {seed} from {last_path} after epoch {start}/{epochs}")
-        elif resume:
+        elif resume and not last_path.exists():
             log(f"no {last_path} yet: starting {variant} seed {seed} afresh")
 
         # The cost is counted here, where torch._dynamo (which the counter needs) is imported
@@ -475,7 +508,9 @@ def command_train(parser):
     parser.add_argument("--variant", required=True, help="network variant (see `fwi-attn variants`)")
     parser.add_argument("--seed", type=int, required=True, help="training seed")
     parser.add_argument("--out", required=True, help="output folder (model.pt, last.pt, history.csv)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt when it exists")
+    parser.add_argument("--resume", nargs="?", const="strict", default=None, choices=["strict", "auto"],
+                        help="continue from OUT/last.pt when it exists; 'auto': only an unfinished one made "
+                             "with the same settings, else start afresh (the workflow's choice)")
     parser.add_argument("--epochs", type=int, default=None, help="total epochs (default: train.epochs)")
     parser.add_argument("--stop-after", type=int, default=None,
                         help="stop after this many epochs of this call (continue later with --resume)")
@@ -485,7 +520,10 @@ def command_train(parser):
     def run(args):
         from fwi_attn.config import load_config
 
+        from fwi_attn.store import check_output
+
         cfg = load_config(args.config)
+        check_output(args.out, folder=True)
         result = train(cfg, args.variant, args.seed, args.out, resume=args.resume, epochs=args.epochs,
                        stop_after=args.stop_after, stats_path=args.stats, progress=not args.quiet)
         state = "finished" if result.finished else f"stopped after epoch {result.epochs_done}/{result.epochs}"

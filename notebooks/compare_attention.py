@@ -33,7 +33,7 @@ reference = "none"  # the variant the others are compared with, sample by sample
 # %%
 from IPython.display import Image, Markdown, display
 
-from fwi_attn import plots, report
+from fwi_attn import layout, plots, report
 
 
 def show(fig):
@@ -88,7 +88,7 @@ if reference in study.variants:
 # The workflow's figures (attention maps, gathers, predictions) are in `figures/`:
 
 # %%
-figures = plots.comparison_figure_paths(study.dir)
+figures = layout.comparison_figure_paths(study.dir)
 for key in ("attention", "predictions", "gathers"):
     if figures[key].exists():
         display(Markdown(f"**{key}**"), Image(filename=str(figures[key])))

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from fwi_attn.geology import FAMILIES, generate_velocity, load_velocity, save_segy
+from fwi_attn.geology import FAMILIES, generate_velocity, load_velocities, load_velocity, save_segy
 
 DX = 10.0  # m
 
@@ -187,31 +187,42 @@ def model():
 def test_load_npy_roundtrip(tmp_path, model):
     path = tmp_path / "m.npy"
     np.save(path, model)
-    out = load_velocity(path, 40, 60)
-    assert out.dtype == np.float32 and out.shape == (40, 60)
+    out = load_velocities(path, 40, 60)
+    assert out.dtype == np.float32 and out.shape == (1, 40, 60)  # a 2-D array is one model
+    np.testing.assert_array_equal(out[0], model)
+    both = np.stack([model, model * 2])
+    np.save(tmp_path / "openfwi.npy", both[:, None])  # OpenFWI [n,1,nz,nx]
+    np.testing.assert_array_equal(load_velocities(tmp_path / "openfwi.npy", 40, 60), both)
+    np.save(tmp_path / "stack.npy", both)  # [n,nz,nx]
+    np.testing.assert_array_equal(load_velocities(tmp_path / "stack.npy", 40, 60), both)
+
+
+def test_load_velocity_is_the_first_model(tmp_path, model):
+    """``load_velocity`` (kept for ``fwi-attn refine --model``) is model 0 of ``load_velocities``."""
+    np.save(tmp_path / "stack.npy", np.stack([model, model * 2]))
+    out = load_velocity(tmp_path / "stack.npy", 40, 60)
+    assert out.shape == (40, 60)
     np.testing.assert_array_equal(out, model)
-    np.save(tmp_path / "stack.npy", np.stack([model, model * 2])[:, None])  # OpenFWI [n,1,nz,nx]
-    np.testing.assert_array_equal(load_velocity(tmp_path / "stack.npy", 40, 60), model)
 
 
 def test_load_h5_roundtrip(tmp_path, model):
     path = tmp_path / "m.h5"
     with h5py.File(path, "w") as f:
-        f["velocity"] = np.stack([model, model + 1])  # 3-D: first model is taken
+        f["velocity"] = np.stack([model, model + 1])  # 3-D: every model
         f["other"] = np.zeros((3, 3))
-    np.testing.assert_array_equal(load_velocity(path, 40, 60), model)
+    np.testing.assert_array_equal(load_velocities(path, 40, 60), np.stack([model, model + 1]))
 
     path = tmp_path / "only.hdf5"
     with h5py.File(path, "w") as f:
         f["group/vp"] = model
         f["coords"] = np.arange(5.0)
-    np.testing.assert_array_equal(load_velocity(path, 40, 60), model)
+    np.testing.assert_array_equal(load_velocities(path, 40, 60), model[None])
 
 
 def test_load_segy_roundtrip(tmp_path, model):
     path = tmp_path / "m.sgy"
     save_segy(path, model, DX)
-    np.testing.assert_allclose(load_velocity(path, 40, 60), model, rtol=1e-6)
+    np.testing.assert_allclose(load_velocities(path, 40, 60), model[None], rtol=1e-6)
     import segyio
 
     with segyio.open(str(path), ignore_geometry=True) as f:
@@ -223,23 +234,25 @@ def test_load_resamples(tmp_path):
     ramp = np.repeat(z[:, None], 61, axis=1)  # linear in depth, constant in x
     path = tmp_path / "ramp.npy"
     np.save(path, ramp)
-    out = load_velocity(path, 81, 31)
-    assert out.shape == (81, 31)
+    out = load_velocities(path, 81, 121)  # same aspect ratio, twice as fine
+    assert out.shape == (1, 81, 121)
     # corner-aligned bilinear resampling keeps a linear ramp exactly (to float32)
-    np.testing.assert_allclose(out, np.repeat(np.linspace(1500, 4500, 81)[:, None], 31, 1), rtol=1e-6)
-    assert load_velocity(path, 20, 100).shape == (20, 100)
+    np.testing.assert_allclose(out[0], np.repeat(np.linspace(1500, 4500, 81)[:, None], 121, 1), rtol=1e-6)
+    assert load_velocities(path, 21, 60).shape == (1, 21, 60)  # aspect 0.67 -> 0.35: under 2x, allowed
+    with pytest.raises(ValueError, match=r"ramp\.npy of 41 x 61 samples.*stretched 3\.89x"):
+        load_velocities(path, 81, 31)  # aspect 0.67 -> 2.6: the geology would be stretched
 
 
 def test_load_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.npy"):
-        load_velocity(tmp_path / "nope.npy", 10, 10)
+        load_velocities(tmp_path / "nope.npy", 10, 10)
 
 
 def test_load_unknown_extension(tmp_path):
     path = tmp_path / "model.txt"
     path.write_text("1 2 3")
     with pytest.raises(ValueError, match=r"model\.txt.*extension"):
-        load_velocity(path, 10, 10)
+        load_velocities(path, 10, 10)
 
 
 @pytest.mark.parametrize(
@@ -257,7 +270,7 @@ def test_load_bad_values(tmp_path, array, message):
     path = tmp_path / "bad.npy"
     np.save(path, array)
     with pytest.raises(ValueError, match=message) as err:
-        load_velocity(path, 10, 10)
+        load_velocities(path, 10, 10)
     assert "bad.npy" in str(err.value)
 
 
@@ -267,12 +280,12 @@ def test_load_h5_without_usable_dataset(tmp_path):
         f["a"] = np.ones((4, 4))
         f["b"] = np.ones((4, 4))
     with pytest.raises(ValueError, match=r"two\.h5.*several 2-D datasets"):
-        load_velocity(path, 4, 4)
+        load_velocities(path, 4, 4)
     path = tmp_path / "none.h5"
     with h5py.File(path, "w") as f:
         f["x"] = np.ones(4)
     with pytest.raises(ValueError, match=r"none\.h5.*no 2-D dataset"):
-        load_velocity(path, 4, 4)
+        load_velocities(path, 4, 4)
 
 
 def test_load_corrupt_files(tmp_path):
@@ -280,4 +293,4 @@ def test_load_corrupt_files(tmp_path):
         path = tmp_path / name
         path.write_bytes(b"not a model at all" * 10)
         with pytest.raises(ValueError, match=name.replace(".", r"\.")):
-            load_velocity(path, 4, 4)
+            load_velocities(path, 4, 4)

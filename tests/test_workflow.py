@@ -219,11 +219,13 @@ def test_editing_one_config_section_reruns_only_the_jobs_that_read_it(tiny_study
     raw["evaluate"] = {"n_examples": 2}
     edited = tmp_path / "edited.yaml"
     edited.write_text(yaml.safe_dump(raw))
-    try:
-        jobs = planned_jobs(snakemake(tiny_study["root"], "-n", "--cores", "2", "--configfile", str(edited), "all"))
-    finally:  # the dry run rewrote the study's config.yaml: put the original back
-        snakemake(tiny_study["root"], "-n", "--cores", "1", "--configfile", str(tiny_study["config"]), "all")
-    assert jobs == {"figures_run": 2, "figures_compare": 1, "report": 1, "notebook": 1, "all": 1}
+    record = tiny_study["study"] / "config.yaml"
+    before = (record.read_bytes(), record.stat().st_mtime_ns)
+    jobs = planned_jobs(snakemake(tiny_study["root"], "-n", "--cores", "2", "--configfile", str(edited), "all"))
+    # The record of the config (and its readers) follow; no training, data or evaluation.
+    assert jobs == {"study_config": 1, "figures_run": 2, "figures_compare": 1, "report": 1, "notebook": 1, "all": 1}
+    # A dry run writes nothing: a study running meanwhile keeps the config it was started with.
+    assert (record.read_bytes(), record.stat().st_mtime_ns) == before
 
 
 def test_snakemake_report_has_captions(tiny_study, tmp_path):

@@ -1,16 +1,18 @@
 # Helpers shared by every stage: the validated config, paths, and input functions.
 # Rules only call `fwi-attn` sub-commands; everything they need to know comes from here.
+# Nothing here writes a file: the workflow is parsed for every dry run and every job, also while
+# another run of the same study is going on.
 import json
+import os
 import sys
 from pathlib import Path
 
-import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
 from fwi_attn.config import ConfigError, load_config
-from fwi_attn.plots import comparison_figure_paths, run_figure_paths
-from fwi_attn.simulate import SPLITS, shard_sizes
+from fwi_attn.layout import (SHARD_GLOB, SPLITS, comparison_figure_paths, run_dir as layout_run_dir,
+                             run_figure_paths, split_shards)
 
 # The schema check above filled the defaults; load_config adds the checks a schema cannot
 # express (vmin < vmax, sources inside the grid, record length) and names the bad key.
@@ -44,15 +46,15 @@ CONDA_ENV = "../envs/fwi-attn.yaml"
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     shell.prefix(f'set -euo pipefail; export PATH="{Path(sys.executable).parent}:$PATH"; ')
 
-# Each command gets the whole default-filled config as one file, rewritten only when its
-# content changes. It is deliberately not an input of the rules (a file input would re-run
-# every job on any edit); each rule lists the config sections it depends on as params instead,
-# and Snakemake's params rerun trigger re-runs exactly the jobs whose sections changed.
+# Each command gets the whole default-filled config inline, from this process's environment
+# (`--config "$FWI_ATTN_STUDY_CONFIG"`), never from a shared file: a dry run or another run
+# with another config cannot change what a running job reads, so every job runs with exactly
+# the config of the invocation whose params Snakemake recorded. Each rule lists the sections
+# it depends on as params, and the params rerun trigger re-runs exactly the jobs whose sections
+# changed. `config.yaml` in the study folder is a record of that config, written by a job.
+CONFIG_JSON = json.dumps(CFG.to_dict(), sort_keys=True)
+os.environ.update(FWI_ATTN_STUDY_CONFIG=CONFIG_JSON)  # set for the jobs, not read from the user
 STUDY_CONFIG = STUDY / "config.yaml"
-_text = yaml.safe_dump(CFG.to_dict(), sort_keys=False)
-if not STUDY_CONFIG.exists() or STUDY_CONFIG.read_text() != _text:
-    STUDY_CONFIG.parent.mkdir(parents=True, exist_ok=True)
-    STUDY_CONFIG.write_text(_text)
 
 
 def sections(*keys):
@@ -78,18 +80,25 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def n_shards(split):
-    ds = CFG.datasets[DATASET]
-    return len(shard_sizes(ds.samples[split], ds.shard_size))
-
-
 def shards(split):
     """Every shard path of one split of the study's dataset."""
-    return [str(DATA / split / f"shard-{i:04d}.h5") for i in range(n_shards(split))]
+    return [str(p) for p in split_shards(CFG, split)]
+
+
+def remove_stale_shards():
+    """Delete generated shards of the study's dataset that the config no longer defines (left
+    by a larger `samples.<split>`): readers refuse a split folder holding them. Runs at the start
+    of a real run, under Snakemake's lock, never while the workflow is parsed."""
+    for split in SPLITS:
+        keep = set(shards(split))
+        for path in sorted((DATA / split).glob(SHARD_GLOB)):
+            if str(path) not in keep:
+                path.unlink()
+                print(f"removed stale shard {path} (not in datasets.{DATASET}.samples.{split})", file=sys.stderr)
 
 
 def run_dir(variant, seed):
-    return STUDY / variant / f"seed{seed}"
+    return layout_run_dir(STUDY, variant, seed)
 
 
 def runs():
@@ -128,6 +137,7 @@ def all_outputs():
     # Every file the study keeps is a target, so deleting any of them re-creates it (Snakemake
     # would otherwise treat a deleted intermediate as expendable while its dependents exist).
     return [
+        str(STUDY_CONFIG),
         str(DATA / "stats.json"),
         str(STUDY / "figures" / "dataset_preview.png"),
         str(STUDY / "mean" / "metrics.json"),

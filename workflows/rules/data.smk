@@ -1,3 +1,19 @@
+# The study's resolved config, kept beside its results as the record of what was run (jobs
+# get the config inline; the report and the notebook read this file).
+rule study_config:
+    output:
+        STUDY_CONFIG,
+    params:
+        deps=sections("study", "survey", "geology", "datasets", "normalize", "model", "train", "evaluate",
+                      "physics"),
+    log:
+        f"{LOGS}/study_config.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "fwi-attn check-config --config \"$FWI_ATTN_STUDY_CONFIG\" --write {output} > {log} 2>&1"
+
+
 # Data: one job per shard (shards have independent seeds, so they run in any order or in
 # parallel), a preview figure of the first training shard, and train-split statistics.
 
@@ -6,7 +22,6 @@ rule generate:
     output:
         f"{DATA}/{{split}}/shard-{{shard}}.h5",
     params:
-        config=STUDY_CONFIG,
         dataset=DATASET,
         deps=sections("survey", "geology", f"datasets.{DATASET}"),
     log:
@@ -19,7 +34,7 @@ rule generate:
     conda:
         CONDA_ENV
     shell:
-        "fwi-attn generate --config {params.config} --dataset {params.dataset} --split {wildcards.split}"
+        "fwi-attn generate --config \"$FWI_ATTN_STUDY_CONFIG\" --dataset {params.dataset} --split {wildcards.split}"
         " --shard {wildcards.shard} --out {output} --quiet > {log} 2>&1"
 
 
@@ -46,7 +61,6 @@ rule stats:
     output:
         f"{DATA}/stats.json",
     params:
-        config=STUDY_CONFIG,
         dataset=DATASET,
         deps=sections("normalize", "geology.vmin", "geology.vmax"),
     log:
@@ -57,4 +71,4 @@ rule stats:
     conda:
         CONDA_ENV
     shell:
-        "fwi-attn stats --config {params.config} --dataset {params.dataset} --out {output} > {log} 2>&1"
+        "fwi-attn stats --config \"$FWI_ATTN_STUDY_CONFIG\" --dataset {params.dataset} --out {output} > {log} 2>&1"

@@ -11,7 +11,6 @@ rule evaluate:
         predictions=f"{STUDY}/{{variant}}/seed{{seed}}/predictions.h5",
         metrics=f"{STUDY}/{{variant}}/seed{{seed}}/metrics.json",
     params:
-        config=STUDY_CONFIG,
         out=out_dir,
         deps=sections("geology.vmin", "geology.vmax", "evaluate.salt_threshold", "evaluate.boundary_tolerance"),
     log:
@@ -24,7 +23,7 @@ rule evaluate:
     conda:
         CONDA_ENV
     shell:
-        "fwi-attn evaluate --config {params.config} --checkpoint {input.model} --out {params.out}"
+        "fwi-attn evaluate --config \"$FWI_ATTN_STUDY_CONFIG\" --checkpoint {input.model} --out {params.out}"
         " --stats {input.stats} --quiet > {log} 2>&1"
 
 
@@ -36,7 +35,6 @@ rule evaluate_mean:
     output:
         f"{STUDY}/mean/metrics.json",
     params:
-        config=STUDY_CONFIG,
         out=out_dir,
         deps=sections("geology.vmin", "geology.vmax", "evaluate.salt_threshold", "evaluate.boundary_tolerance"),
     log:
@@ -47,5 +45,5 @@ rule evaluate_mean:
     conda:
         CONDA_ENV
     shell:
-        "fwi-attn evaluate --config {params.config} --baseline mean --out {params.out}"
+        "fwi-attn evaluate --config \"$FWI_ATTN_STUDY_CONFIG\" --baseline mean --out {params.out}"
         " --stats {input.stats} --quiet > {log} 2>&1"

@@ -22,7 +22,6 @@ rule figures_run:
             labels={"variant": "{variant}", "seed": "{seed}", "figure": "training curves"},
         ),
     params:
-        config=STUDY_CONFIG,
         deps=sections("survey.dx", "geology.vmin", "geology.vmax", "evaluate.n_examples"),
     log:
         f"{LOGS}/figures/{{variant}}-seed{{seed}}.log",
@@ -31,7 +30,7 @@ rule figures_run:
     conda:
         CONDA_ENV
     shell:
-        "fwi-attn figures --config {params.config} --variant {wildcards.variant} --seed {wildcards.seed}"
+        "fwi-attn figures --config \"$FWI_ATTN_STUDY_CONFIG\" --variant {wildcards.variant} --seed {wildcards.seed}"
         " > {log} 2>&1"
 
 
@@ -58,7 +57,6 @@ rule figures_compare:
         gathers=comparison_output("gathers", "gathers"),
         physics=comparison_output("physics", "physics_compare"),
     params:
-        config=STUDY_CONFIG,
         deps=sections(
             "study.variants", "study.seeds", "survey.dx", "geology.vmin", "geology.vmax", "evaluate.n_examples",
             "evaluate.salt_threshold",
@@ -71,4 +69,4 @@ rule figures_compare:
     conda:
         CONDA_ENV
     shell:
-        "fwi-attn figures --config {params.config} --compare > {log} 2>&1"
+        "fwi-attn figures --config \"$FWI_ATTN_STUDY_CONFIG\" --compare > {log} 2>&1"

@@ -17,7 +17,6 @@ rule physics:
             labels={"variant": "{variant}", "seed": "{seed}", "figure": "physics check"},
         ),
     params:
-        config=STUDY_CONFIG,
         out=out_dir,
         deps=sections("survey", "physics.samples"),
     log:
@@ -30,7 +29,7 @@ rule physics:
     conda:
         CONDA_ENV
     shell:
-        "fwi-attn physics --config {params.config} --predictions {input.predictions} --out {params.out}"
+        "fwi-attn physics --config \"$FWI_ATTN_STUDY_CONFIG\" --predictions {input.predictions} --out {params.out}"
         " > {log} 2>&1"
 
 
@@ -49,7 +48,6 @@ rule refine:
             labels={"variant": "{variant}", "seed": "{seed}", "figure": "FWI refinement"},
         ),
     params:
-        config=STUDY_CONFIG,
         out=out_dir,
         deps=sections("survey", "physics.refine"),
     log:
@@ -62,5 +60,5 @@ rule refine:
     conda:
         CONDA_ENV
     shell:
-        "fwi-attn refine --config {params.config} --predictions {input.predictions} --out {params.out}"
+        "fwi-attn refine --config \"$FWI_ATTN_STUDY_CONFIG\" --predictions {input.predictions} --out {params.out}"
         " > {log} 2>&1"

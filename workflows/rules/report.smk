@@ -11,11 +11,11 @@ rule report:
         physics=run_files("physics.json"),
         refine=refine_files(),
         examples=[f for v in VARIANTS for f in run_figures(v, SEEDS[0])],
+        config=STUDY_CONFIG,
     output:
         md=f"{REPORT}/report.md",
         html=report(f"{REPORT}/report.html", caption="../report/weekly.rst", category="0. Weekly report"),
     params:
-        config=STUDY_CONFIG,
         deps=sections("study"),
     log:
         f"{LOGS}/report.log",
@@ -24,7 +24,7 @@ rule report:
     conda:
         CONDA_ENV
     shell:
-        "fwi-attn report --config {params.config} > {log} 2>&1"
+        "fwi-attn report --config \"$FWI_ATTN_STUDY_CONFIG\" > {log} 2>&1"
 
 
 rule notebook:
@@ -35,6 +35,7 @@ rule notebook:
         history=run_files("history.csv"),
         # The notebook also shows the comparison figures, so it runs after them.
         figures=list(comparison_figures().values()),
+        config=STUDY_CONFIG,
     output:
         f"{REPORT}/compare_attention.ipynb",
     params:

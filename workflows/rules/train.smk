@@ -1,5 +1,6 @@
-# Training: one job per (variant, seed). last.pt (for `fwi-attn train --resume`) is written
-# beside the outputs but not declared, so a failed job does not have Snakemake delete it.
+# Training: one job per (variant, seed). last.pt is written beside the outputs but not declared,
+# so an interrupted or failed job does not have Snakemake delete it, and the re-run continues
+# from it (`--resume auto`: only when it was made with the same settings and is unfinished).
 
 
 rule train:
@@ -11,7 +12,6 @@ rule train:
         model=f"{STUDY}/{{variant}}/seed{{seed}}/model.pt",
         history=f"{STUDY}/{{variant}}/seed{{seed}}/history.csv",
     params:
-        config=STUDY_CONFIG,
         out=out_dir,
         deps=sections("survey", "model", "train", f"datasets.{DATASET}"),
     log:
@@ -24,5 +24,5 @@ rule train:
     conda:
         CONDA_ENV
     shell:
-        "fwi-attn train --config {params.config} --variant {wildcards.variant} --seed {wildcards.seed}"
-        " --out {params.out} --stats {input.stats} --quiet > {log} 2>&1"
+        "fwi-attn train --config \"$FWI_ATTN_STUDY_CONFIG\" --variant {wildcards.variant} --seed {wildcards.seed}"
+        " --out {params.out} --stats {input.stats} --resume auto --quiet > {log} 2>&1"
