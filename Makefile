@@ -7,12 +7,28 @@ CONFIG ?= workflows/config/default.yaml
 CORES  ?= $(shell nproc 2>/dev/null || echo 8)
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install test test-all lint bench clean
+.PHONY: all recover configfile install test test-all lint bench clean
 
-all: install
-	$(BIN)/snakemake --cores $(CORES) --configfile=$(CONFIG) all
+all: install configfile
+	$(BIN)/snakemake --cores $(CORES) --configfile=$(CONFIG) --rerun-incomplete all
+
+# After a crash, a kill -9 or a power cut: Snakemake's lock outlives a killed run. Unlock only when
+# no snakemake runs in this folder any more, then re-run what is incomplete (training resumes
+# from each run's last.pt).
+recover: install configfile
+	@for p in $$(pgrep -f '[s]nakemake' || true); do \
+	  if [ "$$(readlink /proc/$$p/cwd 2>/dev/null)" = "$(CURDIR)" ]; then \
+	    echo "recover: a snakemake run (pid $$p) is still running in $(CURDIR): wait for it or stop it first"; exit 1; \
+	  fi; \
+	done
+	$(BIN)/snakemake --unlock --configfile=$(CONFIG)
+	$(BIN)/snakemake --cores $(CORES) --configfile=$(CONFIG) --rerun-incomplete all
 
 install: $(STAMP)
+
+# Snakemake answers a missing --configfile with a Python traceback of its own: say it in one line.
+configfile:
+	@test -f "$(CONFIG)" || { echo "make: CONFIG=$(CONFIG) does not exist (presets: $$(ls workflows/config | tr "\n" " "))"; exit 2; }
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fwi-attn needs Python 3.11 or newer")'
