@@ -15,7 +15,7 @@ import sys
 #: name -> (module that defines ``command_<name>``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("fwi_attn.commands", "generate one HDF5 shard of a dataset (velocity models + gathers)"),
-    "simulate": ("fwi_attn.commands", "simulate a user's velocity model (.npy, .h5, SEG-Y) with the config's survey"),
+    "simulate": ("fwi_attn.commands", "simulate every velocity model of a file (.npy stack, .h5, SEG-Y) with the config's survey"),
     "info": ("fwi_attn.commands", "print and validate a shard's metadata"),
     "preview": ("fwi_attn.commands", "draw a few models of a shard with their gathers"),
     "check-config": ("fwi_attn.commands", "validate a config file and print the survey's stability checks"),

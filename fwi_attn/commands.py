@@ -21,10 +21,13 @@ def command_generate(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(args):
-        from fwi_attn.config import load_config
+        from fwi_attn.config import load_config, resolve_device
         from fwi_attn.simulate import generate_shard
+        from fwi_attn.store import check_output
 
         cfg = load_config(args.config)
+        check_output(args.out)
+        resolve_device(args.device or cfg.study.device)
         set_threads(cfg)
         path = generate_shard(cfg, args.dataset, args.split, args.shard, args.out,
                               device=args.device, progress=not args.quiet)
@@ -34,33 +37,44 @@ def command_generate(parser):
 
 
 def command_simulate(parser):
-    parser.add_argument("model", help="velocity model file (.npy, .h5/.hdf5, .sgy/.segy), m/s")
+    parser.add_argument(
+        "model",
+        help="velocity model file, m/s: .npy ([nz, nx], a stack [n, nz, nx] or OpenFWI's [n, 1, nz, nx]), "
+             ".h5/.hdf5 (dataset 'velocity', 2-D or 3-D) or .sgy/.segy (one model); every model of the file "
+             "is simulated. Models are resampled bilinearly to the config's grid keeping their physical "
+             "extent; a model whose aspect ratio nz/nx would change more than 2x, or with an axis of fewer "
+             "than 2 samples, is refused")
     add_config_argument(parser)
-    parser.add_argument("--out", required=True, help="output .h5 shard path")
+    parser.add_argument("--out", required=True, help="output .h5 shard path (one shard with every model)")
     parser.add_argument("--device", default=None, help="override study.device")
 
     def run(args):
         import numpy as np
 
         from fwi_attn.config import load_config
-        from fwi_attn.geology import load_velocity
+        from fwi_attn.geology import load_velocities
         from fwi_attn.simulate import simulate
-        from fwi_attn.store import write_shard
+        from fwi_attn.store import check_output, write_shard
         from fwi_attn.survey import Survey
 
         cfg = load_config(args.config)
         set_threads(cfg)
         survey = Survey.from_config(cfg)
-        velocity = load_velocity(args.model, survey.nz, survey.nx)[None]
+        # Fail on an unwritable --out now, not after minutes of simulation.
+        check_output(args.out)
+        velocity = load_velocities(args.model, survey.nz, survey.nx)  # [n, nz, nx] m/s
+        n = len(velocity)
         survey.check(float(velocity.min()), float(velocity.max()))
-        gathers = simulate(velocity, survey, device=args.device or cfg.study.device, progress=True,
-                           where=str(args.model))
+        gathers = simulate(velocity, survey, device=args.device or cfg.study.device,
+                           models_per_call=cfg.survey.models_per_call, progress=True, where=str(args.model))
         attrs = dict(dx=survey.dx, dt=survey.dt, nt=survey.nt, freq=survey.freq, peak_time=survey.peak_time,
                      seed=-1, config=cfg.to_dict(), dataset=Path(args.model).stem, split="user", shard=0,
                      family="import", accuracy=survey.accuracy, free_surface=survey.free_surface,
-                     max_vel=survey.max_vel)
-        write_shard(args.out, velocity.astype(np.float32), gathers, survey.source_xz, survey.receiver_xz, attrs)
-        print(f"wrote {args.out}")
+                     max_vel=survey.max_vel, source=str(args.model),
+                     # sample i of the shard is model source_index[i] of the input file
+                     source_index=np.arange(n, dtype=np.int64).tolist())
+        write_shard(args.out, velocity, gathers, survey.source_xz, survey.receiver_xz, attrs)
+        print(f"wrote {args.out}: {n} model{'s' if n != 1 else ''} from {args.model}")
 
     return run
 
@@ -87,10 +101,16 @@ def command_preview(parser):
     parser.add_argument("-n", type=int, default=4, help="number of models to draw")
 
     def run(args):
-        from fwi_attn.plots import plot_preview
-        from fwi_attn.store import read_shard
+        from fwi_attn.store import check_output, validate_shard
 
-        plot_preview(read_shard(args.path), args.out, n_models=args.n)
+        if args.n < 1:
+            raise ValueError(f"-n must be at least 1 model, got {args.n}")
+        check_output(args.out)
+        shard = validate_shard(args.path)  # refuses NaN/inf: a picture of them would mislead
+
+        from fwi_attn.plots import plot_preview
+
+        plot_preview(shard, args.out, n_models=args.n)
         print(f"wrote {args.out}")
 
     return run
@@ -98,12 +118,21 @@ def command_preview(parser):
 
 def command_check_config(parser):
     add_config_argument(parser)
+    parser.add_argument("--write", default=None, metavar="FILE",
+                        help="also write the resolved, default-filled config to FILE (YAML, atomically)")
 
     def run(args):
         from fwi_attn.config import load_config
+        from fwi_attn.store import atomic_path, check_output
         from fwi_attn.survey import Survey
 
         cfg = load_config(args.config)
+        if args.write:
+            import yaml
+
+            check_output(args.write, what="--write")
+            with atomic_path(args.write) as tmp:
+                tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         survey = Survey.from_config(cfg)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -114,5 +143,7 @@ def command_check_config(parser):
         print(f"  deepwave inner steps per sample at {survey.max_vel:g} m/s: {survey.inner_steps()}")
         for w in caught:
             print(f"  warning: {w.message}")
+        if args.write:
+            print(f"wrote {args.write}")
 
     return run

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["FAMILIES", "generate_velocity", "load_velocity", "save_segy"]
+__all__ = ["FAMILIES", "MAX_ASPECT_CHANGE", "generate_velocity", "load_velocities", "save_segy"]
 
 FAMILIES = ("salt", "flatvel", "curvevel", "flatfault", "curvefault")
 
@@ -130,78 +130,116 @@ def generate_velocity(
     return out
 
 
-def load_velocity(path, nz: int, nx: int) -> np.ndarray:
-    """Import a user's 2-D velocity model (m/s) and resample it to ``(nz, nx)``.
+#: Largest factor by which resampling may change a model's aspect ratio nz/nx (either way);
+#: beyond it, bilinear resampling visibly stretches the geology (a 2:1 salt dome becomes 4:1).
+MAX_ASPECT_CHANGE = 2.0
+
+
+def load_velocities(path, nz: int, nx: int) -> np.ndarray:
+    """Import every velocity model (m/s) of a user's file, resampled to the grid ``(nz, nx)``.
 
     Formats, chosen by extension:
 
-    * ``.npy``: a 2-D array ``[nz, nx]``; a stack ``[n, nz, nx]`` or OpenFWI's
-      ``[n, 1, nz, nx]`` gives its first model.
-    * ``.h5`` / ``.hdf5``: the dataset ``velocity`` (its first model if 3-D), otherwise
-      the file's only 2-D dataset.
-    * ``.sgy`` / ``.segy``: read with segyio; traces are x columns, samples are depth.
+    * ``.npy``: a 2-D array ``[nz, nx]`` (one model), a stack ``[n, nz, nx]`` or OpenFWI's
+      ``[n, 1, nz, nx]``.
+    * ``.h5`` / ``.hdf5``: the dataset ``velocity`` (2-D: one model, 3-D: a stack, e.g. an
+      fwi-attn shard), otherwise the file's only 2-D dataset.
+    * ``.sgy`` / ``.segy``: one 2-D model read with segyio; traces are x columns, samples depth.
 
-    The model is resampled with bilinear interpolation on corner-aligned grids (first
-    and last samples map to first and last cells), so the physical extent is kept and
-    only the spacing changes; a model already of shape ``(nz, nx)`` is returned exactly.
+    Resampling: each model is resampled with bilinear interpolation on corner-aligned grids
+    (first and last samples map to first and last cells), so its physical extent is kept and
+    only the spacing changes; a model already of shape ``(nz, nx)`` is returned exactly. The
+    model's cells are taken as square, so resampling changes its aspect ratio nz/nx to the
+    grid's; that is refused when the change exceeds :data:`MAX_ASPECT_CHANGE` (2x) either way,
+    since it would stretch the geology, and so is an axis of fewer than 2 samples (a
+    ``(1, 5000)`` array holds no depth to resample). Crop or pad such a model to the grid's
+    aspect ratio first, or change ``survey.nz`` / ``survey.nx``.
+
+    Args:
+        path: the model file.
+        nz, nx: the grid in cells (depth, offset), at least 2 each.
 
     Returns:
-        float32 array ``[nz, nx]`` in m/s.
+        float32 array ``[n, nz, nx]`` in m/s, in the file's order (``n = 1`` for a 2-D model);
+        a caller that wants one model picks it, e.g. ``load_velocities(path, nz, nx)[0]``.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unknown extension, unreadable file, no suitable dataset, not 2-D,
-            NaN/inf values or non-positive velocities; the message names the file.
+        ValueError: unknown extension, unreadable file, no suitable dataset, a shape that is
+            not a model or stack, no models, an axis of fewer than 2 samples, an aspect ratio
+            that resampling would change more than 2x, non-numeric or NaN/inf values, or
+            non-positive velocities; the message names the file.
     """
     path = Path(path)
     nz, nx = int(nz), int(nx)
-    if nz < 1 or nx < 1:
-        raise ValueError(f"target grid must be at least 1 x 1 cells, got nz={nz}, nx={nx}")
+    if nz < 2 or nx < 2:
+        raise ValueError(f"target grid must be at least 2 x 2 cells, got nz={nz}, nx={nx}")
     if not path.is_file():
         raise FileNotFoundError(f"velocity model file {path} does not exist")
 
     ext = path.suffix.lower()
     if ext == ".npy":
         try:
-            model = np.load(path, allow_pickle=False)
+            models = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise ValueError(f"cannot read velocity model {path} as .npy: {err}") from err
     elif ext in (".h5", ".hdf5"):
-        model = _read_hdf5(path)
+        models = _read_hdf5(path)
     elif ext in (".sgy", ".segy"):
-        model = _read_segy(path)
+        models = _read_segy(path)
     else:
         raise ValueError(
             f"velocity model {path}: unknown extension {path.suffix!r}; "
             "use .npy, .h5/.hdf5 or .sgy/.segy"
         )
 
-    model = np.asarray(model)
-    if model.ndim == 3:
-        model = model[0]
-    elif model.ndim == 4 and model.shape[1] == 1:  # OpenFWI's [n, 1, nz, nx]
-        model = model[0, 0]
-    if model.ndim != 2:
-        raise ValueError(f"velocity model {path} is not 2-D: shape {model.shape}")
-    if min(model.shape) < 1:
-        raise ValueError(f"velocity model {path} is empty: shape {model.shape}")
-    if not np.issubdtype(model.dtype, np.number) or np.iscomplexobj(model):
-        raise ValueError(f"velocity model {path} holds {model.dtype} values, not real numbers")
-    model = model.astype(np.float64)
-    if not np.isfinite(model).all():
-        raise ValueError(f"velocity model {path} contains NaN or inf values")
-    if (model <= 0).any():
+    models = np.asarray(models)
+    if models.ndim == 2:
+        models = models[None]
+    elif models.ndim == 4 and models.shape[1] == 1:  # OpenFWI's [n, 1, nz, nx]
+        models = models[:, 0]
+    if models.ndim != 3:
         raise ValueError(
-            f"velocity model {path} has non-positive velocities (min {model.min():g} m/s)"
+            f"velocity model {path} is not 2-D [nz, nx] nor a stack [n, nz, nx] or [n, 1, nz, nx]: "
+            f"shape {models.shape}"
         )
-    return _resample(model, nz, nx).astype(np.float32)
+    if models.size == 0:
+        raise ValueError(f"velocity model {path} is empty: shape {models.shape}; it holds no model")
+    n, mz, mx = models.shape
+    if mz < 2 or mx < 2:
+        raise ValueError(
+            f"velocity model {path} has models of {mz} x {mx} samples (nz x nx); each axis needs at "
+            f"least 2 samples to be resampled to the {nz} x {nx} grid"
+        )
+    change = (mz / mx) / (nz / nx)
+    if (mz, mx) != (nz, nx) and not 1 / MAX_ASPECT_CHANGE <= change <= MAX_ASPECT_CHANGE:
+        raise ValueError(
+            f"velocity model {path} of {mz} x {mx} samples (aspect nz/nx {mz / mx:.3g}) would be stretched "
+            f"{max(change, 1 / change):.3g}x to fit the {nz} x {nx} grid (aspect {nz / nx:.3g}; at most "
+            f"{MAX_ASPECT_CHANGE:g}x allowed); crop or pad it to the grid's aspect ratio, or change "
+            f"survey.nz / survey.nx"
+        )
+    if not np.issubdtype(models.dtype, np.number) or np.iscomplexobj(models):
+        raise ValueError(f"velocity model {path} holds {models.dtype} values, not real numbers")
+    out = np.empty((n, nz, nx), dtype=np.float32)
+    for i in range(n):  # one model at a time: a big stack is never copied to float64 whole
+        model = models[i].astype(np.float64)
+        where = f" (model {i} of {n})" if n > 1 else ""  # so that the user can find it in a stack
+        if not np.isfinite(model).all():
+            raise ValueError(f"velocity model {path} contains NaN or inf values{where}")
+        if (model <= 0).any():
+            raise ValueError(
+                f"velocity model {path} has non-positive velocities (min {model.min():g} m/s){where}"
+            )
+        out[i] = _resample(model, nz, nx)
+    return out
 
 
 def save_segy(path, velocity: np.ndarray, dx: float) -> None:
     """Write a ``[nz, nx]`` velocity model (m/s) as a depth-domain SEG-Y file.
 
     One trace per x column, samples down in depth, IEEE float32 (format 5), so
-    :func:`load_velocity` reads it back exactly. The sample interval fields hold the
+    :func:`load_velocities` reads it back exactly. The sample interval fields hold the
     depth step in millimetres (the usual depth-section convention) when it fits the
     16-bit field, else in metres; CDP_X / source / group X hold the column's offset in
     metres with a coordinate scalar of -100 (centimetre precision).

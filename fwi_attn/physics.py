@@ -412,7 +412,10 @@ def command_physics(parser: argparse.ArgumentParser):
     def run(args):
         from fwi_attn.config import load_config
 
+        from fwi_attn.store import check_output
+
         cfg = load_config(args.config)
+        check_output(args.out, folder=True)
         set_threads(cfg)
         if args.samples is not None and args.samples < 1:
             raise PhysicsError(f"--samples must be at least 1, got {args.samples}")
@@ -845,7 +848,7 @@ def command_refine(parser: argparse.ArgumentParser):
                         help="with --predictions: rows of the file (default: the first physics.refine.samples); "
                              "with --data: sample index within the shard (default 0)")
     parser.add_argument("--model", default=None, help="with --data: the true model (.npy, .h5, SEG-Y; resampled "
-                        "to the data's grid) for errors and conventional starts; default: the shard's velocity")
+                        "to the data's grid; a stack gives sample i model i) for errors and conventional starts; default: the shard's velocity")
     parser.add_argument("--model-start", default=None, help="with --data: starting model, a predictions .h5 from "
                         "`fwi-attn predict` or a .npy on the data's grid (implies --start prediction)")
     parser.add_argument("--start", choices=STARTS, default=None,
@@ -863,7 +866,10 @@ def command_refine(parser: argparse.ArgumentParser):
     def run(args):
         from fwi_attn.config import load_config
 
+        from fwi_attn.store import check_output
+
         cfg = load_config(args.config)
+        check_output(args.out, folder=True)
         set_threads(cfg)
         rc = cfg.physics.refine
         pick = lambda given, default: default if given is None else given
@@ -900,12 +906,19 @@ def command_refine(parser: argparse.ArgumentParser):
             survey = survey_from_shard(shard)
             samples = args.sample if args.sample is not None else [0]
             obs = read_samples([data], samples)
+            true_models = None
+            if args.model:
+                from fwi_attn.geology import load_velocities
+
+                true_models = load_velocities(args.model, survey.nz, survey.nx)
             for k, i in enumerate(samples):
                 truth = obs.velocity[k]
-                if args.model:
-                    from fwi_attn.geology import load_velocity
-
-                    truth = load_velocity(args.model, survey.nz, survey.nx)
+                if true_models is not None:
+                    # One model serves every sample; a stack gives sample i its own model i.
+                    if len(true_models) > 1 and i >= len(true_models):
+                        raise PhysicsError(f"--model {args.model} holds {len(true_models)} models, no model for "
+                                           f"sample {i} of {data}")
+                    truth = true_models[i if len(true_models) > 1 else 0]
                 pred = _load_start_file(Path(args.model_start), i, survey, data) if args.model_start else None
                 problems.append((obs.where[k], obs.gathers[k], survey, truth, pred))
             data_label = str(data)
@@ -974,37 +987,79 @@ def _describe(norm: dict) -> str:
             f"{norm['vmax']:g}], gain {norm['gain_scale']:g} (t/T)^{norm['gain_power']:g}")
 
 
-def predict(checkpoint: str | os.PathLike, data: str | os.PathLike, stats: str | os.PathLike | None,
-            out: str | os.PathLike, *, device: str = "auto", batch_size: int = 16,
-            log: Callable[[str], None] = print) -> Path:
-    """Predict velocity for every sample of a shard with a trained network; write a predictions file.
+def _shard_paths(data: str | os.PathLike | Sequence[str | os.PathLike],
+                 skip: str | os.PathLike | None = None) -> list[str | os.PathLike]:
+    """Expand ``--data`` entries into shard paths, in order: a file is itself (as given), a folder
+    its ``*.h5`` files sorted by name, leaving out hidden files and ``skip`` (the predictions file
+    being written, which a second run into the same folder would otherwise read as a shard).
+
+    Raises:
+        PhysicsError: nothing given, or a folder without ``*.h5`` files.
+    """
+    entries = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    if not entries:
+        raise PhysicsError("no data shards given; pass --data SHARD.h5 or a folder of shards")
+    skip = Path(skip).resolve() if skip is not None else None
+    paths: list[str | os.PathLike] = []
+    for entry in entries:
+        if Path(entry).is_dir():
+            found = sorted(p for p in Path(entry).glob("*.h5")
+                           if not p.name.startswith(".") and p.is_file() and p.resolve() != skip)
+            if not found:
+                raise PhysicsError(f"--data {entry} is a folder without *.h5 shards; give shard files or a "
+                                   f"folder that holds them")
+            paths.extend(found)
+        else:
+            paths.append(entry)  # read_shard names a missing or invalid file
+    return paths
+
+
+def predict(checkpoint: str | os.PathLike, data: str | os.PathLike | Sequence[str | os.PathLike],
+            stats: str | os.PathLike | None, out: str | os.PathLike, *, device: str = "auto",
+            batch_size: int = 16, log: Callable[[str], None] = print) -> Path:
+    """Predict velocity for every sample of one or more shards with a trained network; write one
+    predictions file.
 
     The gathers are resampled to the network's input size (time axis and receivers, see
     :func:`resample_gathers`), normalised as in training (:class:`fwi_attn.dataset.Normalizer`
     from ``stats``, checked against the checkpoint's own record of it), passed through the
-    network, mapped back to m/s within ``[vmin, vmax]`` and resampled to the shard's grid.
+    network, mapped back to m/s within ``[vmin, vmax]`` and resampled to the shards' grid.
+    The checkpoint is loaded once; shards are read one at a time.
 
     Args:
         checkpoint: ``model.pt`` (see :func:`fwi_attn.models.load_model`).
-        data: an fwi-attn shard, e.g. from ``fwi-attn simulate``.
+        data: an fwi-attn shard (e.g. from ``fwi-attn simulate``), a folder of ``*.h5`` shards, or
+            a sequence of either (folders give their ``*.h5`` files sorted by name); every shard
+            must share one acquisition.
         stats: the ``stats.json`` the network was trained with; None: the checkpoint's record.
-        out: predictions file (schema ``fwi-attn-predictions/1``); ``target`` is the shard's velocity.
+        out: predictions file (schema ``fwi-attn-predictions/1``): ``[n, nz, nx]`` for the ``n``
+            samples of all shards in order, ``index`` counting through them, ``target`` the shards'
+            velocity, and the attribute ``shards`` listing the shards read.
 
     Raises:
-        PhysicsError: the network takes another number of shots, or ``stats`` disagrees with
-            the normalisation stored in the checkpoint.
+        PhysicsError: no shards, the network takes another number of shots, or ``stats`` disagrees
+            with the normalisation stored in the checkpoint.
+        AcquisitionError: shards recorded with different acquisitions.
+        ShardError: a missing or invalid shard.
     """
     from fwi_attn.dataset import Normalizer, load_stats
     from fwi_attn.models import load_model
+
+    paths = _shard_paths(data, skip=out)
+    # Check every shard's metadata before any work: one acquisition (hence one grid) for the
+    # whole predictions file, as `fwi-attn physics` / `refine --predictions` require of it.
+    metas = [read_shard(p, load=False) for p in paths]
+    survey = survey_from_shard(metas[0])
+    for m in metas[1:]:
+        check_acquisition(survey, survey_from_shard(m), str(metas[0].path), str(m.path))
 
     dev = resolve_device(device)
     model, extra = load_model(checkpoint, map_location="cpu")
     model = model.to(dev).eval()
     size = {k: int(model.config[k]) for k in ("in_shots", "nt", "n_receivers", "nz", "nx")}
-    shard = read_shard(data, load=True)
-    if shard.n_shots != size["in_shots"]:
-        raise PhysicsError(f"{checkpoint} takes {size['in_shots']} shots per sample but {data} has "
-                           f"{shard.n_shots}; simulate the model with the config the network was trained on")
+    if survey.n_shots != size["in_shots"]:
+        raise PhysicsError(f"{checkpoint} takes {size['in_shots']} shots per sample but {metas[0].path} has "
+                           f"{survey.n_shots}; simulate the model with the config the network was trained on")
     saved = extra.get("normalization")
     if stats is not None:
         norm = Normalizer.from_stats(load_stats(stats))
@@ -1020,7 +1075,6 @@ def predict(checkpoint: str | os.PathLike, data: str | os.PathLike, stats: str |
 
     # Tell the user when the network was trained on another acquisition: it still runs (after
     # resampling), but then it extrapolates, and the physics check is the way to judge it.
-    survey = survey_from_shard(shard)
     if isinstance(extra.get("config"), str):
         from fwi_attn.config import load_config
 
@@ -1030,25 +1084,36 @@ def predict(checkpoint: str | os.PathLike, data: str | os.PathLike, stats: str |
             log(f"note: {checkpoint} was trained on another acquisition ({'; '.join(diffs)}); "
                 f"gathers are resampled to {size['nt']} samples x {size['n_receivers']} receivers")
 
-    prediction = np.empty((shard.n, shard.nz, shard.nx), dtype=np.float32)
+    total = sum(m.n for m in metas)
+    prediction = np.empty((total, survey.nz, survey.nx), dtype=np.float32)
+    target = np.empty_like(prediction)
+    offset = 0
     with torch.no_grad():
-        for a in range(0, shard.n, batch_size):
-            g = torch.as_tensor(shard.gathers[a:a + batch_size], dtype=torch.float32)
-            g = resample_gathers(g, size["nt"], size["n_receivers"]).numpy()
-            x = torch.from_numpy(norm.gathers(g)).to(dev)
-            y = model(x).float()  # [B, 1, nz_net, nx_net] on [-1, 1]
-            v = resample_velocity(norm.velocity_inverse(y, clip=True), shard.nz, shard.nx)
-            prediction[a:a + len(v)] = v[:, 0].cpu().numpy()
-    return write_predictions(out, prediction, shard.velocity, np.arange(shard.n),
-                             shards=[str(data)], variant=str(extra.get("variant", getattr(model, "variant", ""))),
+        for path in paths:
+            shard = read_shard(path, load=True)  # one shard in memory at a time
+            target[offset:offset + shard.n] = shard.velocity
+            for a in range(0, shard.n, batch_size):
+                g = torch.as_tensor(shard.gathers[a:a + batch_size], dtype=torch.float32)
+                g = resample_gathers(g, size["nt"], size["n_receivers"]).numpy()
+                x = torch.from_numpy(norm.gathers(g)).to(dev)
+                y = model(x).float()  # [B, 1, nz_net, nx_net] on [-1, 1]
+                v = resample_velocity(norm.velocity_inverse(y, clip=True), shard.nz, shard.nx)
+                prediction[offset + a:offset + a + len(v)] = v[:, 0].cpu().numpy()
+            offset += shard.n
+    splits = list(dict.fromkeys(str(m.attrs.get("split", "user")) for m in metas))  # unique, in order
+    return write_predictions(out, prediction, target, np.arange(total),
+                             shards=[str(p) for p in paths],
+                             variant=str(extra.get("variant", getattr(model, "variant", ""))),
                              seed=extra.get("seed"), dataset=str(extra.get("dataset", "")),
-                             split=str(shard.attrs.get("split", "user")), checkpoint=str(checkpoint))
+                             split="+".join(splits), checkpoint=str(checkpoint))
 
 
 def command_predict(parser: argparse.ArgumentParser):
-    """``fwi-attn predict --checkpoint model.pt --data SHARD [--stats stats.json] --out pred.h5``."""
+    """``fwi-attn predict --checkpoint model.pt --data SHARD|FOLDER ... [--stats stats.json] --out pred.h5``."""
     parser.add_argument("--checkpoint", required=True, help="model.pt of a trained run")
-    parser.add_argument("--data", required=True, help="an fwi-attn shard with gathers (e.g. from `fwi-attn simulate`)")
+    parser.add_argument("--data", required=True, nargs="+", metavar="SHARD",
+                        help="fwi-attn shards with gathers (e.g. from `fwi-attn simulate`) or folders of *.h5 "
+                             "shards; all of them go into one predictions file, in the order given")
     parser.add_argument("--stats", default=None, help="data/<dataset>/stats.json the network was trained with "
                         "(default: the normalisation recorded in the checkpoint)")
     parser.add_argument("--out", required=True, help="output predictions .h5 (schema fwi-attn-predictions/1)")

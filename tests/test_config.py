@@ -1,6 +1,7 @@
 """Config loading: defaults, presets, and a clear error for every kind of bad input."""
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
@@ -95,3 +96,49 @@ def test_survey_checks_dispersion_aliasing_and_cfl():
         survey.check(1500, 5200)
     assert survey.inner_steps() >= 1
     assert Survey(**{**survey.__dict__, "dt": 0.004}).inner_steps() > 1
+
+
+@pytest.mark.parametrize("raw,key", [
+    ({"survey": {"freq": float("nan")}}, "survey.freq"),
+    ({"train": {"lr": float("inf")}}, "train.lr"),
+    ({"survey": {"source_x": [0.0, float("nan")]}}, "survey.source_x[1]"),
+], ids=["nan-freq", "inf-lr", "nan-in-list"])
+def test_non_finite_values_are_refused_naming_the_key(raw, key):
+    with pytest.raises(ConfigError, match=re.escape(key) + ".*finite"):
+        load_config(raw)
+
+
+def test_integer_keys_refuse_floats():
+    # JSON Schema counts 0.0 as an integer; a seed of 0.0 would name a folder seed0.0.
+    with pytest.raises(ConfigError, match="study.seeds.0.*integer"):
+        load_config({"study": {"seeds": [0.0]}})
+    with pytest.raises(ConfigError, match="datasets.salt.seed"):
+        load_config({"datasets": {"salt": {"family": "salt", "seed": 2**70}}})
+
+
+def test_co_located_shots_are_refused():
+    with pytest.raises(ConfigError, match="survey.n_shots = 1000 puts several sources in one grid cell.*at most 64"):
+        load_config({"survey": {"n_shots": 1000}})
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"", "config file is empty"),
+    (b"\xff\xfe", "not UTF-8"),
+    (b"survey: [1, 2", "not valid YAML"),
+], ids=["empty", "non-utf8", "bad-yaml"])
+def test_unreadable_config_files_name_the_file(tmp_path, content, match):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=re.escape(str(path)) + ".*" + match):
+        load_config(path)
+
+
+def test_a_folder_is_not_a_config(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
+
+
+def test_inline_config_is_the_same_as_its_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {epochs: 3}\n")
+    assert load_config('{"train": {"epochs": 3}}').to_dict() == load_config(path).to_dict()

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from fwi_attn.geology import FAMILIES, generate_velocity, load_velocities, load_velocity, save_segy
+from fwi_attn.geology import FAMILIES, generate_velocity, load_velocities, save_segy
 
 DX = 10.0  # m
 
@@ -195,14 +195,6 @@ def test_load_npy_roundtrip(tmp_path, model):
     np.testing.assert_array_equal(load_velocities(tmp_path / "openfwi.npy", 40, 60), both)
     np.save(tmp_path / "stack.npy", both)  # [n,nz,nx]
     np.testing.assert_array_equal(load_velocities(tmp_path / "stack.npy", 40, 60), both)
-
-
-def test_load_velocity_is_the_first_model(tmp_path, model):
-    """``load_velocity`` (kept for ``fwi-attn refine --model``) is model 0 of ``load_velocities``."""
-    np.save(tmp_path / "stack.npy", np.stack([model, model * 2]))
-    out = load_velocity(tmp_path / "stack.npy", 40, 60)
-    assert out.shape == (40, 60)
-    np.testing.assert_array_equal(out, model)
 
 
 def test_load_h5_roundtrip(tmp_path, model):

@@ -130,3 +130,18 @@ def test_cli_check_config_reports_errors(tmp_path, capsys):
     bad.write_text("survey: {dx: -3}\n")
     assert main(["check-config", "-c", str(bad)]) == 1
     assert "survey.dx" in capsys.readouterr().err
+
+
+def test_check_output_refuses_before_any_work(tmp_path):
+    from fwi_attn.store import OutputError, check_output
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(OutputError, match="because .*afile is a file"):
+        check_output(afile / "sub" / "shard.h5")
+    with pytest.raises(OutputError, match="is an existing folder"):
+        check_output(tmp_path)
+    with pytest.raises(OutputError, match="is an existing file"):
+        check_output(afile, folder=True)
+    assert check_output(tmp_path / "new" / "deeper" / "x.h5") == tmp_path / "new" / "deeper" / "x.h5"
+    assert not (tmp_path / "new").exists()  # checking creates nothing

@@ -173,3 +173,31 @@ def test_checkpoint_of_another_grid_is_refused(tiny, tmp_path):
                                             r".* grid 16x32"):
         evaluate_checkpoint(other, run / "model.pt", tmp_path / "eval", progress=False)
 
+
+
+def test_resume_auto_continues_only_an_unfinished_compatible_run(tiny, tmp_path):
+    cfg = tiny["config"]
+    lines = []
+    train(cfg, "none", 0, tmp_path, epochs=2, stop_after=1, progress=False, log=lines.append)
+    # Another variant's folder: strict resume refuses, auto starts afresh and says why.
+    auto = train(cfg, "se", 0, tmp_path / "other", epochs=2, resume="auto", progress=False, log=lines.append)
+    assert auto.finished
+    raw = copy.deepcopy(cfg.to_dict())
+    raw["train"]["lr"] = 0.001
+    lines.clear()
+    fresh = train(load_config(raw), "none", 0, tmp_path, epochs=2, resume="auto", progress=False, log=lines.append)
+    assert fresh.finished and any("not resuming" in s and "train settings changed" in s for s in lines)
+    assert not any(s.startswith("resuming") for s in lines)
+    # A finished run is not "continued" into doing nothing: it is retrained.
+    lines.clear()
+    again = train(load_config(raw), "none", 0, tmp_path, epochs=2, resume="auto", progress=False, log=lines.append)
+    assert again.finished and any("finished run" in s for s in lines)
+
+
+def test_epochs_and_stop_after_must_be_positive(tiny, tmp_path):
+    cfg = tiny["config"]
+    with pytest.raises(TrainError, match="epochs must be at least 1, got 0"):
+        train(cfg, "none", 0, tmp_path, epochs=0, progress=False, log=lambda s: None)
+    with pytest.raises(TrainError, match="stop_after must be at least 1"):
+        train(cfg, "none", 0, tmp_path, stop_after=0, progress=False, log=lambda s: None)
+    assert not (tmp_path / "model.pt").exists()
