@@ -246,3 +246,32 @@ def test_missing_folder(tmp_path):
         ShardDataset(tmp_path / "nowhere")
     with pytest.raises(DatasetError, match="no \\*.h5 shards"):
         ShardDataset(tmp_path)
+
+
+def test_a_split_is_exactly_the_shards_the_config_defines(tiny_dataset, tmp_path):
+    import shutil
+
+    from fwi_attn.dataset import split_sources
+
+    cfg = tiny_dataset["config"]
+    train = tiny_dataset["dir"] / "train"
+    assert [s.gathers for s in split_sources(cfg, "train")] == tiny_dataset["shards"]["train"]
+    # A shard left by a larger samples.train (or copied in) would silently enlarge the split.
+    stale = train / "shard-0002.h5"
+    shutil.copy(tiny_dataset["shards"]["train"][0], stale)
+    try:
+        with pytest.raises(DatasetError, match=r"1 file\(s\) not in the train split .*shard-0002.h5; remove them"):
+            split_sources(cfg, "train")
+    finally:
+        stale.unlink()
+    # A shard of another split copied under a train name is caught by what it records.
+    kept = train / "keep.bak"
+    shutil.move(tiny_dataset["shards"]["train"][1], kept)
+    shutil.copy(tiny_dataset["shards"]["val"][0], tiny_dataset["shards"]["train"][1])
+    try:
+        with pytest.raises(DatasetError, match=r"shard-0001.h5 was not generated for this config's salt/train "
+                                               r"split: split 'val' \(config: 'train'\)"):
+            split_sources(cfg, "train")
+    finally:
+        shutil.move(kept, tiny_dataset["shards"]["train"][1])
+    assert len(split_sources(cfg, "train")) == 2

@@ -188,3 +188,35 @@ def test_ranking_markdown_marks_significance(study_dir):
     ranking = rank_variants(load_study(study_dir), "none")
     md = report.ranking_markdown(ranking, "none")
     assert "| 1 | cbam |" in md and "reference" in md
+
+
+def test_results_filed_under_another_run_are_refused(study_dir):
+    from fwi_attn.report import ReportError
+
+    path = study_dir / "none" / "seed0" / "metrics.json"
+    m = json.loads(path.read_text())
+    m["variant"] = "se"  # se's numbers written into none's folder
+    path.write_text(json.dumps(m))
+    with pytest.raises(ReportError, match="holds the results of se seed 0 but lies in the folder of none seed 0"):
+        load_study(study_dir)
+
+
+def test_stale_results_of_another_checkpoint_are_refused(study_dir):
+    from fwi_attn.report import ReportError
+
+    run = study_dir / "se" / "seed1"
+    (run / "model.pt").write_bytes(b"a newer model")
+    m = json.loads((run / "metrics.json").read_text())
+    m["checkpoint_sha256"] = "0" * 64
+    (run / "metrics.json").write_text(json.dumps(m))
+    with pytest.raises(ReportError, match="computed from another model"):
+        load_study(study_dir)
+
+
+def test_truncated_metrics_name_the_file(study_dir):
+    from fwi_attn.report import ReportError
+
+    path = study_dir / "cbam" / "seed0" / "metrics.json"
+    path.write_text(path.read_text()[:50])
+    with pytest.raises(ReportError, match=r"cbam/seed0/metrics.json: not a readable JSON result"):
+        load_study(study_dir)
