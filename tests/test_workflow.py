@@ -252,3 +252,14 @@ def test_slurm_profile_asks_for_gpus_on_gpu_studies():
     assert load_config("paper").study.device == "cuda"
     rules = (REPO / "workflows" / "rules" / "train.smk").read_text()
     assert "**GPU" in rules
+
+
+def test_parsing_the_workflow_imports_no_heavy_module():
+    # Snakemake parses the workflow for every job and dry run: its imports must stay light.
+    modules = sorted({m.group(1) for f in [SNAKEFILE, *(REPO / "workflows" / "rules").glob("*.smk")]
+                      for m in re.finditer(r"^(?:from|import) (fwi_attn[.\w]*)", f.read_text(), re.M)})
+    assert modules, "the workflow imports nothing from fwi_attn?"
+    code = "".join(f"import {m}\n" for m in modules)
+    code += "import sys\nprint(sorted(m for m in ('torch', 'deepwave', 'matplotlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"the workflow's imports load {out.strip()}"
