@@ -20,10 +20,10 @@ import deepwave
 import torch
 
 from fwi_attn.config import load_config
-from fwi_attn.geology import generate_velocity
+from fwi_attn.data.geology import generate_velocity
 from fwi_attn.config import resolve_device
-from fwi_attn.simulate import cells, generate_shard, shard_rng
-from fwi_attn.survey import Survey
+from fwi_attn.data.simulate import cells, generate_shard, shard_rng
+from fwi_attn.data.survey import Survey
 
 from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 

@@ -35,9 +35,9 @@ import torch
 import yaml
 
 from fwi_attn.config import PRESETS_DIR, load_config
-from fwi_attn.dataset import Normalizer, ShardDataset, compute_stats
-from fwi_attn.simulate import generate_shard
-from fwi_attn.store import read_shard
+from fwi_attn.data.dataset import Normalizer, ShardDataset, compute_stats
+from fwi_attn.data.simulate import generate_shard
+from fwi_attn.data.store import read_shard
 from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
@@ -101,8 +101,8 @@ def rate(dataset, order, repeats: int, limit: int | None = None) -> float:
 def training_rate(shape: dict, batch: int, repeats: int, channels_last: bool = True) -> float:
     """Samples/s consumed by forward + backward + AdamW of the ``none`` UNet, with the
     settings ``fwi-attn train`` uses on this CPU (channels_last; bf16 autocast where native)."""
-    from fwi_attn.models import create_model
-    from fwi_attn.train import autocast, bf16_supported
+    from fwi_attn.nn.models import create_model
+    from fwi_attn.learn.train import autocast, bf16_supported
 
     torch.manual_seed(0)
     model = create_model("none", **shape, width=16, depth=3)

@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from fwi_attn.models import OPENFWI_SHAPE, count_macs, count_params, create_model, list_models
+from fwi_attn.nn.models import OPENFWI_SHAPE, count_macs, count_params, create_model, list_models
 from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SHAPES = {

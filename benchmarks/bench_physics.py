@@ -3,12 +3,12 @@
 Three tables, all on the study config's survey (default: ``workflows/config/default.yaml``,
 64 x 64 cells, 5 shots, 64 receivers, 320 samples, accuracy 8):
 
-1. **Physics check**: seconds per sample of :func:`fwi_attn.physics.physics_check` (reading the
+1. **Physics check**: seconds per sample of :func:`fwi_attn.physics.check.physics_check` (reading the
    shards, re-simulating prediction, true model and mean model, misfits) against the bare cost
    of the same simulations, ``deepwave.scalar`` called directly on the same models with the
    same batching, measured in the same run, alternating (ours, bare) so load drift hits both.
    Ratio bare / ours (target >= 0.95).
-2. **FWI iteration**: seconds per iteration of :func:`fwi_attn.physics.refine` (Adam; L-BFGS per
+2. **FWI iteration**: seconds per iteration of :func:`fwi_attn.physics.check.refine` (Adam; L-BFGS per
    function evaluation; Adam with compressed storage) against a bare deepwave forward + backward of
    the same model and shots.
 3. **Payoff**: Adam FWI from a network-like prediction and from the conventional start (the
@@ -43,22 +43,13 @@ import numpy as np
 import torch
 
 from fwi_attn.config import load_config
-from fwi_attn.physics import (
-    MemoryPlan,
-    gaussian_smooth,
-    mean_model,
-    physics_check,
-    plan_memory,
-    read_predictions,
-    read_samples,
-    refine,
-    starting_model,
-    write_predictions,
-)
+from fwi_attn.data.store import read_predictions, write_predictions
+from fwi_attn.physics.check import mean_model, physics_check, read_samples
+from fwi_attn.physics.fwi import MemoryPlan, gaussian_smooth, plan_memory, refine, starting_model
 from fwi_attn.config import resolve_device
 from fwi_attn.layout import shard_path
-from fwi_attn.simulate import cells, generate_shard
-from fwi_attn.survey import Survey
+from fwi_attn.data.simulate import cells, generate_shard
+from fwi_attn.data.survey import Survey
 from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 PROXY_SIGMA_M = 30.0

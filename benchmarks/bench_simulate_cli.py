@@ -3,7 +3,7 @@
 One ``.npy`` stack ``[n, nz, nx]`` is drawn on the preset's grid with the project's own generator
 (seeded). The CLI path runs ``python -m fwi_attn simulate stack.npy --config PRESET --out x.h5``
 as a subprocess, so interpreter start-up, imports, loading, checks, simulation and the HDF5 write
-all count; the in-process path times :func:`fwi_attn.simulate.simulate` on the same models (our
+all count; the in-process path times :func:`fwi_attn.data.simulate.simulate` on the same models (our
 simulation alone); the bare path calls ``deepwave.scalar`` directly on pre-built tensors with the
 same models per call and keeps the result in memory. Every path uses ``study.threads`` torch
 threads, as the CLI does. The paths alternate within each repeat; the best of each is reported.
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from fwi_attn.config import load_config, resolve_device
-from fwi_attn.geology import generate_velocity
-from fwi_attn.simulate import simulate
-from fwi_attn.store import read_shard
-from fwi_attn.survey import Survey
+from fwi_attn.data.geology import generate_velocity
+from fwi_attn.data.simulate import simulate
+from fwi_attn.data.store import read_shard
+from fwi_attn.data.survey import Survey
 
 from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from bench_generate import bare_deepwave  # noqa: E402  (the same bare reference as the generate benchmark)
@@ -103,7 +103,7 @@ def main() -> None:
     print("| path | seconds | models/s |")
     print("|---|---:|---:|")
     print(f"| bare deepwave.scalar, in-process | {bare:.2f} | {args.models / bare:.1f} |")
-    print(f"| fwi_attn.simulate.simulate, in-process | {ours:.2f} | {args.models / ours:.1f} |")
+    print(f"| fwi_attn.data.simulate.simulate, in-process | {ours:.2f} | {args.models / ours:.1f} |")
     print(f"| `fwi-attn simulate` CLI, whole stack, incl. interpreter start and HDF5 write | {whole:.2f} | "
           f"{args.models / whole:.1f} |")
     print(f"| `fwi-attn simulate` CLI, one model per call (before): 1 call x {args.models} | "

@@ -1,12 +1,12 @@
-"""Training-loop speed: ``fwi_attn.train.train_one_epoch`` against a plain PyTorch loop.
+"""Training-loop speed: ``fwi_attn.learn.train.train_one_epoch`` against a plain PyTorch loop.
 
 Both loops train the same model (same initial weights) on the same data in the same run,
 their epochs interleaved so that drift in the machine's load hits both alike:
 
-* **ours**: :func:`fwi_attn.train.train_one_epoch` exactly as ``fwi-attn train`` sets it up:
-  :func:`~fwi_attn.train.make_loader` (seeded shuffling), fused AdamW, OneCycle schedule
+* **ours**: :func:`fwi_attn.learn.train.train_one_epoch` exactly as ``fwi-attn train`` sets it up:
+  :func:`~fwi_attn.learn.train.make_loader` (seeded shuffling), fused AdamW, OneCycle schedule
   stepped per batch, gradient clipping, ``channels_last``, bf16 autocast where the device
-  has native bf16 (:func:`fwi_attn.train.bf16_supported`), tqdm progress bar (to stderr);
+  has native bf16 (:func:`fwi_attn.learn.train.bf16_supported`), tqdm progress bar (to stderr);
 * **plain**: ``DataLoader(shuffle=True)`` + ``torch.optim.AdamW`` (defaults) + L1 loss, no
   scheduler, clipping, autocast or memory-format change;
 * **ours in fp32**, with and without ``channels_last``: where the difference comes from.
@@ -34,10 +34,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_loader import bench_config, cpu_name  # noqa: E402
 
-from fwi_attn.dataset import Normalizer, ShardDataset, compute_stats  # noqa: E402
-from fwi_attn.models import count_params, create_model  # noqa: E402
-from fwi_attn.simulate import generate_shard  # noqa: E402
-from fwi_attn.train import (bf16_supported, make_loader, make_loss, make_optimizer, make_scheduler,  # noqa: E402
+from fwi_attn.data.dataset import Normalizer, ShardDataset, compute_stats  # noqa: E402
+from fwi_attn.nn.models import count_params, create_model  # noqa: E402
+from fwi_attn.data.simulate import generate_shard  # noqa: E402
+from fwi_attn.learn.train import (bf16_supported, make_loader, make_loss, make_optimizer, make_scheduler,  # noqa: E402
                             train_one_epoch)
 
 
@@ -153,7 +153,7 @@ def main(argv=None) -> None:
             bf16 = bf16_supported(device)
             if device.type == "cpu":
                 loops = {"plain PyTorch loop": Plain(fresh(), ds, cfg, device),
-                         f"ours (fwi_attn.train defaults: channels_last{', bf16' if bf16 else ''})":
+                         f"ours (fwi_attn.learn.train defaults: channels_last{', bf16' if bf16 else ''})":
                              Ours(fresh(), ds, cfg, device, bf16=bf16),
                          "ours, fp32, channels_last": Ours(fresh(), ds, cfg, device),
                          "ours, fp32, no channels_last": Ours(fresh(), ds, cfg, device, channels_last=False)}

@@ -18,8 +18,8 @@
 #
 # Loads one study's results (`results/<study>/`, written by `snakemake all` or the `fwi-attn`
 # commands) and reproduces the weekly report's comparison table, ranking and plots for the
-# variants and metrics chosen below. All analysis code lives in `fwi_attn.report` and
-# `fwi_attn.plots`; this notebook only calls it.
+# variants and metrics chosen below. All analysis code lives in `fwi_attn.results.study` and
+# `fwi_attn.results.plots`; this notebook only calls it.
 #
 # The workflow runs it with papermill into `results/<study>/report/`; to run it by hand, edit the
 # parameters cell (or `papermill compare_attention.ipynb out.ipynb -p study_dir results/paper`).
@@ -33,18 +33,19 @@ reference = "none"  # the variant the others are compared with, sample by sample
 # %%
 from IPython.display import Image, Markdown, display
 
-from fwi_attn import layout, plots, report
+from fwi_attn import layout
+from fwi_attn.results import plots, study as results
 
 
 def show(fig):
-    """Display a figure returned by an fwi_attn.plots function (called with out=None)."""
+    """Display a figure returned by an fwi_attn.results.plots function (called with out=None)."""
     display(Image(plots.figure_png(fig)))
 
 
-study = report.load_study(study_dir, variants=variants)
-unknown = [m for m in metrics if m not in report.METRICS]
+study = results.load_study(study_dir, variants=variants)
+unknown = [m for m in metrics if m not in results.METRICS]
 if unknown:
-    raise ValueError(f"unknown metrics {unknown}; choose from {', '.join(report.METRICS)}")
+    raise ValueError(f"unknown metrics {unknown}; choose from {', '.join(results.METRICS)}")
 print(f"{study.dir}: variants {study.variants}; runs {len(study.metrics)}; "
       f"mean-model baseline {'yes' if study.mean else 'no'}")
 
@@ -53,8 +54,8 @@ print(f"{study.dir}: variants {study.variants}; runs {len(study.metrics)}; "
 # Test-set means, mean ± standard deviation over seeds; best network in bold.
 
 # %%
-rows = report.comparison_table(study, metrics=metrics)
-display(Markdown(report.table_markdown(rows, metrics)))
+rows = results.comparison_table(study, metrics=metrics)
+display(Markdown(results.table_markdown(rows, metrics)))
 
 # %% [markdown]
 # ## Ranking against the reference
@@ -64,9 +65,9 @@ display(Markdown(report.table_markdown(rows, metrics)))
 # %%
 for metric in metrics:
     if reference in study.variants:
-        ranking = report.rank_variants(study, reference=reference, metric=metric)
-        display(Markdown(f"**{report.LABELS.get(metric, metric)}**\n\n"
-                         + report.ranking_markdown(ranking, reference, metric)))
+        ranking = results.rank_variants(study, reference=reference, metric=metric)
+        display(Markdown(f"**{results.LABELS.get(metric, metric)}**\n\n"
+                         + results.ranking_markdown(ranking, reference, metric)))
 
 # %% [markdown]
 # ## Plots
@@ -75,7 +76,7 @@ for metric in metrics:
 show(plots.plot_metric_bars(rows, None, metrics=metrics))
 
 # %%
-show(plots.plot_accuracy_cost(report.comparison_table(study, metrics=["mae_ms"]), None))
+show(plots.plot_accuracy_cost(results.comparison_table(study, metrics=["mae_ms"]), None))
 
 # %%
 show(plots.plot_training_curves(study, None))

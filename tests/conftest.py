@@ -58,10 +58,10 @@ def tiny_dataset(tiny_config):
     """
     from pathlib import Path
 
-    from fwi_attn.dataset import compute_stats, split_sources
+    from fwi_attn.data.dataset import compute_stats, split_sources
     from fwi_attn.layout import SPLITS, default_stats_path, shard_path, shard_sizes
-    from fwi_attn.simulate import generate_shard
-    from fwi_attn.store import write_json
+    from fwi_attn.data.simulate import generate_shard
+    from fwi_attn.data.store import write_json
 
     cfg = tiny_config
     ds = cfg.datasets["salt"]

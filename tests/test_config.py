@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from fwi_attn.config import PRESETS_DIR, ConfigError, load_config
-from fwi_attn.survey import Survey, SurveyError, SurveyWarning
+from fwi_attn.data.survey import Survey, SurveyError, SurveyWarning
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))

@@ -1,4 +1,4 @@
-"""Tests for fwi_attn.dataset: the shard loader, OpenFWI folders, normalisation and stats."""
+"""Tests for fwi_attn.data.dataset: the shard loader, OpenFWI folders, normalisation and stats."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from fwi_attn.dataset import (DatasetError, Normalizer, ShardDataset, StatsError, compute_stats, find_sources,
+from fwi_attn.data.dataset import (DatasetError, Normalizer, ShardDataset, StatsError, compute_stats, find_sources,
                               gain_log_transform, inverse_log_transform, load_stats, log_transform, mean_velocity)
-from fwi_attn.store import ShardError, read_shard, write_shard
+from fwi_attn.data.store import ShardError, read_shard, write_shard
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +251,7 @@ def test_missing_folder(tmp_path):
 def test_a_split_is_exactly_the_shards_the_config_defines(tiny_dataset, tmp_path):
     import shutil
 
-    from fwi_attn.dataset import split_sources
+    from fwi_attn.data.dataset import split_sources
 
     cfg = tiny_dataset["config"]
     train = tiny_dataset["dir"] / "train"

@@ -1,4 +1,4 @@
-"""Tests for fwi_attn.geology: velocity-model families and model import."""
+"""Tests for fwi_attn.data.geology: velocity-model families and model import."""
 
 import copy
 
@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from fwi_attn.geology import FAMILIES, generate_velocity, load_velocities, save_segy
+from fwi_attn.data.geology import FAMILIES, generate_velocity, load_velocities, save_segy
 
 DX = 10.0  # m
 
@@ -70,7 +70,7 @@ def test_same_seed_identical_different_seed_differs(family):
 
 
 def test_output_independent_of_block_size(monkeypatch):
-    import fwi_attn.geology as geology
+    import fwi_attn.data.geology as geology
 
     whole = gen("salt", n=20, seed=1)
     monkeypatch.setattr(geology, "_BLOCK_CELLS", 3 * 70 * 70)  # 3 models per block

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fwi_attn.layers import (
+from fwi_attn.nn.layers import (
     CBAM,
     AttentionGate,
     AttnProbe,

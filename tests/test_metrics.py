@@ -1,4 +1,4 @@
-"""Tests for fwi_attn.metrics against hand-computed values and scikit-image."""
+"""Tests for fwi_attn.learn.metrics against hand-computed values and scikit-image."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from fwi_attn.metrics import (METRICS, boundary, compute_metrics, mae, psnr, rmse, salt_boundary_f, salt_iou, ssim,
+from fwi_attn.learn.metrics import (METRICS, boundary, compute_metrics, mae, psnr, rmse, salt_boundary_f, salt_iou, ssim,
                               ssim_torch, summarize, to_json_lists)
 
 VMIN, VMAX = 1500.0, 4500.0

@@ -8,13 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from fwi_attn.layers import AttnProbe, MaskAttention, capture_attention
-from fwi_attn.models import (
+from fwi_attn.nn.layers import AttnProbe, MaskAttention, capture_attention
+from fwi_attn.nn.models import (
     OPENFWI_SHAPE,
     CheckpointError,
     InversionNet,
     UNet,
-    command_variants,
     count_macs,
     count_params,
     create_model,
@@ -287,6 +286,8 @@ def test_variant_costs_are_ordered_sensibly():
 
 
 def test_command_variants_prints_every_variant(capsys):
+    from fwi_attn.cli.learn import command_variants
+
     parser = argparse.ArgumentParser()
     run = command_variants(parser)
     assert run(parser.parse_args([])) == 0

@@ -1,4 +1,4 @@
-"""Physics checks, FWI refinement and prediction for a user's gathers (fwi_attn.physics).
+"""Physics checks, FWI refinement and prediction for a user's gathers (fwi_attn.physics.check).
 
 Everything runs on tiny grids: the session's tiny dataset (24 x 32 cells, 3 shots, 16
 receivers, 200 samples) and a 20 x 30 two-layer model for the inversions.
@@ -18,28 +18,14 @@ from scipy.signal import butter, sosfiltfilt
 
 from fwi_attn.cli import main
 from fwi_attn.config import load_config
-from fwi_attn.dataset import StatsError
-from fwi_attn.physics import (
-    AcquisitionError,
-    GridError,
-    PhysicsError,
-    check_acquisition,
-    gaussian_smooth,
-    lowpass,
-    mean_model,
-    physics_check,
-    plan_memory,
-    read_predictions,
-    read_samples,
-    refine,
-    relative_l2,
-    starting_model,
-    trace_correlation,
-    write_predictions,
-)
-from fwi_attn.simulate import forward, simulate, survey_from_shard
-from fwi_attn.store import read_shard
-from fwi_attn.survey import Survey, snap_to_grid
+from fwi_attn.data.dataset import StatsError
+from fwi_attn.data.store import read_predictions, write_predictions
+from fwi_attn.data.survey import AcquisitionError, GridError, check_acquisition
+from fwi_attn.physics.check import PhysicsError, mean_model, physics_check, read_samples, relative_l2, trace_correlation
+from fwi_attn.physics.fwi import gaussian_smooth, lowpass, plan_memory, refine, starting_model
+from fwi_attn.data.simulate import forward, simulate, survey_from_shard
+from fwi_attn.data.store import read_shard
+from fwi_attn.data.survey import Survey, snap_to_grid
 
 PHYSICS_KEYS = {"rel_l2", "trace_corr", "baseline_rel_l2", "baseline_trace_corr", "true_rel_l2"}
 
@@ -315,7 +301,7 @@ def test_refine_cli_from_predictions(tiny_dataset, tmp_path, capsys):
 
 def test_user_model_sequence(tiny_dataset, tmp_path, capsys):
     """docs/user_model.md end to end: simulate a user's model, predict it with a checkpoint, refine."""
-    from fwi_attn.models import create_model, save_checkpoint
+    from fwi_attn.nn.models import create_model, save_checkpoint
 
     cfg = tiny_dataset["config"]
     cfg_path = config_file(cfg, tmp_path)

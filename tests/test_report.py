@@ -9,14 +9,13 @@ import yaml
 from scipy import stats
 
 from fwi_attn import report
-from fwi_attn.report import (
+from fwi_attn.results.report import markdown_to_html, write_report
+from fwi_attn.results.study import (
     comparison_table,
     load_study,
-    markdown_to_html,
     paired_comparison,
     rank_variants,
     table_markdown,
-    write_report,
     write_table_csv,
 )
 
@@ -147,7 +146,7 @@ def test_table_markdown_and_csv(study_dir, tmp_path):
 
 
 def test_markdown_to_html_embeds_images(tmp_path):
-    from fwi_attn.plots import figure_png
+    from fwi_attn.results.plots import figure_png
 
     import matplotlib.pyplot as plt
 
@@ -191,7 +190,7 @@ def test_ranking_markdown_marks_significance(study_dir):
 
 
 def test_results_filed_under_another_run_are_refused(study_dir):
-    from fwi_attn.report import ReportError
+    from fwi_attn.results.study import ReportError
 
     path = study_dir / "none" / "seed0" / "metrics.json"
     m = json.loads(path.read_text())
@@ -202,7 +201,7 @@ def test_results_filed_under_another_run_are_refused(study_dir):
 
 
 def test_stale_results_of_another_checkpoint_are_refused(study_dir):
-    from fwi_attn.report import ReportError
+    from fwi_attn.results.study import ReportError
 
     run = study_dir / "se" / "seed1"
     (run / "model.pt").write_bytes(b"a newer model")
@@ -214,7 +213,7 @@ def test_stale_results_of_another_checkpoint_are_refused(study_dir):
 
 
 def test_truncated_metrics_name_the_file(study_dir):
-    from fwi_attn.report import ReportError
+    from fwi_attn.results.study import ReportError
 
     path = study_dir / "cbam" / "seed0" / "metrics.json"
     path.write_text(path.read_text()[:50])

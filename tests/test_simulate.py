@@ -7,9 +7,9 @@ import scipy.special
 import torch
 
 from fwi_attn.layout import shard_sizes
-from fwi_attn.simulate import forward, generate_shard, simulate
-from fwi_attn.store import read_shard
-from fwi_attn.survey import Survey, SurveyError
+from fwi_attn.data.simulate import forward, generate_shard, simulate
+from fwi_attn.data.store import read_shard
+from fwi_attn.data.survey import Survey, SurveyError
 
 DX, DT, NT, FREQ, V1 = 5.0, 0.0005, 900, 15.0, 2000.0
 #: Largest travel-time error (s) allowed per finite-difference order: low orders lag

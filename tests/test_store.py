@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from fwi_attn.cli import main
-from fwi_attn.geology import save_segy
-from fwi_attn.store import SCHEMA, ShardError, atomic_path, read_shard, validate_shard, write_shard
+from fwi_attn.data.geology import save_segy
+from fwi_attn.data.store import SCHEMA, ShardError, atomic_path, read_shard, validate_shard, write_shard
 
 
 def make_arrays(n=3, shots=2, nt=10, rec=4, nz=5, nx=6):
@@ -133,7 +133,7 @@ def test_cli_check_config_reports_errors(tmp_path, capsys):
 
 
 def test_check_output_refuses_before_any_work(tmp_path):
-    from fwi_attn.store import OutputError, check_output
+    from fwi_attn.data.store import OutputError, check_output
 
     afile = tmp_path / "afile"
     afile.write_text("x")

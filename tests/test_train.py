@@ -1,4 +1,4 @@
-"""Tests for fwi_attn.train and fwi_attn.evaluate on the tiny generated dataset."""
+"""Tests for fwi_attn.learn.train and fwi_attn.learn.evaluate on the tiny generated dataset."""
 from __future__ import annotations
 
 import copy
@@ -13,10 +13,10 @@ import yaml
 
 from fwi_attn.cli import main
 from fwi_attn.config import load_config
-from fwi_attn.dataset import Normalizer, ShardDataset, StatsError
+from fwi_attn.data.dataset import Normalizer, ShardDataset, StatsError
 from fwi_attn.layout import default_stats_path
-from fwi_attn.metrics import METRICS
-from fwi_attn.train import HISTORY_COLUMNS, TrainError, make_loader, make_loss, read_history, train, train_one_epoch
+from fwi_attn.learn.metrics import METRICS
+from fwi_attn.learn.train import HISTORY_COLUMNS, TrainError, make_loader, make_loss, read_history, train, train_one_epoch
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def _weights(path) -> dict:
 
 
 def test_a_few_steps_lower_the_loss(tiny):
-    from fwi_attn.models import create_model
-    from fwi_attn.dataset import load_stats
+    from fwi_attn.nn.models import create_model
+    from fwi_attn.data.dataset import load_stats
 
     cfg = tiny["config"]
     stats = load_stats(default_stats_path(cfg))
@@ -151,9 +151,9 @@ def test_end_to_end_train_then_evaluate(tiny, tmp_path, capsys):
 
 
 def test_checkpoint_of_another_grid_is_refused(tiny, tmp_path):
-    from fwi_attn.evaluate import EvaluateError, evaluate_checkpoint
+    from fwi_attn.learn.evaluate import EvaluateError, evaluate_checkpoint
     from fwi_attn.layout import shard_path
-    from fwi_attn.simulate import generate_shard
+    from fwi_attn.data.simulate import generate_shard
 
     cfg = tiny["config"]
     run = tmp_path / "run"

@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from fwi_attn.cli import main
-from fwi_attn.geology import generate_velocity, load_velocities
-from fwi_attn.physics import predict
-from fwi_attn.simulate import simulate
-from fwi_attn.store import read_predictions, read_shard
-from fwi_attn.survey import Survey
+from fwi_attn.data.geology import generate_velocity, load_velocities
+from fwi_attn.learn.inference import predict
+from fwi_attn.data.simulate import simulate
+from fwi_attn.data.store import read_predictions, read_shard
+from fwi_attn.data.survey import Survey
 
 
 def config_file(cfg, tmp_path) -> str:
@@ -117,7 +117,7 @@ def test_unwritable_out_fails_before_simulating(tiny_config, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def checkpoint(tiny_dataset, tmp_path_factory):
-    from fwi_attn.train import train
+    from fwi_attn.learn.train import train
 
     out = tmp_path_factory.mktemp("run")
     train(tiny_dataset["config"], "none", 0, out, epochs=1, progress=False, log=lambda s: None)

@@ -87,7 +87,7 @@ def test_default_study_shape():
     """The quick study compares every variant and the baselines over at least two seeds; the
     paper study uses three or more seeds."""
     from fwi_attn.config import load_config
-    from fwi_attn.models import list_models
+    from fwi_attn.nn.models import list_models
 
     default, paper = load_config("default"), load_config("paper")
     assert set(default.study.variants) == set(list_models())

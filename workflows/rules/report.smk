@@ -47,7 +47,7 @@ rule notebook:
         f"{BENCH}/notebook.tsv"
     conda:
         CONDA_ENV
-    # papermill, not fwi-attn: the notebook only calls fwi_attn.report/plots on the results.
+    # papermill, not fwi-attn: the notebook only calls fwi_attn.results.report/plots on the results.
     shell:
         "python -m papermill {input.notebook} {output} -k python3 -p study_dir {params.study}"
         " -p reference {params.reference} > {log} 2>&1"

@@ -2,10 +2,11 @@
 
 Everything here is in physical units: positions in metres as ``(x, z)`` pairs, times
 in seconds, velocities in m/s, frequencies in Hz. Conversion to grid cells happens in
-:mod:`fwi_attn.simulate` only.
+:mod:`fwi_attn.data.simulate` only.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -178,3 +179,50 @@ def first_arrival_time(survey: Survey, velocity: float) -> np.ndarray:
     d = np.linalg.norm(survey.source_xz[:, None, :] - survey.receiver_xz[None, :, :], axis=-1)
     return d / velocity + survey.peak_time
 
+
+# ----------------------------------------------------------------------------- comparing acquisitions
+
+
+class GridError(ValueError):
+    """A velocity model is on a grid other than the data's."""
+
+
+class AcquisitionError(ValueError):
+    """Two data sets, or a data set and its re-simulation, come from different acquisitions."""
+
+
+def acquisition_differences(a: Survey, b: Survey) -> list[str]:
+    """What differs between two surveys, in words (empty when they would simulate alike)."""
+    out = []
+    for name, unit in (("nz", ""), ("nx", ""), ("dx", " m"), ("dt", " s"), ("nt", ""), ("freq", " Hz"),
+                       ("peak_time", " s"), ("free_surface", ""), ("accuracy", ""), ("pml_width", " cells"),
+                       ("max_vel", " m/s")):
+        va, vb = getattr(a, name), getattr(b, name)
+        same = math.isclose(va, vb, rel_tol=1e-9, abs_tol=1e-12) if isinstance(va, float) else va == vb
+        if not same:
+            out.append(f"{name} {va:g}{unit} vs {vb:g}{unit}" if not isinstance(va, bool) else f"{name} {va} vs {vb}")
+    for name in ("source_xz", "receiver_xz"):
+        pa, pb = getattr(a, name), getattr(b, name)
+        what = "sources" if name == "source_xz" else "receivers"
+        if pa.shape != pb.shape:
+            out.append(f"{len(pa)} vs {len(pb)} {what}")
+        elif not np.allclose(pa, pb, rtol=0, atol=1e-6 * max(a.dx, 1.0)):
+            k = int(np.argmax(np.abs(pa - pb).max(axis=1)))
+            out.append(f"{what} positions differ (first at #{k}: (x, z) = ({pa[k, 0]:g}, {pa[k, 1]:g}) m "
+                       f"vs ({pb[k, 0]:g}, {pb[k, 1]:g}) m)")
+    return out
+
+
+def check_acquisition(a: Survey, b: Survey, what_a: str, what_b: str) -> None:
+    """Raise :class:`AcquisitionError` naming every difference between two surveys."""
+    diffs = acquisition_differences(a, b)
+    if diffs:
+        raise AcquisitionError(f"{what_a} and {what_b} come from different acquisitions: " + "; ".join(diffs))
+
+
+def check_grid(velocity: np.ndarray, survey: Survey, what: str) -> None:
+    """Raise :class:`GridError` unless ``velocity [..., nz, nx]`` is on the survey's grid."""
+    if tuple(velocity.shape[-2:]) != (survey.nz, survey.nx):
+        raise GridError(f"{what} is on a {velocity.shape[-2]} x {velocity.shape[-1]} grid but the data were "
+                        f"recorded over a {survey.nz} x {survey.nx} grid (nz x nx at dx = {survey.dx:g} m); "
+                        f"resample it to the data's grid first (`fwi-attn predict` does so for a network)")

@@ -1,9 +1,11 @@
 """The ``fwi-attn`` command line: one sub-command per pipeline step.
 
-Each sub-command lives beside the code it drives: the module named below defines
-``command_<name>(parser)``, which adds the command's arguments and returns the
-function to run. Modules are imported only for the command being run, so
-``fwi-attn info`` does not pay for importing the networks.
+One module per stage in this package (``data``, ``learn``, ``physics``, ``results``) defines
+``command_<name>(parser)``, which adds the command's arguments and returns the function to run;
+the work it calls lives in the stage's own package. This module is the one shared preamble: the
+``--config`` option, the thread setting, and the error handling (one line per failure,
+``--debug`` for the traceback). Command modules are imported only for the command being run and
+import their stage lazily, so ``fwi-attn info`` does not pay for importing the networks.
 """
 from __future__ import annotations
 
@@ -12,22 +14,37 @@ import importlib
 import os
 import sys
 
+
+def add_config_argument(parser, required: bool = True) -> None:
+    """The ``--config/-c`` option every ``fwi-attn`` sub-command takes."""
+    parser.add_argument("--config", "-c", required=required,
+                        help="study config YAML, or a preset name (default, paper, openfwi)")
+
+
+def set_threads(cfg) -> None:
+    """``torch.set_num_threads(study.threads)``: a command's torch CPU threads (Snakemake runs jobs
+    side by side, so each must stay within its share of the cores)."""
+    import torch
+
+    torch.set_num_threads(cfg.study.threads)
+
+
 #: name -> (module that defines ``command_<name>``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "generate": ("fwi_attn.commands", "generate one HDF5 shard of a dataset (velocity models + gathers)"),
-    "simulate": ("fwi_attn.commands", "simulate every velocity model of a file (.npy stack, .h5, SEG-Y) with the config's survey"),
-    "info": ("fwi_attn.commands", "print and validate a shard's metadata"),
-    "preview": ("fwi_attn.commands", "draw a few models of a shard with their gathers"),
-    "check-config": ("fwi_attn.commands", "validate a config file and print the survey's stability checks"),
-    "variants": ("fwi_attn.models", "list every network variant with its parameters and MACs"),
-    "stats": ("fwi_attn.dataset", "normalisation constants from a dataset's train split -> stats.json"),
-    "train": ("fwi_attn.train", "train one network variant with one seed"),
-    "evaluate": ("fwi_attn.evaluate", "predict the test split and compute metrics (or the mean-model baseline)"),
-    "predict": ("fwi_attn.physics", "predict velocity for a user's gathers with a trained checkpoint"),
-    "physics": ("fwi_attn.physics", "re-simulate predicted models and measure the data misfit"),
-    "refine": ("fwi_attn.physics", "refine a starting model by full-waveform inversion with deepwave"),
-    "figures": ("fwi_attn.plots", "draw a study's per-run and comparison figures"),
-    "report": ("fwi_attn.report", "write the weekly-report bundle (report.md, report.html)"),
+    "generate": ("fwi_attn.cli.data", "generate one HDF5 shard of a dataset (velocity models + gathers)"),
+    "simulate": ("fwi_attn.cli.data", "simulate every velocity model of a file (.npy stack, .h5, SEG-Y) with the config's survey"),
+    "info": ("fwi_attn.cli.data", "print and validate a shard's metadata"),
+    "preview": ("fwi_attn.cli.data", "draw a few models of a shard with their gathers"),
+    "check-config": ("fwi_attn.cli.data", "validate a config file and print the survey's stability checks"),
+    "variants": ("fwi_attn.cli.learn", "list every network variant with its parameters and MACs"),
+    "stats": ("fwi_attn.cli.data", "normalisation constants from a dataset's train split -> stats.json"),
+    "train": ("fwi_attn.cli.learn", "train one network variant with one seed"),
+    "evaluate": ("fwi_attn.cli.learn", "predict the test split and compute metrics (or the mean-model baseline)"),
+    "predict": ("fwi_attn.cli.learn", "predict velocity for a user's gathers with a trained checkpoint"),
+    "physics": ("fwi_attn.cli.physics", "re-simulate predicted models and measure the data misfit"),
+    "refine": ("fwi_attn.cli.physics", "refine a starting model by full-waveform inversion with deepwave"),
+    "figures": ("fwi_attn.cli.results", "draw a study's per-run and comparison figures"),
+    "report": ("fwi_attn.cli.results", "write the weekly-report bundle (report.md, report.html)"),
 }
 
 

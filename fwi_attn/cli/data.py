@@ -1,4 +1,4 @@
-"""Data sub-commands of ``fwi-attn``: generate, simulate, info, preview, check-config.
+"""Data sub-commands of ``fwi-attn``: generate, simulate, info, preview, check-config, stats.
 
 Each ``command_<name>(parser)`` adds its arguments and returns the function to run
 (see :mod:`fwi_attn.cli`).
@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from fwi_attn.config import add_config_argument, set_threads
+from fwi_attn.cli import add_config_argument, set_threads
 
 
 def command_generate(parser):
@@ -22,8 +22,8 @@ def command_generate(parser):
 
     def run(args):
         from fwi_attn.config import load_config, resolve_device
-        from fwi_attn.simulate import generate_shard
-        from fwi_attn.store import check_output
+        from fwi_attn.data.simulate import generate_shard
+        from fwi_attn.data.store import check_output
 
         cfg = load_config(args.config)
         check_output(args.out)
@@ -52,10 +52,10 @@ def command_simulate(parser):
         import numpy as np
 
         from fwi_attn.config import load_config
-        from fwi_attn.geology import load_velocities
-        from fwi_attn.simulate import simulate
-        from fwi_attn.store import check_output, write_shard
-        from fwi_attn.survey import Survey
+        from fwi_attn.data.geology import load_velocities
+        from fwi_attn.data.simulate import simulate
+        from fwi_attn.data.store import check_output, write_shard
+        from fwi_attn.data.survey import Survey
 
         cfg = load_config(args.config)
         set_threads(cfg)
@@ -83,7 +83,7 @@ def command_info(parser):
     parser.add_argument("paths", nargs="+", help="shard .h5 files")
 
     def run(args):
-        from fwi_attn.store import describe, validate_shard
+        from fwi_attn.data.store import describe, validate_shard
 
         for i, path in enumerate(args.paths):
             if i:
@@ -101,14 +101,14 @@ def command_preview(parser):
     parser.add_argument("-n", type=int, default=4, help="number of models to draw")
 
     def run(args):
-        from fwi_attn.store import check_output, validate_shard
+        from fwi_attn.data.store import check_output, validate_shard
 
         if args.n < 1:
             raise ValueError(f"-n must be at least 1 model, got {args.n}")
         check_output(args.out)
         shard = validate_shard(args.path)  # refuses NaN/inf: a picture of them would mislead
 
-        from fwi_attn.plots import plot_preview
+        from fwi_attn.results.plots import plot_preview
 
         plot_preview(shard, args.out, n_models=args.n)
         print(f"wrote {args.out}")
@@ -123,8 +123,8 @@ def command_check_config(parser):
 
     def run(args):
         from fwi_attn.config import load_config
-        from fwi_attn.store import atomic_path, check_output
-        from fwi_attn.survey import Survey
+        from fwi_attn.data.store import atomic_path, check_output
+        from fwi_attn.data.survey import Survey
 
         cfg = load_config(args.config)
         if args.write:
@@ -145,5 +145,32 @@ def command_check_config(parser):
             print(f"  warning: {w.message}")
         if args.write:
             print(f"wrote {args.write}")
+
+    return run
+
+
+def command_stats(parser):
+    add_config_argument(parser)
+    parser.add_argument("--dataset", default=None, help="dataset name (default: study.dataset)")
+    parser.add_argument("--out", default=None, help="output JSON (default: <data_dir>/<dataset>/stats.json)")
+
+    def run(args):
+        from fwi_attn.config import load_config
+        from fwi_attn.data.dataset import DatasetError, compute_stats, split_sources
+        from fwi_attn.data.store import check_output, write_json
+        from fwi_attn.layout import default_stats_path
+
+        cfg = load_config(args.config)
+        dataset = args.dataset or cfg.study.dataset
+        if dataset not in cfg.datasets:
+            raise DatasetError(f"dataset '{dataset}' is not in the config (defined: {', '.join(cfg.datasets)})")
+        out = Path(args.out) if args.out else default_stats_path(cfg, dataset)
+        check_output(out)
+        stats = compute_stats(split_sources(cfg, "train", dataset), cfg.geology.vmin, cfg.geology.vmax,
+                              **cfg.normalize, dataset=dataset, progress=True)
+        write_json(out, stats)
+        g = stats["gathers"]
+        print(f"wrote {out}: {stats['n_samples']} train samples; transformed gathers [{g['min']:.4g}, {g['max']:.4g}]; "
+              f"velocity bounds [{stats['velocity']['vmin']:g}, {stats['velocity']['vmax']:g}] m/s")
 
     return run

@@ -1,6 +1,6 @@
 """Study configuration: load a YAML file, fill defaults and validate it.
 
-The JSON schema in ``workflows/schemas/config.schema.yaml`` is the single source of
+The JSON schema in ``fwi_attn/config/schema.yaml`` (linked from ``workflows/schemas/``) is the single source of
 truth for keys, types, defaults and allowed values; Snakemake validates against the
 same file. On top of the schema this module checks what a schema cannot express
 (``vmin < vmax``, sources inside the grid, a record long enough for the deepest
@@ -23,9 +23,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_PATH = REPO_ROOT / "workflows" / "schemas" / "config.schema.yaml"
-PRESETS_DIR = REPO_ROOT / "workflows" / "config"
+# Package data, so that a non-editable install finds them; workflows/schemas/config.schema.yaml
+# and workflows/config/*.yaml in the repository are links to these files.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 
 class ConfigError(ValueError):
@@ -295,20 +296,6 @@ def load_config(path: str | Path | Mapping | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(raw).__name__}")
     return Config(validate_dict(raw, str(p)), str(p))
-
-
-def add_config_argument(parser, required: bool = True) -> None:
-    """The ``--config/-c`` option every ``fwi-attn`` sub-command takes."""
-    parser.add_argument("--config", "-c", required=required,
-                        help="study config YAML, or a preset name (default, paper, openfwi)")
-
-
-def set_threads(cfg) -> None:
-    """``torch.set_num_threads(study.threads)``: a command's torch CPU threads (Snakemake runs jobs
-    side by side, so each must stay within its share of the cores)."""
-    import torch
-
-    torch.set_num_threads(cfg.study.threads)
 
 
 def resolve_device(device="auto"):

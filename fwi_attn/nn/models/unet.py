@@ -15,7 +15,7 @@ Channels at level ``i`` are ``w * 2**i``; decoder attention sees the concatenati
 ``2 * w * 2**i`` channels (segmentation_models_pytorch's ``attention1`` position).
 
 Every hook point holds a module: ``create_attn("none")`` is ``nn.Identity`` and the "no gate"
-is :class:`~fwi_attn.layers.SkipPassthrough`, so ``forward`` never branches on the variant.
+is :class:`~fwi_attn.nn.layers.SkipPassthrough`, so ``forward`` never branches on the variant.
 
 The head is linear (no Tanh): targets live on OpenFWI's [-1, 1] scale and salt, the fastest
 rock, sits at +1, where a Tanh would need an infinite pre-activation and its gradient vanishes.
@@ -122,10 +122,10 @@ class UNet(nn.Module):
         nz, nx: output model size, cells.
         width: channels of the first level (level ``i`` has ``width * 2**i``).
         depth: number of poolings; the bottleneck is at ``1 / 2**depth`` resolution.
-        attn: a :func:`~fwi_attn.layers.list_attn` name used at every enabled hook point.
+        attn: a :func:`~fwi_attn.nn.layers.list_attn` name used at every enabled hook point.
         attn_points: subset of ``("encoder", "bottleneck", "decoder")`` (the registry's attention
             variants use ``("bottleneck", "decoder")``).
-        attn_kwargs: passed to :func:`~fwi_attn.layers.create_attn` (e.g. ``{"reduction": 8}``).
+        attn_kwargs: passed to :func:`~fwi_attn.nn.layers.create_attn` (e.g. ``{"reduction": 8}``).
         gates: attention gates (Oktay et al.) on the skip connections.
         attn_levels: attention only at the ``attn_levels`` coarsest levels (the bottleneck is
             level ``depth``; None: all). Mask attention costs ``(H*W)^2`` and uses 2: the
@@ -219,7 +219,7 @@ class UNet(nn.Module):
         return x[..., top : top + self.config["nz"], left : left + self.config["nx"]]
 
     def maps_on_model_grid(self, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Bring maps from :func:`~fwi_attn.layers.capture_attention` onto the velocity grid.
+        """Bring maps from :func:`~fwi_attn.nn.layers.capture_attention` onto the velocity grid.
 
         A map captured at level ``i`` covers the padded grid at ``1 / 2**i`` resolution; it is
         upsampled bilinearly to the padded grid and the padding cropped away.

@@ -4,7 +4,7 @@ Sources
 -------
 A split lives in one folder, ``<data_dir>/<dataset>/<split>/``, holding either
 
-* HDF5 shards (``shard-NNNN.h5``, schema ``fwi-attn/1``, see :mod:`fwi_attn.store`), or
+* HDF5 shards (``shard-NNNN.h5``, schema ``fwi-attn/1``, see :mod:`fwi_attn.data.store`), or
 * an OpenFWI-style set of ``.npy`` pairs: ``data1.npy`` / ``model1.npy`` (or OpenFWI's
   ``seis*.npy`` / ``vel*.npy`` naming), either side by side or in ``data/`` and ``model/``
   sub-folders. Gathers are ``[n, shot, time, receiver]`` (OpenFWI: ``[n, 5, 1000, 70]``) and
@@ -63,8 +63,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fwi_attn.layout import default_stats_path, shard_sizes, split_dir, split_shards
-from fwi_attn.store import ShardError, check_output, read_shard, write_json
+from fwi_attn.layout import shard_sizes, split_dir, split_shards
+from fwi_attn.data.store import ShardError, read_shard
 
 STATS_SCHEMA = "fwi-attn-stats/1"
 GATHER_TRANSFORM = "sign(x)*log1p(k*(t/T)**p*|x|)"
@@ -693,29 +693,3 @@ def open_split(cfg, split: str, stats: dict | None, dataset: str | None = None) 
     if stats is not None:
         check_stats(stats, data)
     return data
-
-
-def command_stats(parser):
-    from fwi_attn.config import add_config_argument
-
-    add_config_argument(parser)
-    parser.add_argument("--dataset", default=None, help="dataset name (default: study.dataset)")
-    parser.add_argument("--out", default=None, help="output JSON (default: <data_dir>/<dataset>/stats.json)")
-
-    def run(args):
-        from fwi_attn.config import load_config
-
-        cfg = load_config(args.config)
-        dataset = args.dataset or cfg.study.dataset
-        if dataset not in cfg.datasets:
-            raise DatasetError(f"dataset '{dataset}' is not in the config (defined: {', '.join(cfg.datasets)})")
-        out = Path(args.out) if args.out else default_stats_path(cfg, dataset)
-        check_output(out)
-        stats = compute_stats(split_sources(cfg, "train", dataset), cfg.geology.vmin, cfg.geology.vmax,
-                              **cfg.normalize, dataset=dataset, progress=True)
-        write_json(out, stats)
-        g = stats["gathers"]
-        print(f"wrote {out}: {stats['n_samples']} train samples; transformed gathers [{g['min']:.4g}, {g['max']:.4g}]; "
-              f"velocity bounds [{stats['velocity']['vmin']:g}, {stats['velocity']['vmax']:g}] m/s")
-
-    return run

@@ -3,20 +3,20 @@
 Protocol (the same for every variant, so that they compare fairly):
 
 * inputs: normalised gathers ``[B, shot, time, receiver]``; targets: normalised velocity
-  ``[B, 1, nz, nx]`` in [-1, 1] (see :mod:`fwi_attn.dataset`; constants from ``stats.json``);
+  ``[B, 1, nz, nx]`` in [-1, 1] (see :mod:`fwi_attn.data.dataset`; constants from ``stats.json``);
 * AdamW (``train.lr``, ``train.weight_decay``), loss ``train.loss``: ``l1`` (default), ``l2`` or
   ``l1_ssim`` = L1 + ``ssim_weight`` * (1 - SSIM on [0, 1]); learning-rate schedule
   ``train.scheduler`` stepped per batch (``onecycle``: OneCycleLR peaking at ``lr``; ``cosine``:
   cosine decay from ``lr`` to 0; ``none``: constant); gradient-norm clipping ``train.grad_clip``;
 * validation every epoch: MAE on OpenFWI's [-1, 1] scale and SSIM on [0, 1]
-  (:mod:`fwi_attn.metrics`), predictions clipped to [-1, 1];
+  (:mod:`fwi_attn.learn.metrics`), predictions clipped to [-1, 1];
 * speed: bf16 autocast (``train.bf16``) on CUDA and on CPUs with native bf16 instructions
   (measured 1.6-1.7x on an AVX512-BF16 EPYC), ``channels_last`` on both (oneDNN's CPU
   convolutions are 1.2-1.6x faster in that layout), optional ``torch.compile``.
 
 Outputs in ``--out DIR``, every file written atomically:
 
-* ``model.pt``: best epoch (lowest validation MAE), :func:`fwi_attn.models.save_checkpoint`
+* ``model.pt``: best epoch (lowest validation MAE), :func:`fwi_attn.nn.models.save_checkpoint`
   with extras ``variant, seed, epoch, val_mae, dataset, normalization, config``;
 * ``last.pt``: the latest epoch plus ``optimizer``, ``scheduler``, ``epoch`` (epochs done),
   ``epochs`` (planned), ``rng`` (torch, CUDA, numpy and Python states), ``history``,
@@ -50,10 +50,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fwi_attn.dataset import Normalizer, ShardDataset, check_stats, check_survey, load_stats, split_sources
+from fwi_attn.data.dataset import Normalizer, ShardDataset, check_stats, check_survey, load_stats, split_sources
 from fwi_attn.layout import default_stats_path
-from fwi_attn.metrics import SSIM_WINDOW, ssim_torch
-from fwi_attn.store import atomic_path
+from fwi_attn.learn.metrics import SSIM_WINDOW, ssim_torch
+from fwi_attn.data.store import atomic_path
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_mae", "val_ssim", "lr", "seconds")
 
@@ -283,7 +283,7 @@ def validate(model: nn.Module, loader, *, device: torch.device, bf16: bool = Fal
 
 def model_hyper(cfg) -> dict:
     """The ``model`` section's keys that some registered model accepts (width, depth, ...)."""
-    from fwi_attn.models import model_kwargs
+    from fwi_attn.nn.models import model_kwargs
 
     shape_keys = {"in_shots", "nt", "n_receivers", "nz", "nx"}
     return {k: v for k, v in cfg.model.to_dict().items() if k in model_kwargs() - shape_keys}
@@ -366,7 +366,7 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
 
     Args:
         cfg: a validated :class:`fwi_attn.config.Config`.
-        variant: a registered model name (:func:`fwi_attn.models.list_models`).
+        variant: a registered model name (:func:`fwi_attn.nn.models.list_models`).
         seed: the run's seed (model initialisation and data order).
         out: output folder.
         resume: ``True`` (or ``"strict"``): continue from ``out/last.pt`` if it exists (else start
@@ -383,7 +383,7 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         TrainError, StatsError, DatasetError, ShardError, CheckpointError: with messages
         naming the file or setting at fault.
     """
-    from fwi_attn.models import count_macs, count_params, create_model, list_models, save_checkpoint
+    from fwi_attn.nn.models import count_macs, count_params, create_model, list_models, save_checkpoint
     from fwi_attn.config import resolve_device
 
     if variant not in list_models():
@@ -396,7 +396,7 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         raise TrainError(f"stop_after must be at least 1 epoch, got {stop_after} (omit it to train every epoch)")
     out = Path(out)
     device = resolve_device(cfg.study.device)
-    from fwi_attn.store import check_output
+    from fwi_attn.data.store import check_output
 
     check_output(out, folder=True)
     stats_path = Path(stats_path) if stats_path else default_stats_path(cfg)
@@ -430,7 +430,7 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         last_path, best_path = out / "last.pt", out / "model.pt"
         ckpt = None
         if resume and last_path.exists():
-            from fwi_attn.models import CheckpointError
+            from fwi_attn.nn.models import CheckpointError
 
             try:
                 # On the CPU: RNG states must stay there; load_state_dict moves the rest to the model.
@@ -499,35 +499,3 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
     return TrainResult(out=out, variant=variant, seed=seed, epochs_done=epochs_done, epochs=epochs,
                        best_epoch=best_epoch, best_val_mae=best_val, finished=epochs_done >= epochs,
                        history=history)
-
-
-def command_train(parser):
-    from fwi_attn.config import add_config_argument
-
-    add_config_argument(parser)
-    parser.add_argument("--variant", required=True, help="network variant (see `fwi-attn variants`)")
-    parser.add_argument("--seed", type=int, required=True, help="training seed")
-    parser.add_argument("--out", required=True, help="output folder (model.pt, last.pt, history.csv)")
-    parser.add_argument("--resume", nargs="?", const="strict", default=None, choices=["strict", "auto"],
-                        help="continue from OUT/last.pt when it exists; 'auto': only an unfinished one made "
-                             "with the same settings, else start afresh (the workflow's choice)")
-    parser.add_argument("--epochs", type=int, default=None, help="total epochs (default: train.epochs)")
-    parser.add_argument("--stop-after", type=int, default=None,
-                        help="stop after this many epochs of this call (continue later with --resume)")
-    parser.add_argument("--stats", default=None, help="stats.json (default: <data_dir>/<dataset>/stats.json)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    def run(args):
-        from fwi_attn.config import load_config
-
-        from fwi_attn.store import check_output
-
-        cfg = load_config(args.config)
-        check_output(args.out, folder=True)
-        result = train(cfg, args.variant, args.seed, args.out, resume=args.resume, epochs=args.epochs,
-                       stop_after=args.stop_after, stats_path=args.stats, progress=not args.quiet)
-        state = "finished" if result.finished else f"stopped after epoch {result.epochs_done}/{result.epochs}"
-        print(f"{state}: best val MAE {result.best_val_mae:.4f} at epoch {result.best_epoch}; "
-              f"wrote {result.out / 'model.pt'}, {result.out / 'history.csv'}")
-
-    return run

@@ -3,7 +3,7 @@
 Every entry takes ``channels`` first and returns a module mapping ``[B, C, H, W]`` to the same
 shape; variants of one family are ``functools.partial`` objects, not subclasses. ``"none"`` is
 ``nn.Identity`` so that a network's ``forward`` never branches on the variant. The two-input
-attention gate lives in :mod:`fwi_attn.layers.gate`.
+attention gate lives in :mod:`fwi_attn.nn.layers.gate`.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Predict a test split and score it: ``fwi-attn evaluate``.
 
-Two modes, scored identically (:func:`fwi_attn.metrics.compute_metrics`):
+Two modes, scored identically (:func:`fwi_attn.learn.metrics.compute_metrics`):
 
 * ``--checkpoint DIR/model.pt``: the trained network. Inputs are normalised with the
   constants stored in the checkpoint (those it was trained with), so a checkpoint is
@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fwi_attn.dataset import Normalizer, ShardDataset, check_survey, load_stats, mean_velocity, split_sources
+from fwi_attn.data.dataset import Normalizer, ShardDataset, check_survey, load_stats, mean_velocity, split_sources
 from fwi_attn.layout import default_stats_path
-from fwi_attn.metrics import compute_metrics, summarize, to_json_lists
-from fwi_attn.store import file_sha256, run_folder_identity, write_json, write_predictions
+from fwi_attn.learn.metrics import compute_metrics, summarize, to_json_lists
+from fwi_attn.data.store import file_sha256, run_folder_identity, write_json, write_predictions
 
 class EvaluateError(ValueError):
     """The checkpoint does not fit the data, or the inputs of an evaluation are inconsistent."""
@@ -133,9 +133,9 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
         CheckpointError / FileNotFoundError: unreadable or missing checkpoint.
         DatasetError: data that do not match the config's survey.
     """
-    from fwi_attn.models import count_macs, count_params, load_model
+    from fwi_attn.nn.models import count_macs, count_params, load_model
     from fwi_attn.config import resolve_device
-    from fwi_attn.train import torch_settings
+    from fwi_attn.learn.train import torch_settings
 
     out = Path(out)
     model, extra = load_model(checkpoint)
@@ -194,40 +194,3 @@ def evaluate_baseline(cfg, out: str | os.PathLike, *, kind: str = "mean", split:
     return _write_outputs(cfg, Path(out), variant="mean", seed=None, data=data, split=split, pred_ms=pred_ms,
                           target_ms=data.velocities(), norm=norm, checkpoint="", n_params=0, macs=0,
                           time_per_sample=per_sample_s, epoch=None)
-
-
-def command_evaluate(parser):
-    from fwi_attn.config import add_config_argument
-
-    add_config_argument(parser)
-    what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--checkpoint", help="trained model (DIR/model.pt)")
-    what.add_argument("--baseline", choices=["mean"], help="score a baseline instead: the train split's mean model")
-    parser.add_argument("--out", required=True, help="output folder (predictions.h5, metrics.json)")
-    parser.add_argument("--split", default="test", choices=["test", "val"], help="split to predict (default test)")
-    parser.add_argument("--stats", default=None, help="stats.json (default: <data_dir>/<dataset>/stats.json)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    def run(args):
-        from fwi_attn.config import load_config
-
-        from fwi_attn.store import check_output
-
-        cfg = load_config(args.config)
-        check_output(args.out, folder=True)
-        if args.baseline:
-            m = evaluate_baseline(cfg, args.out, kind=args.baseline, split=args.split, stats_path=args.stats)
-        else:
-            m = evaluate_checkpoint(cfg, args.checkpoint, args.out, split=args.split, stats_path=args.stats,
-                                    progress=not args.quiet)
-        mean = m["mean"]
-
-        def fmt(v, spec):
-            return "n/a" if v is None else format(v, spec)
-
-        print(f"{m['variant']} (seed {m['seed']}) on {m['dataset']}/{m['split']}, {m['n_samples']} samples: "
-              f"MAE {fmt(mean['mae'], '.4f')} RMSE {fmt(mean['rmse'], '.4f')} SSIM {fmt(mean['ssim'], '.4f')} "
-              f"({fmt(mean['mae_ms'], '.1f')} m/s MAE), salt IoU {fmt(mean['salt_iou'], '.3f')}; "
-              f"wrote {Path(args.out) / 'metrics.json'}")
-
-    return run

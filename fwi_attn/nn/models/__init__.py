@@ -10,11 +10,10 @@ name in ``model.variant``, which is what a checkpoint stores.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import inspect
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +169,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
     """Write ``{"name", "kwargs", "state_dict", **extra}`` to ``path`` atomically.
 
     The file is written to a temporary file of its own beside ``path``
-    (:func:`fwi_attn.store.atomic_path`), then renamed over it, so a crash never leaves a
+    (:func:`fwi_attn.data.store.atomic_path`), then renamed over it, so a crash never leaves a
     truncated checkpoint and two writers never share a temporary file. ``extra`` must hold only what
     ``torch.load(weights_only=True)`` reads back: tensors, numbers, strings, lists, tuples, dicts.
     A ``torch.compile`` wrapper is saved as the model it wraps.
@@ -193,7 +192,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
-    from fwi_attn.store import atomic_path
+    from fwi_attn.data.store import atomic_path
 
     with atomic_path(path, suffix=".pt.tmp") as tmp:
         torch.save(payload, tmp)
@@ -262,46 +261,3 @@ def _as_dict(section: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(section):
         return dataclasses.asdict(section)
     return dict(vars(section))
-
-
-def command_variants(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    """Add ``--config`` to ``parser``; return the command printing each variant's size and cost.
-
-    The table lists every registered variant with its parameter count and the MACs of one
-    forward pass for one sample, at the config's survey size (``survey.n_shots, nt,
-    n_receivers, nz, nx``, hyper-parameters from its ``model`` section) or, without
-    ``--config``, at OpenFWI's 5 x 1000 x 70 -> 70 x 70 with default hyper-parameters.
-    """
-    parser.add_argument(
-        "--config", "-c", default=None,
-        help="study config; default: OpenFWI's sizes (5 shots x 1000 steps x 70 receivers -> 70 x 70)",
-    )
-
-    def run(args: argparse.Namespace) -> int:
-        if args.config is not None:
-            from fwi_attn.config import load_config
-
-            cfg = load_config(args.config)
-            s = cfg.survey
-            shape = dict(in_shots=s.n_shots, nt=s.nt, n_receivers=s.n_receivers, nz=s.nz, nx=s.nx)
-            known = model_kwargs()
-            # The model section may also hold non-architecture keys (the variant list, ...).
-            hyper = {k: v for k, v in _as_dict(getattr(cfg, "model", None)).items() if k in known - set(shape)}
-            source = str(args.config)
-        else:
-            shape, hyper, source = dict(OPENFWI_SHAPE), {}, "OpenFWI default"
-        sample = (1, shape["in_shots"], shape["nt"], shape["n_receivers"])
-        print(
-            f"Input {shape['in_shots']} shots x {shape['nt']} steps x {shape['n_receivers']} receivers"
-            f" -> {shape['nz']} x {shape['nx']} ({source}); hyper-parameters {hyper or 'default'}; MACs per sample"
-        )
-        print("| variant | parameters | MACs |")
-        print("|---|---:|---:|")
-        for name in list_models():
-            # Meta tensors: shapes only, so counting the 24M-parameter baseline costs nothing.
-            with torch.device("meta"):
-                model = create_model(name, **shape, **hyper)
-            print(f"| {name} | {count_params(model):,} | {count_macs(model, sample) / 1e9:.3f} G |")
-        return 0
-
-    return run

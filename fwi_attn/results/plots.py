@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.layout_engine import ConstrainedLayoutEngine  # noqa: E402
 from matplotlib.ticker import EngFormatter, NullFormatter, ScalarFormatter  # noqa: E402
 
-from fwi_attn.store import Predictions, atomic_path, read_predictions  # noqa: E402
+from fwi_attn.data.store import Predictions, atomic_path, read_predictions  # noqa: E402
 
 DPI = 150
 VELOCITY_CMAP = "turbo"
@@ -66,7 +66,7 @@ def show_gather(ax, gather: np.ndarray, dt: float, receiver_x: np.ndarray, title
 
 def plot_preview(shard, out: str | os.PathLike, n_models: int = 4, vmin: float | None = None,
                  vmax: float | None = None) -> None:
-    """Models of a loaded :class:`fwi_attn.store.Shard` (top row) with their middle-shot gathers (below).
+    """Models of a loaded :class:`fwi_attn.data.store.Shard` (top row) with their middle-shot gathers (below).
 
     Gathers get a t^2 gain (spherical-spreading and transmission loss compensation, as
     is usual for display) so that reflections and diffractions stay visible beside the
@@ -90,6 +90,80 @@ def plot_preview(shard, out: str | os.PathLike, n_models: int = 4, vmin: float |
     a = shard.attrs
     fig.suptitle(f"{a.get('dataset', '')} / {a.get('split', '')}: {shard.nz}x{shard.nx} cells at {dx:g} m, "
                  f"{shard.n_shots} shots, {shard.n_receivers} receivers, Ricker {float(a['freq']):g} Hz")
+    save_figure(fig, out)
+
+
+# ----------------------------------------------------------------------------- physics stage figures
+
+
+def plot_physics_run(result, out: str | os.PathLike, vmin: float, vmax: float, n_rows: int = 2) -> None:
+    """One row per sample of a :class:`fwi_attn.physics.check.PhysicsResult`: true and predicted model, then observed, predicted and residual
+    gathers of the middle shot on one clip (so the residual reads against the data)."""
+    import matplotlib.pyplot as plt
+
+    from fwi_attn.results.plots import save_figure, show_gather, show_velocity
+
+    s = result.survey
+    rows = min(n_rows, len(result.prediction))
+    shot = s.n_shots // 2
+    fig, axes = plt.subplots(rows, 5, figsize=(16, 3.3 * rows), squeeze=False, constrained_layout=True)
+    per = result.summary["per_sample"]
+    for r in range(rows):
+        index = result.summary["indices"][r]
+        im = show_velocity(axes[r, 0], result.truth[r], s.dx, vmin, vmax, f"true model (index {index})")
+        show_velocity(axes[r, 1], result.prediction[r], s.dx, vmin, vmax, "predicted model")
+        obs, pred = result.observed[r, shot], result.predicted[r, shot]
+        # Clip from the record's later part, so reflections stay visible beside the direct wave.
+        clip = float(np.percentile(np.abs(obs[obs.shape[0] // 3:]), 99.5)) or float(np.abs(obs).max()) or 1.0
+        rx = s.receiver_xz[:, 0]
+        show_gather(axes[r, 2], obs, s.dt, rx, f"observed, shot at x = {s.source_xz[shot, 0]:g} m", clip=clip)
+        show_gather(axes[r, 3], pred, s.dt, rx, f"predicted (rel. L2 {per['rel_l2'][r]:.2f}, "
+                    f"corr {per['trace_corr'][r]:.2f})", clip=clip)
+        show_gather(axes[r, 4], pred - obs, s.dt, rx, "residual (same clip)", clip=clip)
+    fig.colorbar(im, ax=axes[:, :2].ravel().tolist(), label="velocity (km/s)", shrink=0.8)
+    m = result.summary["mean"]
+    fig.suptitle(f"{result.summary.get('variant') or ''} seed {result.summary.get('seed')}: mean rel. L2 misfit "
+                 f"{m['rel_l2']:.3f} (mean model {m['baseline_rel_l2']:.3f}, true model {m['true_rel_l2']:.1e}) "
+                 f"over {result.summary['n_samples']} samples")
+    save_figure(fig, out)
+
+
+def plot_refine(runs: list[dict], out: str | os.PathLike, dx: float, vmin: float, vmax: float) -> None:
+    """Before/after figure: per run, the starting, refined and (when known) true model, plus the
+    band misfit per iteration."""
+    import matplotlib.pyplot as plt
+
+    from fwi_attn.results.plots import save_figure, show_velocity
+
+    rows = len(runs)
+    fig, axes = plt.subplots(rows, 4, figsize=(15, 3.3 * rows), squeeze=False, constrained_layout=True)
+    for r, run in enumerate(runs):
+        res, start = run["result"], run["start"]
+        i0, i1 = res.initial, res.final
+
+        def label(m, name):
+            if "mae_ms" in m:
+                name += f": MAE {m['mae_ms']:.0f} m/s"
+            if m.get("ssim") is not None:
+                name += f", SSIM {m['ssim']:.3f}"
+            return name
+
+        im = show_velocity(axes[r, 0], start, dx, vmin, vmax, label(i0, f"start ({run['start_kind']})"))
+        show_velocity(axes[r, 1], res.velocity, dx, vmin, vmax, label(i1, f"refined ({res.iterations} it)"))
+        if run.get("truth") is not None:
+            show_velocity(axes[r, 2], run["truth"], dx, vmin, vmax, f"true model ({run['sample']})")
+        else:
+            axes[r, 2].axis("off")
+        ax = axes[r, 3]
+        ax.semilogy(np.arange(1, len(res.history) + 1), res.history, lw=1.2)
+        edges = np.cumsum([s["iterations"] for s in res.stages])[:-1]
+        for e in edges:
+            ax.axvline(e + 0.5, color="0.6", lw=0.8, ls="--")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("relative misfit (stage band)")
+        ax.set_title(f"data misfit {i0['rel_l2']:.3f} -> {i1['rel_l2']:.3f}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.colorbar(im, ax=axes[:, :3].ravel().tolist(), label="velocity (km/s)", shrink=0.8)
     save_figure(fig, out)
 
 
@@ -228,7 +302,7 @@ def plot_metric_bars(rows: list[dict], out, metrics=("mae_ms", "rmse_ms", "ssim"
 
     The mean-model baseline (row ``variant == "mean"``) is a dashed line, not a bar.
     """
-    from fwi_attn.report import LABELS, LOWER_IS_BETTER
+    from fwi_attn.results.study import LABELS, LOWER_IS_BETTER
 
     nets = [r for r in rows if r["variant"] != "mean"]
     base = next((r for r in rows if r["variant"] == "mean"), None)
@@ -257,7 +331,7 @@ def plot_metric_bars(rows: list[dict], out, metrics=("mae_ms", "rmse_ms", "ssim"
 
 def plot_accuracy_cost(rows: list[dict], out, metric: str = "mae_ms") -> None:
     """Test error against parameters and inference time per sample (log axes), one point per variant."""
-    from fwi_attn.report import LABELS
+    from fwi_attn.results.study import LABELS
 
     nets = [r for r in rows if r["variant"] != "mean"]
     base = next((r for r in rows if r["variant"] == "mean"), None)
@@ -347,7 +421,7 @@ def _showcase_index(pred: Predictions, salt_threshold: float) -> int:
 
 def _test_sample(pred: Predictions, k: int):
     """(shard, row) of test-split sample ``k`` from the shard list a predictions file names."""
-    from fwi_attn.store import read_shard
+    from fwi_attn.data.store import read_shard
 
     shards = pred.shards
     start = 0
@@ -370,7 +444,7 @@ def plot_gathers(study, out, vmin: float, vmax: float, dx: float, device: str = 
     (observed - re-simulated). All gathers share the observed data's clip, so residual
     amplitudes compare directly with the data.
     """
-    from fwi_attn.simulate import simulate, survey_from_shard
+    from fwi_attn.data.simulate import simulate, survey_from_shard
 
     preds = _first_seed_predictions(study, baseline=True)
     base = preds.pop("mean", None)
@@ -426,7 +500,7 @@ def plot_gathers(study, out, vmin: float, vmax: float, dx: float, device: str = 
 
 def plot_physics(study, out) -> None:
     """Relative L2 data misfit and trace correlation of re-simulated predictions, per variant."""
-    from fwi_attn.report import physics_table
+    from fwi_attn.results.study import physics_table
 
     rows = physics_table(study)
     if not rows:
@@ -465,7 +539,7 @@ def plot_paired_samples(study, out, reference: str = "none", metric: str = "mae"
     Points below the diagonal are samples where the variant beats the reference (for error
     metrics); this is the pairing the report's Wilcoxon test uses.
     """
-    from fwi_attn.report import LABELS, per_sample
+    from fwi_attn.results.study import LABELS, per_sample
 
     ref = per_sample(study, reference, metric)
     others = [v for v in (variants or study.variants) if v != reference and study.seeds(v)]
@@ -500,7 +574,7 @@ def attention_maps(model, x) -> dict[str, np.ndarray]:
     return its probed spatial attention maps ``{module path: [h, w]}`` in forward order."""
     import torch
 
-    from fwi_attn.layers import capture_attention
+    from fwi_attn.nn.layers import capture_attention
 
     with torch.no_grad(), capture_attention(model) as maps:
         model(x)
@@ -564,7 +638,7 @@ def plot_attention_maps(maps_by_variant: dict[str, dict[str, np.ndarray]], model
 def draw_run_figures(cfg, variant: str, seed: int) -> list:
     """The per-run figures of one (variant, seed): test examples and training curves."""
     from fwi_attn.layout import run_dir, run_figure_paths, study_dir
-    from fwi_attn.report import read_history
+    from fwi_attn.results.study import read_history
 
     study = study_dir(cfg)
     run = run_dir(study, variant, seed)
@@ -579,8 +653,8 @@ def draw_run_figures(cfg, variant: str, seed: int) -> list:
 def draw_comparison_figures(cfg) -> list:
     """Every comparison figure and the metric table (CSV + markdown) of a study."""
     from fwi_attn.layout import comparison_figure_paths, study_dir
-    from fwi_attn.report import METRICS, comparison_table, load_study, table_markdown, write_table_csv
-    from fwi_attn.store import atomic_path
+    from fwi_attn.results.study import METRICS, comparison_table, load_study, table_markdown, write_table_csv
+    from fwi_attn.data.store import atomic_path
 
     study = load_study(study_dir(cfg), config=cfg.to_dict())
     paths = comparison_figure_paths(study.dir)
@@ -606,51 +680,17 @@ def _device(cfg) -> str:
     return str(resolve_device(cfg.study.device))
 
 
-def command_figures(parser):
-    from fwi_attn.config import add_config_argument
-
-    add_config_argument(parser)
-    parser.add_argument("--variant", default=None, help="draw only this run's figures (with --seed)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the run given by --variant")
-    parser.add_argument("--compare", action="store_true",
-                        help="draw only the comparison figures (all runs); default without --variant: both")
-
-    def run(args):
-        from fwi_attn.config import load_config, set_threads
-
-        cfg = load_config(args.config)
-        set_threads(cfg)
-        if (args.variant is None) != (args.seed is None):
-            raise ValueError("--variant and --seed go together")
-        written = []
-        if args.variant is not None:
-            written += draw_run_figures(cfg, args.variant, args.seed)
-        else:
-            if not args.compare:
-                from fwi_attn.layout import study_dir
-                from fwi_attn.report import load_study
-
-                study = load_study(study_dir(cfg), config=cfg.to_dict())
-                for v, s in sorted(study.metrics, key=lambda k: (study.variants.index(k[0]), k[1])):
-                    written += draw_run_figures(cfg, v, s)
-            written += draw_comparison_figures(cfg)
-        for path in written:
-            print(f"wrote {path}")
-
-    return run
-
-
 def draw_attention_figure(cfg, study, out) -> None:
     """Attention maps of every variant's seed-0 model on the test model with the most salt.
 
-    The input is normalised exactly as in training (:class:`fwi_attn.dataset.Normalizer` with the
+    The input is normalised exactly as in training (:class:`fwi_attn.data.dataset.Normalizer` with the
     dataset's ``stats.json``).
     """
     import torch
 
-    from fwi_attn.dataset import Normalizer, load_stats
+    from fwi_attn.data.dataset import Normalizer, load_stats
     from fwi_attn.layout import default_stats_path
-    from fwi_attn.models import load_model
+    from fwi_attn.nn.models import load_model
 
     preds = _first_seed_predictions(study)
     if not preds:

@@ -15,7 +15,7 @@ import torch
 
 from fwi_attn.config import resolve_device
 from fwi_attn.layout import SPLITS, shard_sizes
-from fwi_attn.survey import Survey, check_model_velocity
+from fwi_attn.data.survey import Survey, check_model_velocity
 
 def cells(xz: np.ndarray, dx: float) -> torch.Tensor:
     """Positions ``[n, 2]`` (x, z) in m -> deepwave cell indices ``[n, 2]`` (z, x), int64."""
@@ -118,8 +118,8 @@ def generate_shard(cfg, dataset: str, split: str, shard: int, out: str | os.Path
         shard: shard index within the split.
         out: destination ``.h5`` path.
     """
-    from fwi_attn.geology import generate_velocity
-    from fwi_attn.store import write_shard
+    from fwi_attn.data.geology import generate_velocity
+    from fwi_attn.data.store import write_shard
 
     if dataset not in cfg.datasets:
         raise ValueError(f"dataset '{dataset}' is not in the config (defined: {', '.join(cfg.datasets)})")

@@ -1,0 +1,96 @@
+"""Physics sub-commands of ``fwi-attn``: physics (re-simulate predictions), refine (FWI).
+
+Each ``command_<name>(parser)`` adds the command's arguments and returns the function to run
+(see :mod:`fwi_attn.cli`).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fwi_attn.cli import add_config_argument, set_threads
+
+
+def command_physics(parser: argparse.ArgumentParser):
+    """``fwi-attn physics --config C --predictions P --out DIR [--samples N]``."""
+    add_config_argument(parser)
+    parser.add_argument("--predictions", required=True, help="predictions.h5 written by `fwi-attn evaluate`")
+    parser.add_argument("--out", required=True, help="output folder: physics.json and physics.png")
+    parser.add_argument("--samples", type=int, default=None, help="re-simulate the first N samples "
+                        "(default: physics.samples of the config)")
+    parser.add_argument("--device", default=None, help="override study.device (auto, cpu, cuda)")
+
+    def run(args):
+        from fwi_attn.config import load_config
+        from fwi_attn.data.store import check_output, write_json
+        from fwi_attn.physics.check import PhysicsError, physics_check
+        from fwi_attn.results.plots import plot_physics_run
+
+        cfg = load_config(args.config)
+        check_output(args.out, folder=True)
+        set_threads(cfg)
+        if args.samples is not None and args.samples < 1:
+            raise PhysicsError(f"--samples must be at least 1, got {args.samples}")
+        result = physics_check(cfg, args.predictions, samples=args.samples, device=args.device)
+        out = Path(args.out)
+        write_json(out / "physics.json", result.summary)
+        plot_physics_run(result, out / "physics.png", cfg.geology.vmin, cfg.geology.vmax)
+        m = result.summary["mean"]
+        print(f"{result.summary['n_samples']} samples, {result.summary['seconds_per_sample']:.3f} s each: "
+              f"rel. L2 misfit {m['rel_l2']:.4f} (mean model {m['baseline_rel_l2']:.4f}, true model "
+              f"{m['true_rel_l2']:.1e}); trace correlation {m['trace_corr']:.4f} (mean model "
+              f"{m['baseline_trace_corr']:.4f})")
+        print(f"wrote {out / 'physics.json'} and {out / 'physics.png'}")
+
+    return run
+
+
+def command_refine(parser: argparse.ArgumentParser):
+    """``fwi-attn refine --config C (--predictions P [--sample I ...] | --data SHARD [--sample I]
+    [--model FILE] [--model-start FILE]) [--start KIND] --out DIR``."""
+    from fwi_attn.physics.fwi import STARTS
+
+    add_config_argument(parser)
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--predictions", help="predictions.h5 of a run: observed data from its test shards, "
+                     "start from its prediction")
+    src.add_argument("--data", help="an fwi-attn shard with the observed gathers (e.g. from `fwi-attn simulate`)")
+    parser.add_argument("--sample", type=int, nargs="+", default=None,
+                        help="with --predictions: rows of the file (default: the first physics.refine.samples); "
+                             "with --data: sample index within the shard (default 0)")
+    parser.add_argument("--model", default=None, help="with --data: the true model (.npy, .h5, SEG-Y; resampled "
+                        "to the data's grid; a stack gives sample i model i) for errors and conventional starts; default: the shard's velocity")
+    parser.add_argument("--model-start", default=None, help="with --data: starting model, a predictions .h5 from "
+                        "`fwi-attn predict` or a .npy on the data's grid (implies --start prediction)")
+    parser.add_argument("--start", choices=STARTS, default=None,
+                        help="starting model (default: physics.refine.start, or 'prediction' with --model-start)")
+    parser.add_argument("--iterations", type=int, default=None, help="iterations per stage (physics.refine.iterations)")
+    parser.add_argument("--optimizer", choices=("adam", "lbfgs"), default=None)
+    parser.add_argument("--lr", type=float, default=None, help="Adam step in m/s (physics.refine.lr)")
+    parser.add_argument("--frequencies", type=float, nargs="*", default=None,
+                        help="low-pass corners (Hz) of the multiscale stages (physics.refine.frequencies)")
+    parser.add_argument("--sigma", type=float, default=None, help="smoothing sigma in m for 'smooth' and "
+                        "'background' starts (physics.refine.smooth_sigma)")
+    parser.add_argument("--device", default=None, help="override study.device (auto, cpu, cuda)")
+    parser.add_argument("--out", required=True, help="output folder: refine.json, refined.npy, refine.png")
+
+    def run(args):
+        from fwi_attn.config import load_config
+        from fwi_attn.data.store import check_output
+        from fwi_attn.physics.fwi import refine_samples
+
+        cfg = load_config(args.config)
+        check_output(args.out, folder=True)
+        set_threads(cfg)
+        _, runs = refine_samples(cfg, args.out, predictions=args.predictions, data=args.data, sample=args.sample,
+                                 model=args.model, model_start=args.model_start, start=args.start,
+                                 iterations=args.iterations, optimizer=args.optimizer, lr=args.lr,
+                                 frequencies=args.frequencies, sigma=args.sigma, device=args.device)
+
+        from fwi_attn.results.plots import plot_refine
+
+        png = Path(args.out) / "refine.png"
+        plot_refine(runs, png, runs[0]["dx"], cfg.geology.vmin, cfg.geology.vmax)
+        print(f"wrote {png}")
+
+    return run

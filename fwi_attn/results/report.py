@@ -1,0 +1,186 @@
+"""The weekly-report bundle: ``report/report.md`` and a self-contained ``report/report.html``,
+built from a study's results (:mod:`fwi_attn.results.study`) and figures."""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import os
+import re
+from pathlib import Path
+
+
+from fwi_attn.results.study import (BASELINE, Study, comparison_table, format_metric, load_study,
+                                    physics_markdown, physics_table, rank_variants, ranking_markdown,
+                                    refine_markdown, table_markdown)
+
+# ----------------------------------------------------------------------------- the report
+
+
+def config_summary(config: dict) -> str:
+    """A few markdown bullet lines describing the study's setup."""
+    st, s, m, t = config["study"], config["survey"], config["model"], config["train"]
+    ds = config["datasets"][st["dataset"]]
+    n = ds.get("samples", {})
+    levels = ("at every level" if m.get("attn_levels") is None
+              else f"at the {m['attn_levels']} coarsest levels (bottleneck included)")
+    # A config from before the gain existed means OpenFWI's plain log transform.
+    norm = config.get("normalize", {"gain_power": 0.0, "gain_scale": 1.0})
+    gain = f"{norm['gain_scale']:g} (t/T)^{norm['gain_power']:g}" if norm["gain_power"] else f"{norm['gain_scale']:g}"
+    return "\n".join([
+        f"- **Study** `{st['name']}`: variants {', '.join(st['variants'])}; seeds {st['seeds']}; "
+        f"device {st['device']}, {st['threads']} thread(s) per job.",
+        f"- **Dataset** `{st['dataset']}` (family {ds['family']}, seed {ds['seed']}): "
+        f"{n.get('train')} train / {n.get('val')} val / {n.get('test')} test models.",
+        f"- **Survey**: {s['nz']} x {s['nx']} cells at {s['dx']:g} m "
+        f"({(s['nx'] - 1) * s['dx'] / 1000:g} x {(s['nz'] - 1) * s['dx'] / 1000:g} km); "
+        f"{s['n_shots']} shots, {s['n_receivers']} receivers; {s['nt']} samples at {s['dt'] * 1000:g} ms "
+        f"({s['nt'] * s['dt']:g} s); Ricker {s['freq']:g} Hz.",
+        f"- **Velocity range** {config['geology']['vmin']:g} to {config['geology']['vmax']:g} m/s "
+        f"(the [-1, 1] scale of MAE/RMSE).",
+        f"- **Networks**: UNet width {m['width']}, depth {m['depth']}, attention {levels}; InversionNet "
+        f"at {m.get('width_mult', 1.0):g}x OpenFWI's widths; input sign(x) log1p({gain} |x|), min-max "
+        f"scaled; training {t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']:g}, loss {t['loss']}, "
+        f"scheduler {t['scheduler']}.",
+    ])
+
+
+def _figure(title: str, path: Path, report_dir: Path, caption: str = "") -> str:
+    if not path.exists():
+        return ""
+    rel = os.path.relpath(path, report_dir)
+    return f"### {title}\n\n![{title}]({rel})\n\n{caption + chr(10) + chr(10) if caption else ''}"
+
+
+def build_markdown(study: Study, reference: str | None = None, title: str | None = None,
+                   date: _dt.date | None = None) -> str:
+    """The weekly report as markdown; images are linked relative to ``<study>/report/``."""
+    from fwi_attn import __version__
+    from fwi_attn.layout import comparison_figure_paths, run_figure_paths
+
+    config = study.config
+    st = config.get("study", {})
+    reference = reference or st.get("reference", "none")
+    title = title or st.get("title", "fwi-attn weekly report")
+    date = date or _dt.date.today()
+    report_dir = study.dir / "report"
+    figs = comparison_figure_paths(study.dir)
+    rows = comparison_table(study)
+    ranking = rank_variants(study, reference, "mae")
+    parts = [f"# {title}\n", f"*{date.isoformat()} — study `{study.dir.name}`, fwi-attn {__version__}*\n"]
+
+    networks = [e for e in ranking if e["variant"] != BASELINE]
+    if networks:
+        best = networks[0]
+        line = (f"**Best variant: `{best['variant']}`**, test MAE {format_metric(best['value'], 'mae')} on the [-1, 1] "
+                f"scale (mean over {len(study.seeds(best['variant']))} seed(s))")
+        if study.mean is not None:
+            mean_mae = study.mean["mean"]["mae"]
+            ratio = best["value"] / mean_mae
+            verdict = ("the networks learn from the data" if ratio < 1 else
+                       "no network beats predicting the mean model: train longer or on more data")
+            line += (f", against {format_metric(mean_mae, 'mae')} for the mean-model baseline "
+                     f"(ratio {ratio:.2f}: {verdict})")
+        parts.append(line + ".\n")
+        if "mean_diff" in best:
+            parts.append(f"Against `{reference}`: MAE difference {best['mean_diff']:+.4f} "
+                         f"(95% CI [{best['ci_low']:+.4f}, {best['ci_high']:+.4f}], Wilcoxon p = "
+                         f"{best['p_value']:.3g}, {best['n']} test samples).\n")
+    if config:
+        parts += ["## Setup\n", config_summary(config) + "\n"]
+    parts.append(_figure("Dataset preview", study.dir / "figures" / "dataset_preview.png", report_dir,
+                         "Training models (top, km/s) and their middle-shot gathers (bottom)."))
+    parts += ["## Comparison\n",
+              "Test-set means; mean ± sample standard deviation over seeds; best network in bold. "
+              "MAE/RMSE on OpenFWI's [-1, 1] velocity scale, MAE (m/s) in physical units.\n",
+              table_markdown(rows)]
+    parts += ["## Ranking\n",
+              f"Variants ranked by test MAE. Differences are variant minus `{reference}` over the paired "
+              f"test samples (per-sample MAE averaged over seeds first); negative means better than "
+              f"`{reference}`. 95% CI: t-interval of the mean difference; p: two-sided Wilcoxon "
+              f"signed-rank test. Bold p: CI excludes 0 and p < 0.05.\n",
+              ranking_markdown(ranking, reference)]
+    parts.append("## Figures\n")
+    for key, title_, caption in (
+        ("bars", "Metrics by variant", "Bars: mean over seeds; error bars: standard deviation over seeds; "
+                                       "dashed line: mean-model baseline."),
+        ("cost", "Accuracy versus cost", "Test MAE against parameters and inference time per sample."),
+        ("curves", "Training curves", "Validation MAE per epoch: line = mean over seeds, band = min to max."),
+        ("predictions", "Predictions", "The same test models predicted by each variant (seed 0), km/s."),
+        ("attention", "Attention maps", "Each variant's spatial attention maps (seed 0) for the test model "
+                                        "with the most salt; 0 = suppressed, 1 = passed; white line: true salt "
+                                        "outline. Variants with channel attention only have no map."),
+        ("gathers", "Data fit", "The same test model: observed, re-simulated (from each variant's prediction) "
+                                "and residual gathers of the middle shot, one clip for all panels; top right: "
+                                "the mean model's residual."),
+        ("physics", "Physics check", "Relative L2 misfit of re-simulated data (lower is better)."),
+    ):
+        parts.append(_figure(title_, figs[key], report_dir, caption))
+    phys = physics_table(study)
+    if phys:
+        parts += ["### Data misfit\n", physics_markdown(phys)]
+    refine = refine_markdown(study)
+    if refine:
+        parts += ["### FWI refinement\n", "Full-waveform inversion started from each variant's predictions "
+                  "(`fwi-attn refine`); mean over refined samples and seeds.\n", refine]
+    examples = []
+    for v in study.variants:
+        seeds = study.seeds(v)
+        if seeds:
+            path = run_figure_paths(study.dir, v, seeds[0])["examples"]
+            examples.append(_figure(f"{v}, seed {seeds[0]}", path, report_dir))
+    if any(examples):
+        parts += ["## Appendix: examples per variant\n",
+                  "True model, prediction and error (prediction - truth) for a few test models.\n", *examples]
+    parts.append("Interactive comparison: `compare_attention.ipynb` in this folder.\n")
+    return "\n".join(p for p in parts if p)
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1250px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.5em; }
+td { white-space: nowrap; }
+th { background: #f0f0f0; }
+tr:nth-child(even) td { background: #fafafa; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+h1 { border-bottom: 2px solid #333; } h2 { border-bottom: 1px solid #ccc; margin-top: 1.6em; }
+code { background: #f4f4f4; padding: 0 0.2em; }
+"""
+
+
+def markdown_to_html(md: str, base_dir: str | os.PathLike, title: str = "report") -> str:
+    """Render markdown to a self-contained HTML page: every local image is embedded as base64."""
+    import markdown
+
+    body = markdown.markdown(md, extensions=["tables", "fenced_code"])
+    base = Path(base_dir)
+
+    def embed(match: re.Match) -> str:
+        src = match.group(2)
+        if src.startswith(("data:", "http:", "https:")):
+            return match.group(0)
+        path = (base / src).resolve()
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'{match.group(1)}data:image/png;base64,{data}{match.group(3)}'
+
+    body = re.sub(r'(<img[^>]*?src=")([^"]+)(")', embed, body)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def write_report(study_dir: str | os.PathLike, reference: str | None = None,
+                 title: str | None = None, config: dict | None = None) -> tuple[Path, Path]:
+    """Write ``<study_dir>/report/report.md`` and ``report.html`` (atomically); return both paths."""
+    from fwi_attn.data.store import atomic_path
+
+    study = load_study(study_dir, config=config)
+    md = build_markdown(study, reference, title)
+    report_dir = study.dir / "report"
+    md_path, html_path = report_dir / "report.md", report_dir / "report.html"
+    with atomic_path(md_path, suffix=".md") as tmp:
+        tmp.write_text(md)
+    page_title = title or study.config.get("study", {}).get("title", "fwi-attn weekly report")
+    with atomic_path(html_path, suffix=".html") as tmp:
+        tmp.write_text(markdown_to_html(md, report_dir, page_title))
+    return md_path, html_path

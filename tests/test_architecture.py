@@ -1,0 +1,118 @@
+"""The package's shape: no import cycles, a light workflow parse, a non-editable install."""
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "fwi_attn"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports, at the top or inside functions alike (a lazy
+    import still ties two modules together)."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                targets = [f"{base}.{a.name}" for a in node.names] + [base]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            # The deepest package module each import names (``from a.b import c`` may import a.b.c).
+            for t in targets:
+                while t and t not in modules:
+                    t = t.rpartition(".")[0]
+                if t and t != name and not name.startswith(t + "."):
+                    deps.add(t)
+        graph[name] = deps
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node):
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycle_inside_the_package():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_stages_import_only_earlier_stages():
+    # data -> nn -> learn -> physics -> results; cli and the config/layout leaves may import any.
+    order = ["config", "layout", "data", "nn", "learn", "physics", "results"]
+    rank = {stage: i for i, stage in enumerate(order)}
+    bad = []
+    for module, deps in import_graph().items():
+        stage = module.split(".")[1] if "." in module else None
+        if stage not in rank or stage in ("results",):
+            continue
+        for dep in deps:
+            dep_stage = dep.split(".")[1] if "." in dep else None
+            if dep_stage in rank and rank[dep_stage] > rank[stage]:
+                bad.append(f"{module} imports {dep}")
+    assert not bad, "a stage imports a later one: " + "; ".join(sorted(bad))
+
+
+@pytest.mark.slow
+def test_non_editable_install_finds_its_schema_and_presets(tmp_path):
+    """``pip install .`` (not editable): the schema and presets travel as package data."""
+    src, target = tmp_path / "src", tmp_path / "site"
+    # A copy of what a source distribution holds, so the build leaves nothing in the repository.
+    shutil.copytree(PACKAGE, src / "fwi_attn", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(PACKAGE.parent / name, src / name)
+    # --no-deps: the dependencies are this interpreter's already; the build uses its setuptools.
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(src)], check=True, cwd=tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    code = "import fwi_attn, sys; from fwi_attn.cli import main; print(fwi_attn.__file__); sys.exit(main(sys.argv[1:]))"
+    out = subprocess.run([sys.executable, "-c", code, "check-config", "-c", "default"], capture_output=True,
+                         text=True, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(str(target)), out.stdout  # the installed copy, not the repository's
+    assert "valid" in out.stdout
