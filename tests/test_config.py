@@ -7,7 +7,7 @@ import warnings
 import pytest
 import yaml
 
-from fwi_attn.config import PRESETS_DIR, ConfigError, load_config
+from fwi_attn.config import PRESETS_DIR, Config, ConfigError, load_config, validate_section
 from fwi_attn.data.survey import Survey, SurveyError, SurveyWarning
 
 
@@ -53,6 +53,7 @@ BAD = [
     ({"geology": {"vmin": 4600}}, r"geology.vmin \(4600\) must be below geology.vmax"),
     ({"geology": {"salt": {"velocity": [4600, 4700]}}}, r"geology.salt.velocity .* outside"),
     ({"geology": {"salt": {"width": [0.5, 0.2]}}}, r"geology.salt.width is \[0.5, 0.2\]"),
+    ({"geology": {"layers": {"count": [4, 200]}}}, r"'geology.layers.count.1': 200 is greater than the maximum of 100"),
     ({"survey": {"source_x": [0, 5000]}}, r"survey.source_x\[1\] = 5000 m lies outside the grid"),
     ({"survey": {"receiver_depth": 5000}}, r"survey.receiver_depth = 5000 m lies below the grid"),
     ({"survey": {"nt": 200}}, r"too short for the farthest reflection.*raise survey.nt to at least"),
@@ -142,3 +143,41 @@ def test_inline_config_is_the_same_as_its_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("train: {epochs: 3}\n")
     assert load_config('{"train": {"epochs": 3}}').to_dict() == load_config(path).to_dict()
+
+
+PRESETS = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS + ["<defaults>"])
+def test_load_config_is_idempotent(preset):
+    # Shards and checkpoints store to_dict() and compare it with a fresh load: it must be a fixed point.
+    cfg = load_config(None if preset == "<defaults>" else preset)
+    again = load_config(cfg.to_dict())
+    assert again.to_dict() == cfg.to_dict()
+    assert load_config(again.dumps()).dumps() == cfg.dumps()  # through JSON, as stored in a shard
+
+
+def test_peak_time_is_resolved_once_and_is_the_surveys():
+    cfg = load_config({"survey": {"freq": 12.0}})
+    assert cfg.survey.peak_time == 1.5 / 12.0  # recorded in the resolved config
+    assert Survey.from_config(cfg).peak_time == cfg.survey.peak_time
+    given = load_config({"survey": {"peak_time": 0.2}})
+    assert given.survey.peak_time == 0.2 and Survey.from_config(given).peak_time == 0.2
+    # The survey reads the resolved value, it does not compute its own: an unresolved one is refused.
+    raw = cfg.to_dict()
+    raw["survey"]["peak_time"] = None
+    with pytest.raises(SurveyError, match="survey.peak_time is null.*load_config"):
+        Survey.from_config(Config(raw))
+
+
+def test_validate_section_matches_load_config():
+    full = load_config().to_dict()
+    assert validate_section("geology", {}) == full["geology"]
+    assert validate_section("survey", None) == full["survey"]  # peak_time resolved here too
+    assert validate_section("survey", {"freq": 10.0})["peak_time"] == 0.15
+    with pytest.raises(ConfigError, match=r"lib: config key 'geology.salt.roughness': 2 is greater"):
+        validate_section("geology", {"salt": {"roughness": 2}}, source="lib")
+    with pytest.raises(ConfigError, match=r"config key\(s\) 'geology.vmax' must be finite"):
+        validate_section("geology", {"vmax": float("nan")})
+    with pytest.raises(ConfigError, match=r"lib: unknown config section 'geolgy'; sections: study, survey"):
+        validate_section("geolgy", {}, source="lib")

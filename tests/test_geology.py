@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+from fwi_attn.config import ConfigError, load_config
 from fwi_attn.data.geology import FAMILIES, generate_velocity, load_velocities, save_segy
 
 DX = 10.0  # m
@@ -162,11 +163,38 @@ def test_bad_params_name_the_key(change, key):
         gen("salt", p=params(**change))
 
 
-def test_missing_param_named():
+def test_missing_param_takes_the_schema_default_and_a_misspelt_one_is_named():
+    # A plain dict is default-filled like load_config fills a file; a typo is not silently ignored.
     p = params()
     del p["salt"]["roughness"]
-    with pytest.raises(ValueError, match="salt.roughness"):
+    assert gen("salt", p=p).tobytes() == gen("salt", p=params(**{"salt.roughness": 0.3})).tobytes()
+    assert gen("salt", p={}).tobytes() == gen("salt", p=load_config().geology).tobytes()
+    p["salt"]["roughnes"] = 0.5
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'roughnes' in geology.salt; allowed keys: bodies"):
         gen("salt", p=p)
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"salt.roughness": 1.5}, "geology.salt.roughness"),
+        ({"layers.count": [0, 3]}, "geology.layers.count.0"),
+        ({"layers.count": [4, 200]}, "geology.layers.count.1"),
+        ({"water.depth": "deep"}, "geology.water.depth"),
+        ({"salt.width": [0.5, 0.1]}, "geology.salt.width"),
+        ({"vmin": 5000.0}, "geology.vmin"),
+    ],
+)
+def test_params_errors_name_the_key_as_load_config(change, key):
+    # One source of truth: the schema and config's checks, whichever way the params come in.
+    with pytest.raises(ConfigError) as direct:
+        gen("salt", p=params(**change))
+    with pytest.raises(ConfigError) as loaded:
+        load_config({"geology": params(**change)})
+    source, message = str(direct.value).split(": ", 1)
+    assert source == "generate_velocity params"
+    assert key in message
+    assert message == str(loaded.value).split(": ", 1)[1]
 
 
 def test_1000_small_models_in_one_call():

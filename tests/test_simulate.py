@@ -7,9 +7,9 @@ import scipy.special
 import torch
 
 from fwi_attn.layout import shard_sizes
-from fwi_attn.data.simulate import forward, generate_shard, simulate
+from fwi_attn.data.simulate import forward, generate_shard, shard_attrs, simulate, survey_from_shard
 from fwi_attn.data.store import read_shard
-from fwi_attn.data.survey import Survey, SurveyError
+from fwi_attn.data.survey import Survey, SurveyError, acquisition_differences
 
 DX, DT, NT, FREQ, V1 = 5.0, 0.0005, 900, 15.0, 2000.0
 #: Largest travel-time error (s) allowed per finite-difference order: low orders lag
@@ -152,3 +152,40 @@ def test_generate_rejects_bad_requests(tiny_config, tmp_path):
     with pytest.raises(ValueError, match="has shards 0..1"):
         generate_shard(tiny_config, "salt", "train", 5, tmp_path / "x.h5")
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_generate_and_simulate_write_the_same_attributes(tiny_config, tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from fwi_attn.cli import main
+
+    generated = tmp_path / "gen.h5"
+    generate_shard(tiny_config, "salt", "val", 0, generated)
+    gen = read_shard(generated)
+    np.save(tmp_path / "models.npy", gen.velocity[:2])
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config.to_dict()))
+    simulated = tmp_path / "sim.h5"
+    rc = main(["simulate", str(tmp_path / "models.npy"), "--config", str(config), "--out", str(simulated),
+               "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    sim = read_shard(simulated)
+    # One builder (shard_attrs): generate's set, in its order, plus simulate's two extras.
+    assert list(sim.attrs) == list(gen.attrs) + ["source", "source_index"]
+    for key in ("schema", "dx", "dt", "nt", "freq", "peak_time", "config", "accuracy", "free_surface", "max_vel"):
+        assert sim.attrs[key] == gen.attrs[key], key
+    assert gen.attrs["peak_time"] == tiny_config.survey.peak_time == json.loads(gen.attrs["config"])["survey"]["peak_time"]
+    assert (sim.attrs["seed"], sim.attrs["split"], sim.attrs["family"]) == (-1, "user", "import")
+    survey = Survey.from_config(tiny_config)
+    assert acquisition_differences(survey_from_shard(gen), survey) == []
+    assert acquisition_differences(survey_from_shard(sim), survey) == []
+
+
+def test_shard_attrs_extras_may_not_replace_standard_ones(tiny_config):
+    survey = Survey.from_config(tiny_config)
+    common = dict(dataset="salt", split="train", shard=0, seed=7, family="salt")
+    assert shard_attrs(survey, tiny_config, **common, source="m.npy")["source"] == "m.npy"
+    with pytest.raises(ValueError, match="extra attribute.*max_vel would replace"):
+        shard_attrs(survey, tiny_config, **common, max_vel=1.0)

@@ -53,7 +53,7 @@ def command_simulate(parser):
 
         from fwi_attn.config import load_config
         from fwi_attn.data.geology import load_velocities
-        from fwi_attn.data.simulate import simulate
+        from fwi_attn.data.simulate import shard_attrs, simulate
         from fwi_attn.data.store import check_output, write_shard
         from fwi_attn.data.survey import Survey
 
@@ -67,12 +67,10 @@ def command_simulate(parser):
         survey.check(float(velocity.min()), float(velocity.max()))
         gathers = simulate(velocity, survey, device=args.device or cfg.study.device,
                            models_per_call=cfg.survey.models_per_call, progress=True, where=str(args.model))
-        attrs = dict(dx=survey.dx, dt=survey.dt, nt=survey.nt, freq=survey.freq, peak_time=survey.peak_time,
-                     seed=-1, config=cfg.to_dict(), dataset=Path(args.model).stem, split="user", shard=0,
-                     family="import", accuracy=survey.accuracy, free_surface=survey.free_surface,
-                     max_vel=survey.max_vel, source=str(args.model),
-                     # sample i of the shard is model source_index[i] of the input file
-                     source_index=np.arange(n, dtype=np.int64).tolist())
+        attrs = shard_attrs(survey, cfg, dataset=Path(args.model).stem, split="user", shard=0, seed=-1,
+                            family="import", source=str(args.model),
+                            # sample i of the shard is model source_index[i] of the input file
+                            source_index=np.arange(n, dtype=np.int64).tolist())
         write_shard(args.out, velocity, gathers, survey.source_xz, survey.receiver_xz, attrs)
         print(f"wrote {args.out}: {n} model{'s' if n != 1 else ''} from {args.model}")
 

@@ -1,14 +1,23 @@
 """Study configuration: load a YAML file, fill defaults and validate it.
 
 The JSON schema in ``fwi_attn/config/schema.yaml`` (linked from ``workflows/schemas/``) is the single source of
-truth for keys, types, defaults and allowed values; Snakemake validates against the
+truth for keys, types, ranges, defaults and allowed values; Snakemake validates against the
 same file. On top of the schema this module checks what a schema cannot express
 (``vmin < vmax``, sources inside the grid, a record long enough for the deepest
-reflection), so a bad config fails before any work, naming the key at fault.
+reflection), so a bad config fails before any work, naming the key at fault. The physics
+checks of a discretisation (CFL, dispersion, aliasing) live in
+:meth:`fwi_attn.data.survey.Survey.check` alone.
+
+Derived values are computed here, once, and recorded in the resolved config (see
+:func:`_resolve`): e.g. a null ``survey.peak_time`` becomes ``1.5 / survey.freq``. Loading
+a resolved config again gives it back unchanged, so the config sections stored in shards
+and checkpoints compare equal to a fresh load of the same file.
 
 Sections come back as read-only attribute objects (:class:`Section`), e.g.
 ``cfg.survey.dx`` or ``cfg.datasets["salt"].samples.train``; ``cfg.to_dict()``
-gives the plain, default-filled dictionary that is stored in every HDF5 shard.
+gives the plain, default-filled, resolved dictionary that is stored in every HDF5 shard.
+:func:`validate_section` validates one section alone (the geology generator uses it for
+a params dict that did not come through :func:`load_config`).
 """
 from __future__ import annotations
 
@@ -125,12 +134,14 @@ def _non_finite(value: Any, key: str = "") -> list[str]:
     return []
 
 
-def _key_path(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(p) for p in error.absolute_path) or "<root>"
+def _key_path(error: jsonschema.ValidationError, prefix: str = "") -> str:
+    """Dotted key of an error; ``prefix`` is the section a sub-schema was validated for."""
+    parts = ([prefix] if prefix else []) + [str(p) for p in error.absolute_path]
+    return ".".join(parts) or "<root>"
 
 
-def _explain(error: jsonschema.ValidationError) -> str:
-    key = _key_path(error)
+def _explain(error: jsonschema.ValidationError, prefix: str = "") -> str:
+    key = _key_path(error, prefix)
     schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
@@ -150,29 +161,115 @@ def _explain(error: jsonschema.ValidationError) -> str:
     return f"config key '{key}': {error.message}{hint}"
 
 
+def _plain(value: Any) -> Any:
+    """A deep copy made of dicts, lists and Python scalars (JSON Schema's types).
+
+    Sections and other mappings become dicts, tuples lists, and numpy arrays or scalars (from
+    direct Python use) their Python equivalents, so they validate like the YAML they stand for.
+    """
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy, without importing it
+        return _plain(value.tolist())
+    return copy.deepcopy(value)
+
+
+def _validate_schema(schema: dict, data: dict, source: str, prefix: str = "") -> None:
+    """Default-fill ``data`` in place and validate it against ``schema``; raise one line naming the keys."""
+    bad = _non_finite(data, f"{prefix}." if prefix else "")
+    if bad:
+        raise ConfigError(f"{source}: config key(s) {', '.join(repr(k) for k in bad)} must be finite numbers, "
+                          f"not NaN or inf")
+    validator = _Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError(f"{source}: " + "; ".join(_explain(e, prefix) for e in errors[:5]))
+
+
 def validate_dict(raw: Mapping[str, Any], source: str = "<config>") -> dict:
-    """Fill defaults into a copy of ``raw`` and validate it; return the filled dict.
+    """Fill defaults into a copy of ``raw``, validate it and resolve derived values; return it.
+
+    The result is a fixed point: ``validate_dict(validate_dict(raw)) == validate_dict(raw)``.
 
     Raises:
         ConfigError: naming the file, the key, and the allowed values.
     """
-    data = copy.deepcopy(dict(raw or {}))
-    bad = _non_finite(data)
-    if bad:
-        raise ConfigError(f"{source}: config key(s) {', '.join(repr(k) for k in bad)} must be finite numbers, "
-                          f"not NaN or inf")
-    validator = _Validator(load_schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise ConfigError(f"{source}: " + "; ".join(_explain(e) for e in errors[:5]))
+    data = _plain(raw or {})
+    _validate_schema(load_schema(), data, source)
+    _resolve(data)
     _check_semantics(data, source)
     return data
 
 
-def _check_semantics(c: dict, source: str) -> None:
-    """Checks the schema cannot express: orderings, geometry and record length."""
+def validate_section(name: str, raw: Mapping[str, Any] | None, source: str = "<config>") -> dict:
+    """Validate, default-fill and resolve one top-level config section on its own.
+
+    Errors name keys as :func:`load_config` would (``geology.salt.roughness``), and the
+    section's own semantic checks run (e.g. ``geology.vmin < geology.vmax``); checks across
+    sections (sources inside the survey grid, record length against geology velocities) need
+    the whole config and run in :func:`validate_dict` only.
+
+    Args:
+        name: a top-level key of the schema (``survey``, ``geology``, ...).
+        raw: the section's mapping (None or ``{}``: every default).
+        source: what to name in an error (a file, or the function given the section).
+
+    Returns:
+        A new plain dict: the section as it appears in ``load_config(...).to_dict()[name]``.
+
+    Raises:
+        ConfigError: an unknown section, or any bad key of it.
+    """
+    schema = load_schema()
+    if name not in schema["properties"]:
+        raise ConfigError(f"{source}: unknown config section '{name}'; sections: "
+                          f"{', '.join(schema['properties'])}")
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: config section '{name}' must be a mapping, got {type(raw).__name__}")
+    data = _plain(raw or {})
+    # $defs travel with the sub-schema so that its "#/$defs/..." references still resolve.
+    _validate_schema({**schema["properties"][name], "$defs": schema.get("$defs", {})}, data, source, name)
+    resolve = _SECTION_RESOLVERS.get(name)
+    if resolve:
+        resolve(data)
+    check = _SECTION_CHECKS.get(name)
+    problems = check(data) if check else []
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+    return data
+
+
+# ----------------------------------------------------------------------------- derived values
+
+
+def _resolve_survey(s: dict) -> None:
+    """Record the Ricker peak time: a null ``peak_time`` is 1.5 periods (1.5 / freq s), late enough
+    that the wavelet starts at (numerically) zero amplitude."""
+    if s["peak_time"] is None:
+        s["peak_time"] = 1.5 / s["freq"]
+
+
+_SECTION_RESOLVERS = {"survey": _resolve_survey}
+
+
+def _resolve(c: dict) -> None:
+    """Compute every derived value once and record it in the config ``c`` (in place).
+
+    Only nulls are replaced, by values that validate, so resolving a resolved config changes
+    nothing (what makes :func:`load_config` idempotent).
+    """
+    for name, resolve in _SECTION_RESOLVERS.items():
+        resolve(c[name])
+
+
+# ----------------------------------------------------------------------------- semantic checks
+
+
+def _geology_problems(g: dict) -> list[str]:
+    """Orderings within the geology section: vmin < vmax, ranges low <= high, velocities in bounds."""
     problems: list[str] = []
-    g, s = c["geology"], c["survey"]
     if g["vmin"] >= g["vmax"]:
         problems.append(f"geology.vmin ({g['vmin']}) must be below geology.vmax ({g['vmax']})")
     for key in ("layers.count", "layers.v_top", "layers.v_bottom", "layers.curvature", "water.depth",
@@ -189,7 +286,19 @@ def _check_semantics(c: dict, source: str) -> None:
                             f"[{g['vmin']}, {g['vmax']}]")
     if not g["vmin"] <= g["water"]["velocity"] <= g["vmax"]:
         problems.append(f"geology.water.velocity ({g['water']['velocity']}) lies outside [vmin, vmax]")
+    return problems
 
+
+_SECTION_CHECKS = {"geology": _geology_problems}
+
+
+def _survey_problems(s: dict, g: dict) -> list[str]:
+    """Geometry inside the grid, distinct source/receiver cells, and a long enough record.
+
+    Uses geology's velocity range for the record length; the stability of the discretisation
+    (CFL, dispersion, aliasing) is :meth:`fwi_attn.data.survey.Survey.check`'s, not repeated here.
+    """
+    problems: list[str] = []
     x_max = (s["nx"] - 1) * s["dx"]
     z_max = (s["nz"] - 1) * s["dx"]
     for kind in ("source", "receiver"):
@@ -215,7 +324,7 @@ def _check_semantics(c: dict, source: str) -> None:
                             f"survey.{kind}_x spans {abs(x1 - x0):g} m = {most} cells of {s['dx']:g} m; "
                             f"use at most {most}")
 
-    peak_time = s["peak_time"] if s["peak_time"] is not None else 1.5 / s["freq"]
+    peak_time = s["peak_time"]  # resolved by _resolve_survey
     record = s["nt"] * s["dt"]
     if peak_time >= record:
         problems.append(f"survey.peak_time ({peak_time:g} s) is beyond the record length nt*dt = {record:g} s")
@@ -230,6 +339,12 @@ def _check_semantics(c: dict, source: str) -> None:
             f"survey.nt * survey.dt = {record:g} s is too short for the farthest reflection "
             f"(~{t_far:.3f} s: bottom of the model at {offset:g} m offset at {v_mid:g} m/s, plus the "
             f"wavelet's peak time); raise survey.nt to at least {math.ceil(t_far / s['dt'])}")
+    return problems
+
+
+def _check_semantics(c: dict, source: str) -> None:
+    """Checks the schema cannot express: orderings, geometry and record length (of a resolved config)."""
+    problems = _geology_problems(c["geology"]) + _survey_problems(c["survey"], c["geology"])
     if c["study"]["dataset"] not in c["datasets"]:
         problems.append(f"study.dataset '{c['study']['dataset']}' is not a key of datasets "
                         f"(defined: {', '.join(c['datasets'])})")
@@ -250,7 +365,9 @@ class Config(Section):
 
 
 def load_config(path: str | Path | Mapping | None = None) -> Config:
-    """Load, default-fill and validate a study config.
+    """Load, default-fill, validate and resolve a study config.
+
+    Idempotent: ``load_config(load_config(x).to_dict()).to_dict() == load_config(x).to_dict()``.
 
     Args:
         path: a YAML file, a preset name (``default``, ``paper``, ``openfwi``) from

@@ -29,12 +29,13 @@ Grid convention: cell ``(i, j)`` sits at depth ``i * dx`` and offset ``j * dx`` 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
+
+from fwi_attn.config import Section, validate_section
 
 __all__ = ["FAMILIES", "MAX_ASPECT_CHANGE", "generate_velocity", "load_velocities", "save_segy"]
 
@@ -88,7 +89,9 @@ def generate_velocity(
         nz, nx: grid size in cells (depth, offset).
         dx: grid spacing in metres (converts the water depth and fault throw of
             ``params`` from metres to cells).
-        params: the config's ``geology`` section as a plain dict, with keys ``vmin``,
+        params: the config's ``geology`` section: ``cfg.geology`` of a loaded config (used as
+            validated), or a plain dict, which is validated and default-filled against the
+            schema's ``geology`` section here (a missing key takes its default). Keys ``vmin``,
             ``vmax`` (m/s), ``water``, ``layers``, ``faults``, ``salt`` (see the schema).
             ``layers``, ``faults`` and ``salt`` shape the ``salt`` family; ``vmin``,
             ``vmax`` and ``water`` apply to every family (OpenFWI layers then start at
@@ -105,7 +108,8 @@ def generate_velocity(
         float32 array ``[n, nz, nx]`` of velocity in m/s, clipped to ``[vmin, vmax]``.
 
     Raises:
-        ValueError: unknown family, bad sizes, or inconsistent ``params``.
+        ValueError: unknown family or bad sizes; :class:`fwi_attn.config.ConfigError` (a
+            ValueError) for bad ``params``, naming the key as ``load_config`` would.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown velocity family {family!r}; choose one of {', '.join(FAMILIES)}")
@@ -114,7 +118,7 @@ def generate_velocity(
         raise ValueError(f"need n >= 0 and a grid of at least 2 x 2 cells, got n={n}, nz={nz}, nx={nx}")
     if not (np.isfinite(dx) and dx > 0):
         raise ValueError(f"grid spacing dx must be a positive number of metres, got {dx!r}")
-    p = _checked_params(params)
+    p = _plan_params(params)
 
     if family == "salt":
         plan = _plan_salt(rng, n, nz, nx, float(dx), p)
@@ -284,71 +288,49 @@ def save_segy(path, velocity: np.ndarray, dx: float) -> None:
             f.trace[j] = np.ascontiguousarray(velocity[:, j])
 
 
-# ------------------------------------------------------------------------ parameter checks
+# ---------------------------------------------------------------------------- parameters
 
 
-def _checked_params(params: dict) -> dict[str, Any]:
-    """Read the ``geology`` dict into plain floats/ints, naming any bad key."""
+def _plan_params(params) -> dict[str, Any]:
+    """The ``geology`` section as the planners' flat dict of plain floats and int pairs.
 
-    def get(*keys):
-        node = params
-        for k in keys:
-            if not isinstance(node, dict) or k not in node:
-                raise ValueError(f"geology parameter {'.'.join(keys)} is missing")
-            node = node[k]
-        return node
+    Ranges, types and orderings are the schema's and :mod:`fwi_attn.config`'s, not repeated
+    here: a config Section has been validated by ``load_config`` already; a plain dict (direct
+    Python use) is validated and default-filled against the schema's ``geology`` section, so an
+    error names the key as ``load_config`` would (``geology.salt.roughness``).
+    """
+    if isinstance(params, Section) and params._path == "geology.":  # cfg.geology of a loaded config
+        g = params.to_dict()
+    else:
+        g = validate_section("geology", params, source="generate_velocity params")
 
-    def rng_pair(*keys, integer=False, lo_bound=None):
-        value = get(*keys)
-        name = "geology." + ".".join(keys)
-        try:
-            a, b = value
-            a, b = (int(a), int(b)) if integer else (float(a), float(b))
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a range [low, high], got {value!r}") from None
-        if not (math.isfinite(a) and math.isfinite(b)) or a > b:
-            raise ValueError(f"{name} must be a range [low, high] with low <= high, got {value!r}")
-        if lo_bound is not None and a < lo_bound:
-            raise ValueError(f"{name} must not go below {lo_bound}, got {value!r}")
-        return a, b
+    def pair(v):  # a [low, high] range of reals
+        return float(v[0]), float(v[1])
 
-    def number(*keys, lo=None, hi=None):
-        value = get(*keys)
-        name = "geology." + ".".join(keys)
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number, got {value!r}") from None
-        if not math.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
-            bound = f"in [{lo:g}, {hi:g}]" if hi is not None else f">= {lo:g}"
-            raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-        return v
+    def count(v):  # a [low, high] range of counts
+        return int(v[0]), int(v[1])
 
-    p = {
-        "vmin": number("vmin", lo=0.0),
-        "vmax": number("vmax", lo=0.0),
-        "water_probability": number("water", "probability", lo=0.0, hi=1.0),
-        "water_depth": rng_pair("water", "depth", lo_bound=0.0),
-        "water_velocity": number("water", "velocity", lo=0.0),
-        "layer_count": rng_pair("layers", "count", integer=True, lo_bound=1),
-        "v_top": rng_pair("layers", "v_top", lo_bound=0.0),
-        "v_bottom": rng_pair("layers", "v_bottom", lo_bound=0.0),
-        "curvature": rng_pair("layers", "curvature", lo_bound=0.0),
-        "jitter": number("layers", "jitter", lo=0.0),
-        "fault_probability": number("faults", "probability", lo=0.0, hi=1.0),
-        "max_throw": number("faults", "max_throw", lo=0.0),
-        "salt_bodies": rng_pair("salt", "bodies", integer=True, lo_bound=0),
-        "salt_velocity": rng_pair("salt", "velocity", lo_bound=0.0),
-        "salt_width": rng_pair("salt", "width", lo_bound=0.0),
-        "salt_height": rng_pair("salt", "height", lo_bound=0.0),
-        "salt_top": rng_pair("salt", "top", lo_bound=0.0),
-        "roughness": number("salt", "roughness", lo=0.0, hi=1.0),
+    water, layers, faults, salt = g["water"], g["layers"], g["faults"], g["salt"]
+    return {
+        "vmin": float(g["vmin"]),
+        "vmax": float(g["vmax"]),
+        "water_probability": float(water["probability"]),
+        "water_depth": pair(water["depth"]),
+        "water_velocity": float(water["velocity"]),
+        "layer_count": count(layers["count"]),
+        "v_top": pair(layers["v_top"]),
+        "v_bottom": pair(layers["v_bottom"]),
+        "curvature": pair(layers["curvature"]),
+        "jitter": float(layers["jitter"]),
+        "fault_probability": float(faults["probability"]),
+        "max_throw": float(faults["max_throw"]),
+        "salt_bodies": count(salt["bodies"]),
+        "salt_velocity": pair(salt["velocity"]),
+        "salt_width": pair(salt["width"]),
+        "salt_height": pair(salt["height"]),
+        "salt_top": pair(salt["top"]),
+        "roughness": float(salt["roughness"]),
     }
-    if p["vmin"] <= 0 or p["vmin"] >= p["vmax"]:
-        raise ValueError(f"geology needs 0 < vmin < vmax, got vmin={p['vmin']}, vmax={p['vmax']}")
-    if p["layer_count"][1] > 100:
-        raise ValueError(f"geology.layers.count above 100 is not supported, got {p['layer_count']}")
-    return p
 
 
 # ------------------------------------------------------------------------------- planning

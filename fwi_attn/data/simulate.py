@@ -134,16 +134,45 @@ def generate_shard(cfg, dataset: str, split: str, shard: int, out: str | os.Path
     survey.check(cfg.geology.vmin, cfg.geology.vmax)
     rng = shard_rng(ds.seed, split, shard)
     velocity = generate_velocity(ds.family, sizes[shard], rng, survey.nz, survey.nx, survey.dx,
-                                 cfg.geology.to_dict())
+                                 cfg.geology)  # the Section: validated by load_config, not again
     gathers = simulate(velocity, survey, device=device or cfg.study.device,
                        models_per_call=cfg.survey.models_per_call, progress=progress,
                        where=f"{dataset}/{split}/shard {shard}")
-    attrs = dict(dx=survey.dx, dt=survey.dt, nt=survey.nt, freq=survey.freq, peak_time=survey.peak_time,
-                 seed=ds.seed, config=cfg.to_dict(), dataset=dataset, split=split, shard=shard,
-                 family=ds.family, accuracy=survey.accuracy, free_surface=survey.free_surface,
-                 max_vel=survey.max_vel)
+    attrs = shard_attrs(survey, cfg, dataset=dataset, split=split, shard=shard, seed=ds.seed, family=ds.family)
     write_shard(out, velocity, gathers, survey.source_xz, survey.receiver_xz, attrs)
     return Path(out)
+
+
+def shard_attrs(survey: Survey, cfg, *, dataset: str, split: str, shard: int, seed: int, family: str,
+                **extra) -> dict:
+    """The attributes of a shard (:func:`fwi_attn.data.store.write_shard` adds ``schema`` and ``versions``).
+
+    The one place they are built, for generated shards (:func:`generate_shard`) and simulated
+    user models (``fwi-attn simulate``) alike, so both carry the same set and
+    :func:`survey_from_shard` can rebuild the acquisition of either.
+
+    Args:
+        survey: the acquisition the gathers were simulated with: ``dx`` (m), ``dt`` (s), ``nt``,
+            ``freq`` (Hz), ``peak_time`` (s), ``accuracy``, ``free_surface``, ``max_vel`` (m/s).
+        cfg: the resolved :class:`fwi_attn.config.Config`; stored whole as ``config``.
+        dataset, split, shard: where the shard belongs (``split`` ``user`` for imported models).
+        seed: the dataset's root seed (-1 when no generator made the models).
+        family: the velocity-model family (``import`` for user models).
+        extra: further attributes (e.g. ``source``, ``source_index``); they may not replace a
+            standard one.
+
+    Returns:
+        A dict, in the order the attributes are written (lists and dicts become JSON strings).
+    """
+    attrs = dict(dx=survey.dx, dt=survey.dt, nt=survey.nt, freq=survey.freq, peak_time=survey.peak_time,
+                 seed=seed, config=cfg.to_dict(), dataset=dataset, split=split, shard=shard,
+                 family=family, accuracy=survey.accuracy, free_surface=survey.free_surface,
+                 max_vel=survey.max_vel)
+    clash = sorted(set(extra) & (set(attrs) | {"schema", "versions"}))
+    if clash:
+        raise ValueError(f"shard_attrs: extra attribute(s) {', '.join(clash)} would replace standard ones; "
+                         f"give them another name")
+    return {**attrs, **extra}
 
 
 def survey_from_shard(shard) -> Survey:

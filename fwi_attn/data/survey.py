@@ -63,9 +63,16 @@ class Survey:
 
     @classmethod
     def from_config(cls, cfg) -> "Survey":
-        """Build the survey of a :class:`fwi_attn.config.Config` (``max_vel`` = ``geology.vmax``)."""
+        """Build the survey of a :class:`fwi_attn.config.Config` (``max_vel`` = ``geology.vmax``).
+
+        ``peak_time`` is the config's resolved ``survey.peak_time`` (``load_config`` turns a
+        null into 1.5 / freq), read, not recomputed, so the survey and the stored config agree.
+        """
         s = cfg.survey
-        peak_time = s.peak_time if s.peak_time is not None else 1.5 / s.freq
+        if s.peak_time is None:
+            raise SurveyError("survey.peak_time is null: build the Survey from the config that load_config "
+                              "returns (it resolves the peak time), not from a raw dict")
+        peak_time = s.peak_time
         src_x = np.linspace(s.source_x[0], s.source_x[1], s.n_shots)
         rec_x = np.linspace(s.receiver_x[0], s.receiver_x[1], s.n_receivers)
         return cls(
