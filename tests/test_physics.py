@@ -146,7 +146,53 @@ def test_physics_cli_end_to_end(tiny_dataset, tmp_path, capsys):
     assert summary["n_samples"] == cfg.physics.samples == len(summary["per_sample"]["rel_l2"])
     assert summary["mean"]["true_rel_l2"] < 1e-5
     assert (out / "physics.png").stat().st_size > 10_000
+    assert (out / "gathers.h5").is_file()
     assert "rel. L2 misfit" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("samples", [1, 8], ids=["showcase-extra", "showcase-scored"])
+def test_physics_writes_the_showcase_gathers(tiny_dataset, tmp_path, capsys, samples):
+    """gathers.h5 holds the showcase sample's recorded gathers and a re-simulation of its prediction,
+    whether or not that sample is among the scored ones."""
+    from fwi_attn.learn.evaluate import showcase_index
+    from fwi_attn.physics.check import read_gathers
+
+    cfg = tiny_dataset["config"]
+    smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=8)
+    rc = main(["physics", "--config", config_file(cfg, tmp_path), "--predictions", str(tmp_path / "predictions.h5"),
+               "--out", str(tmp_path / "run"), "--samples", str(samples)])
+    assert rc == 0, capsys.readouterr().err
+    preds = read_predictions(tmp_path / "predictions.h5")
+    k = showcase_index(preds.target, cfg.evaluate.salt_threshold)
+    assert (k >= samples) == (samples == 1)  # the two cases this test is meant to cover
+    got = read_gathers(tmp_path / "run" / "gathers.h5")
+    shard = read_shard(tiny_dataset["shards"]["test"][0])
+    survey = survey_from_shard(shard)
+    assert got.index == int(preds.index[k])
+    np.testing.assert_array_equal(got.observed, shard.gathers[k])
+    np.testing.assert_array_equal(got.truth, shard.velocity[k])
+    prediction = np.clip(preds.prediction[k], cfg.geology.vmin, survey.max_vel)
+    np.testing.assert_array_equal(got.prediction, prediction)
+    direct = simulate(prediction[None], survey, device="cpu", models_per_call=1)[0]
+    np.testing.assert_allclose(got.predicted, direct, rtol=0, atol=1e-6 * np.abs(direct).max())
+    baseline = simulate(mean_model(cfg, "salt", 24, 32)[0][None], survey, device="cpu", models_per_call=1)[0]
+    np.testing.assert_allclose(got.baseline, baseline, rtol=0, atol=1e-6 * np.abs(baseline).max())
+    assert (got.dt, got.dx) == (float(shard.attrs["dt"]), float(shard.attrs["dx"]))
+    np.testing.assert_array_equal(got.source_xz, shard.source_xz)
+    np.testing.assert_array_equal(got.receiver_xz, shard.receiver_xz)
+    assert (got.attrs["variant"], got.attrs["seed"], got.attrs["dataset"]) == ("smooth", 0, "salt")
+
+
+def test_gathers_reader_names_the_file(tmp_path):
+    from fwi_attn.physics.check import read_gathers
+
+    with pytest.raises(FileNotFoundError, match=r"gathers file .*nowhere.*fwi-attn physics"):
+        read_gathers(tmp_path / "nowhere" / "gathers.h5")
+    with h5py.File(tmp_path / "gathers.h5", "w") as f:
+        f.attrs["schema"] = "fwi-attn-gathers/1"
+        f.attrs["index"] = 0
+    with pytest.raises(PhysicsError, match=r"gathers\.h5: missing dt, dx, observed.*rerun `fwi-attn physics`"):
+        read_gathers(tmp_path / "gathers.h5")
 
 
 def test_prediction_on_wrong_grid_is_refused(tiny_dataset, tmp_path, capsys):

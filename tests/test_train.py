@@ -62,6 +62,30 @@ def test_losses():
         make_loss("huber")
 
 
+def test_validation_uses_the_metrics_functions(tiny):
+    """validate's MAE and SSIM are metrics.py's per-sample values averaged: the arithmetic it used
+    to do itself (one float64 sum over every cell), and metrics.json's on the m/s route."""
+    from fwi_attn.data.dataset import load_stats
+    from fwi_attn.learn.metrics import compute_metrics, ssim_torch
+    from fwi_attn.learn.train import validate
+    from fwi_attn.nn.models import create_model
+
+    norm = Normalizer.from_stats(load_stats(default_stats_path(tiny["config"])))
+    ds = ShardDataset(tiny["dir"] / "val", norm)
+    torch.manual_seed(1)
+    model = create_model("se", **ds.model_shape(), width=4, depth=2).eval()
+    got = validate(model, make_loader(ds, len(ds), shuffle=False), device=torch.device("cpu"))
+    x, y = (torch.stack(t) for t in zip(*(ds[i] for i in range(len(ds)))))
+    with torch.no_grad():
+        pred = model(x).float().clamp(-1.0, 1.0)
+    assert got["mae"] == pytest.approx(float((pred - y).abs().sum(dtype=torch.float64)) / y.numel(), rel=1e-14)
+    ssim = ssim_torch((pred + 1) / 2, (y + 1) / 2)
+    assert got["ssim"] == float(ssim.sum(dtype=torch.float64)) / len(ds)
+    ms = compute_metrics(norm.velocity_inverse(pred[:, 0].numpy()), ds.velocities(), norm.vmin, norm.vmax, 4200.0)
+    assert got["mae"] == pytest.approx(ms["mae"].mean(), rel=1e-5)
+    assert got["ssim"] == pytest.approx(ms["ssim"].mean(), rel=1e-4)
+
+
 def test_resume_gives_the_same_weights(tiny, tmp_path):
     """Stopping after epoch 1 and resuming equals an uninterrupted run, bit for bit."""
     cfg = tiny["config"]
@@ -139,6 +163,8 @@ def test_end_to_end_train_then_evaluate(tiny, tmp_path, capsys):
         assert pred.min() >= 1500.0 and pred.max() <= 4500.0
     np.testing.assert_array_equal(target, ShardDataset(tiny["dir"] / "test").velocities())
     assert np.mean(np.abs(pred - target)) == pytest.approx(m["mean"]["mae_ms"], rel=1e-5)
+    with h5py.File(run / "attention.h5", "r") as f:  # "none" has no spatial attention: no maps
+        assert f.attrs["schema"] == "fwi-attn-attention/1" and json.loads(f.attrs["names"]) == []
 
     base = tmp_path / "mean"
     assert main(["evaluate", "--config", cfg_path, "--baseline", "mean", "--out", str(base)]) == 0

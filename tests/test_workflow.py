@@ -135,8 +135,8 @@ def expected_outputs(study: Path) -> list[Path]:
     for v in TINY["study"]["variants"]:
         for s in TINY["study"]["seeds"]:
             run = study / v / f"seed{s}"
-            out += [run / n for n in ("model.pt", "history.csv", "predictions.h5", "metrics.json",
-                                      "physics.json", "physics.png", "refine.json", "refine.png")]
+            out += [run / n for n in ("model.pt", "history.csv", "predictions.h5", "metrics.json", "attention.h5",
+                                      "physics.json", "gathers.h5", "physics.png", "refine.json", "refine.png")]
             out += list(run_figure_paths(study, v, s).values())
     out += list(comparison_figure_paths(study).values())
     return out
@@ -153,6 +153,35 @@ def test_tiny_study_produces_every_output(tiny_study):
     assert (study / "benchmarks" / "train" / "se-seed0.tsv").is_file()
     table = (study / "figures" / "metrics_table.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in table[1:]] == ["none", "se", "mean"]
+
+
+def test_comparison_figures_read_only_result_files(tiny_study, tmp_path):
+    """`fwi-attn figures --compare` draws from the runs' result files alone: it runs with every
+    model.pt, the shards and stats.json gone, and loads neither a network nor the simulator."""
+    import shutil
+
+    study = tmp_path / "results" / "tiny"
+    shutil.copytree(tiny_study["study"], study, ignore=shutil.ignore_patterns("*.pt", "figures", "report"))
+    assert not list(study.rglob("*.pt"))
+    raw = yaml.safe_load(tiny_study["config"].read_text())
+    raw["study"].update(results_dir=str(tmp_path / "results"), data_dir=str(tmp_path / "no-data"))
+    config = tmp_path / "copy.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    # The predictions files name the original shards: hide the whole data folder meanwhile.
+    data, hidden = tiny_study["root"] / "data", tiny_study["root"] / "data-hidden"
+    code = ("import sys\nfrom fwi_attn.cli import main\nrc = main(['figures', '--config', sys.argv[1], '--compare'])\n"
+            "print(sorted(m for m in ('fwi_attn.nn', 'fwi_attn.data.simulate') if m in sys.modules))\nsys.exit(rc)")
+    data.rename(hidden)
+    try:
+        assert not (data / "salt" / "stats.json").exists()
+        proc = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, timeout=600)
+    finally:
+        hidden.rename(data)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
+    for path in comparison_figure_paths(study).values():
+        assert path.is_file(), path
+    assert (study / "figures" / "gathers.png").stat().st_size > 10_000
 
 
 def test_tiny_report_is_self_contained(tiny_study):

@@ -95,9 +95,11 @@ def command_evaluate(parser):
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", help="trained model (DIR/model.pt)")
     what.add_argument("--baseline", choices=["mean"], help="score a baseline instead: the train split's mean model")
-    parser.add_argument("--out", required=True, help="output folder (predictions.h5, metrics.json)")
+    parser.add_argument("--out", required=True, help="output folder (predictions.h5, metrics.json and, for a "
+                        "checkpoint, attention.h5)")
     parser.add_argument("--split", default="test", choices=["test", "val"], help="split to predict (default test)")
-    parser.add_argument("--stats", default=None, help="stats.json (default: <data_dir>/<dataset>/stats.json)")
+    parser.add_argument("--stats", default=None, help="stats.json (default: <data_dir>/<dataset>/stats.json); with "
+                        "--checkpoint it is checked against the normalisation the checkpoint records")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(args):

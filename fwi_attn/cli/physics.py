@@ -12,10 +12,12 @@ from fwi_attn.cli import add_config_argument, set_threads
 
 
 def command_physics(parser: argparse.ArgumentParser):
-    """``fwi-attn physics --config C --predictions P --out DIR [--samples N]``."""
+    """``fwi-attn physics --config C --predictions P --out DIR [--samples N]``: physics.json, gathers.h5
+    and physics.png in DIR."""
     add_config_argument(parser)
     parser.add_argument("--predictions", required=True, help="predictions.h5 written by `fwi-attn evaluate`")
-    parser.add_argument("--out", required=True, help="output folder: physics.json and physics.png")
+    parser.add_argument("--out", required=True, help="output folder: physics.json, gathers.h5 (the showcase "
+                        "sample's observed and re-simulated gathers, for the comparison figures) and physics.png")
     parser.add_argument("--samples", type=int, default=None, help="re-simulate the first N samples "
                         "(default: physics.samples of the config)")
     parser.add_argument("--device", default=None, help="override study.device (auto, cpu, cuda)")
@@ -23,7 +25,7 @@ def command_physics(parser: argparse.ArgumentParser):
     def run(args):
         from fwi_attn.config import load_config
         from fwi_attn.data.store import check_output, write_json
-        from fwi_attn.physics.check import PhysicsError, physics_check
+        from fwi_attn.physics.check import PhysicsError, physics_check, write_gathers
         from fwi_attn.results.plots import plot_physics_run
 
         cfg = load_config(args.config)
@@ -34,13 +36,15 @@ def command_physics(parser: argparse.ArgumentParser):
         result = physics_check(cfg, args.predictions, samples=args.samples, device=args.device)
         out = Path(args.out)
         write_json(out / "physics.json", result.summary)
+        write_gathers(out / "gathers.h5", result.showcase)
         plot_physics_run(result, out / "physics.png", cfg.geology.vmin, cfg.geology.vmax)
         m = result.summary["mean"]
         print(f"{result.summary['n_samples']} samples, {result.summary['seconds_per_sample']:.3f} s each: "
               f"rel. L2 misfit {m['rel_l2']:.4f} (mean model {m['baseline_rel_l2']:.4f}, true model "
               f"{m['true_rel_l2']:.1e}); trace correlation {m['trace_corr']:.4f} (mean model "
               f"{m['baseline_trace_corr']:.4f})")
-        print(f"wrote {out / 'physics.json'} and {out / 'physics.png'}")
+        print(f"wrote {out / 'physics.json'}, {out / 'gathers.h5'} (test sample {result.showcase.index}) and "
+              f"{out / 'physics.png'}")
 
     return run
 

@@ -182,9 +182,27 @@ class Normalizer:
         gain = time_gain(x.shape[-2], self.gain_power, self.gain_scale)
         return x / (torch.from_numpy(gain).to(x) if isinstance(x, torch.Tensor) else gain)
 
+    @classmethod
+    def for_velocity(cls, vmin: float, vmax: float) -> Normalizer:
+        """A normaliser for velocity only (metrics, figures) with bounds ``vmin``/``vmax`` in m/s.
+
+        Its gathers constants are placeholders (min-max of [-1, 1]): it must never normalise a
+        network's input, which needs the train split's constants (:meth:`from_stats`).
+        """
+        return cls(-1.0, 1.0, float(vmin), float(vmax))
+
     def velocity(self, v):
         """Velocity in m/s -> [-1, 1] (numpy or torch); vmin -> -1, vmax -> +1."""
         return (v - self.vmin) * (2.0 / (self.vmax - self.vmin)) - 1.0
+
+    @staticmethod
+    def unit_interval(y):
+        """Normalised velocity [-1, 1] -> [0, 1] (numpy or torch): the scale of SSIM and PSNR.
+
+        ``unit_interval(velocity(v))`` is ``(v - vmin) / (vmax - vmin)``, computed through the
+        [-1, 1] value so that both scales of one model agree to the last bit.
+        """
+        return (y + 1.0) / 2.0
 
     def velocity_inverse(self, y, clip: bool = False):
         """[-1, 1] -> m/s (numpy or torch). ``clip`` first limits ``y`` to [-1, 1], i.e. the

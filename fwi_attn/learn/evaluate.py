@@ -2,9 +2,11 @@
 
 Two modes, scored identically (:func:`fwi_attn.learn.metrics.compute_metrics`):
 
-* ``--checkpoint DIR/model.pt``: the trained network. Inputs are normalised with the
-  constants stored in the checkpoint (those it was trained with), so a checkpoint is
-  self-contained; the model's input and grid sizes must match the test data.
+* ``--checkpoint DIR/model.pt``: the trained network, through a
+  :class:`fwi_attn.learn.inference.Predictor`: inputs are normalised with the constants stored in
+  the checkpoint (those it was trained with), so a checkpoint is self-contained; a ``--stats``
+  given as well is checked against them (a mismatch is an error). The model's input and grid
+  sizes must match the test data.
 * ``--baseline mean``: every test sample is predicted as the train split's mean velocity
   model (``mean_velocity`` of ``stats.json``). A network that does not beat it has not learned.
 
@@ -20,20 +22,28 @@ Outputs in ``--out DIR`` (formats in ``docs/architecture.md``), written atomical
   identity of the model scored: the report checks it against the run's ``model.pt``), ``epoch`` and
   ``settings`` (vmin, vmax, salt_threshold, boundary_tolerance). The baseline has
   ``"variant": "mean"``, ``"seed": null``, ``n_params`` and ``macs`` 0.
+* ``attention.h5`` (checkpoint mode only; schema ``fwi-attn-attention/1``, :func:`write_attention`):
+  the network's spatial attention maps on the showcase sample (:func:`showcase_index`), that
+  sample's index and true velocity. The comparison figures draw it without loading a network.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
-import torch
 
 from fwi_attn.data.dataset import Normalizer, ShardDataset, check_survey, load_stats, mean_velocity, split_sources
 from fwi_attn.layout import default_stats_path
 from fwi_attn.learn.metrics import compute_metrics, summarize, to_json_lists
-from fwi_attn.data.store import file_sha256, run_folder_identity, write_json, write_predictions
+from fwi_attn.data.store import atomic_path, file_sha256, run_folder_identity, write_json, write_predictions
+
+ATTENTION_SCHEMA = "fwi-attn-attention/1"
+
 
 class EvaluateError(ValueError):
     """The checkpoint does not fit the data, or the inputs of an evaluation are inconsistent."""
@@ -51,48 +61,117 @@ def check_fits(model_kwargs: dict, data: ShardDataset, checkpoint: str | os.Path
             f"evaluate it with the config (and data) it was trained on")
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, data: ShardDataset, *, batch_size: int, device: torch.device,
-            channels_last: bool = False, progress: bool = False) -> tuple[np.ndarray, float]:
-    """Run ``model`` over every sample of ``data`` in order, in float32 (metrics should
-    measure the network, not bf16 rounding, even where training used bf16 autocast).
+def showcase_index(target_ms: np.ndarray, salt_threshold: float) -> int:
+    """Row of the sample the attention and data-fit figures show: the one with the largest salt
+    fraction (velocity above ``salt_threshold`` m/s), the first of equals.
 
-    Returns:
-        ``(prediction, seconds_per_sample)``: normalised predictions float32 ``[n, nz, nx]``
-        (unclipped), and the mean forward-pass time per sample (data loading excluded; the
-        first batch is a warm-up and runs twice).
+    It depends on the true models ``[n, nz, nx]`` (m/s) alone, so every run of a study (and
+    ``fwi-attn evaluate`` and ``fwi-attn physics`` alike) picks the same sample.
     """
-    from torch.utils.data import DataLoader
+    target_ms = np.asarray(target_ms)
+    if target_ms.ndim != 3 or not len(target_ms):
+        raise EvaluateError(f"showcase_index needs true models [n, nz, nx] with n >= 1, got shape "
+                            f"{list(target_ms.shape)}")
+    salt = (target_ms > salt_threshold).mean(axis=(1, 2))
+    return int(np.argmax(salt))
 
-    model.eval().to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False, pin_memory=device.type == "cuda")
-    out = np.empty((len(data), *data.grid), dtype=np.float32)
-    seconds, i, bar = 0.0, 0, None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(data), unit="sample", desc="predicting", leave=False)
-    for b, (x, _) in enumerate(loader):
-        x = x.to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if b == 0:
-            model(x)  # warm-up: first-call allocations and kernel selection
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        y = model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds += time.perf_counter() - t0
-        out[i:i + len(x)] = y.float()[:, 0].cpu().numpy()
-        i += len(x)
-        if bar is not None:
-            bar.update(len(x))
-    if bar is not None:
-        bar.close()
-    return out, seconds / max(len(data), 1)
+
+# ----------------------------------------------------------------------------- attention.h5
+
+
+@dataclass
+class Attention:
+    """Contents of an ``attention.h5`` (schema ``fwi-attn-attention/1``).
+
+    Attributes:
+        index: the sample's index within the split (counting through its shards in order).
+        velocity: its true model float32 ``[nz, nx]`` in m/s.
+        maps: ``{module path: float32 [h, w]}`` in forward order, values in [0, 1], each on its
+            level's resolution of the network's padded grid; empty for a network without
+            spatial attention.
+        pad: ``(left, right, top, bottom)`` cells the network pads the grid by (crop the maps by
+            this much for the model's extent).
+        attrs: the file's attributes (``variant``, ``seed``, ``dataset``, ``split``, ``checkpoint``, ...).
+    """
+
+    path: Path
+    index: int
+    velocity: np.ndarray
+    maps: dict[str, np.ndarray]
+    pad: tuple[int, int, int, int]
+    attrs: dict
+
+
+def write_attention(path: str | os.PathLike, maps: dict[str, np.ndarray], *, velocity: np.ndarray, index: int,
+                    pad: tuple[int, int, int, int], variant: str, seed: int | None, dataset: str, split: str,
+                    checkpoint: str, salt_threshold: float) -> Path:
+    """Write an ``attention.h5`` atomically (layout: :class:`Attention`).
+
+    Args:
+        maps: ``{module path: [h, w]}`` in forward order (:meth:`Predictor.attention` of one sample).
+        velocity: the sample's true model ``[nz, nx]`` (m/s).
+        index: its index within ``split``; ``salt_threshold``: the threshold that chose it.
+    """
+    attrs = {"schema": ATTENTION_SCHEMA, "variant": variant, "seed": -1 if seed is None else int(seed),
+             "dataset": dataset, "split": split, "checkpoint": str(checkpoint), "index": int(index),
+             "pad": json.dumps([int(p) for p in pad]), "names": json.dumps(list(maps)),
+             "salt_threshold": float(salt_threshold)}
+    path = Path(path)
+    with atomic_path(path, suffix=".h5.tmp") as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("velocity", data=np.asarray(velocity, dtype=np.float32))
+            group = f.create_group("maps")
+            # Module paths ("bottleneck.attn", "gates.1") are valid HDF5 names; the order is in "names".
+            for key, amap in maps.items():
+                group.create_dataset(key, data=np.asarray(amap, dtype=np.float32))
+            f.attrs.update(attrs)
+    return path
+
+
+def read_attention(path: str | os.PathLike) -> Attention:
+    """Read and check an ``attention.h5``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        EvaluateError: not readable, another schema, missing pieces or maps that are not 2-D.
+    """
+    path = Path(path)
+    fix = "rerun `fwi-attn evaluate --checkpoint` for this run"
+    if not path.is_file():
+        raise FileNotFoundError(f"attention file {path} does not exist (write it with `fwi-attn evaluate "
+                                f"--checkpoint DIR/model.pt --out DIR`)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise EvaluateError(f"{path}: not a readable HDF5 file ({e}); {fix}") from None
+    with f:
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
+        if attrs.get("schema") != ATTENTION_SCHEMA:
+            raise EvaluateError(f"{path}: schema {attrs.get('schema')!r}, expected {ATTENTION_SCHEMA!r}; {fix}")
+        missing = [k for k in ("index", "pad", "names") if k not in attrs]
+        missing += [k for k in ("velocity", "maps") if k not in f]
+        if missing:
+            raise EvaluateError(f"{path}: missing {', '.join(missing)}; {fix}")
+        try:
+            names, pad = json.loads(attrs["names"]), json.loads(attrs["pad"])
+        except (TypeError, ValueError):
+            raise EvaluateError(f"{path}: attributes 'names' and 'pad' must be JSON lists; {fix}") from None
+        absent = [n for n in names if n not in f["maps"]]
+        if absent or len(pad) != 4:
+            what = f"maps {', '.join(absent)} named but not stored" if absent else f"pad {pad} is not 4 numbers"
+            raise EvaluateError(f"{path}: {what}; {fix}")
+        velocity = f["velocity"][()].astype(np.float32)
+        maps = {n: f["maps"][n][()].astype(np.float32) for n in names}
+    bad = [n for n, m in maps.items() if m.ndim != 2]
+    if velocity.ndim != 2 or bad:
+        raise EvaluateError(f"{path}: velocity {list(velocity.shape)} and every map must be 2-D"
+                            f"{' (not ' + ', '.join(bad) + ')' if bad else ''}; {fix}")
+    return Attention(path=path, index=int(attrs["index"]), velocity=velocity, maps=maps,
+                     pad=tuple(int(p) for p in pad), attrs=attrs)
+
+
+# ----------------------------------------------------------------------------- scoring
 
 
 def _score(cfg, norm: Normalizer, prediction_ms: np.ndarray, target_ms: np.ndarray) -> tuple[dict, dict]:
@@ -123,45 +202,60 @@ def _write_outputs(cfg, out: Path, *, variant: str, seed, data: ShardDataset, sp
 
 def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLike, *, split: str = "test",
                         stats_path: str | os.PathLike | None = None, progress: bool = True) -> dict:
-    """Predict ``split`` with a trained checkpoint; write ``predictions.h5`` and ``metrics.json``.
+    """Predict ``split`` with a trained checkpoint; write ``predictions.h5``, ``metrics.json`` and
+    ``attention.h5``.
+
+    Args:
+        stats_path: a ``stats.json`` to check the checkpoint's normalisation against; a checkpoint
+            without a record of it (from elsewhere) uses this file, by default
+            ``<data_dir>/<dataset>/stats.json``.
 
     Returns:
         The ``metrics.json`` dictionary.
 
     Raises:
-        EvaluateError: the checkpoint's input or grid size differs from the data's.
+        EvaluateError: the checkpoint's input or grid size differs from the data's, or ``--out`` is
+            another run's folder.
+        InferenceError: ``stats_path`` is not the normalisation the checkpoint was trained with.
         CheckpointError / FileNotFoundError: unreadable or missing checkpoint.
         DatasetError: data that do not match the config's survey.
     """
-    from fwi_attn.nn.models import count_macs, count_params, load_model
+    from torch.utils.data import DataLoader
+
     from fwi_attn.config import resolve_device
+    from fwi_attn.learn.inference import Predictor
     from fwi_attn.learn.train import torch_settings
+    from fwi_attn.nn.models import count_macs, count_params
 
     out = Path(out)
-    model, extra = load_model(checkpoint)
+    device = resolve_device(cfg.study.device)
+    predictor = Predictor.load(checkpoint, stats_path, fallback_stats=default_stats_path(cfg), device=device,
+                               channels_last=bool(cfg.train.channels_last))
+    model, extra = predictor.model, predictor.extra
     variant = extra.get("variant", getattr(model, "variant", "?"))
     named = run_folder_identity(out)
     if named is not None and named != (variant, extra.get("seed")):
         raise EvaluateError(f"--out {out} is the folder of {named[0]} seed {named[1]}, but {checkpoint} holds "
                             f"{variant} seed {extra.get('seed')}: its results would be filed under another run; "
                             f"use {out.parent.parent / variant / ('seed' + str(extra.get('seed')))}")
-    data = ShardDataset(split_sources(cfg, split))
+    data = ShardDataset(split_sources(cfg, split))  # raw: the predictor normalises
     check_fits(model.config, data, checkpoint)
     check_survey(cfg, data)
-    if "normalization" in extra:
-        norm = Normalizer.from_dict(extra["normalization"])
-    else:  # a checkpoint from elsewhere: the dataset's stats
-        norm = Normalizer.from_stats(load_stats(stats_path or default_stats_path(cfg)))
-    data.normalizer = norm
-    device = resolve_device(cfg.study.device)
+    norm = predictor.normalizer
     batch = cfg.evaluate.batch_size or cfg.train.batch_size
+    loader = DataLoader(data, batch_size=batch, shuffle=False, pin_memory=device.type == "cuda")
+    target_ms = data.velocities()
+    k = showcase_index(target_ms, cfg.evaluate.salt_threshold)
     with torch_settings(cfg.study.threads, False, device):
         n_params = count_params(model)
         macs = extra.get("macs") or count_macs(model, (1, *data.sample_shape))
-        pred, per_sample_s = predict(model, data, batch_size=batch, device=device,
-                                     channels_last=bool(cfg.train.channels_last), progress=progress)
-    pred_ms = norm.velocity_inverse(pred, clip=True).astype(np.float32)
-    target_ms = data.velocities()
+        pred_ms, per_sample_s = predictor.predict_batches((x for x, _ in loader), len(data), timed=True,
+                                                          progress=progress)
+        gathers, _ = data.read(k)
+        maps = predictor.attention(np.array(gathers)[None])[0]
+    write_attention(out / "attention.h5", maps, velocity=target_ms[k], index=k, pad=predictor.pad, variant=variant,
+                    seed=extra.get("seed"), dataset=cfg.study.dataset, split=split, checkpoint=str(checkpoint),
+                    salt_threshold=cfg.evaluate.salt_threshold)
     return _write_outputs(cfg, out, variant=variant, seed=extra.get("seed"), data=data, split=split,
                           pred_ms=pred_ms, target_ms=target_ms, norm=norm, checkpoint=str(checkpoint),
                           n_params=n_params, macs=macs, time_per_sample=per_sample_s, epoch=extra.get("epoch"))

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from fwi_attn.data.dataset import Normalizer
+
 #: Every per-sample metric, in the order tables show them.
 METRICS = ("mae", "rmse", "ssim", "mae_ms", "rmse_ms", "psnr", "salt_iou", "salt_boundary_f")
 SSIM_WINDOW = 11
@@ -62,14 +64,28 @@ def _pair(pred, true) -> tuple[np.ndarray, np.ndarray]:
 
 
 def to_unit(v, vmin: float, vmax: float):
-    """m/s -> [-1, 1] (OpenFWI's scale for MAE/RMSE); works on numpy and torch."""
-    return (v - vmin) * (2.0 / (vmax - vmin)) - 1.0
+    """m/s -> [-1, 1] (OpenFWI's scale for MAE/RMSE); works on numpy and torch
+    (:meth:`fwi_attn.data.dataset.Normalizer.velocity`)."""
+    return Normalizer.for_velocity(vmin, vmax).velocity(v)
 
 
 def mae(pred, true) -> np.ndarray:
     """Mean absolute error per sample, in the inputs' units. ``[n, nz, nx]`` -> ``[n]``."""
     p, t = _pair(pred, true)
     return np.abs(p - t).mean(axis=(1, 2))
+
+
+def mae_torch(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error per sample of tensors ``[n, 1, nz, nx]`` (or ``[n, nz, nx]``), float64 ``[n]``
+    on their device, in the inputs' units (used in training's validation).
+
+    The difference is taken in the inputs' precision and summed in float64, so a mean over many
+    cells does not lose float32's digits.
+    """
+    if pred.shape != true.shape:
+        raise ValueError(f"prediction {list(pred.shape)} and target {list(true.shape)} differ in shape")
+    cells = pred[0].numel() if len(pred) else 1
+    return (pred - true).abs().flatten(1).sum(dim=1, dtype=torch.float64) / cells
 
 
 def rmse(pred, true) -> np.ndarray:
@@ -172,8 +188,9 @@ def compute_metrics(pred_ms, true_ms, vmin: float, vmax: float, salt_threshold: 
     """
     p, t = _pair(pred_ms, true_ms)
     p = np.clip(p, vmin, vmax)
-    pn, tn = to_unit(p, vmin, vmax), to_unit(t, vmin, vmax)
-    p01, t01 = (pn + 1) / 2, (tn + 1) / 2
+    scale = Normalizer.for_velocity(vmin, vmax)
+    pn, tn = scale.velocity(p), scale.velocity(t)
+    p01, t01 = scale.unit_interval(pn), scale.unit_interval(tn)
     return {
         "mae": mae(pn, tn),
         "rmse": rmse(pn, tn),

@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader
 
 from fwi_attn.data.dataset import Normalizer, ShardDataset, check_stats, check_survey, load_stats, split_sources
 from fwi_attn.layout import default_stats_path
-from fwi_attn.learn.metrics import SSIM_WINDOW, ssim_torch
+from fwi_attn.learn.metrics import SSIM_WINDOW, mae_torch, ssim_torch
 from fwi_attn.data.store import atomic_path
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_mae", "val_ssim", "lr", "seconds")
@@ -148,7 +148,7 @@ def make_loss(name: str, ssim_weight: float = 0.1):
         return F.mse_loss
     if name == "l1_ssim":
         def l1_ssim(pred, target):
-            s = ssim_torch((pred + 1) / 2, (target + 1) / 2).mean()
+            s = ssim_torch(Normalizer.unit_interval(pred), Normalizer.unit_interval(target)).mean()
             return F.l1_loss(pred, target) + ssim_weight * (1 - s)
         return l1_ssim
     raise TrainError(f"unknown loss {name!r}; valid: l1, l2, l1_ssim")
@@ -262,23 +262,25 @@ def validate(model: nn.Module, loader, *, device: torch.device, bf16: bool = Fal
              channels_last: bool = False) -> dict:
     """Validation MAE on [-1, 1] and SSIM on [0, 1], averaged over samples.
 
-    Predictions are clipped to [-1, 1] (the physical velocity range) first. SSIM is NaN for
-    grids smaller than its 11-cell window.
+    Both are the per-sample metrics of :mod:`fwi_attn.learn.metrics` (:func:`mae_torch`,
+    :func:`ssim_torch`), on the device, in float32 summed in float64. Predictions are clipped to
+    [-1, 1] (the physical velocity range) first. SSIM is NaN for grids smaller than its
+    11-cell window.
     """
     model.eval()
-    abs_sum, ssim_sum, n, cells = 0.0, 0.0, 0, 0
+    mae_sum, ssim_sum, n = 0.0, 0.0, 0
     for x, y in loader:
         x, y = _to(x, device, channels_last), y.to(device, non_blocking=True)
         with autocast(device, bf16):
             pred = model(x)
         pred = pred.float().clamp(-1.0, 1.0)
-        abs_sum += float((pred - y).abs().sum(dtype=torch.float64))
-        cells += y.numel()
+        mae_sum += float(mae_torch(pred, y).sum())
         if min(y.shape[-2:]) >= SSIM_WINDOW:
-            ssim_sum += float(ssim_torch((pred + 1) / 2, (y + 1) / 2).sum(dtype=torch.float64))
+            unit = Normalizer.unit_interval
+            ssim_sum += float(ssim_torch(unit(pred), unit(y)).sum(dtype=torch.float64))
         n += len(x)
     ssim = ssim_sum / max(n, 1) if min(loader.dataset.grid) >= SSIM_WINDOW else math.nan
-    return {"mae": abs_sum / max(cells, 1), "ssim": ssim}
+    return {"mae": mae_sum / max(n, 1), "ssim": ssim}
 
 
 def model_hyper(cfg) -> dict:

@@ -17,28 +17,39 @@ Shapes follow the project's conventions: velocity ``[n, nz, nx]`` in m/s, gather
      "mean": {"rel_l2", "trace_corr", "baseline_rel_l2", "baseline_trace_corr",
               "true_rel_l2", "true_trace_corr"},
      "per_sample": {same keys: one value per sample}}
+
+``gathers.h5`` beside it (schema ``fwi-attn-gathers/1``, :func:`write_gathers` / :func:`read_gathers`):
+the observed and re-simulated gathers of the showcase sample
+(:func:`fwi_attn.learn.evaluate.showcase_index`, the one the comparison figures show), so the
+figures draw the data fit without simulating anything.
 """
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
 from fwi_attn.config import resolve_device
-from fwi_attn.data.simulate import simulate, survey_from_shard
-from fwi_attn.data.store import Predictions, read_predictions, read_shard
+from fwi_attn.data.store import Predictions, atomic_path, read_predictions, read_shard
 from fwi_attn.data.survey import AcquisitionError, GridError, Survey, check_acquisition, check_grid
+
+# The simulator (fwi_attn.data.simulate) is imported where it runs: the figures read gathers.h5
+# through this module and must not load it.
 
 
 #: Largest relative L2 misfit the re-simulated true model may have. Re-simulating with the
 #: acquisition a shard records reproduces its gathers to float32 round-off (~1e-6); anything
 #: near 1e-3 means that a source position, dt, the wavelet or a boundary setting differs.
 TRUE_MISFIT_TOLERANCE = 1e-3
+GATHERS_SCHEMA = "fwi-attn-gathers/1"
+
 
 class PhysicsError(ValueError):
     """Inputs of a physics check or a refinement are missing or inconsistent."""
@@ -75,6 +86,8 @@ def read_samples(shards: Sequence[str | os.PathLike], index: Sequence[int]) -> O
         AcquisitionError: shards recorded with different acquisitions.
         PhysicsError: an index beyond the split.
     """
+    from fwi_attn.data.simulate import survey_from_shard
+
     if not shards:
         raise PhysicsError("no data shards given")
     metas = [read_shard(p, load=False) for p in shards]
@@ -179,12 +192,17 @@ def model_metrics(velocity: np.ndarray, truth: np.ndarray, vmin: float, vmax: fl
     SSIM is on OpenFWI's scale: velocity min-max scaled to [0, 1] with ``vmin``/``vmax``,
     an 11-pixel window; None for grids under 11 cells a side, where that window does not fit.
     """
+    from fwi_attn.data.dataset import Normalizer
     from fwi_attn.learn.metrics import SSIM_WINDOW, mae, ssim
 
     v, t = np.asarray(velocity, np.float64)[None], np.asarray(truth, np.float64)[None]
     out = {"mae_ms": float(mae(v, t)[0]), "ssim": None}
     if min(t.shape[-2:]) >= SSIM_WINDOW:
-        unit = lambda x: np.clip((x - vmin) / (vmax - vmin), 0.0, 1.0)
+        scale = Normalizer.for_velocity(vmin, vmax)
+
+        def unit(x):
+            return np.clip(scale.unit_interval(scale.velocity(x)), 0.0, 1.0)
+
         out["ssim"] = float(ssim(unit(v), unit(t))[0])
     return out
 
@@ -206,8 +224,39 @@ def check_targets(preds: Predictions, rows: Sequence[int], obs: Observed) -> Non
 
 
 @dataclass
+class Showcase:
+    """The showcase sample of a physics check (the one the comparison figures show): its data
+    and models, the content of ``gathers.h5``.
+
+    Attributes:
+        index: the sample's index within the split (counting through its shards in order).
+        observed: its recorded gathers ``[shot, time, receiver]``.
+        predicted: the gathers re-simulated from the (clipped) prediction ``[shot, time, receiver]``.
+        baseline: the gathers of the train split's mean model ``[shot, time, receiver]``.
+        truth, prediction: the true and the predicted model ``[nz, nx]`` in m/s (the prediction
+            clipped as simulated).
+        dt: time step (s); dx: grid spacing (m).
+        source_xz, receiver_xz: ``[shot, 2]`` and ``[receiver, 2]`` positions (m).
+        attrs: the file's attributes when read from one (``variant``, ``seed``, ``dataset``, ...).
+    """
+
+    index: int
+    observed: np.ndarray
+    predicted: np.ndarray
+    baseline: np.ndarray
+    truth: np.ndarray
+    prediction: np.ndarray
+    dt: float
+    dx: float
+    source_xz: np.ndarray
+    receiver_xz: np.ndarray
+    attrs: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+@dataclass
 class PhysicsResult:
-    """A physics check's summary (the ``physics.json`` content) and the arrays its figure draws."""
+    """A physics check's summary (the ``physics.json`` content) and the arrays its figures draw."""
 
     summary: dict
     survey: Survey
@@ -215,6 +264,7 @@ class PhysicsResult:
     predicted: np.ndarray  # [n, shot, time, receiver], simulated from the predictions
     prediction: np.ndarray  # [n, nz, nx] m/s
     truth: np.ndarray  # [n, nz, nx] m/s
+    showcase: Showcase | None = None  # the sample the comparison figures show (gathers.h5)
 
 
 def physics_check(cfg, predictions: str | os.PathLike | Predictions, *, samples: int | None = None,
@@ -223,8 +273,11 @@ def physics_check(cfg, predictions: str | os.PathLike | Predictions, *, samples:
 
     For each of the first ``samples`` predictions (default ``cfg.physics.samples``): relative L2
     misfit and trace correlation of the prediction's data, of the train split's mean model's data
-    (baseline) and of the true model's data, all against the recorded gathers. Every model is
-    simulated in batches of ``cfg.survey.models_per_call`` through :func:`fwi_attn.data.simulate.simulate`.
+    (baseline) and of the true model's data, all against the recorded gathers. The showcase
+    sample (:func:`fwi_attn.learn.evaluate.showcase_index` of all the file's targets, with
+    ``evaluate.salt_threshold``) is re-simulated too, when it is not among them, for
+    ``gathers.h5``. Every model is simulated in batches of ``cfg.survey.models_per_call``
+    through :func:`fwi_attn.data.simulate.simulate`.
 
     Raises:
         GridError: predictions on another grid than the data.
@@ -232,37 +285,46 @@ def physics_check(cfg, predictions: str | os.PathLike | Predictions, *, samples:
             (``true_rel_l2 > TRUE_MISFIT_TOLERANCE``): the acquisition differs.
         PhysicsError: predictions that do not belong to the shards they name.
     """
+    from fwi_attn.data.simulate import simulate
+    from fwi_attn.learn.evaluate import showcase_index
+
     t0 = time.perf_counter()
     preds = predictions if isinstance(predictions, Predictions) else read_predictions(predictions)
     n = min(samples or cfg.physics.samples, len(preds))
     if n < 1:
         raise PhysicsError(f"{preds.path} holds no predictions")
-    obs = read_samples(preds.shards, preds.index[:n])
+    # The first n rows are scored; the showcase row joins them when it is not one of them.
+    show = showcase_index(preds.target, cfg.evaluate.salt_threshold)
+    rows = list(range(n)) + ([show] if show >= n else [])
+    obs = read_samples(preds.shards, preds.index[rows])
     survey = obs.survey
     check_grid(preds.prediction, survey, f"the predictions in {preds.path}")
-    check_targets(preds, range(n), obs)
+    check_targets(preds, rows, obs)
     dataset = str(preds.attrs.get("dataset") or cfg.study.dataset)
     baseline, baseline_from = mean_model(cfg, dataset, survey.nz, survey.nx)
 
     # A network's output is bounded by its normalisation, but a value a hair above max_vel
     # would make the simulation unstable: clip into the range the survey can simulate.
     lo, hi = float(cfg.geology.vmin), survey.max_vel
-    prediction = preds.prediction[:n]
-    clipped = float(np.mean((prediction < lo) | (prediction > hi)))
+    prediction = preds.prediction[rows]
+    clipped = float(np.mean((prediction[:n] < lo) | (prediction[:n] > hi)))
     prediction = np.clip(prediction, lo, hi)
 
-    # One batched simulation of every model: predictions, truths, then the (shared) baseline.
-    models = np.concatenate([prediction, obs.velocity, baseline[None]])
+    # One batched simulation of every model: predictions (and the showcase's), truths, then
+    # the (shared) baseline.
+    m = len(rows)
+    models = np.concatenate([prediction, obs.velocity[:n], baseline[None]])
     dev = resolve_device(device or cfg.study.device)
     data = simulate(models, survey, device=str(dev), models_per_call=cfg.survey.models_per_call,
                     progress=progress, where=str(preds.path))
-    d_pred, d_true, d_base = data[:n], data[n:2 * n], np.broadcast_to(data[2 * n], (n, *data.shape[1:]))
+    d_pred, d_true, d_base = data[:n], data[m:m + n], np.broadcast_to(data[m + n], (n, *data.shape[1:]))
+    observed = obs.gathers[:n]
 
     per = {
-        "rel_l2": relative_l2(d_pred, obs.gathers), "trace_corr": trace_correlation(d_pred, obs.gathers),
-        "baseline_rel_l2": relative_l2(d_base, obs.gathers),
-        "baseline_trace_corr": trace_correlation(d_base, obs.gathers),
-        "true_rel_l2": relative_l2(d_true, obs.gathers), "true_trace_corr": trace_correlation(d_true, obs.gathers),
+        "rel_l2": relative_l2(d_pred, observed), "trace_corr": trace_correlation(d_pred, observed),
+        "baseline_rel_l2": relative_l2(d_base, observed),
+        "baseline_trace_corr": trace_correlation(d_base, observed),
+        "true_rel_l2": relative_l2(d_true, observed), "true_trace_corr": trace_correlation(d_true, observed),
     }
     worst = int(np.argmax(per["true_rel_l2"]))
     if per["true_rel_l2"][worst] > TRUE_MISFIT_TOLERANCE:
@@ -272,9 +334,10 @@ def physics_check(cfg, predictions: str | os.PathLike | Predictions, *, samples:
             f"acquisition rebuilt from the shard (dt, nt, source/receiver positions, wavelet, boundary, max_vel) "
             f"is not the one the data were simulated with; no misfit computed on it can be trusted")
     seconds = time.perf_counter() - t0
+    seed = None if preds.attrs.get("seed") in (None, -1) else int(preds.attrs["seed"])
     summary = {
         "variant": preds.attrs.get("variant"),
-        "seed": None if preds.attrs.get("seed") in (None, -1) else int(preds.attrs["seed"]),
+        "seed": seed,
         "dataset": dataset,
         "n_samples": n,
         "indices": [int(i) for i in preds.index[:n]],
@@ -285,5 +348,80 @@ def physics_check(cfg, predictions: str | os.PathLike | Predictions, *, samples:
         "mean": {k: float(np.mean(v)) for k, v in per.items()},
         "per_sample": {k: [float(x) for x in v] for k, v in per.items()},
     }
-    return PhysicsResult(summary=summary, survey=survey, observed=obs.gathers, predicted=d_pred,
-                         prediction=prediction, truth=obs.velocity)
+    j = rows.index(show)
+    showcase = Showcase(index=int(preds.index[show]), observed=obs.gathers[j], predicted=data[j], baseline=data[m + n],
+                        truth=obs.velocity[j], prediction=prediction[j], dt=survey.dt, dx=survey.dx,
+                        source_xz=np.asarray(survey.source_xz), receiver_xz=np.asarray(survey.receiver_xz),
+                        attrs={"variant": summary["variant"], "seed": seed, "dataset": dataset,
+                               "predictions": str(preds.path), "baseline": baseline_from})
+    return PhysicsResult(summary=summary, survey=survey, observed=observed, predicted=d_pred,
+                         prediction=prediction[:n], truth=obs.velocity[:n], showcase=showcase)
+
+
+# ----------------------------------------------------------------------------- gathers.h5
+
+_SHOWCASE_ARRAYS = ("observed", "predicted", "baseline", "truth", "prediction", "source_xz", "receiver_xz")
+
+
+def write_gathers(path: str | os.PathLike, showcase: Showcase) -> Path:
+    """Write a ``gathers.h5`` (schema ``fwi-attn-gathers/1``) atomically: the arrays of a
+    :class:`Showcase` as datasets (float32; positions float64), ``index``, ``dt``, ``dx`` and
+    ``showcase.attrs`` (``variant``, ``seed`` (-1 for none), ``dataset``, ``predictions``,
+    ``baseline``) as attributes."""
+    path = Path(path)
+    attrs = {k: v for k, v in showcase.attrs.items() if v is not None}
+    attrs.update(schema=GATHERS_SCHEMA, index=int(showcase.index), dt=float(showcase.dt), dx=float(showcase.dx),
+                 seed=-1 if showcase.attrs.get("seed") is None else int(showcase.attrs["seed"]))
+    with atomic_path(path, suffix=".h5.tmp") as tmp:
+        with h5py.File(tmp, "w") as f:
+            for name in _SHOWCASE_ARRAYS:
+                dtype = np.float64 if name.endswith("_xz") else np.float32
+                f.create_dataset(name, data=np.asarray(getattr(showcase, name), dtype=dtype))
+            f.attrs.update(attrs)
+    return path
+
+
+def read_gathers(path: str | os.PathLike) -> Showcase:
+    """Read and check a ``gathers.h5``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        PhysicsError: not readable, another schema, missing pieces or inconsistent shapes.
+    """
+    path = Path(path)
+    fix = "rerun `fwi-attn physics` for this run"
+    if not path.is_file():
+        raise FileNotFoundError(f"gathers file {path} does not exist (write it with `fwi-attn physics "
+                                f"--predictions DIR/predictions.h5 --out DIR`)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise PhysicsError(f"{path}: not a readable HDF5 file ({e}); {fix}") from None
+    with f:
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
+        if attrs.get("schema") != GATHERS_SCHEMA:
+            raise PhysicsError(f"{path}: schema {attrs.get('schema')!r}, expected {GATHERS_SCHEMA!r}; {fix}")
+        missing = [k for k in ("index", "dt", "dx") if k not in attrs] + [k for k in _SHOWCASE_ARRAYS if k not in f]
+        if missing:
+            raise PhysicsError(f"{path}: missing {', '.join(missing)}; {fix}")
+        arrays = {k: f[k][()] for k in _SHOWCASE_ARRAYS}
+    shape = arrays["observed"].shape
+    problems = [f"{k} {list(arrays[k].shape)}" for k in ("predicted", "baseline") if arrays[k].shape != shape]
+    if len(shape) != 3:
+        problems.append(f"observed {list(shape)} is not [shot, time, receiver]")
+    else:
+        if arrays["source_xz"].shape != (shape[0], 2):
+            problems.append(f"source_xz {list(arrays['source_xz'].shape)} for {shape[0]} shots")
+        if arrays["receiver_xz"].shape != (shape[2], 2):
+            problems.append(f"receiver_xz {list(arrays['receiver_xz'].shape)} for {shape[2]} receivers")
+    if arrays["truth"].ndim != 2 or arrays["prediction"].shape != arrays["truth"].shape:
+        problems.append(f"truth {list(arrays['truth'].shape)} and prediction {list(arrays['prediction'].shape)} "
+                        f"are not one [nz, nx] grid")
+    if problems:
+        raise PhysicsError(f"{path}: inconsistent shapes ({'; '.join(problems)}); {fix}")
+    seed = attrs.get("seed")
+    meta = {k: v for k, v in attrs.items() if k not in ("index", "dt", "dx")}
+    meta["seed"] = None if seed in (None, -1) else int(seed)
+    return Showcase(index=int(attrs["index"]), dt=float(attrs["dt"]), dx=float(attrs["dx"]), attrs=meta, path=path,
+                    **{k: (v.astype(np.float32) if not k.endswith("_xz") else v) for k, v in arrays.items()})

@@ -412,77 +412,72 @@ def _placeholder(out, text: str) -> None:
     return _finish(fig, out)
 
 
-def _showcase_index(pred: Predictions, salt_threshold: float) -> int:
-    """The test sample the attention and data-fit figures show: the one with the most salt
-    among the predicted ones (the structure the attention variants are meant to find)."""
-    salt = (pred.target > salt_threshold).mean(axis=(1, 2))
-    return int(pred.index[int(np.argmax(salt))])
+def _first_seed_files(study, name: str, read) -> dict:
+    """``{variant: read(file)}`` of each variant's first-seed ``name`` (``attention.h5``, ``gathers.h5``),
+    where it exists."""
+    out = {}
+    for v in study.variants:
+        seeds = study.seeds(v)
+        path = study.run_dir(v, seeds[0]) / name if seeds else None
+        if path is not None and path.exists():
+            out[v] = read(path)
+    return out
 
 
-def _test_sample(pred: Predictions, k: int):
-    """(shard, row) of test-split sample ``k`` from the shard list a predictions file names."""
-    from fwi_attn.data.store import read_shard
+def _one_sample(files: dict, what: str) -> int:
+    """The sample index every file of ``files`` (``{variant: Attention or Showcase}``) shows.
 
-    shards = pred.shards
-    start = 0
-    for path in shards:
-        shard = read_shard(path)
-        if k < start + shard.n:
-            return shard, k - start
-        start += shard.n
-    raise ValueError(f"test sample {k} is beyond the {start} samples of {shards}")
-
-
-def plot_gathers(study, out, vmin: float, vmax: float, dx: float, device: str = "cpu",
-                 salt_threshold: float | None = None) -> None:
-    """Observed versus re-simulated versus residual middle-shot gathers of one test model.
-
-    The test model is the one with the most salt (``salt_threshold``), else the first one.
-    Top row: the true model, its observed gather, and the residual of the mean-model baseline
-    (when ``mean/predictions.h5`` exists). Then one row per variant: its seed-0 predicted model,
-    the gather re-simulated from it with the test shard's exact acquisition, and the residual
-    (observed - re-simulated). All gathers share the observed data's clip, so residual
-    amplitudes compare directly with the data.
+    Every run picks the same sample from the test targets, so files of different samples mean
+    that one is stale (made before the data changed).
     """
-    from fwi_attn.data.simulate import simulate, survey_from_shard
+    first, *rest = files.values()
+    for f in rest:
+        if f.index != first.index:
+            raise ValueError(f"{first.path} shows test sample {first.index} but {f.path} shows sample {f.index}: "
+                             f"one of them is stale; rerun `fwi-attn {what}` for the older run")
+    return first.index
 
-    preds = _first_seed_predictions(study, baseline=True)
-    base = preds.pop("mean", None)
-    if not preds:
-        return _placeholder(out, "no predictions.h5 found")
-    first = next(iter(preds.values()))
-    k = _showcase_index(first, salt_threshold) if salt_threshold is not None else int(first.index[0])
-    shard, row = _test_sample(first, k)
-    survey = survey_from_shard(shard)
-    shot = shard.n_shots // 2
-    observed = shard.gathers[row, shot]
+
+def plot_gathers(study, out, vmin: float, vmax: float, dx: float) -> None:
+    """Observed versus re-simulated versus residual middle-shot gathers of one test model, from
+    each variant's seed-0 ``gathers.h5`` (written by ``fwi-attn physics``; nothing is simulated here).
+
+    The test model is the showcase sample (:func:`fwi_attn.learn.evaluate.showcase_index`: the
+    one with the most salt). Top row: the true model, its observed gather, and the residual of the
+    mean-model baseline. Then one row per variant: its predicted model, the gather re-simulated
+    from it with the test shard's exact acquisition, and the residual (observed - re-simulated).
+    All gathers share the observed data's clip, so residual amplitudes compare directly with the data.
+    """
+    from fwi_attn.physics.check import read_gathers
+
+    shows = _first_seed_files(study, "gathers.h5", read_gathers)
+    if not shows:
+        return _placeholder(out, "no gathers.h5 found")
+    k = _one_sample(shows, "physics")
+    first = next(iter(shows.values()))
+    shot = first.observed.shape[0] // 2
+    observed = first.observed[shot]
     late = observed[observed.shape[0] // 3:]
     clip = float(np.percentile(np.abs(late), 99.5)) or 1.0
-    rx = shard.receiver_xz[:, 0]
-    dt = float(shard.attrs["dt"])
+    rx = first.receiver_xz[:, 0]
+    dt = first.dt
 
-    def resimulate(velocity):
-        v = np.clip(velocity, vmin, survey.max_vel)[None]
-        sim = simulate(v, survey, device=device, models_per_call=1)[0, shot]
-        res = observed - sim
-        return sim, res, float(np.linalg.norm(res) / (np.linalg.norm(observed) or 1.0))
+    def residual(show, gathers):
+        res = show.observed[shot] - gathers[shot]
+        return res, float(np.linalg.norm(res) / (np.linalg.norm(show.observed[shot]) or 1.0))
 
-    fig, axes = plt.subplots(len(preds) + 1, 3, figsize=(9.5, 2.45 * (len(preds) + 1) + 0.8), squeeze=False,
+    fig, axes = plt.subplots(len(shows) + 1, 3, figsize=(9.5, 2.45 * (len(shows) + 1) + 0.8), squeeze=False,
                              constrained_layout=True)
-    im_v = show_velocity(axes[0, 0], shard.velocity[row], dx, vmin, vmax, f"true model (test model {k})")
-    src = shard.source_xz[shot] / 1000
+    im_v = show_velocity(axes[0, 0], first.truth, dx, vmin, vmax, f"true model (test model {k})")
+    src = first.source_xz[shot] / 1000
     axes[0, 0].plot(src[0], src[1], marker="*", color="white", mec="black", ms=9, clip_on=False)
     show_gather(axes[0, 1], observed, dt, rx, "observed", clip=clip)
-    if base is not None and k in base.index:
-        _, res, rel = resimulate(base.prediction[int(np.flatnonzero(base.index == k)[0])])
-        show_gather(axes[0, 2], res, dt, rx, f"mean model: residual, rel. L2 {rel:.2f}", clip=clip)
-    else:
-        axes[0, 2].set_axis_off()
-    for i, (v, p) in enumerate(preds.items(), start=1):
-        j = int(np.flatnonzero(p.index == k)[0])
-        sim, res, rel = resimulate(p.prediction[j])
-        show_velocity(axes[i, 0], p.prediction[j], dx, vmin, vmax, f"{v}: predicted model")
-        show_gather(axes[i, 1], sim, dt, rx, f"{v}: re-simulated", clip=clip)
+    res, rel = residual(first, first.baseline)
+    show_gather(axes[0, 2], res, dt, rx, f"mean model: residual, rel. L2 {rel:.2f}", clip=clip)
+    for i, (v, g) in enumerate(shows.items(), start=1):
+        res, rel = residual(g, g.predicted)
+        show_velocity(axes[i, 0], g.prediction, dx, vmin, vmax, f"{v}: predicted model")
+        show_gather(axes[i, 1], g.predicted[shot], dt, rx, f"{v}: re-simulated", clip=clip)
         im_g = show_gather(axes[i, 2], res, dt, rx, f"{v}: residual, rel. L2 {rel:.2f}", clip=clip)
     for ax in axes[:-1].ravel():
         ax.set_xlabel("")
@@ -494,7 +489,7 @@ def plot_gathers(study, out, vmin: float, vmax: float, dx: float, device: str = 
                  label="velocity (km/s)")
     fig.colorbar(im_g, ax=axes[:, 1:].ravel().tolist(), location="bottom", shrink=0.7, aspect=40, fraction=frac,
                  label=f"pressure (clip ±{clip:.3g}: 99.5th percentile of the observed late arrivals)")
-    fig.suptitle(f"Data fit, shot at x = {shard.source_xz[shot, 0]:g} m (seed-0 models)")
+    fig.suptitle(f"Data fit, shot at x = {first.source_xz[shot, 0]:g} m (seed-0 models)")
     return _finish(fig, out)
 
 
@@ -558,9 +553,10 @@ def plot_paired_samples(study, out, reference: str = "none", metric: str = "mae"
     return _finish(fig, out)
 
 
-def _crop_map(amap: np.ndarray, model, nz: int, nx: int) -> np.ndarray:
-    """Cut a ``[h, w]`` map on the UNet's padded grid back to the velocity model's extent."""
-    left, right, top, bottom = getattr(model, "pad", (0, 0, 0, 0))
+def _crop_map(amap: np.ndarray, pad: tuple[int, int, int, int], nz: int, nx: int) -> np.ndarray:
+    """Cut a ``[h, w]`` map on the UNet's padded grid (padded by ``pad`` = left, right, top, bottom
+    cells) back to the velocity model's extent."""
+    left, right, top, bottom = pad
     hp, wp = nz + top + bottom, nx + left + right
     h, w = amap.shape
     fz, fx = hp / h, wp / w
@@ -569,22 +565,13 @@ def _crop_map(amap: np.ndarray, model, nz: int, nx: int) -> np.ndarray:
     return amap[z0:z1, x0:x1]
 
 
-def attention_maps(model, x) -> dict[str, np.ndarray]:
-    """Run ``x`` (one normalised input ``[1, shots, time, receivers]``) through ``model`` and
-    return its probed spatial attention maps ``{module path: [h, w]}`` in forward order."""
-    import torch
-
-    from fwi_attn.nn.layers import capture_attention
-
-    with torch.no_grad(), capture_attention(model) as maps:
-        model(x)
-    return {k: m[0, 0].float().cpu().numpy() for k, m in maps.items()}
-
-
-def plot_attention_maps(maps_by_variant: dict[str, dict[str, np.ndarray]], models: dict, truth: np.ndarray,
+def plot_attention_maps(maps_by_variant: dict[str, dict[str, np.ndarray]], pads: dict[str, tuple], truth: np.ndarray,
                         out, dx: float, vmin: float, vmax: float, salt_threshold: float,
                         sample: int, max_maps: int = 7) -> None:
     """The true model, then one row per variant with its attention maps (colour scale 0 to 1).
+
+    ``maps_by_variant``: ``{variant: {module path: [h, w]}}`` on each network's padded grid, which
+    ``pads[variant]`` (left, right, top, bottom cells) crops back to the model's extent.
 
     Maps are drawn on the model's extent (nearest-neighbour, so coarse levels look coarse) in
     forward order, with the true salt outline in white. Variants without a spatial map (channel
@@ -615,7 +602,7 @@ def plot_attention_maps(maps_by_variant: dict[str, dict[str, np.ndarray]], model
             axes[i, j].set_axis_off()
         for j, (key, amap) in enumerate(maps, start=1):
             ax = axes[i, j]
-            shown = _crop_map(amap, models[v], nz, nx)
+            shown = _crop_map(amap, pads[v], nz, nx)
             im_a = ax.imshow(shown, cmap=ATTENTION_CMAP, vmin=0, vmax=1, extent=extent, aspect="equal",
                              interpolation="nearest")
             if truth.max() > salt_threshold:
@@ -668,46 +655,22 @@ def draw_comparison_figures(cfg) -> list:
     plot_training_curves(study, paths["curves"])
     plot_predictions_grid(study, paths["predictions"], dx, g.vmin, g.vmax, n=min(3, cfg.evaluate.n_examples))
     draw_attention_figure(cfg, study, paths["attention"])
-    plot_gathers(study, paths["gathers"], g.vmin, g.vmax, dx, device=_device(cfg),
-                 salt_threshold=cfg.evaluate.salt_threshold)
+    plot_gathers(study, paths["gathers"], g.vmin, g.vmax, dx)
     plot_physics(study, paths["physics"])
     return list(paths.values())
 
 
-def _device(cfg) -> str:
-    from fwi_attn.config import resolve_device
-
-    return str(resolve_device(cfg.study.device))
-
-
 def draw_attention_figure(cfg, study, out) -> None:
-    """Attention maps of every variant's seed-0 model on the test model with the most salt.
+    """Attention maps of every variant's seed-0 model on the showcase test model (the one with the
+    most salt), from each run's ``attention.h5`` (written by ``fwi-attn evaluate``: the maps of the
+    network with its training normalisation; no network is loaded here)."""
+    from fwi_attn.learn.evaluate import read_attention
 
-    The input is normalised exactly as in training (:class:`fwi_attn.data.dataset.Normalizer` with the
-    dataset's ``stats.json``).
-    """
-    import torch
-
-    from fwi_attn.data.dataset import Normalizer, load_stats
-    from fwi_attn.layout import default_stats_path
-    from fwi_attn.nn.models import load_model
-
-    preds = _first_seed_predictions(study)
-    if not preds:
-        return _placeholder(out, "no predictions.h5 found")
-    first = next(iter(preds.values()))
-    k = _showcase_index(first, cfg.evaluate.salt_threshold)
-    shard, row = _test_sample(first, k)
-    norm = Normalizer.from_stats(load_stats(default_stats_path(cfg)))
-    x = torch.from_numpy(norm.gathers(shard.gathers[row]))[None]
-    maps, models = {}, {}
-    for v in study.variants:
-        seeds = study.seeds(v)
-        ckpt = study.run_dir(v, seeds[0]) / "model.pt"
-        if not ckpt.exists():
-            continue
-        models[v], _ = load_model(ckpt)
-        maps[v] = attention_maps(models[v], x)
+    atts = _first_seed_files(study, "attention.h5", read_attention)
+    if not atts:
+        return _placeholder(out, "no attention.h5 found")
+    k = _one_sample(atts, "evaluate")
+    first = next(iter(atts.values()))
     g = cfg.geology
-    plot_attention_maps(maps, models, shard.velocity[row], out, cfg.survey.dx, g.vmin, g.vmax,
-                        cfg.evaluate.salt_threshold, k)
+    plot_attention_maps({v: a.maps for v, a in atts.items()}, {v: a.pad for v, a in atts.items()}, first.velocity,
+                        out, cfg.survey.dx, g.vmin, g.vmax, cfg.evaluate.salt_threshold, k)

@@ -10,6 +10,8 @@ rule evaluate:
     output:
         predictions=f"{STUDY}/{{variant}}/seed{{seed}}/predictions.h5",
         metrics=f"{STUDY}/{{variant}}/seed{{seed}}/metrics.json",
+        # The showcase test sample's attention maps: the comparison figures never load a network.
+        attention=f"{STUDY}/{{variant}}/seed{{seed}}/attention.h5",
     params:
         out=out_dir,
         deps=sections("geology.vmin", "geology.vmax", "evaluate.salt_threshold", "evaluate.boundary_tolerance"),

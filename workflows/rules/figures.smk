@@ -41,11 +41,11 @@ rule figures_compare:
         history=run_files("history.csv"),
         physics=run_files("physics.json"),
         refine=refine_files(),
-        # Attention maps and gathers use each variant's seed-0 model and predictions.
-        models=run_files("model.pt", seeds=SEEDS[:1]),
+        # The predictions, attention maps and gathers figures show each variant's seed-0 run, from
+        # files only: evaluate wrote the attention maps and physics the re-simulated gathers.
         predictions=run_files("predictions.h5", seeds=SEEDS[:1]),
-        test=shards("test"),
-        stats=f"{DATA}/stats.json",
+        attention=run_files("attention.h5", seeds=SEEDS[:1]),
+        gathers=run_files("gathers.h5", seeds=SEEDS[:1]),
     output:
         table_csv=comparison_figures()["table_csv"],
         table_md=comparison_figures()["table_md"],

@@ -9,6 +9,8 @@ rule physics:
         stats=f"{DATA}/stats.json",  # its mean model is the baseline of the misfit
     output:
         json=f"{STUDY}/{{variant}}/seed{{seed}}/physics.json",
+        # The showcase test sample's observed and re-simulated gathers, for the comparison figures.
+        gathers=f"{STUDY}/{{variant}}/seed{{seed}}/gathers.h5",
         png=report(
             f"{STUDY}/{{variant}}/seed{{seed}}/physics.png",
             caption="../report/physics.rst",
@@ -18,7 +20,7 @@ rule physics:
         ),
     params:
         out=out_dir,
-        deps=sections("survey", "physics.samples"),
+        deps=sections("survey", "physics.samples", "evaluate.salt_threshold"),
     log:
         f"{LOGS}/physics/{{variant}}-seed{{seed}}.log",
     benchmark:

@@ -1,0 +1,159 @@
+"""The Predictor (a checkpoint with the normalisation it was trained with) and the files that
+carry its results to the figures: attention.h5 from ``fwi-attn evaluate``.
+
+Runs on the session's tiny dataset (24 x 32 cells, 3 shots, 16 receivers, 200 samples) with
+small untrained networks built under a fixed seed.
+"""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from fwi_attn.cli import main
+from fwi_attn.data.dataset import Normalizer, ShardDataset, load_stats
+from fwi_attn.data.store import read_shard, write_json
+from fwi_attn.learn.evaluate import EvaluateError, evaluate_checkpoint, read_attention, showcase_index
+from fwi_attn.learn.inference import InferenceError, Predictor
+from fwi_attn.nn.layers import capture_attention
+from fwi_attn.nn.models import create_model, load_model, save_checkpoint
+
+
+def _checkpoint(path, tiny_dataset, variant: str = "cbam", normalization: bool = True, seed: int = 0):
+    """An untrained ``variant`` network (seeded) for the tiny data, saved as a training run saves it."""
+    stats = load_stats(tiny_dataset["stats"])
+    torch.manual_seed(seed)
+    shape = ShardDataset(tiny_dataset["shards"]["test"]).model_shape()
+    model = create_model(variant, **shape, width=4, depth=2)
+    extra = dict(variant=variant, seed=seed, dataset="salt")
+    if normalization:
+        extra["normalization"] = dict(Normalizer.from_stats(stats).to_dict(), transform=stats["gathers"]["transform"])
+    return save_checkpoint(path, model, **extra)
+
+
+@pytest.fixture(scope="module")
+def test_shard(tiny_dataset):
+    return read_shard(tiny_dataset["shards"]["test"][0])
+
+
+def test_predictor_is_the_model_on_normalised_gathers_inverted(tiny_dataset, test_shard, tmp_path):
+    ckpt = _checkpoint(tmp_path / "model.pt", tiny_dataset)
+    predictor = Predictor.load(ckpt, device="cpu")
+    model, _ = load_model(ckpt)
+    norm = Normalizer.from_stats(load_stats(tiny_dataset["stats"]))
+    assert predictor.normalizer == norm
+    with torch.no_grad():
+        y = model(torch.from_numpy(norm.gathers(test_shard.gathers)))
+    direct = norm.velocity_inverse(y, clip=True)[:, 0].numpy()
+    got = predictor.predict(test_shard.gathers, batch_size=len(test_shard.gathers))
+    assert got.dtype == np.float32 and got.shape == (8, 24, 32)
+    np.testing.assert_array_equal(got, direct)
+    assert got.min() >= norm.vmin and got.max() <= norm.vmax
+    # Other batch sizes and channels_last change only the convolutions' rounding.
+    np.testing.assert_allclose(predictor.predict(test_shard.gathers, batch_size=3), direct, rtol=0, atol=1e-2)
+    last = Predictor.load(ckpt, device="cpu", channels_last=True)
+    np.testing.assert_allclose(last.predict(test_shard.gathers, batch_size=3), direct, rtol=0, atol=1e-2)
+    # Timed batches give the same velocity and a forward time per sample.
+    batches = (test_shard.gathers[a:a + 8] for a in (0,))
+    timed, seconds = predictor.predict_batches(batches, 8, timed=True)
+    np.testing.assert_array_equal(timed, direct)
+    assert seconds > 0
+
+
+def test_predictor_attention_is_a_direct_capture(tiny_dataset, test_shard, tmp_path):
+    ckpt = _checkpoint(tmp_path / "model.pt", tiny_dataset)
+    predictor = Predictor.load(ckpt, device="cpu")
+    model, _ = load_model(ckpt)
+    norm = Normalizer.from_stats(load_stats(tiny_dataset["stats"]))
+    maps = predictor.attention(test_shard.gathers[[2, 5]])
+    for k, got in zip((2, 5), maps):
+        with torch.no_grad(), capture_attention(model) as want:
+            model(torch.from_numpy(norm.gathers(test_shard.gathers[k]))[None])
+        assert list(got) == list(want) and got  # cbam has spatial maps, in forward order
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key][0, 0].numpy())
+    # A network without spatial attention has no maps.
+    none = Predictor.load(_checkpoint(tmp_path / "none.pt", tiny_dataset, variant="none"), device="cpu")
+    assert none.attention(test_shard.gathers[:1]) == [{}]
+
+
+def test_predictor_refuses_stats_of_another_normalisation(tiny_dataset, tmp_path):
+    ckpt = _checkpoint(tmp_path / "model.pt", tiny_dataset)
+    Predictor.load(ckpt, tiny_dataset["stats"], device="cpu")  # its own stats: accepted
+    other = load_stats(tiny_dataset["stats"])
+    other["gathers"]["max"] *= 1.5
+    write_json(tmp_path / "other.json", other)
+    with pytest.raises(InferenceError, match=rf"other\.json .* is not the normalisation {ckpt} was trained with"):
+        Predictor.load(ckpt, tmp_path / "other.json", device="cpu")
+    # A checkpoint without a record needs a stats file, and then uses it.
+    bare = _checkpoint(tmp_path / "bare.pt", tiny_dataset, normalization=False)
+    with pytest.raises(InferenceError, match="holds no normalisation record: pass --stats"):
+        Predictor.load(bare, device="cpu")
+    assert Predictor.load(bare, tmp_path / "other.json", device="cpu").normalizer == Normalizer.from_stats(other)
+
+
+def test_evaluate_checks_its_stats_against_the_checkpoint(tiny_dataset, tmp_path, capsys):
+    cfg = tiny_dataset["config"]
+    ckpt = _checkpoint(tmp_path / "model.pt", tiny_dataset)
+    other = load_stats(tiny_dataset["stats"])
+    other["velocity"]["vmax"] = 5000.0
+    write_json(tmp_path / "other.json", other)
+    with pytest.raises(InferenceError, match="is not the normalisation"):
+        evaluate_checkpoint(cfg, ckpt, tmp_path / "eval", stats_path=tmp_path / "other.json", progress=False)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg.to_dict()))
+    rc = main(["evaluate", "--config", str(config), "--checkpoint", str(ckpt), "--out", str(tmp_path / "eval"),
+               "--stats", str(tmp_path / "other.json"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "other.json" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_evaluate_writes_the_showcase_attention(tiny_dataset, test_shard, tmp_path):
+    cfg = tiny_dataset["config"]
+    ckpt = _checkpoint(tmp_path / "model.pt", tiny_dataset)
+    out = tmp_path / "eval"
+    evaluate_checkpoint(cfg, ckpt, out, stats_path=tiny_dataset["stats"], progress=False)
+    att = read_attention(out / "attention.h5")
+    # The sample with the most salt, chosen from the test targets alone.
+    target = ShardDataset(tiny_dataset["shards"]["test"]).velocities()
+    salt = (target > cfg.evaluate.salt_threshold).mean(axis=(1, 2))
+    k = int(np.argmax(salt))
+    assert att.index == k == showcase_index(target, cfg.evaluate.salt_threshold) and salt[k] > 0
+    np.testing.assert_array_equal(att.velocity, target[k])
+    assert (att.attrs["variant"], att.attrs["seed"], att.attrs["split"]) == ("cbam", 0, "test")
+    assert att.pad == tuple(getattr(load_model(ckpt)[0], "pad", (0, 0, 0, 0)))
+    # The maps are those of a direct capture: the checkpoint on the CPU, inputs normalised with
+    # the dataset's stats.json (evaluate runs channels_last, which only changes rounding).
+    model, _ = load_model(ckpt)
+    norm = Normalizer.from_stats(load_stats(tiny_dataset["stats"]))
+    with torch.no_grad(), capture_attention(model) as want:
+        model(torch.from_numpy(norm.gathers(test_shard.gathers[k]))[None])
+    assert list(att.maps) == list(want) and att.maps
+    for key, amap in want.items():
+        np.testing.assert_allclose(att.maps[key], amap[0, 0].numpy(), rtol=1e-5, atol=1e-6)
+    # A network without spatial maps still records the sample, with no maps.
+    evaluate_checkpoint(cfg, _checkpoint(tmp_path / "none.pt", tiny_dataset, variant="none"), tmp_path / "none",
+                        progress=False)
+    empty = read_attention(tmp_path / "none" / "attention.h5")
+    assert empty.maps == {} and empty.index == k
+
+
+def test_attention_reader_names_the_file(tiny_dataset, tmp_path):
+    missing = tmp_path / "nowhere" / "attention.h5"
+    with pytest.raises(FileNotFoundError, match=rf"{missing}.*fwi-attn evaluate"):
+        read_attention(missing)
+    with h5py.File(tmp_path / "foreign.h5", "w") as f:
+        f.attrs["schema"] = "something/1"
+    with pytest.raises(EvaluateError, match=r"foreign\.h5: schema 'something/1', expected 'fwi-attn-attention/1'"):
+        read_attention(tmp_path / "foreign.h5")
+    cfg = tiny_dataset["config"]
+    evaluate_checkpoint(cfg, _checkpoint(tmp_path / "model.pt", tiny_dataset), tmp_path, progress=False)
+    with h5py.File(tmp_path / "attention.h5", "r+") as f:
+        f.attrs["names"] = json.dumps(list(json.loads(f.attrs["names"])) + ["decoder.9.attn"])
+    with pytest.raises(EvaluateError, match=r"attention\.h5: maps decoder\.9\.attn named but not stored"):
+        read_attention(tmp_path / "attention.h5")
