@@ -20,7 +20,8 @@ Outputs in ``--out DIR``, every file written atomically:
   with extras ``variant, seed, epoch, val_mae, dataset, normalization, config``;
 * ``last.pt``: the latest epoch plus ``optimizer``, ``scheduler``, ``epoch`` (epochs done),
   ``epochs`` (planned), ``rng`` (torch, CUDA, numpy and Python states), ``history``,
-  ``best_val_mae``, ``best_epoch``: ``--resume`` continues from it to bit-identical weights
+  ``best_val_mae``, ``best_epoch``, ``best_state_dict`` (the best epoch's weights, so that a
+  resumed run can rewrite a removed ``model.pt``): ``--resume`` continues from it to bit-identical weights
   on CPU;
 * ``history.csv``: ``epoch, train_loss, val_mae, val_ssim, lr, seconds`` (one row per epoch;
   ``lr`` is the rate of the epoch's last step, ``seconds`` its wall time, validation included).
@@ -428,7 +429,7 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         step_model = torch.compile(model) if tc.compile else model
 
         history: list[dict] = []
-        start, best_val, best_epoch = 0, math.inf, 0
+        start, best_val, best_epoch, best_state = 0, math.inf, 0, None
         last_path, best_path = out / "last.pt", out / "model.pt"
         ckpt = None
         if resume and last_path.exists():
@@ -458,6 +459,7 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
             set_rng_state(ckpt["rng"])
             history = list(ckpt["history"])
             start, best_val, best_epoch = int(ckpt["epoch"]), float(ckpt["best_val_mae"]), int(ckpt["best_epoch"])
+            best_state = ckpt.get("best_state_dict")
             log(f"resuming {variant} seed {seed} from {last_path} after epoch {start}/{epochs}")
         elif resume and not last_path.exists():
             log(f"no {last_path} yet: starting {variant} seed {seed} afresh")
@@ -487,16 +489,25 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
             history.append(row)
             if val["mae"] < best_val:
                 best_val, best_epoch = val["mae"], epoch + 1
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 save_checkpoint(best_path, model, epoch=epoch + 1, val_mae=val["mae"], **extra)
+            # last.pt carries the best weights too: a resumed run whose model.pt was removed
+            # (Snakemake deletes an interrupted job's outputs) can write it again.
             save_checkpoint(last_path, model, epoch=epoch + 1, epochs=epochs, optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(), rng=rng_state(), history=history,
-                            best_val_mae=best_val, best_epoch=best_epoch, **extra)
+                            best_val_mae=best_val, best_epoch=best_epoch, best_state_dict=best_state, **extra)
             write_history(out / "history.csv", history)
             done_now += 1
             log(f"{variant} seed {seed} epoch {epoch + 1}/{epochs}: train_loss {row['train_loss']:.4f} "
                 f"val_mae {row['val_mae']:.4f} val_ssim {row['val_ssim']:.3f} lr {row['lr']:.2e} {seconds:.1f} s")
         if history and not (out / "history.csv").exists():
             write_history(out / "history.csv", history)
+        if best_state is not None and not best_path.exists():
+            last_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            model.load_state_dict(best_state)
+            save_checkpoint(best_path, model, epoch=best_epoch, val_mae=best_val, **extra)
+            model.load_state_dict(last_weights)
+            log(f"rewrote {best_path} (epoch {best_epoch}) from the best weights kept in {last_path}")
     epochs_done = len(history)
     return TrainResult(out=out, variant=variant, seed=seed, epochs_done=epochs_done, epochs=epochs,
                        best_epoch=best_epoch, best_val_mae=best_val, finished=epochs_done >= epochs,
