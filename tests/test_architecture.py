@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "fwi_attn"
 
@@ -98,7 +97,6 @@ def test_stages_import_only_earlier_stages():
     assert not bad, "a stage imports a later one: " + "; ".join(sorted(bad))
 
 
-@pytest.mark.slow
 def test_non_editable_install_finds_its_schema_and_presets(tmp_path):
     """``pip install .`` (not editable): the schema and presets travel as package data."""
     src, target = tmp_path / "src", tmp_path / "site"

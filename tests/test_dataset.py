@@ -275,3 +275,25 @@ def test_a_split_is_exactly_the_shards_the_config_defines(tiny_dataset, tmp_path
     finally:
         shutil.move(kept, tiny_dataset["shards"]["train"][1])
     assert len(split_sources(cfg, "train")) == 2
+
+
+def test_a_shard_recorded_before_derived_values_were_resolved_still_matches(tiny_dataset, tmp_path):
+    import json
+    import shutil
+
+    import h5py
+
+    from fwi_attn.data.dataset import split_sources
+
+    cfg = tiny_dataset["config"]
+    path = tiny_dataset["shards"]["test"][0]
+    backup = tmp_path / "backup.h5"
+    shutil.copy(path, backup)
+    try:
+        with h5py.File(path, "r+") as f:
+            recorded = json.loads(f.attrs["config"])
+            recorded["survey"]["peak_time"] = None  # as written before the peak time was resolved
+            f.attrs["config"] = json.dumps(recorded, sort_keys=True)
+        assert [s.gathers for s in split_sources(cfg, "test")] == [path]
+    finally:
+        shutil.move(backup, path)

@@ -17,8 +17,8 @@
 
 How a kill lands at a known point: child processes get ``tests``' fault injector as
 ``sitecustomize`` on ``PYTHONPATH`` (written into the test's temporary folder). With
-``FWI_FAULT`` set, the n-th call of one function (``fwi_attn.simulate.forward``,
-``fwi_attn.train.validate``, ``os.replace``) writes the process id to a marker file and hangs
+``FWI_FAULT`` set, the n-th call of one function (``fwi_attn.data.simulate.forward``,
+``fwi_attn.learn.train.validate``, ``os.replace``) writes the process id to a marker file and hangs
 there; the test waits for the marker and sends SIGKILL. The command run is unchanged
 (``python -m fwi_attn.cli ...``, ``fwi-attn`` inside Snakemake jobs).
 
@@ -293,7 +293,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = 
 
 
 @pytest.mark.parametrize("target, match, temp_left", [
-    ("fwi_attn.simulate.forward", None, False),
+    ("fwi_attn.data.simulate.forward", None, False),
     ("os.replace", ".shard-0000.h5.", True),  # the temporary shard is complete, not yet renamed
 ], ids=["while-simulating", "before-rename"])
 def test_generate_killed_leaves_nothing_and_rerun_is_bit_identical(tmp_path, tiny_dict, tiny_dataset,
@@ -331,7 +331,7 @@ def test_train_killed_mid_run_resumes_to_identical_weights_and_history(tmp_path,
     marker, log = tmp_path / "stalled", tmp_path / "train.log"
     # Hang in epoch 2's validation: epoch 1 is saved, epoch 2's optimiser steps are lost.
     proc = start([*CLI, *argv, "--out", killed], log,
-                 fault_env(tmp_path, "fwi_attn.train.validate", marker, nth=2), cwd=tmp_path)
+                 fault_env(tmp_path, "fwi_attn.learn.train.validate", marker, nth=2), cwd=tmp_path)
     wait_for_marker(marker, proc, log)
     assert (killed / "last.pt").is_file()
     kill9(proc)
@@ -374,7 +374,7 @@ def test_snakemake_killed_during_training_recovers_to_identical_metrics(tmp_path
     marker, log = tmp_path / "stalled", tmp_path / "snakemake.log"
     proc = start([sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--directory", root, "--cores", "2",
                   f"--configfile={config}", "all"], log,
-                 fault_env(tmp_path, "fwi_attn.train.validate", marker, nth=2), start_new_session=True)
+                 fault_env(tmp_path, "fwi_attn.learn.train.validate", marker, nth=2), start_new_session=True)
     try:
         stalled = wait_for_marker(marker, proc, log)  # a train job, in epoch 2 of 2
         assert list((root / "results").rglob("last.pt")) == [metrics["killed"].parent / "last.pt"]
@@ -419,16 +419,16 @@ class WorkStarted(BaseException):
 
 def forbid_work(monkeypatch) -> None:
     """Simulation and training raise :class:`WorkStarted` from now on: a refusal must come first."""
-    import fwi_attn.simulate
-    import fwi_attn.train
+    import fwi_attn.data.simulate
+    import fwi_attn.learn.train
 
     def refuse(what):
         def started(*args, **kwargs):
             raise WorkStarted(f"{what} started before the command was refused")
         return started
 
-    monkeypatch.setattr(fwi_attn.simulate, "simulate", refuse("simulation"))
-    monkeypatch.setattr(fwi_attn.train, "train_one_epoch", refuse("training"))
+    monkeypatch.setattr(fwi_attn.data.simulate, "simulate", refuse("simulation"))
+    monkeypatch.setattr(fwi_attn.learn.train, "train_one_epoch", refuse("training"))
 
 
 @pytest.fixture(scope="module")
@@ -704,7 +704,7 @@ def test_make_names_a_missing_config_file(tmp_path):
 
 
 def test_atomic_write_removes_dead_writers_temp_files_and_keeps_live_ones(tmp_path):
-    from fwi_attn.store import atomic_path
+    from fwi_attn.data.store import atomic_path
 
     final = tmp_path / "metrics.json"
     host = socket.gethostname()

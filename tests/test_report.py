@@ -219,3 +219,17 @@ def test_truncated_metrics_name_the_file(study_dir):
     path.write_text(path.read_text()[:50])
     with pytest.raises(ReportError, match=r"cbam/seed0/metrics.json: not a readable JSON result"):
         load_study(study_dir)
+
+
+def test_setup_reads_attention_placement_from_what_was_built(study_dir):
+    from fwi_attn.results.report import attention_placement
+
+    built = {"none": {"attn": "none", "attn_levels": 3}, "se": {"attn": "se", "attn_levels": 3},
+             "cbam": {"attn": "cbam", "attn_levels": 2}}  # as a registry cap would lower it
+    for path in study_dir.glob("*/seed*/metrics.json"):
+        m = json.loads(path.read_text())
+        m["model"] = {"name": m["variant"], "kwargs": built[m["variant"]]}
+        path.write_text(json.dumps(m))
+    text = attention_placement(load_study(study_dir))
+    assert text == "attention at the 3 coarsest levels (bottleneck included) (cbam: the 2 coarsest levels " \
+                   "(bottleneck included))"

@@ -203,6 +203,17 @@ def validate_dict(raw: Mapping[str, Any], source: str = "<config>") -> dict:
     return data
 
 
+def resolve_recorded(raw: Mapping[str, Any]) -> dict:
+    """A config recorded in a shard or checkpoint, resolved as :func:`load_config` would now
+    (defaults filled, derived values such as ``survey.peak_time`` resolved), so that it compares
+    equal to today's config when it means the same. One that no longer validates comes back as
+    recorded: it then differs from any valid config, as it should."""
+    try:
+        return validate_dict(raw)
+    except ConfigError:
+        return dict(raw)
+
+
 def validate_section(name: str, raw: Mapping[str, Any] | None, source: str = "<config>") -> dict:
     """Validate, default-fill and resolve one top-level config section on its own.
 

@@ -63,6 +63,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fwi_attn.config import resolve_recorded
 from fwi_attn.layout import shard_sizes, split_dir, split_shards
 from fwi_attn.data.store import ShardError, read_shard
 
@@ -386,7 +387,7 @@ def split_sources(cfg, split: str, dataset: str | None = None) -> list[Source]:
                     "seed": a.get("seed"), "samples": shard.n}
         wanted = {"dataset": name, "split": split, "shard": i, "seed": ds.seed, "samples": sizes[i]}
         diff = [f"{k} {recorded[k]!r} (config: {wanted[k]!r})" for k in wanted if recorded[k] != wanted[k]]
-        made_with = shard.config
+        made_with = resolve_recorded(shard.config)
         made = {"survey": made_with.get("survey"), "geology": made_with.get("geology"),
                 f"datasets.{name}": made_with.get("datasets", {}).get(name)}
         for k in want_sections:

@@ -18,7 +18,9 @@ Outputs in ``--out DIR`` (formats in ``docs/architecture.md``), written atomical
   ``variant="mean"``, ``seed=-1`` and ``checkpoint=""`` (HDF5 attributes cannot be null).
 * ``metrics.json``: ``variant, seed, dataset, split, n_samples, n_params, macs`` (per sample,
   one forward pass), ``time_per_sample_s`` (forward passes only, after a warm-up batch),
-  ``mean`` and ``per_sample`` of every metric, plus ``checkpoint``, ``checkpoint_sha256`` (the
+  ``mean`` and ``per_sample`` of every metric, plus ``model`` (the network as built: its name
+  and constructor arguments, e.g. the attention levels after the registry's caps; null for the
+  baseline), ``checkpoint``, ``checkpoint_sha256`` (the
   identity of the model scored: the report checks it against the run's ``model.pt``), ``epoch`` and
   ``settings`` (vmin, vmax, salt_threshold, boundary_tolerance). The baseline has
   ``"variant": "mean"``, ``"seed": null``, ``n_params`` and ``macs`` 0.
@@ -182,7 +184,7 @@ def _score(cfg, norm: Normalizer, prediction_ms: np.ndarray, target_ms: np.ndarr
 
 def _write_outputs(cfg, out: Path, *, variant: str, seed, data: ShardDataset, split: str, pred_ms: np.ndarray,
                    target_ms: np.ndarray, norm: Normalizer, checkpoint: str, n_params: int, macs: int,
-                   time_per_sample: float, epoch) -> dict:
+                   time_per_sample: float, epoch, model: dict | None = None) -> dict:
     dataset = cfg.study.dataset
     write_predictions(out / "predictions.h5", pred_ms, target_ms, np.arange(len(target_ms)), variant=variant,
                       seed=seed, dataset=dataset, split=split, shards=data.paths, checkpoint=checkpoint)
@@ -192,7 +194,7 @@ def _write_outputs(cfg, out: Path, *, variant: str, seed, data: ShardDataset, sp
         "n_params": int(n_params), "macs": int(macs), "time_per_sample_s": float(time_per_sample),
         "mean": mean, "per_sample": per,
         "checkpoint": checkpoint or None, "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
-        "epoch": epoch,
+        "epoch": epoch, "model": model,
         "settings": {"vmin": norm.vmin, "vmax": norm.vmax, "salt_threshold": cfg.evaluate.salt_threshold,
                      "boundary_tolerance": cfg.evaluate.boundary_tolerance},
     }
@@ -258,7 +260,8 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
                     salt_threshold=cfg.evaluate.salt_threshold)
     return _write_outputs(cfg, out, variant=variant, seed=extra.get("seed"), data=data, split=split,
                           pred_ms=pred_ms, target_ms=target_ms, norm=norm, checkpoint=str(checkpoint),
-                          n_params=n_params, macs=macs, time_per_sample=per_sample_s, epoch=extra.get("epoch"))
+                          n_params=n_params, macs=macs, time_per_sample=per_sample_s, epoch=extra.get("epoch"),
+                          model={"name": variant, "kwargs": dict(model.config)})
 
 
 def evaluate_baseline(cfg, out: str | os.PathLike, *, kind: str = "mean", split: str = "test",

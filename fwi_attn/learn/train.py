@@ -351,7 +351,9 @@ def _resume_problems(ckpt: dict, variant: str, seed: int, model_kwargs: dict, ep
         problems.append("train settings changed: " + ", ".join(f"{k} {saved_train[k]!r} -> {cfg_train[k]!r}"
                                                                 for k in changed))
     # The same data: a regenerated dataset or another normalisation makes a different run.
-    saved = json.loads(ckpt.get("config", "{}"))
+    from fwi_attn.config import resolve_recorded
+
+    saved = resolve_recorded(json.loads(ckpt.get("config", "{}")))
     ds = cfg.study.dataset
     now = cfg.to_dict()
     for key, old, new in (("survey", saved.get("survey"), now["survey"]), ("geology", saved.get("geology"), now["geology"]),

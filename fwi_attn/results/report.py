@@ -16,13 +16,33 @@ from fwi_attn.results.study import (BASELINE, Study, comparison_table, format_me
 # ----------------------------------------------------------------------------- the report
 
 
-def config_summary(config: dict) -> str:
-    """A few markdown bullet lines describing the study's setup."""
+def _levels(n) -> str:
+    return "every level" if n is None else f"the {n} coarsest level{'s' if n != 1 else ''} (bottleneck included)"
+
+
+def attention_placement(study: Study | None) -> str:
+    """Where each variant's attention sits, as built (metrics.json's ``model``), not as asked."""
+    built = {}
+    for variant in (study.variants if study else []):
+        for seed in study.seeds(variant):
+            kwargs = (study.metrics[(variant, seed)].get("model") or {}).get("kwargs") or {}
+            if kwargs.get("attn", "none") != "none" or kwargs.get("gates"):
+                built.setdefault(variant, _levels(kwargs.get("attn_levels")))
+    if not built:
+        return ""
+    places = list(built.values())
+    common = max(places, key=places.count)  # the first variant's placement on a tie
+    odd = [f"{v}: {where}" for v, where in built.items() if where != common]
+    return f"attention at {common}" + (f" ({'; '.join(odd)})" if odd else "")
+
+
+def config_summary(config: dict, study: Study | None = None) -> str:
+    """A few markdown bullet lines describing the study's setup; attention placement is read
+    from what was built (each run's metrics.json) when the study's results are given."""
     st, s, m, t = config["study"], config["survey"], config["model"], config["train"]
     ds = config["datasets"][st["dataset"]]
     n = ds.get("samples", {})
-    levels = ("at every level" if m.get("attn_levels") is None
-              else f"at the {m['attn_levels']} coarsest levels (bottleneck included)")
+    levels = attention_placement(study) or f"attention at {_levels(m.get('attn_levels'))} (as configured)"
     # A config from before the gain existed means OpenFWI's plain log transform.
     norm = config.get("normalize", {"gain_power": 0.0, "gain_scale": 1.0})
     gain = f"{norm['gain_scale']:g} (t/T)^{norm['gain_power']:g}" if norm["gain_power"] else f"{norm['gain_scale']:g}"
@@ -37,7 +57,7 @@ def config_summary(config: dict) -> str:
         f"({s['nt'] * s['dt']:g} s); Ricker {s['freq']:g} Hz.",
         f"- **Velocity range** {config['geology']['vmin']:g} to {config['geology']['vmax']:g} m/s "
         f"(the [-1, 1] scale of MAE/RMSE).",
-        f"- **Networks**: UNet width {m['width']}, depth {m['depth']}, attention {levels}; InversionNet "
+        f"- **Networks**: UNet width {m['width']}, depth {m['depth']}, {levels}; InversionNet "
         f"at {m.get('width_mult', 1.0):g}x OpenFWI's widths; input sign(x) log1p({gain} |x|), min-max "
         f"scaled; training {t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']:g}, loss {t['loss']}, "
         f"scheduler {t['scheduler']}.",
@@ -86,7 +106,7 @@ def build_markdown(study: Study, reference: str | None = None, title: str | None
                          f"(95% CI [{best['ci_low']:+.4f}, {best['ci_high']:+.4f}], Wilcoxon p = "
                          f"{best['p_value']:.3g}, {best['n']} test samples).\n")
     if config:
-        parts += ["## Setup\n", config_summary(config) + "\n"]
+        parts += ["## Setup\n", config_summary(config, study) + "\n"]
     parts.append(_figure("Dataset preview", study.dir / "figures" / "dataset_preview.png", report_dir,
                          "Training models (top, km/s) and their middle-shot gathers (bottom)."))
     parts += ["## Comparison\n",
