@@ -231,6 +231,36 @@ def _open(path: Path) -> h5py.File:
         raise ShardError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {e}") from None
 
 
+def h5_attrs(obj) -> dict:
+    """An HDF5 object's attributes as plain Python values (str, int, float)."""
+    attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in obj.attrs.items()}
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
+
+
+@contextlib.contextmanager
+def open_result(path: str | os.PathLike, schema: str, *, error: type[Exception], what: str, writer: str):
+    """Open a result file of one schema (predictions, attention maps, showcase gathers) for reading.
+
+    Yields ``(file, attrs)``. Every failure names the file and the command that writes it.
+
+    Raises:
+        FileNotFoundError: no such file.
+        error: not a readable HDF5 file, or of another schema.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist (write it with {writer})")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise error(f"{path}: not a readable HDF5 file ({e}); rerun {writer}") from None
+    with f:
+        attrs = h5_attrs(f)
+        if attrs.get("schema") != schema:
+            raise error(f"{path}: schema {attrs.get('schema')!r}, expected {schema!r}; rerun {writer}")
+        yield f, attrs
+
+
 def check_shard(f: h5py.File, path: Path) -> Shard:
     """Validate an open shard's schema and shapes; return its metadata (arrays not loaded)."""
     schema = f.attrs.get("schema")
@@ -258,8 +288,7 @@ def check_shard(f: h5py.File, path: Path) -> Shard:
         problems.append(f"attribute nt={int(f.attrs['nt'])} but gathers have {nt} samples")
     if problems:
         raise ShardError(f"{path}: inconsistent shapes: " + "; ".join(problems))
-    attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-    attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
+    attrs = h5_attrs(f)
     return Shard(path=path, attrs=attrs, n=n, n_shots=n_shots, nt=nt, n_receivers=n_rec, nz=nz, nx=nx,
                  source_xz=f["source_xz"][()], receiver_xz=f["receiver_xz"][()])
 
@@ -352,18 +381,8 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
         ShardError: another schema, missing datasets or attributes, inconsistent shapes.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions file {path} does not exist (write it with `fwi-attn evaluate` "
-                                f"or `fwi-attn predict`)")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise ShardError(f"{path}: not a readable HDF5 file: {e}") from None
-    with f:
-        schema = f.attrs.get("schema")
-        schema = schema.decode() if isinstance(schema, bytes) else schema
-        if schema != PREDICTIONS_SCHEMA:
-            raise ShardError(f"{path}: schema {schema!r}, expected {PREDICTIONS_SCHEMA!r}")
+    with open_result(path, PREDICTIONS_SCHEMA, error=ShardError, what="predictions file",
+                     writer="`fwi-attn evaluate` or `fwi-attn predict`") as (f, attrs):
         missing = [k for k in ("prediction", "target", "index") if k not in f]
         missing += [k for k in ("shards",) if k not in f.attrs]
         if missing:
@@ -371,8 +390,6 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
         prediction = f["prediction"][()].astype(np.float32)
         target = f["target"][()].astype(np.float32)
         index = f["index"][()].astype(np.int64)
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-    attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
     if prediction.ndim != 3 or target.shape != prediction.shape or index.shape != (len(prediction),):
         raise ShardError(f"{path}: prediction {prediction.shape}, target {target.shape} and index "
                            f"{index.shape} must be [n, nz, nx], [n, nz, nx] and [n]")

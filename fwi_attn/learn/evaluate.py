@@ -42,7 +42,8 @@ import numpy as np
 from fwi_attn.data.dataset import Normalizer, ShardDataset, check_survey, load_stats, mean_velocity, split_sources
 from fwi_attn.layout import default_stats_path
 from fwi_attn.learn.metrics import compute_metrics, summarize, to_json_lists
-from fwi_attn.data.store import atomic_path, file_sha256, run_folder_identity, write_json, write_predictions
+from fwi_attn.data.store import (atomic_path, file_sha256, open_result, run_folder_identity, write_json,
+                                 write_predictions)
 
 ATTENTION_SCHEMA = "fwi-attn-attention/1"
 
@@ -139,18 +140,8 @@ def read_attention(path: str | os.PathLike) -> Attention:
     """
     path = Path(path)
     fix = "rerun `fwi-attn evaluate --checkpoint` for this run"
-    if not path.is_file():
-        raise FileNotFoundError(f"attention file {path} does not exist (write it with `fwi-attn evaluate "
-                                f"--checkpoint DIR/model.pt --out DIR`)")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise EvaluateError(f"{path}: not a readable HDF5 file ({e}); {fix}") from None
-    with f:
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
-        if attrs.get("schema") != ATTENTION_SCHEMA:
-            raise EvaluateError(f"{path}: schema {attrs.get('schema')!r}, expected {ATTENTION_SCHEMA!r}; {fix}")
+    with open_result(path, ATTENTION_SCHEMA, error=EvaluateError, what="attention file",
+                     writer="`fwi-attn evaluate --checkpoint DIR/model.pt --out DIR`") as (f, attrs):
         missing = [k for k in ("index", "pad", "names") if k not in attrs]
         missing += [k for k in ("velocity", "maps") if k not in f]
         if missing:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from fwi_attn.config import resolve_device
-from fwi_attn.data.store import Predictions, atomic_path, read_predictions, read_shard
+from fwi_attn.data.store import Predictions, atomic_path, open_result, read_predictions, read_shard
 from fwi_attn.data.survey import AcquisitionError, GridError, Survey, check_acquisition, check_grid
 
 # The simulator (fwi_attn.data.simulate) is imported where it runs: the figures read gathers.h5
@@ -390,18 +390,8 @@ def read_gathers(path: str | os.PathLike) -> Showcase:
     """
     path = Path(path)
     fix = "rerun `fwi-attn physics` for this run"
-    if not path.is_file():
-        raise FileNotFoundError(f"gathers file {path} does not exist (write it with `fwi-attn physics "
-                                f"--predictions DIR/predictions.h5 --out DIR`)")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise PhysicsError(f"{path}: not a readable HDF5 file ({e}); {fix}") from None
-    with f:
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
-        if attrs.get("schema") != GATHERS_SCHEMA:
-            raise PhysicsError(f"{path}: schema {attrs.get('schema')!r}, expected {GATHERS_SCHEMA!r}; {fix}")
+    with open_result(path, GATHERS_SCHEMA, error=PhysicsError, what="gathers file",
+                     writer="`fwi-attn physics --predictions DIR/predictions.h5 --out DIR`") as (f, attrs):
         missing = [k for k in ("index", "dt", "dx") if k not in attrs] + [k for k in _SHOWCASE_ARRAYS if k not in f]
         if missing:
             raise PhysicsError(f"{path}: missing {', '.join(missing)}; {fix}")

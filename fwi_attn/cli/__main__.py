@@ -1,0 +1,5 @@
+import sys
+
+from fwi_attn.cli import main
+
+sys.exit(main())
