@@ -9,7 +9,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from fwi_attn.cli import add_config_argument
+from fwi_attn.cli import add_config_argument, set_threads
 
 
 def command_variants(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
@@ -81,6 +81,7 @@ def command_train(parser):
 
         cfg = load_config(args.config)
         check_output(args.out, folder=True)
+        set_threads(cfg)
         result = train(cfg, args.variant, args.seed, args.out, resume=args.resume, epochs=args.epochs,
                        stop_after=args.stop_after, stats_path=args.stats, progress=not args.quiet)
         state = "finished" if result.finished else f"stopped after epoch {result.epochs_done}/{result.epochs}"
@@ -109,6 +110,7 @@ def command_evaluate(parser):
 
         cfg = load_config(args.config)
         check_output(args.out, folder=True)
+        set_threads(cfg)
         if args.baseline:
             m = evaluate_baseline(cfg, args.out, kind=args.baseline, split=args.split, stats_path=args.stats)
         else:

@@ -239,7 +239,7 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
     loader = DataLoader(data, batch_size=batch, shuffle=False, pin_memory=device.type == "cuda")
     target_ms = data.velocities()
     k = showcase_index(target_ms, cfg.evaluate.salt_threshold)
-    with torch_settings(cfg.study.threads, False, device):
+    with torch_settings(False, device):
         n_params = count_params(model)
         macs = extra.get("macs") or count_macs(model, (1, *data.sample_shape))
         pred_ms, per_sample_s = predictor.predict_batches((x for x, _ in loader), len(data), timed=True,

@@ -29,7 +29,7 @@ Outputs in ``--out DIR``, every file written atomically:
 Reproducibility: torch, numpy and ``random`` are seeded from ``--seed`` before the model is
 built; the order of training samples in epoch ``e`` comes from a generator seeded with
 ``SeedSequence([seed, e])``, so a resumed run sees the same batches; deterministic
-algorithms are on (``train.deterministic``) and ``torch.set_num_threads(study.threads)``.
+algorithms are on (``train.deterministic``); ``fwi-attn train`` runs ``study.threads`` torch threads.
 """
 from __future__ import annotations
 
@@ -67,19 +67,17 @@ class TrainError(ValueError):
 
 
 @contextlib.contextmanager
-def torch_settings(threads: int | None, deterministic: bool, device: torch.device):
-    """Set torch's thread count and determinism for a run; restore both afterwards.
+def torch_settings(deterministic: bool, device: torch.device):
+    """Set torch's determinism (and cuDNN autotuning) for a run; restore both afterwards.
 
-    Both are process-wide, so a caller (a test, a notebook) gets its own settings back.
+    Both are process-wide, so a caller (a test, a notebook) gets its own settings back. The thread
+    count is the process's: the command line sets ``study.threads`` (``fwi_attn.cli.set_threads``).
     """
-    old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     old_bench = torch.backends.cudnn.benchmark
     change_det = deterministic != old_det or (deterministic and not old_warn)
     try:
-        if threads:
-            torch.set_num_threads(int(threads))
         if deterministic and device.type == "cuda":
             # cuBLAS needs this before its first call to be deterministic.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -91,7 +89,6 @@ def torch_settings(threads: int | None, deterministic: bool, device: torch.devic
         torch.backends.cudnn.benchmark = not deterministic
         yield
     finally:
-        torch.set_num_threads(old_threads)
         if change_det:
             torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
         torch.backends.cudnn.benchmark = old_bench
@@ -413,7 +410,7 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         check_survey(cfg, ds)
         check_stats(stats, ds, stats_path)
 
-    with torch_settings(cfg.study.threads, tc.deterministic, device):
+    with torch_settings(tc.deterministic, device):
         seed_everything(seed)
         model = create_model(variant, **train_ds.model_shape(), **model_hyper(cfg))
         channels_last = bool(tc.channels_last)
