@@ -10,7 +10,6 @@ import math
 import warnings
 from dataclasses import dataclass, field
 
-import deepwave
 import numpy as np
 import torch
 
@@ -99,10 +98,14 @@ class Survey:
 
     def wavelet(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The Ricker source wavelet, ``[nt]``, peak at ``peak_time``."""
+        import deepwave  # here, not at the top: commands that only compare surveys skip its import (~3-6 s)
+
         return deepwave.wavelets.ricker(self.freq, self.nt, self.dt, self.peak_time, dtype=dtype)
 
     def inner_steps(self, max_vel: float | None = None) -> int:
         """Internal time steps per recorded sample that deepwave needs for CFL stability."""
+        import deepwave
+
         _, ratio = deepwave.discretisation.cfl_condition_n(self.dx, self.dt, max_vel or self.max_vel)
         return int(ratio)
 
@@ -129,6 +132,8 @@ class Survey:
                 f"use dt <= {0.5 / self.fmax:.2e} s")
         if vmin > 0:
             ppw = vmin / self.fmax / self.dx
+            import deepwave
+
             need = deepwave.suggest_discretisation(
                 vmin, self.fmax, 2, self.accuracy, min_points_per_wavelength=1.0).points_per_wavelength
             fix = (f"use survey.dx <= {vmin / self.fmax / need:.2f} m, a higher survey.accuracy, "
