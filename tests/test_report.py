@@ -8,13 +8,13 @@ import pytest
 import yaml
 from scipy import stats
 
-from fwi_attn import report
 from fwi_attn.results.report import markdown_to_html, write_report
 from fwi_attn.results.study import (
     comparison_table,
     load_study,
     paired_comparison,
     rank_variants,
+    ranking_markdown,
     table_markdown,
     write_table_csv,
 )
@@ -185,7 +185,7 @@ def test_report_command(study_dir, tmp_path):
 
 def test_ranking_markdown_marks_significance(study_dir):
     ranking = rank_variants(load_study(study_dir), "none")
-    md = report.ranking_markdown(ranking, "none")
+    md = ranking_markdown(ranking, "none")
     assert "| 1 | cbam |" in md and "reference" in md
 
 
