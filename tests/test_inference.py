@@ -57,11 +57,10 @@ def test_predictor_is_the_model_on_normalised_gathers_inverted(tiny_dataset, tes
     np.testing.assert_allclose(predictor.predict(test_shard.gathers, batch_size=3), direct, rtol=0, atol=1e-2)
     last = Predictor.load(ckpt, device="cpu", channels_last=True)
     np.testing.assert_allclose(last.predict(test_shard.gathers, batch_size=3), direct, rtol=0, atol=1e-2)
-    # Timed batches give the same velocity and a forward time per sample.
+    # Timed batches give the same velocity (their speed is measured in benchmarks/, not here).
     batches = (test_shard.gathers[a:a + 8] for a in (0,))
-    timed, seconds = predictor.predict_batches(batches, 8, timed=True)
+    timed, _ = predictor.predict_batches(batches, 8, timed=True)
     np.testing.assert_array_equal(timed, direct)
-    assert seconds > 0
 
 
 def test_predictor_attention_is_a_direct_capture(tiny_dataset, test_shard, tmp_path):
