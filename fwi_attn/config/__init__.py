@@ -214,6 +214,34 @@ def resolve_recorded(raw: Mapping[str, Any]) -> dict:
         return dict(raw)
 
 
+def recorded_differences(recorded: Mapping[str, Any], cfg, keys, limit: int = 4) -> list[str]:
+    """Where a config recorded in a shard or checkpoint differs from ``cfg`` in the dotted
+    sections ``keys`` (e.g. ``"survey"``, ``"datasets.salt"``), after resolving it
+    (:func:`resolve_recorded`): ``["survey.nz 24 (config 16)", ...]``, empty when they agree."""
+    made, now = resolve_recorded(recorded), cfg.to_dict()
+    out: list[str] = []
+    for key in keys:
+        old, new = made, now
+        for part in key.split("."):
+            old = old.get(part) if isinstance(old, Mapping) else None
+            new = new.get(part) if isinstance(new, Mapping) else None
+        out += _value_differences(old, new, key, limit - len(out))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _value_differences(made, wanted, key: str, limit: int) -> list[str]:
+    if isinstance(made, Mapping) and isinstance(wanted, Mapping):
+        out = []
+        for k in sorted(set(made) | set(wanted)):
+            out += _value_differences(made.get(k), wanted.get(k), f"{key}.{k}", limit - len(out))
+            if len(out) >= limit:
+                break
+        return out
+    return [] if made == wanted else [f"{key} {made!r} (config {wanted!r})"]
+
+
 def validate_section(name: str, raw: Mapping[str, Any] | None, source: str = "<config>") -> dict:
     """Validate, default-fill and resolve one top-level config section on its own.
 

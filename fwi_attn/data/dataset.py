@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fwi_attn.config import resolve_recorded
+from fwi_attn.config import recorded_differences
 from fwi_attn.layout import shard_sizes, split_dir, split_shards
 from fwi_attn.data.store import ShardError, read_shard
 
@@ -377,8 +377,6 @@ def split_sources(cfg, split: str, dataset: str | None = None) -> list[Source]:
                            f"{missing[0].name}; generate them with `fwi-attn generate` (or the workflow)")
     ds = cfg.datasets[name]
     sizes = shard_sizes(ds.samples[split], ds.shard_size)
-    want_sections = {"survey": cfg.survey.to_dict(), "geology": cfg.geology.to_dict(), f"datasets.{name}":
-                     ds.to_dict()}
     sources = []
     for i, path in enumerate(expected):
         shard = read_shard(path, load=False)
@@ -387,29 +385,13 @@ def split_sources(cfg, split: str, dataset: str | None = None) -> list[Source]:
                     "seed": a.get("seed"), "samples": shard.n}
         wanted = {"dataset": name, "split": split, "shard": i, "seed": ds.seed, "samples": sizes[i]}
         diff = [f"{k} {recorded[k]!r} (config: {wanted[k]!r})" for k in wanted if recorded[k] != wanted[k]]
-        made_with = resolve_recorded(shard.config)
-        made = {"survey": made_with.get("survey"), "geology": made_with.get("geology"),
-                f"datasets.{name}": made_with.get("datasets", {}).get(name)}
-        for k in want_sections:
-            diff += _differences(made[k], want_sections[k], k)
+        diff += recorded_differences(shard.config, cfg, ("survey", "geology", f"datasets.{name}"))
         if diff:
             raise DatasetError(f"{path} was not generated for this config's {name}/{split} split: "
                                f"{'; '.join(diff)}; regenerate it with this config (or remove it)")
         sources.append(Source(path, None, shard.n, (shard.n_shots, shard.nt, shard.n_receivers),
                               (shard.nz, shard.nx)))
     return sources
-
-
-def _differences(made, wanted, key: str, limit: int = 4) -> list[str]:
-    """``["survey.nz 24 (config 16)", ...]``: where a recorded config section differs from ours."""
-    if isinstance(made, Mapping) and isinstance(wanted, Mapping):
-        out = []
-        for k in sorted(set(made) | set(wanted)):
-            out += _differences(made.get(k), wanted.get(k), f"{key}.{k}", limit - len(out))
-            if len(out) >= limit:
-                break
-        return out
-    return [] if made == wanted else [f"{key} {made!r} (config {wanted!r})"]
 
 
 def _check_same_shape(sources: Sequence[Source]) -> None:

@@ -348,16 +348,12 @@ def _resume_problems(ckpt: dict, variant: str, seed: int, model_kwargs: dict, ep
         problems.append("train settings changed: " + ", ".join(f"{k} {saved_train[k]!r} -> {cfg_train[k]!r}"
                                                                 for k in changed))
     # The same data: a regenerated dataset or another normalisation makes a different run.
-    from fwi_attn.config import resolve_recorded
+    from fwi_attn.config import recorded_differences
 
-    saved = resolve_recorded(json.loads(ckpt.get("config", "{}")))
-    ds = cfg.study.dataset
-    now = cfg.to_dict()
-    for key, old, new in (("survey", saved.get("survey"), now["survey"]), ("geology", saved.get("geology"), now["geology"]),
-                          (f"datasets.{ds}", saved.get("datasets", {}).get(ds), now["datasets"][ds]),
-                          ("normalize", saved.get("normalize"), now["normalize"])):
-        if old != new:
-            problems.append(f"config section {key} changed")
+    changed = recorded_differences(json.loads(ckpt.get("config", "{}")), cfg,
+                                   ("survey", "geology", f"datasets.{cfg.study.dataset}", "normalize"))
+    if changed:
+        problems.append("config changed: " + ", ".join(changed))
     return problems
 
 
