@@ -261,9 +261,8 @@ def validate(model: nn.Module, loader, *, device: torch.device, bf16: bool = Fal
     """Validation MAE on [-1, 1] and SSIM on [0, 1], averaged over samples.
 
     Both are the per-sample metrics of :mod:`fwi_attn.learn.metrics` (:func:`mae_torch`,
-    :func:`ssim_torch`), on the device, in float32 summed in float64. Predictions are clipped to
-    [-1, 1] (the physical velocity range) first. SSIM is NaN for grids smaller than its
-    11-cell window.
+    :func:`ssim_torch`), on the device, in float32 summed in float64, on the raw network output
+    (unclipped, as evaluation scores it). SSIM is NaN for grids smaller than its 11-cell window.
     """
     model.eval()
     mae_sum, ssim_sum, n = 0.0, 0.0, 0
@@ -271,7 +270,7 @@ def validate(model: nn.Module, loader, *, device: torch.device, bf16: bool = Fal
         x, y = _to(x, device, channels_last), y.to(device, non_blocking=True)
         with autocast(device, bf16):
             pred = model(x)
-        pred = pred.float().clamp(-1.0, 1.0)
+        pred = pred.float()
         mae_sum += float(mae_torch(pred, y).sum())
         if min(y.shape[-2:]) >= SSIM_WINDOW:
             unit = Normalizer.unit_interval
@@ -311,7 +310,8 @@ def read_history(path: str | os.PathLike) -> list[dict]:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` did. ``finished`` is False when ``stop_after`` ended it early."""
+    """What :func:`train` did. ``finished`` is False when ``stop_after`` ended it early, True after
+    every epoch or a stop on a validation plateau (``train.patience``)."""
 
     out: Path
     variant: str
@@ -439,7 +439,7 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
                     raise CheckpointError(f"cannot resume from {last_path}: not a readable checkpoint "
                                           f"({' '.join(str(e).split())[:200]}); delete it to start afresh") from None
                 problems = [f"it is not a readable checkpoint ({type(e).__name__})"]
-            if resume == "auto" and not problems and int(ckpt["epoch"]) >= epochs:
+            if resume == "auto" and not problems and (int(ckpt["epoch"]) >= epochs or ckpt.get("plateau")):
                 problems = ["it is a finished run"]
             if problems and resume != "auto":
                 raise TrainError(f"cannot resume from {last_path}: " + "; ".join(problems)
@@ -468,7 +468,9 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
             log(f"training {variant} seed {seed}: {count_params(model):,} parameters, {len(train_ds)} train / "
                 f"{len(val_ds)} val samples, {epochs} epochs on {device}")
         done_now = 0
-        for epoch in range(start, epochs):
+        # A run that stopped on a plateau (train.patience) is finished: resuming it adds nothing.
+        plateau = bool(ckpt is not None and ckpt.get("plateau"))
+        for epoch in range(start, start if plateau else epochs):
             if stop_after is not None and done_now >= stop_after:
                 break
             t0 = time.perf_counter()
@@ -486,15 +488,21 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
                 best_val, best_epoch = val["mae"], epoch + 1
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 save_checkpoint(best_path, model, epoch=epoch + 1, val_mae=val["mae"], **extra)
+            plateau = bool(tc.patience) and epoch + 1 - best_epoch >= tc.patience
             # last.pt carries the best weights too: a resumed run whose model.pt was removed
             # (Snakemake deletes an interrupted job's outputs) can write it again.
             save_checkpoint(last_path, model, epoch=epoch + 1, epochs=epochs, optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(), rng=rng_state(), history=history,
-                            best_val_mae=best_val, best_epoch=best_epoch, best_state_dict=best_state, **extra)
+                            best_val_mae=best_val, best_epoch=best_epoch, best_state_dict=best_state,
+                            plateau=plateau, **extra)
             write_history(out / "history.csv", history)
             done_now += 1
             log(f"{variant} seed {seed} epoch {epoch + 1}/{epochs}: train_loss {row['train_loss']:.4f} "
                 f"val_mae {row['val_mae']:.4f} val_ssim {row['val_ssim']:.3f} lr {row['lr']:.2e} {seconds:.1f} s")
+            if plateau:
+                log(f"{variant} seed {seed}: validation MAE has not improved for {tc.patience} epochs "
+                    f"(best {best_val:.4f} at epoch {best_epoch}): stopping on the plateau")
+                break
         if history and not (out / "history.csv").exists():
             write_history(out / "history.csv", history)
         if best_state is not None and not best_path.exists():
@@ -505,5 +513,5 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
             log(f"rewrote {best_path} (epoch {best_epoch}) from the best weights kept in {last_path}")
     epochs_done = len(history)
     return TrainResult(out=out, variant=variant, seed=seed, epochs_done=epochs_done, epochs=epochs,
-                       best_epoch=best_epoch, best_val_mae=best_val, finished=epochs_done >= epochs,
+                       best_epoch=best_epoch, best_val_mae=best_val, finished=epochs_done >= epochs or plateau,
                        history=history)
