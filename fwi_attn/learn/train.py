@@ -137,19 +137,24 @@ def set_rng_state(state: dict) -> None:
 def make_loss(name: str, ssim_weight: float = 0.1):
     """The training loss on the normalised scale: ``loss(pred, target) -> scalar``.
 
-    ``pred``, ``target``: ``[B, 1, nz, nx]`` in [-1, 1]. ``l1_ssim`` adds
-    ``ssim_weight * (1 - SSIM)`` with SSIM on [0, 1] (needs at least 11 x 11 cells).
+    ``pred``, ``target``: ``[B, 1, nz, nx]`` in [-1, 1]. ``l1_l2`` is L1 + L2 (OpenFWI's
+    InversionNet loss, ``lambda_g1v = lambda_g2v = 1``); ``l1_ssim`` adds
+    ``ssim_weight * (1 - SSIM)`` with OpenFWI's SSIM on [0, 1].
     """
     if name == "l1":
         return F.l1_loss
     if name == "l2":
         return F.mse_loss
+    if name == "l1_l2":
+        def l1_l2(pred, target):
+            return F.l1_loss(pred, target) + F.mse_loss(pred, target)
+        return l1_l2
     if name == "l1_ssim":
         def l1_ssim(pred, target):
             s = ssim_torch(Normalizer.unit_interval(pred), Normalizer.unit_interval(target)).mean()
             return F.l1_loss(pred, target) + ssim_weight * (1 - s)
         return l1_ssim
-    raise TrainError(f"unknown loss {name!r}; valid: l1, l2, l1_ssim")
+    raise TrainError(f"unknown loss {name!r}; valid: l1, l2, l1_l2, l1_ssim")
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -386,7 +391,9 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
 
     if variant not in list_models():
         raise TrainError(f"unknown variant {variant!r}; valid: {', '.join(list_models())}")
-    tc = cfg.train
+    from fwi_attn.config import train_settings
+
+    tc = train_settings(cfg, variant)
     epochs = int(tc.epochs if epochs is None else epochs)
     if epochs < 1:
         raise TrainError(f"epochs must be at least 1, got {epochs}")
