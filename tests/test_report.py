@@ -300,3 +300,25 @@ def test_setup_reads_attention_placement_from_what_was_built(study_dir):
     text = attention_placement(load_study(study_dir))
     assert text == "attention at the 3 coarsest levels (bottleneck included) (cbam: the 2 coarsest levels " \
                    "(bottleneck included))"
+
+
+def test_inversionnet_beside_openfwis_published_numbers(study_dir):
+    import shutil
+
+    from fwi_attn.results.report import published_markdown
+
+    assert published_markdown(load_study(study_dir)) == ""  # no InversionNet, no OpenFWI family
+    shutil.copytree(study_dir / "none", study_dir / "inversionnet")
+    for s in (0, 1):
+        path = study_dir / "inversionnet" / f"seed{s}" / "metrics.json"
+        path.write_text(path.read_text().replace('"variant": "none"', '"variant": "inversionnet"'))
+    config = yaml.safe_load((study_dir / "config.yaml").read_text())
+    config["study"]["variants"].append("inversionnet")
+    config["datasets"][config["study"]["dataset"]]["family"] = "curvevel"
+    (study_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    md = published_markdown(load_study(study_dir))
+    assert "| OpenFWI, CurveVel-A (published) | 0.0685 | 0.1273 | 0.8074 |" in md
+    runs = [json.loads((study_dir / "none" / f"seed{s}" / "metrics.json").read_text())["pooled"] for s in (0, 1)]
+    ours = np.mean([r["rmse"] for r in runs])
+    assert f"| {np.mean([r['mae'] for r in runs]):.4f} | {ours:.4f} |" in md
+    assert "## Against OpenFWI's published numbers" in write_report(study_dir)[0].read_text()
