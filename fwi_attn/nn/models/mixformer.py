@@ -11,7 +11,7 @@ Data flow, for ``depth=3`` and width ``w`` (encoder as :class:`~fwi_attn.nn.mode
         queries = E'_l (the stage's lateral encoder feature)
         keys/values = [E'_m for m <= l] + [D_m for m > l], each pooled to <= mix_pool x mix_pool
         D_l = MixAttention(queries, keys/values)          (attention, then FFN)
-    upsample every D_l to level 0, concatenate ((depth + 1) * D channels), 1x1 ConvBNReLU to D,
+    upsample every D_l to level 0, concatenate ((depth + 1) * D channels), 1x1 conv + ReLU to D,
     1x1 conv head, crop                                   [B, 1, nz, nx]
 
 So each stage mixes what the encoder saw at every scale with what the earlier (coarser) decoder
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import MixAttention
-from .unet import ConvBNReLU, EncoderStage, GridNet, TimeStem, check_sizes, salt_head
+from .unet import EncoderStage, GridNet, TimeStem, check_sizes, salt_head
 
 
 class UMixFormer(GridNet):
@@ -74,7 +74,9 @@ class UMixFormer(GridNet):
         # Indexed by level, as the UNet's decoder: "decoder.0" is the finest stage, the last to run.
         self.decoder = nn.ModuleList(MixAttention(dim, pool=mix_pool) for _ in chans)
         self.salt_heads = nn.ModuleList(salt_head(dim, salt_heads) for _ in chans)
-        self.fuse = ConvBNReLU(len(chans) * dim, dim, 1, padding=0)
+        # No BatchNorm here: it would cancel the finest stage's constant offsets (its FFN bias
+        # would get no gradient), and the stages' outputs come out of residual token blocks anyway.
+        self.fuse = nn.Sequential(nn.Conv2d(len(chans) * dim, dim, 1), nn.ReLU(inplace=True))
         self.head = nn.Conv2d(dim, 1, 1)
         self._init_grid(nz, nx, depth)
 
