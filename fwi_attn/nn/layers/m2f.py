@@ -32,13 +32,13 @@ Adapted to gathers-to-velocity, in a UNet decoder (:class:`~fwi_attn.nn.models.U
 
 Design choice: queries decode, rather than masked attention acting on pixels directly. The
 alternative, pixel-to-pixel attention whose keys are restricted to the predicted salt (the
-``mask`` module with its key mask taken from the coarser level), costs ``(HW)^2``: on the
-default study's grid (64 x 64, width 16) its decoder levels have 256 and 1,024 pixels, and a
-forward + backward pass of one such block at 32 x 32 (C=64, batch 16, 1 thread) took 123 ms
-against 11 ms for this block with 8 queries (``N * HW``); pixel attention would have to stay at
-the two coarsest levels, as ``mask`` does, leaving one masked level instead of a coarse-to-fine
-sweep. On the tests' tiny data (16 x 16, 3 epochs) both reached about the same validation MAE.
-Numbers, commands and machine: docs/benchmarks.md ("m2f: queries or pixels").
+``mask`` module with its key mask taken from the coarser level), costs ``(HW)^2`` per level
+against ``N * HW`` here (``N`` queries, 8 by default): on the default study's grid (64 x 64,
+width 16, depth 3) the decoder levels have 256, 1,024 and 4,096 pixels, so pixel attention would
+have to stay at the two coarsest levels, as ``mask`` does, leaving a single masked level instead
+of a coarse-to-fine sweep. Counted by :func:`fwi_attn.nn.models.count_macs` at that size with
+``attn_levels: 3``: ``none`` 156 M MACs per sample, ``m2f`` 170 M, ``mask`` (pixel attention at
+two levels) 237 M. Step times and a training comparison of the two designs are not measured yet.
 
 The probe receives the mask the cross-attention used (1: attended, 0: excluded; all ones where
 the predicted mask was empty), ``[B, 1, H, W]``.
