@@ -8,6 +8,12 @@ Protocol (the same for every variant, so that they compare fairly):
   ``l1_ssim`` = L1 + ``ssim_weight`` * (1 - SSIM on [0, 1]); learning-rate schedule
   ``train.scheduler`` stepped per batch (``onecycle``: OneCycleLR peaking at ``lr``; ``cosine``:
   cosine decay from ``lr`` to 0; ``none``: constant); gradient-norm clipping ``train.grad_clip``;
+* salt deep supervision (:func:`make_loss`): with ``train.salt_aux_weight`` ``w > 0`` every UNet
+  variant gets salt heads (bottleneck and each decoder level) and the loss adds ``w`` times their
+  mean binary cross-entropy against the true salt mask (velocity above
+  ``evaluate.salt_threshold``); ``m2f``, whose masked attention follows those heads, always has
+  them and uses ``train.m2f_salt_weight`` while ``salt_aux_weight`` is 0 (:func:`salt_weight`), so
+  setting ``salt_aux_weight`` to the same value gives every variant m2f's supervision;
 * validation every epoch: MAE on OpenFWI's [-1, 1] scale and SSIM on [0, 1]
   (:mod:`fwi_attn.learn.metrics`), predictions clipped to [-1, 1];
 * speed: bf16 autocast (``train.bf16``) on CUDA and on CPUs with native bf16 instructions
@@ -134,27 +140,69 @@ def set_rng_state(state: dict) -> None:
 # ----------------------------------------------------------------------------- pieces
 
 
-def make_loss(name: str, ssim_weight: float = 0.1):
+def make_loss(name: str, ssim_weight: float = 0.1, salt_weight: float = 0.0, salt_level: float | None = None):
     """The training loss on the normalised scale: ``loss(pred, target) -> scalar``.
 
     ``pred``, ``target``: ``[B, 1, nz, nx]`` in [-1, 1]. ``l1_l2`` is L1 + L2 (OpenFWI's
     InversionNet loss, ``lambda_g1v = lambda_g2v = 1``); ``l1_ssim`` adds
     ``ssim_weight * (1 - SSIM)`` with OpenFWI's SSIM on [0, 1].
+
+    With ``salt_weight > 0`` the loss is a :class:`SaltAuxLoss` (``wants_salt`` is True): it takes
+    ``(pred, salt_logits)``, what ``model(x, salt=True)`` returns, and ``salt_level`` (the salt
+    threshold on the normalised scale) is required.
     """
     if name == "l1":
-        return F.l1_loss
-    if name == "l2":
-        return F.mse_loss
-    if name == "l1_l2":
-        def l1_l2(pred, target):
+        base = F.l1_loss
+    elif name == "l2":
+        base = F.mse_loss
+    elif name == "l1_l2":
+        def base(pred, target):
             return F.l1_loss(pred, target) + F.mse_loss(pred, target)
-        return l1_l2
-    if name == "l1_ssim":
-        def l1_ssim(pred, target):
+    elif name == "l1_ssim":
+        def base(pred, target):
             s = ssim_torch(Normalizer.unit_interval(pred), Normalizer.unit_interval(target)).mean()
             return F.l1_loss(pred, target) + ssim_weight * (1 - s)
-        return l1_ssim
-    raise TrainError(f"unknown loss {name!r}; valid: l1, l2, l1_l2, l1_ssim")
+    else:
+        raise TrainError(f"unknown loss {name!r}; valid: l1, l2, l1_l2, l1_ssim")
+    if salt_weight < 0:
+        raise TrainError(f"the salt loss weight must be >= 0, got {salt_weight}")
+    if salt_weight == 0:
+        return base
+    if salt_level is None:
+        raise TrainError("a salt loss needs the salt threshold on the normalised velocity scale (salt_level)")
+    return SaltAuxLoss(base, salt_weight, salt_level)
+
+
+class SaltAuxLoss:
+    """``base(pred, target) + weight * mean over levels of BCE(salt logits, target > salt_level)``.
+
+    Called with ``((pred, salt_logits), target)``: ``pred`` ``[B, 1, nz, nx]``, ``salt_logits`` a
+    list of ``[B, 1, nz, nx]`` logits (one per level, on the velocity grid; empty for a model
+    without salt heads, whose loss is then ``base`` alone), ``target`` ``[B, 1, nz, nx]``.
+    """
+
+    wants_salt = True
+
+    def __init__(self, base, weight: float, salt_level: float) -> None:
+        self.base, self.weight, self.salt_level = base, float(weight), float(salt_level)
+
+    def salt_loss(self, salt_logits: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        """Mean binary cross-entropy of the levels' logits against the true salt mask."""
+        truth = (target > self.salt_level).float()
+        losses = [F.binary_cross_entropy_with_logits(s.float(), truth) for s in salt_logits]
+        return torch.stack(losses).mean() if losses else target.new_zeros(())
+
+    def __call__(self, output, target: torch.Tensor) -> torch.Tensor:
+        pred, salt_logits = output
+        return self.base(pred.float(), target) + self.weight * self.salt_loss(salt_logits, target)
+
+
+def salt_weight(train_cfg, model: nn.Module) -> float:
+    """The salt loss weight of a run: ``train.salt_aux_weight``, or, while that is 0,
+    ``train.m2f_salt_weight`` for a model whose attention follows its salt heads (m2f)."""
+    if train_cfg.salt_aux_weight > 0:
+        return float(train_cfg.salt_aux_weight)
+    return float(train_cfg.m2f_salt_weight) if getattr(model, "needs_salt_supervision", False) else 0.0
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -231,11 +279,12 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(loader), desc=desc, unit="batch", leave=False, file=sys.stderr)
+    wants_salt = getattr(loss_fn, "wants_salt", False)  # a SaltAuxLoss needs the salt heads' logits
     for x, y in loader:
         x, y = _to(x, device, channels_last), y.to(device, non_blocking=True)
         with autocast(device, bf16):
-            pred = model(x)
-        loss = loss_fn(pred.float(), y)
+            pred = model(x, salt=True) if wants_salt else model(x)
+        loss = loss_fn(pred, y) if wants_salt else loss_fn(pred.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
@@ -286,11 +335,15 @@ def validate(model: nn.Module, loader, *, device: torch.device, bf16: bool = Fal
 
 
 def model_hyper(cfg) -> dict:
-    """The ``model`` section's keys that some registered model accepts (width, depth, ...)."""
+    """The ``model`` section's keys that some registered model accepts (width, depth, ...), and
+    ``salt_heads=True`` when ``train.salt_aux_weight`` asks for salt deep supervision."""
     from fwi_attn.nn.models import model_kwargs
 
     shape_keys = {"in_shots", "nt", "n_receivers", "nz", "nx"}
-    return {k: v for k, v in cfg.model.to_dict().items() if k in model_kwargs() - shape_keys}
+    hyper = {k: v for k, v in cfg.model.to_dict().items() if k in model_kwargs() - shape_keys}
+    if cfg.train.salt_aux_weight > 0:
+        hyper["salt_heads"] = True  # the salt deep supervision's heads, on every UNet variant
+    return hyper
 
 
 def write_history(path: str | os.PathLike, history: list[dict]) -> None:
@@ -427,7 +480,8 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
                                    device=device, generator=generator)
         val_loader = make_loader(val_ds, tc.batch_size, shuffle=False, num_workers=tc.num_workers, device=device)
         scheduler = make_scheduler(tc.scheduler, optimizer, tc.lr, epochs * len(train_loader))
-        loss_fn = make_loss(tc.loss, tc.ssim_weight)
+        loss_fn = make_loss(tc.loss, tc.ssim_weight, salt_weight(tc, model),
+                            float(norm.velocity(cfg.evaluate.salt_threshold)))
         step_model = torch.compile(model) if tc.compile else model
 
         history: list[dict] = []
