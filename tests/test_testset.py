@@ -83,27 +83,28 @@ def test_testset_writes_shards_with_provenance(tiny_config, model_folder, test_s
     cfg, root = tiny_config, model_folder["dir"]
     shards = sorted(test_set.glob("*.h5"))
     assert [p.name for p in shards] == ["shard-0000.h5", "shard-0001.h5", "shard-0002.h5"]  # 12 windows by 5
-    velocity, prov = [], {"file": [], "model": [], "iz": [], "ix": []}
+    velocity, prov, files = [], {"file": [], "model": [], "iz": [], "ix": []}, {}
     for i, path in enumerate(shards):
         shard = read_shard(path)
         assert (shard.attrs["dataset"], shard.attrs["split"], shard.attrs["shard"]) == ("mixed", "test", i)
         p = json.loads(shard.attrs["provenance"])
         assert p["set"] == "mixed" and p["options"]["variable"] == "vp"
-        files = p["files"]
-        for k in prov:
+        for k in ("model", "iz", "ix"):
             prov[k] += p[k]
+        prov["file"] += [p["files"][k]["path"] for k in p["file"]]
+        files.update({f["path"]: f for f in p["files"]})
         velocity.append(shard.velocity)
         # the gathers are the survey's simulation of the stored windows
         survey = Survey.from_config(cfg)
         np.testing.assert_array_equal(shard.gathers, simulate(shard.velocity, survey, device="cpu",
                                                               models_per_call=cfg.survey.models_per_call))
     velocity = np.concatenate(velocity)
-    names = ["a_stack.npy", "b_section.sgy", "c_model.h5", "d_model.mat"]
-    assert [f["path"] for f in files] == [str((root / n).resolve()) for n in names]
-    assert [f["sha256"] for f in files] == [file_sha256(root / n) for n in names]
-    assert [f["resample"] for f in files] == [[1.0, 1.0]] * 4
-    assert [f["shape"] for f in files] == [[2, 48, 64], [1, 24, 64], [1, 24, 32], [1, 30, 40]]
-    assert prov["file"] == [0] * 8 + [1, 1, 2, 3]
+    paths = [str((root / n).resolve()) for n in ("a_stack.npy", "b_section.sgy", "c_model.h5", "d_model.mat")]
+    assert list(files) == paths
+    assert [f["sha256"] for f in files.values()] == [file_sha256(p) for p in paths]
+    assert [f["resample"] for f in files.values()] == [[1.0, 1.0]] * 4
+    assert [f["shape"] for f in files.values()] == [[2, 48, 64], [1, 24, 64], [1, 24, 32], [1, 30, 40]]
+    assert prov["file"] == [paths[0]] * 8 + [paths[1]] * 2 + paths[2:]
     assert prov["model"] == [0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0]
     assert list(zip(prov["iz"], prov["ix"]))[:4] == [(0, 0), (0, 32), (24, 0), (24, 32)]
     # every sample is exactly its window of its source model
@@ -228,6 +229,24 @@ def test_an_out_folder_with_shards_is_refused_unless_overwritten(tiny_config, tm
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["shard-0000.h5", "testset.json"]
     with pytest.raises(ValueError, match="--fit .* or --model-dx, not both"):
         TestSetOptions(fit=True, model_dx=20.0).check()
+
+
+def test_matlab_v73_files_are_read_in_matlab_axis_order(tiny_config, tmp_path):
+    from fwi_attn.data.geology import read_velocity_file
+
+    model = salt_models(tiny_config, 1, 24, 40, seed=9)[0]
+    path = tmp_path / "v73.mat"
+    # A MATLAB v7.3 file: HDF5 behind a 512-byte header block; MATLAB stores arrays column-major,
+    # so h5py sees a 24 x 40 matrix as 40 x 24.
+    with h5py.File(path, "w", userblock_size=512) as f:
+        f["vp"] = model.T
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Wed Dec  2 10:00:00 2026 HDF5 schema 1.00 ."
+    with open(path, "r+b") as f:
+        f.write(header.ljust(116) + b"\0" * 8 + b"\x00\x02" + b"IM")
+    with pytest.raises(NotImplementedError):
+        scipy.io.loadmat(path)  # what tells the reader to use h5py
+    np.testing.assert_array_equal(read_velocity_file(path, "vp")[0], model)
+    np.testing.assert_array_equal(read_velocity_file(path)[0], model)  # the only 2-D dataset
 
 
 # ----------------------------------------------------------------------------- compare-sets

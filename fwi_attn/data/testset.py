@@ -24,7 +24,7 @@ Each shard records where every sample came from in its ``provenance`` attribute 
      "file": [0, 0, ...], "model": [0, 0, ...], "iz": [0, 0, ...], "ix": [0, 32, ...],
      "clipped_cells": [0, 12, ...], "options": {...}}
 
-``file[i]`` indexes ``files`` for sample ``i``; ``model[i]`` is the model within that file;
+``file[i]`` indexes the shard's ``files`` (those its samples come from) for sample ``i``; ``model[i]`` is the model within that file;
 ``iz[i], ix[i]`` the window's top-left cell in the resampled model (study cells of ``dx`` m);
 ``resample`` the zoom factors (depth, offset) applied to the file's models; ``clipped_cells``
 how many cells were clipped into range. The shard's ``dataset`` attribute is the set's name
@@ -355,7 +355,10 @@ def build_test_set(cfg, inputs: Sequence[str | os.PathLike], name: str, out: str
         gathers = simulate(velocity, survey, device=device or cfg.study.device,
                            models_per_call=cfg.survey.models_per_call, progress=progress,
                            where=f"test set {name}, shard {i}")
-        provenance = {"set": name, "files": records, **windows.rows(start, start + n), "options": asdict(options)}
+        rows = windows.rows(start, start + n)
+        used = sorted(set(rows["file"]))  # only this shard's files: the attribute stays small
+        rows["file"] = [used.index(k) for k in rows["file"]]
+        provenance = {"set": name, "files": [records[k] for k in used], **rows, "options": asdict(options)}
         attrs = shard_attrs(survey, cfg, dataset=name, split="test", shard=i, seed=options.seed, family="import",
                             provenance=provenance)
         path = out / f"shard-{i:04d}.h5"
