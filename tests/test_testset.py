@@ -231,6 +231,18 @@ def test_an_out_folder_with_shards_is_refused_unless_overwritten(tiny_config, tm
         TestSetOptions(fit=True, model_dx=20.0).check()
 
 
+def test_fit_resamples_whole_models_like_simulate(tiny_config, tmp_path):
+    from fwi_attn.data.geology import load_velocities
+
+    np.save(tmp_path / "deep.npy", salt_models(tiny_config, 2, 36, 48, seed=2))
+    assert main(["testset", str(tmp_path / "deep.npy"), "--config", config_file(tiny_config, tmp_path), "--name",
+                 "fit", "--fit", "--out", str(tmp_path / "fit"), "--device", "cpu", "--quiet"]) == 0
+    shard = read_shard(tmp_path / "fit" / "shard-0000.h5")
+    np.testing.assert_allclose(shard.velocity, load_velocities(tmp_path / "deep.npy", 24, 32), rtol=1e-6)
+    p = json.loads(shard.attrs["provenance"])
+    assert p["files"][0]["resample"] == [24 / 36, 32 / 48] and p["iz"] == p["ix"] == [0, 0]
+
+
 def test_matlab_v73_files_are_read_in_matlab_axis_order(tiny_config, tmp_path):
     from fwi_attn.data.geology import read_velocity_file
 
