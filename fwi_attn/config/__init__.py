@@ -312,17 +312,27 @@ def _geology_problems(g: dict) -> list[str]:
     if g["vmin"] >= g["vmax"]:
         problems.append(f"geology.vmin ({g['vmin']}) must be below geology.vmax ({g['vmax']})")
     for key in ("layers.count", "layers.v_top", "layers.v_bottom", "layers.curvature", "water.depth",
-                "salt.bodies", "salt.velocity", "salt.width", "salt.height", "salt.top"):
+                "salt.bodies", "salt.velocity", "salt.width", "salt.height", "salt.top",
+                "layers.v_seabed", "layers.v_deep", "layers.compaction", "layers.burial", "layers.lateral",
+                "faults.count", "salt.sheet_width", "salt.sheet_thickness", "salt.massif_width",
+                "salt.rugosity", "salt.rugosity_wavelength", "salt.drag", "salt.drag_width"):
         group, name = key.split(".")
         lo, hi = g[group][name]
         if lo > hi:
             problems.append(f"geology.{key} is [{lo}, {hi}]: the first value must not exceed the second")
-    for key in ("salt.velocity", "layers.v_top", "layers.v_bottom"):
+    for key in ("salt.velocity", "layers.v_top", "layers.v_bottom", "layers.v_seabed", "layers.v_deep"):
         group, name = key.split(".")
         lo, hi = g[group][name]
         if lo < g["vmin"] or hi > g["vmax"]:
             problems.append(f"geology.{key} [{lo}, {hi}] m/s lies outside [geology.vmin, geology.vmax] = "
                             f"[{g['vmin']}, {g['vmax']}]")
+    if g["layers"]["v_deep"][1] >= g["salt"]["velocity"][0]:
+        problems.append(f"geology.layers.v_deep upper bound ({g['layers']['v_deep'][1]}) must lie below "
+                        f"geology.salt.velocity's lower bound ({g['salt']['velocity'][0]}), or sediments "
+                        "could not be told from salt")
+    if sum(g["salt"]["kinds"].values()) <= 0:
+        problems.append("geology.salt.kinds are all 0: give at least one body kind a positive rate "
+                        "(or set geology.salt.none_probability to 1 for windows without salt)")
     if not g["vmin"] <= g["water"]["velocity"] <= g["vmax"]:
         problems.append(f"geology.water.velocity ({g['water']['velocity']}) lies outside [vmin, vmax]")
     return problems
