@@ -258,3 +258,137 @@ def test_per_variant_settings_are_checked_and_applied(tiny):
     raw["train"]["per_variant"] = {"inversionnet": {"loss": "huber"}}
     with pytest.raises(ConfigError, match="loss"):
         load_config(raw)
+
+
+# --- salt deep supervision ---------------------------------------------------------------------
+
+
+def test_salt_loss_equals_an_independent_binary_cross_entropy():
+    """SaltAuxLoss = base + weight * mean over levels of BCE(logits, target > level), against the
+    textbook formula on fixed arrays (numpy, float64)."""
+    rng = np.random.default_rng(3)
+    target = rng.uniform(-1, 1, (2, 1, 6, 5)).astype(np.float32)
+    pred = rng.uniform(-1, 1, (2, 1, 6, 5)).astype(np.float32)
+    logits = [rng.normal(0, 2, (2, 1, 6, 5)).astype(np.float32) for _ in range(3)]
+    level, weight = 0.25, 0.4
+
+    truth = (target > level).astype(np.float64)
+
+    def bce(z):
+        p = 1 / (1 + np.exp(-z.astype(np.float64)))
+        return -np.mean(truth * np.log(p) + (1 - truth) * np.log(1 - p))
+
+    expected = np.mean(np.abs(pred - target)) + weight * np.mean([bce(z) for z in logits])
+    loss = make_loss("l1", salt_weight=weight, salt_level=level)
+    assert loss.wants_salt
+    got = loss((torch.from_numpy(pred), [torch.from_numpy(z) for z in logits]), torch.from_numpy(target))
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    # A model without salt heads returns no logits: the loss is the base loss alone.
+    alone = loss((torch.from_numpy(pred), []), torch.from_numpy(target))
+    assert float(alone) == pytest.approx(np.mean(np.abs(pred - target)), rel=1e-6)
+
+
+def test_a_negative_or_unplaced_salt_weight_is_a_clear_error(tiny):
+    from fwi_attn.config import ConfigError
+
+    with pytest.raises(TrainError, match="salt loss weight must be >= 0, got -0.1"):
+        make_loss("l1", salt_weight=-0.1, salt_level=0.0)
+    with pytest.raises(TrainError, match="salt threshold"):
+        make_loss("l1", salt_weight=0.1)
+    for key, value in (("salt_aux_weight", -0.5), ("m2f_salt_weight", -0.5), ("m2f_salt_weight", 0)):
+        raw = copy.deepcopy(tiny["config"].to_dict())
+        raw["train"][key] = value
+        with pytest.raises(ConfigError, match=key):
+            load_config(raw)
+
+
+def _salt_training(tiny, weight: float, variant: str = "none", steps: int = 2):
+    """A model with salt heads after ``steps`` real optimiser steps on the tiny training split,
+    with salt loss ``weight``; returns (model before, model after, salt-head grads of the last step)."""
+    from fwi_attn.data.dataset import load_stats
+    from fwi_attn.nn.models import create_model
+
+    cfg = tiny["config"]
+    norm = Normalizer.from_stats(load_stats(default_stats_path(cfg)))
+    ds = ShardDataset(tiny["dir"] / "train", norm)
+    torch.manual_seed(5)
+    model = create_model(variant, **ds.model_shape(), width=4, depth=2, salt_heads=True)
+    before = copy.deepcopy(model)
+    loss_fn = make_loss("l1", salt_weight=weight, salt_level=float(norm.velocity(cfg.evaluate.salt_threshold)))
+    subset = torch.utils.data.Subset(ds, range(4 * steps))
+    loader = torch.utils.data.DataLoader(subset, batch_size=4, shuffle=False)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    train_one_epoch(model, loader, opt, None, loss_fn, device=torch.device("cpu"), grad_clip=1.0)
+    grads = [p.grad for head in model.salt_heads for p in head.parameters()]
+    return before, model, grads
+
+
+def _heads_changed(before, after) -> list[bool]:
+    return [any(not torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+            for a, b in zip(before.salt_heads, after.salt_heads)]
+
+
+def test_the_salt_loss_trains_the_salt_heads_and_without_it_they_are_unused(tiny):
+    """Weight > 0: every level's head (bottleneck and each decoder level) gets a gradient and moves.
+    Weight 0 (the plain loss, model(x)): the heads are computed but unused, no gradient, unchanged."""
+    before, after, grads = _salt_training(tiny, 0.5)
+    assert len(grads) == 2 * 3 and all(g is not None and float(g.abs().sum()) > 0 for g in grads)
+    assert all(_heads_changed(before, after))
+
+    before, after, grads = _salt_training(tiny, 0.0)
+    assert all(g is None for g in grads)
+    assert not any(_heads_changed(before, after))
+    # The trunk trained all the same.
+    assert not torch.equal(before.head.weight, after.head.weight)
+
+
+def test_salt_aux_weight_trains_a_plain_unet_differently(tiny, tmp_path):
+    """train.salt_aux_weight > 0 gives ``none`` salt heads (in the checkpoint) and its gradient
+    reaches the shared trunk: other weights and another validation MAE than weight 0."""
+    cfg = tiny["config"]
+    raw = copy.deepcopy(cfg.to_dict())
+    raw["train"]["salt_aux_weight"] = 1.0
+    quiet = dict(epochs=1, progress=False, log=lambda s: None)
+    plain = train(cfg, "none", 0, tmp_path / "plain", **quiet)
+    salted = train(load_config(raw), "none", 0, tmp_path / "salted", **quiet)
+    a, b = (torch.load(tmp_path / d / "model.pt", map_location="cpu", weights_only=True) for d in ("plain", "salted"))
+    assert not a["kwargs"].get("salt_heads") and b["kwargs"]["salt_heads"]
+    heads = [k for k in b["state_dict"] if k.startswith("salt_heads.")]
+    assert heads and not any(k.startswith("salt_heads.") for k in a["state_dict"])
+    shared = [k for k in a["state_dict"] if k in b["state_dict"] and a["state_dict"][k].is_floating_point()]
+    assert any(not torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in shared)
+    assert plain.best_val_mae != salted.best_val_mae
+
+
+def test_m2f_uses_m2f_salt_weight_while_salt_aux_weight_is_zero(tiny):
+    from fwi_attn.config import train_settings
+    from fwi_attn.learn.train import salt_weight
+    from fwi_attn.nn.models import create_model
+
+    raw = copy.deepcopy(tiny["config"].to_dict())
+    raw["train"].update(salt_aux_weight=0.0, m2f_salt_weight=0.3)
+    cfg = load_config(raw)
+    shape = dict(in_shots=3, nt=200, n_receivers=16, nz=24, nx=32, width=4, depth=2)
+    m2f, none = create_model("m2f", **shape), create_model("none", **shape)
+    assert salt_weight(train_settings(cfg, "m2f"), m2f) == 0.3
+    assert salt_weight(train_settings(cfg, "none"), none) == 0.0
+    raw["train"]["salt_aux_weight"] = 0.7  # one weight for every variant, m2f included
+    cfg = load_config(raw)
+    assert salt_weight(train_settings(cfg, "m2f"), m2f) == 0.7 == salt_weight(train_settings(cfg, "none"), none)
+
+
+def test_m2f_training_moves_its_salt_heads_with_the_default_weights(tiny, tmp_path):
+    """With salt_aux_weight 0, m2f's salt heads train on m2f_salt_weight: two values of it, one
+    seed, give two sets of heads (the heads' only gradient is the salt loss's)."""
+    cfg = tiny["config"]
+    assert cfg.train.salt_aux_weight == 0 and cfg.train.m2f_salt_weight > 0
+    quiet = dict(epochs=1, progress=False, log=lambda s: None)
+    train(cfg, "m2f", 0, tmp_path / "default", **quiet)
+    raw = copy.deepcopy(cfg.to_dict())
+    raw["train"]["m2f_salt_weight"] = 2.0
+    train(load_config(raw), "m2f", 0, tmp_path / "heavy", **quiet)
+    from fwi_attn.nn.models import load_model
+
+    (a, _), (b, _) = (load_model(tmp_path / d / "model.pt") for d in ("default", "heavy"))
+    heads = lambda m: torch.cat([p.flatten() for p in m.salt_heads.parameters()])  # noqa: E731
+    assert not torch.equal(heads(a), heads(b))
