@@ -23,12 +23,12 @@ from fwi_attn.nn.layers import capture_attention
 from fwi_attn.nn.models import create_model, load_model, save_checkpoint
 
 
-def _checkpoint(path, tiny_dataset, variant: str = "cbam", normalization: bool = True, seed: int = 0):
+def _checkpoint(path, tiny_dataset, variant: str = "cbam", normalization: bool = True, seed: int = 0, **hyper):
     """An untrained ``variant`` network (seeded) for the tiny data, saved as a training run saves it."""
     stats = load_stats(tiny_dataset["stats"])
     torch.manual_seed(seed)
     shape = ShardDataset(tiny_dataset["shards"]["test"]).model_shape()
-    model = create_model(variant, **shape, width=4, depth=2)
+    model = create_model(variant, **shape, width=4, depth=2, **hyper)
     extra = dict(variant=variant, seed=seed, dataset="salt")
     if normalization:
         extra["normalization"] = dict(Normalizer.from_stats(stats).to_dict(), transform=stats["gathers"]["transform"])
@@ -156,3 +156,49 @@ def test_attention_reader_names_the_file(tiny_dataset, tmp_path):
         f.attrs["names"] = json.dumps(list(json.loads(f.attrs["names"])) + ["decoder.9.attn"])
     with pytest.raises(EvaluateError, match=r"attention\.h5: maps decoder\.9\.attn named but not stored"):
         read_attention(tmp_path / "attention.h5")
+
+
+@pytest.mark.parametrize("variant, hyper, names", [
+    ("m2f", {}, ["salt_heads.2", "decoder.1.guide", "salt_heads.1", "decoder.0.guide", "salt_heads.0"]),
+    ("mixformer", {"salt_heads": True},
+     ["decoder.2", "salt_heads.2", "decoder.1", "salt_heads.1", "decoder.0", "salt_heads.0"]),
+])
+def test_attention_file_holds_the_predicted_salt_and_the_attention_of_each_level(
+        variant, hyper, names, tiny_dataset, test_shard, tmp_path):
+    """attention.h5 of m2f: per decoder level the mask its cross-attention used and, per level, the
+    salt head's predicted probability that the next finer mask is cut from; of mixformer: each
+    stage's mix-attention map (and the salt heads' predictions when it has them). Each map on its
+    level's padded grid, in [0, 1]; a salt map is sigmoid of that head's logits; the attention
+    figure draws them all beside the true salt outline."""
+    from fwi_attn.results.plots import plot_attention_maps
+
+    cfg = tiny_dataset["config"]
+    ckpt = _checkpoint(tmp_path / "model.pt", tiny_dataset, variant=variant, **hyper)
+    evaluate_checkpoint(cfg, ckpt, tmp_path / "eval", progress=False)
+    att = read_attention(tmp_path / "eval" / "attention.h5")
+    assert list(att.maps) == names
+    left, right, top, bottom = att.pad
+    hp, wp = 24 + top + bottom, 32 + left + right
+    for key, amap in att.maps.items():
+        level = int(key.split(".")[1])
+        assert amap.shape == (hp // 2**level, wp // 2**level), key
+        assert amap.dtype == np.float32 and 0 <= amap.min() and amap.max() <= 1, key
+    if variant == "m2f":  # an untrained head predicts no salt: every mask attends everywhere
+        assert all(np.all(att.maps[k] == 1) for k in names if k.endswith(".guide"))
+    # The salt maps are the heads' probabilities on this sample, recomputed here from their logits.
+    model, _ = load_model(ckpt)
+    norm = Normalizer.from_stats(load_stats(tiny_dataset["stats"]))
+    logits = {}
+    hooks = [model.salt_heads[level].register_forward_hook(
+        lambda m, i, out, level=level: logits.__setitem__(f"salt_heads.{level}", out)) for level in range(3)]
+    with torch.no_grad():
+        model(torch.from_numpy(norm.gathers(test_shard.gathers[att.index]))[None])
+    for h in hooks:
+        h.remove()
+    for key, z in logits.items():
+        np.testing.assert_allclose(att.maps[key], torch.sigmoid(z)[0, 0].numpy(), rtol=1e-5, atol=1e-6)
+    g = cfg.geology
+    png = tmp_path / f"attention_{variant}.png"
+    plot_attention_maps({variant: att.maps, "none": {}}, {variant: att.pad, "none": (0, 0, 0, 0)}, att.velocity,
+                        png, cfg.survey.dx, g.vmin, g.vmax, cfg.evaluate.salt_threshold, att.index)
+    assert png.stat().st_size > 0

@@ -322,3 +322,15 @@ def test_inversionnet_beside_openfwis_published_numbers(study_dir):
     ours = np.mean([r["rmse"] for r in runs])
     assert f"| {np.mean([r['mae'] for r in runs]):.4f} | {ours:.4f} |" in md
     assert "## Against OpenFWI's published numbers" in write_report(study_dir)[0].read_text()
+
+
+def test_every_registered_variant_has_its_own_fixed_colour():
+    from matplotlib.colors import to_hex
+
+    from fwi_attn.nn.models import list_models
+    from fwi_attn.results.plots import BASELINE_COLOR, variant_color
+
+    colours = [to_hex(variant_color(v)) for v in list_models()]
+    assert len(set(colours)) == len(colours), dict(zip(list_models(), colours))
+    assert to_hex(BASELINE_COLOR) not in colours
+    assert to_hex(variant_color("my_unet")) == to_hex(variant_color("my_unet"))  # a user model's: stable

@@ -102,8 +102,10 @@ class Attention:
         index: the sample's index within the split (counting through its shards in order).
         velocity: its true model float32 ``[nz, nx]`` in m/s.
         maps: ``{module path: float32 [h, w]}`` in forward order, values in [0, 1], each on its
-            level's resolution of the network's padded grid; empty for a network without
-            spatial attention.
+            level's resolution of the network's padded grid: the attention maps and, for a
+            network with salt heads (m2f, or any UNet under ``train.salt_aux_weight``), each
+            level's predicted salt probability (``salt_heads.<level>``); empty for a network
+            without either.
         pad: ``(left, right, top, bottom)`` cells the network pads the grid by (crop the maps by
             this much for the model's extent).
         attrs: the file's attributes (``variant``, ``seed``, ``dataset``, ``split``, ``checkpoint``, ...).

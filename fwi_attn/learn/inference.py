@@ -218,8 +218,9 @@ class Predictor:
 
         Returns:
             Per sample, ``{module path: float32 [h, w]}`` in forward order, each map on its level's
-            resolution of the padded grid (see :attr:`pad`), values in [0, 1]; an empty dict for a
-            network without spatial attention.
+            resolution of the padded grid (see :attr:`pad`), values in [0, 1] (salt heads' predicted
+            salt probability included, ``salt_heads.<level>``); an empty dict for a network without
+            spatial attention or salt heads.
         """
         from fwi_attn.nn.layers import capture_attention
 

@@ -169,14 +169,22 @@ def plot_refine(runs: list[dict], out: str | os.PathLike, dx: float, vmin: float
 
 # ----------------------------------------------------------------------------- study figures
 # Per-run figures (examples, training curve) and the comparison figures of a whole study.
-# Colours: one fixed colour per variant (registry order), so a variant looks the same in every
-# figure; velocity always in km/s on [geology.vmin, geology.vmax]; errors on one symmetric scale.
+# Colours: one fixed colour per variant, so a variant looks the same in every figure; velocity
+# always in km/s on [geology.vmin, geology.vmax]; errors on one symmetric scale.
 
-VARIANT_ORDER = ("none", "se", "cbam", "ca", "psa", "mask", "gate", "inversionnet")
-# Black, not grey: tab10 gives inversionnet grey.
+#: The registered variants' colours: tab10 for the first ten; mask_hard, the eleventh, takes
+#: tab20's light brown, next to mask's brown.
+VARIANT_COLORS = {
+    "none": "#1f77b4", "se": "#ff7f0e", "cbam": "#2ca02c", "ca": "#d62728", "psa": "#9467bd",
+    "mask": "#8c564b", "gate": "#e377c2", "inversionnet": "#7f7f7f", "m2f": "#bcbd22",
+    "mixformer": "#17becf", "mask_hard": "#c49c94",
+}
+# Black, not grey: inversionnet is grey.
 BASELINE_COLOR = "black"
 ERROR_CMAP = "RdBu_r"
 ATTENTION_CMAP = "magma"
+# Cyan, not white: visible on magma's light end too (an m2f mask that attends everywhere is all 1).
+SALT_OUTLINE_COLOR = "cyan"
 
 
 def _finish(fig, out):
@@ -207,11 +215,15 @@ def _log_if_wide(ax, values, axis: str = "y") -> None:
 
 
 def variant_color(variant: str):
-    """The fixed colour of a variant (tab10 in registry order; grey for the mean baseline)."""
+    """The fixed colour of a variant (:data:`VARIANT_COLORS`; black for the mean baseline; a user
+    model's from tab20b, chosen by a stable hash of its name)."""
     if variant == "mean":
         return BASELINE_COLOR
-    i = VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER)
-    return plt.get_cmap("tab10")(i % 10)
+    if variant in VARIANT_COLORS:
+        return VARIANT_COLORS[variant]
+    import zlib
+
+    return plt.get_cmap("tab20b")(zlib.crc32(variant.encode()) % 20)
 
 
 def _error_limit(vmin: float, vmax: float) -> float:
@@ -565,19 +577,28 @@ def _crop_map(amap: np.ndarray, pad: tuple[int, int, int, int], nz: int, nx: int
     return amap[z0:z1, x0:x1]
 
 
+def _is_salt_map(key: str) -> bool:
+    """A salt head's predicted salt probability (``salt_heads.<level>``), not an attention map."""
+    return key.startswith("salt_heads.")
+
+
 def plot_attention_maps(maps_by_variant: dict[str, dict[str, np.ndarray]], pads: dict[str, tuple], truth: np.ndarray,
                         out, dx: float, vmin: float, vmax: float, salt_threshold: float,
-                        sample: int, max_maps: int = 7) -> None:
+                        sample: int, max_maps: int = 8) -> None:
     """The true model, then one row per variant with its attention maps (colour scale 0 to 1).
 
     ``maps_by_variant``: ``{variant: {module path: [h, w]}}`` on each network's padded grid, which
     ``pads[variant]`` (left, right, top, bottom cells) crops back to the model's extent.
 
     Maps are drawn on the model's extent (nearest-neighbour, so coarse levels look coarse) in
-    forward order, with the true salt outline in white. Variants without a spatial map (channel
-    attention only, or none) are named on the top row as having "no attention map".
+    forward order, with the true salt outline (``truth > salt_threshold``) in cyan. Maps keyed
+    ``salt_heads.<level>`` are a salt head's predicted salt probability (m2f's, which the next
+    finer level's mask is cut from, or any UNet's under salt supervision), titled "predicted
+    salt". Variants without a spatial map (channel attention only, or none) are named on the top
+    row as having "no attention map".
     """
     nz, nx = truth.shape
+    salt_maps = any(_is_salt_map(k) for m in maps_by_variant.values() for k in m)
     with_maps = [v for v, m in maps_by_variant.items() if m]
     without = [v for v, m in maps_by_variant.items() if not m]
     n_cols = 1 + max(1, min(max_maps, max((len(maps_by_variant[v]) for v in with_maps), default=1)))
@@ -606,16 +627,19 @@ def plot_attention_maps(maps_by_variant: dict[str, dict[str, np.ndarray]], pads:
             im_a = ax.imshow(shown, cmap=ATTENTION_CMAP, vmin=0, vmax=1, extent=extent, aspect="equal",
                              interpolation="nearest")
             if truth.max() > salt_threshold:
-                ax.contour(xs, zs, truth, levels=[salt_threshold], colors="white", linewidths=0.8)
-            ax.set_title(f"{key.removesuffix('.attn')} ({amap.shape[0]}x{amap.shape[1]})", fontsize=8)
+                ax.contour(xs, zs, truth, levels=[salt_threshold], colors=SALT_OUTLINE_COLOR, linewidths=0.8)
+            name = f"predicted salt, level {key.rpartition('.')[2]}" if _is_salt_map(key) else key.removesuffix(".attn")
+            ax.set_title(f"{name} ({amap.shape[0]}x{amap.shape[1]})", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
     fig.colorbar(im_v, ax=axes[0, 0], location="bottom", shrink=0.9, label="velocity (km/s)")
     if im_a is not None:
         fig.colorbar(im_a, ax=axes[1:, 1:].ravel().tolist(), location="bottom", shrink=0.5, aspect=40,
                      fraction=0.15 / len(axes),
-                     label="attention weight (0 = suppressed, 1 = passed)")
-    fig.suptitle("Spatial attention maps on one test model (seed-0 models; white: true salt outline)")
+                     label="attention weight (0 = suppressed, 1 = passed)"
+                     + ("; predicted salt probability" if salt_maps else ""))
+    what = "Spatial attention maps" + (" and predicted salt" if salt_maps else "")
+    fig.suptitle(f"{what} on one test model (seed-0 models; cyan: true salt outline)")
     return _finish(fig, out)
 
 

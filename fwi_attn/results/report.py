@@ -213,8 +213,9 @@ def build_markdown(study: Study, reference: str | None = None, title: str | None
         ("curves", "Training curves", "Validation MAE per epoch: line = mean over seeds, band = min to max."),
         ("predictions", "Predictions", "The same test models predicted by each variant (seed 0), km/s."),
         ("attention", "Attention maps", "Each variant's spatial attention maps (seed 0) for the test model "
-                                        "with the most salt; 0 = suppressed, 1 = passed; white line: true salt "
-                                        "outline. Variants with channel attention only have no map."),
+                                        "with the most salt; 0 = suppressed, 1 = passed; cyan line: true salt "
+                                        "outline; \"predicted salt\": a salt head's salt probability (m2f's "
+                                        "masks follow it). Variants with channel attention only have no map."),
         ("gathers", "Data fit", "The same test model: observed, re-simulated (from each variant's prediction) "
                                 "and residual gathers of the middle shot, one clip for all panels; top right: "
                                 "the mean model's residual."),

@@ -4,7 +4,8 @@ Every attention module that has a spatial weight map passes it through an :class
 (an ``nn.Identity``), so figures can show where each variant looks without the modules knowing
 about figures. :func:`capture_attention` hooks every probe in a model for the duration of a
 ``with`` block and collects the maps, detached, keyed by the path of the attention module that
-owns the probe.
+owns the probe. The UNets' salt heads pass their predicted salt probability through one too
+(``salt_heads.<level>``): beside m2f's masks it shows the prediction each mask was cut from.
 
 Maps are ``[B, 1, H, W]`` at the resolution of the feature map the module saw (inside a UNet that
 is the padded grid of that level, not the velocity model's ``[nz, nx]``).

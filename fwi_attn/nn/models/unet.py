@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import (AttentionGate, MaskedQueryAttention, NoQueries, QueryPassthrough, SaltQueries, SkipPassthrough,
+from ..layers import (AttentionGate, AttnProbe, MaskedQueryAttention, NoQueries, QueryPassthrough, SaltQueries, SkipPassthrough,
                       create_attn, list_attn)
 
 ATTN_POINTS = ("encoder", "bottleneck", "decoder")
@@ -52,9 +52,29 @@ class NoSalt(nn.Module):
         return None
 
 
+class SaltHead(nn.Conv2d):
+    """A ``1x1`` conv ``[B, C, H, W] -> [B, 1, H, W]`` salt logits.
+
+    Its probe receives the predicted salt probability ``sigmoid(logits)``, ``[B, 1, H, W]``, so
+    :func:`~fwi_attn.nn.layers.capture_attention` records it as ``salt_heads.<level>`` beside the
+    attention maps (for m2f: the prediction that the next finer level's mask is cut from). The
+    probe has no parameters: the state dict is that of the plain conv.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, 1, 1)
+        self.probe = AttnProbe()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x)
+        if self.probe.active:
+            self.probe(torch.sigmoid(logits))
+        return logits
+
+
 def salt_head(channels: int, on: bool) -> nn.Module:
-    """A ``1x1`` conv ``[B, C, H, W] -> [B, 1, H, W]`` salt logits, or :class:`NoSalt`."""
-    return nn.Conv2d(channels, 1, 1) if on else NoSalt()
+    """A :class:`SaltHead` on ``channels`` features, or :class:`NoSalt`."""
+    return SaltHead(channels) if on else NoSalt()
 
 
 def check_sizes(owner: str, **sizes) -> None:
