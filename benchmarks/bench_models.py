@@ -9,6 +9,7 @@ table also has a bf16-autocast + channels_last column (``--bf16-cl`` adds it on 
 
     python benchmarks/bench_models.py                  # CPU, salt and OpenFWI shapes
     python benchmarks/bench_models.py --device cuda    # adds the bf16 + channels_last column
+    python benchmarks/bench_models.py --threads 1 --shapes salt --batch 16 --attn-levels 3 --width-mult 0.5
 
 Prints a markdown table per shape.
 """
@@ -26,12 +27,11 @@ from fwi_attn.nn.models import OPENFWI_SHAPE, count_macs, count_params, create_m
 from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SHAPES = {
-    # Default quick salt study: 5 shots x 600 steps x 64 receivers -> 64 x 64 cells.
-    "salt": dict(in_shots=5, nt=600, n_receivers=64, nz=64, nx=64),
+    # The default study: 5 shots x 320 steps x 64 receivers -> 64 x 64 cells (before 2026-11 the
+    # gathers had 600 steps; the older tables in docs/benchmarks.md say so in their headers).
+    "salt": dict(in_shots=5, nt=320, n_receivers=64, nz=64, nx=64),
     "openfwi": dict(OPENFWI_SHAPE),
 }
-
-
 
 
 def _load() -> str:
@@ -42,13 +42,26 @@ def _load() -> str:
 
 
 def _step(model, x, device, bf16: bool) -> float:
-    """Seconds for one forward + backward pass."""
+    """Seconds for one forward + backward pass.
+
+    A model whose attention follows its salt heads (m2f) trains with the salt loss, so its step
+    includes the heads' logits on the velocity grid and a binary cross-entropy on them, as in
+    training (:class:`fwi_attn.learn.train.SaltAuxLoss`).
+    """
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    salt = getattr(model, "needs_salt_supervision", False)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     with autocast:
-        loss = model(x).float().square().mean()
+        out = model(x, salt=True) if salt else model(x)
+    if salt:
+        pred, logits = out
+        truth = (pred.detach().float() > 0).float()
+        loss = pred.float().square().mean() + 0.1 * torch.stack(
+            [torch.nn.functional.binary_cross_entropy_with_logits(z.float(), truth) for z in logits]).mean()
+    else:
+        loss = out.float().square().mean()
     loss.backward()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -70,6 +83,10 @@ def time_variants(models: dict, x, device, bf16: bool, args) -> dict[str, list[f
 
 def bench_shape(label: str, shape: dict, args, device) -> str:
     hyper = dict(width=args.width, depth=args.depth)
+    if args.attn_levels is not None:
+        hyper["attn_levels"] = args.attn_levels
+    if args.width_mult is not None:
+        hyper["width_mult"] = args.width_mult
     if args.attn_points:
         hyper["attn_points"] = tuple(args.attn_points)
     names = [n for n in list_models() if n in args.variants] if args.variants else list_models()
@@ -97,8 +114,10 @@ def bench_shape(label: str, shape: dict, args, device) -> str:
     lines = [
         f"### {label}: {shape['in_shots']} shots x {shape['nt']} steps x {shape['n_receivers']} receivers"
         f" -> {shape['nz']} x {shape['nx']}, batch {args.batch}, width {args.width}, depth {args.depth},"
-        f" attention points {hyper.get('attn_points', 'default')}"
-        " (InversionNet at OpenFWI's widths)",
+        f" attention points {hyper.get('attn_points', 'default')}, attention levels"
+        f" {hyper.get('attn_levels', 'all')}"
+        + (f" (InversionNet at {args.width_mult}x OpenFWI's widths)" if args.width_mult is not None
+           else " (InversionNet at OpenFWI's widths)"),
         "",
         head,
         rule,
@@ -125,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--attn-points", nargs="+", choices=["encoder", "bottleneck", "decoder"], default=None,
                         help="override the variants' attention points (default: the registry's)")
+    parser.add_argument("--attn-levels", type=int, default=None,
+                        help="model.attn_levels: attention at the n coarsest levels (default: every level)")
+    parser.add_argument("--width-mult", type=float, default=None,
+                        help="model.width_mult: InversionNet's widths relative to OpenFWI's (default 1)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--bf16-cl", action="store_true",
