@@ -38,7 +38,10 @@ width 16, depth 3) the decoder levels have 256, 1,024 and 4,096 pixels, so pixel
 have to stay at the two coarsest levels, as ``mask`` does, leaving a single masked level instead
 of a coarse-to-fine sweep. Counted by :func:`fwi_attn.nn.models.count_macs` at that size with
 ``attn_levels: 3``: ``none`` 156 M MACs per sample, ``m2f`` 170 M, ``mask`` (pixel attention at
-two levels) 237 M. Step times and a training comparison of the two designs are not measured yet.
+two levels) 237 M. Measured (``benchmarks/bench_models.py``, docs/benchmarks.md: batch 16, one
+CPU thread, forward + backward, m2f with its salt loss): ``m2f`` 1.34x ``none``'s step time in
+fp32 and 1.58x in bf16 + channels_last, ``mask`` 1.62x and 1.96x. The two designs' accuracy has
+not been compared in training yet.
 
 The probe receives the mask the cross-attention used (1: attended, 0: excluded; all ones where
 the predicted mask was empty), ``[B, 1, H, W]``.
