@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import (AttentionGate, AttnProbe, MaskedQueryAttention, NoQueries, QueryPassthrough, SaltQueries, SkipPassthrough,
-                      create_attn, list_attn)
+from ..layers import (AttentionGate, AttnProbe, MaskedQueryAttention, NoQueries, QueryPassthrough, SaltQueries,
+                      SkipPassthrough, create_attn, list_attn)
 
 ATTN_POINTS = ("encoder", "bottleneck", "decoder")
 #: Attention that is not a single-input hook module: Mask2Former's salt-guided masked attention.
