@@ -27,8 +27,8 @@ from fwi_attn.nn.models import OPENFWI_SHAPE, count_macs, count_params, create_m
 from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SHAPES = {
-    # The default study: 5 shots x 320 steps x 64 receivers -> 64 x 64 cells (before 2026-11 the
-    # gathers had 600 steps; the older tables in docs/benchmarks.md say so in their headers).
+    # The default study: 5 shots x 320 steps x 64 receivers -> 64 x 64 cells (the older tables in
+    # docs/benchmarks.md were measured with 600 steps, as their headers say).
     "salt": dict(in_shots=5, nt=320, n_receivers=64, nz=64, nx=64),
     "openfwi": dict(OPENFWI_SHAPE),
 }
