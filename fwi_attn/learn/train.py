@@ -166,7 +166,8 @@ def distributed(ranks: Ranks, device: torch.device):
     this process trains on.
 
     NCCL on CUDA, where each rank trains on ``cuda:LOCAL_RANK``; gloo on CPU. The group (made
-    here, not one a caller made already) is destroyed on the way out, error included.
+    here, not one a caller made already) is destroyed on the way out, error included; on a
+    normal exit the ranks meet at a barrier first.
     """
     if ranks.world_size == 1:
         yield device
@@ -183,6 +184,8 @@ def distributed(ranks: Ranks, device: torch.device):
                                 world_size=ranks.world_size, **kwargs)
     try:
         yield device
+        # Leave together: no rank's exit (or next job step) runs ahead of rank 0's last write.
+        dist.barrier()
     finally:
         if made and dist.is_initialized():
             dist.destroy_process_group()
