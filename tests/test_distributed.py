@@ -148,6 +148,7 @@ def test_a_batch_that_does_not_split_over_the_processes_is_one_line(tiny_dataset
         torchrun_ranks()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs (NCCL, SyncBatchNorm)")
 def test_two_cuda_processes_with_syncbatchnorm_train_like_one(runs, tmp_path):
     raw = runs["cfg"].to_dict()
