@@ -13,6 +13,7 @@ between the two.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -117,12 +118,23 @@ def test_validation_is_reduced_over_every_sample(runs):
 
 
 def test_resume_under_torchrun_gives_the_same_weights(runs):
+    """A 2-process run stopped after epoch 1, left as a killed job leaves it (Snakemake removed
+    its declared outputs; a writer died holding a temporary file), resumed by 2 processes: the
+    uninterrupted run's weights, bit for bit, and the dead writer's file cleaned up."""
     root = runs["root"]
     part = _torchrun(runs["cfg_path"], root / "part", "--epochs", "2", "--stop-after", "1")
     assert part.returncode == 0 and "stopped after epoch 1/2" in part.stdout, part.stderr[-3000:]
-    resumed = _torchrun(runs["cfg_path"], root / "part", "--epochs", "2", "--resume")
+    for name in ("model.pt", "history.csv"):
+        (root / "part" / name).unlink()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = root / "part" / f".last.pt.{socket.gethostname()}.{dead.pid}.x1y2.pt.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    resumed = _torchrun(runs["cfg_path"], root / "part", "--epochs", "2", "--resume", "auto")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.count("resuming none seed 0") == 1
+    assert not orphan.exists()
+    assert sorted(p.name for p in (root / "part").iterdir()) == ["history.csv", "last.pt", "model.pt"]
     for name in ("last.pt", "model.pt"):
         a, b = _weights(root / "two" / name), _weights(root / "part" / name)
         for k in a:
