@@ -139,22 +139,22 @@ def plan(args, work: Path) -> list[Stage]:
         bench_cfg = work / "paper-mini.yaml"
         bench_cfg.write_text(yaml.safe_dump(merged_config(paper, mini), sort_keys=False))
         device, threads = "cuda", "4"
-        generate = ["--preset", str(PAPER), "--samples", "16", "--repeats", "2"]
+        generate = ["--preset", str(PAPER), "--samples", "8", "--repeats", "2"]
         # The default preset's survey: its training data are generated on the CPU.
         training = ["--samples", "64", "--rounds", "2"]
-        physics = ["--config", str(bench_cfg), "--samples", "4", "--repeats", "2", "--iterations", "3",
-                   "--payoff-samples", "1", "--payoff-iterations", "5"]
+        physics = ["--config", str(bench_cfg), "--samples", "2", "--repeats", "2", "--iterations", "2",
+                   "--payoff-samples", "1", "--payoff-iterations", "3"]
         cores = str(os.cpu_count() or 4)
     snakemake = [py, "-m", "snakemake", "all", "-s", str(REPO / "Snakefile"), "--directory", str(work / "study"),
                  "--cores", cores, "--configfile", *map(str, overlays)]
+    bench = [str(BENCH / "bench_generate.py"), str(BENCH / "bench_train.py"), str(BENCH / "bench_physics.py")]
+    common = ["--device", device, "--threads", threads]
     return [
-        Stage("tests", "CUDA tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", *args.tests], 75),
-        Stage("generate", "Data generation", [py, str(BENCH / "bench_generate.py"), "--device", device, "--threads", threads,
-                                  *generate], 45),
-        Stage("train", "Training loop", [py, str(BENCH / "bench_train.py"), "--device", device, "--threads", threads,
-                                *training], 110),
-        Stage("physics", "Physics check and FWI iteration", [py, str(BENCH / "bench_physics.py"), "--device", device, "--proxy",
-                                                  "--threads", threads, *physics], 60),
+        Stage("tests", "CUDA tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", *args.tests],
+              90),
+        Stage("generate", "Data generation", [py, bench[0], *common, *generate], 60),
+        Stage("train", "Training loop", [py, bench[1], *common, *training], 90),
+        Stage("physics", "Physics check and FWI iteration", [py, bench[2], "--proxy", *common, *physics], 60),
         Stage("study", "Paper-preset mini study", snakemake, 180),
     ]
 
@@ -197,7 +197,8 @@ def machine_line(tiny: bool) -> str:
 
 def section(stages: list[Stage], args, total_s: float, work: Path) -> str:
     """The markdown between the markers."""
-    lines = [BEGIN, "", f"Written by `benchmarks/gpu_check.py` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC "
+    now = dt.datetime.now(dt.timezone.utc)
+    lines = [BEGIN, "", f"Written by `benchmarks/gpu_check.py` on {now:%Y-%m-%d %H:%M} UTC "
              "(rerun `make gpu-check` to replace it; edits here are overwritten).", "",
              f"Machine: {machine_line(args.tiny)}.", "",
              f"Whole check: {total_s:.0f} s (budget {args.budget:.0f} s).", "",
