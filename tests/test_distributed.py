@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,12 +32,16 @@ TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_
                 "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")
 
 
+GUARD = Path(__file__).with_name("ddp_rank_guard.py")
+
+
 def _torchrun(cfg_path, out, *extra, nproc=2):
-    """``torchrun --standalone --nproc_per_node=2 -m fwi_attn train ...``; the completed process."""
+    """``torchrun --standalone --nproc_per_node=2 fwi-attn train ...``, every rank but 0 refused
+    any write (``ddp_rank_guard.py``); the completed process."""
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV}
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "fwi_attn", "train", "--config", str(cfg_path), "--variant", "none", "--seed", "0",
+           str(GUARD), "train", "--config", str(cfg_path), "--variant", "none", "--seed", "0",
            "--out", str(out), "--quiet", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
@@ -87,7 +92,8 @@ def test_the_sampler_deals_the_one_process_batches_out_across_ranks(tiny_dataset
 def test_two_processes_train_like_one(runs):
     root = runs["root"]
     out = runs["two"].stdout
-    # Rank 0 alone reports, logs and writes; no temporary file is left behind.
+    # Rank 0 alone reports, logs and writes (the other rank's writes would fail the run: GUARD);
+    # no temporary file is left behind.
     assert out.count("finished: best val MAE") == 1 and out.count("epoch 2/2") == 1, out
     assert "2 processes (cpu, 2 samples per process and step)" in out
     assert sorted(p.name for p in (root / "two").iterdir()) == ["history.csv", "last.pt", "model.pt"]
