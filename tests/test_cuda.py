@@ -21,7 +21,7 @@ def test_cuda_simulation_matches_the_cpu(tiny_dataset, tmp_path):
     gpu = read_shard(out)
     np.testing.assert_array_equal(gpu.velocity, cpu.velocity)
     diff = np.linalg.norm(gpu.gathers.astype(np.float64) - cpu.gathers) / np.linalg.norm(cpu.gathers.astype(np.float64))
-    assert diff < 1e-4, diff
+    assert diff < 1e-3, diff
 
 
 @pytest.mark.parametrize("compile_model", [False, True], ids=["eager", "compile"])
