@@ -7,7 +7,7 @@ CONFIG ?= workflows/config/default.yaml
 CORES  ?= $(shell nproc 2>/dev/null || echo 8)
 STAMP  := $(VENV)/.installed
 
-.PHONY: all recover configfile install test test-all lint bench clean openfwi
+.PHONY: all recover configfile install test test-all lint bench gpu-check clean openfwi
 
 all: install configfile
 	$(BIN)/snakemake --cores $(CORES) --configfile=$(CONFIG) --rerun-incomplete all
@@ -62,6 +62,11 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_generate.py
+
+# On one H100/H200, within 8 minutes: CUDA tests, the benchmarks' CUDA rows and a paper-preset
+# mini study, written into the GPU section of docs/benchmarks.md. Without a GPU it says so and exits 0.
+gpu-check: install
+	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
 	rm -rf results .snakemake

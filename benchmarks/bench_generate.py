@@ -25,7 +25,7 @@ from fwi_attn.config import resolve_device
 from fwi_attn.data.simulate import cells, generate_shard, shard_rng
 from fwi_attn.data.survey import Survey
 
-from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _common import cpu_name, peak_memory_bandwidth  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def bare_deepwave(velocity: torch.Tensor, survey: Survey, models_per_call: int) -> float:
@@ -58,7 +58,7 @@ def bare_deepwave(velocity: torch.Tensor, survey: Survey, models_per_call: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="openfwi")
+    parser.add_argument("--preset", default="openfwi", help="preset name or config file")
     parser.add_argument("--dataset", default=None, help="dataset of the preset (default: study.dataset)")
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
@@ -116,7 +116,11 @@ def main() -> None:
         steps = survey.nt * survey.inner_steps()
         cells_total = (survey.nz + 2 * survey.pml_width) * (survey.nx + 2 * survey.pml_width)
         bytes_moved = args.samples * survey.n_shots * steps * cells_total * 4 * 4
-        print(f"effective stencil bandwidth: {bytes_moved / ours / 1e9:.0f} GB/s")
+        effective = bytes_moved / ours
+        peak = peak_memory_bandwidth(dev)
+        limit = (f" = {effective / peak:.1%} of the stencil's memory-bandwidth limit (the device's peak "
+                 f"{peak / 1e9:,.0f} GB/s)") if peak else ""
+        print(f"effective stencil bandwidth: {effective / 1e9:.0f} GB/s{limit}")
 
 
 if __name__ == "__main__":

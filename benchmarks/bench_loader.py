@@ -43,9 +43,11 @@ from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run
 
 
 
-def bench_config(root: Path, train: int, val: int = 1, test: int = 1, shard_size: int | None = None):
-    """The default preset with its survey and model, but few samples, data under ``root``."""
-    raw = yaml.safe_load((PRESETS_DIR / "default.yaml").read_text())
+def bench_config(root: Path, train: int, val: int = 1, test: int = 1, shard_size: int | None = None,
+                 config: str | Path = PRESETS_DIR / "default.yaml"):
+    """The default preset (or the ``salt`` dataset of ``config``) with its survey and model, but
+    few samples, data under ``root``."""
+    raw = yaml.safe_load(Path(config).read_text())
     raw = copy.deepcopy(raw)
     raw["study"].update(data_dir=str(root / "data"), results_dir=str(root / "results"), device="cpu")
     ds = raw["datasets"]["salt"]

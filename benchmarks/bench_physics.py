@@ -43,11 +43,12 @@ import numpy as np
 import torch
 
 from fwi_attn.config import load_config
-from fwi_attn.data.store import read_predictions, write_predictions
+from fwi_attn.data.dataset import compute_stats, split_sources
+from fwi_attn.data.store import read_predictions, write_json, write_predictions
 from fwi_attn.physics.check import mean_model, physics_check, read_samples
 from fwi_attn.physics.fwi import MemoryPlan, gaussian_smooth, plan_memory, refine, starting_model
 from fwi_attn.config import resolve_device
-from fwi_attn.layout import shard_path
+from fwi_attn.layout import default_stats_path, shard_path
 from fwi_attn.data.simulate import cells, generate_shard
 from fwi_attn.data.survey import Survey
 from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
@@ -92,6 +93,9 @@ def proxy_predictions(cfg, root: Path, n: int) -> tuple[object, Path]:
     for split in ("train", "test"):
         paths[split] = shard_path(cfg.study.data_dir, "salt", split, 0)
         generate_shard(cfg, "salt", split, 0, paths[split])
+    # The mean model (the physics check's baseline) is read from the training split's statistics.
+    write_json(default_stats_path(cfg), compute_stats(split_sources(cfg, "train"), cfg.geology.vmin, cfg.geology.vmax,
+                                                      **cfg.normalize, dataset="salt"))
     obs = read_samples([paths["test"]], range(n))
     pred = np.stack([gaussian_smooth(v, PROXY_SIGMA_M, cfg.survey.dx) for v in obs.velocity])
     out = root / "predictions.h5"

@@ -118,13 +118,15 @@ def main(argv=None) -> None:
     parser.add_argument("--variants", nargs="+", default=["none"], help="network variants (default: none)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--config", default=None, help="config file whose survey and model to use "
+                        "(default: the default preset)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         root = Path(tmp)
-        cfg = bench_config(root, args.samples)
+        cfg = bench_config(root, args.samples, **({"config": args.config} if args.config else {}))
         t0 = time.perf_counter()
         generate_shard(cfg, "salt", "train", 0, root / "train" / "shard-0000.h5")
         gen_s = time.perf_counter() - t0

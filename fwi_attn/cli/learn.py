@@ -73,6 +73,8 @@ def command_train(parser):
                         help="stop after this many epochs of this call (continue later with --resume)")
     parser.add_argument("--stats", default=None, help="stats.json (default: <data_dir>/<dataset>/stats.json)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.epilog = (f"{parser.epilog or ''}. Several processes (GPUs): torchrun --nproc_per_node=N "
+                     "-m fwi_attn train ... (train.batch_size is the global batch, split over the N processes)")
 
     def run(args):
         from fwi_attn.config import load_config
@@ -84,6 +86,8 @@ def command_train(parser):
         set_threads(cfg)
         result = train(cfg, args.variant, args.seed, args.out, resume=args.resume, epochs=args.epochs,
                        stop_after=args.stop_after, stats_path=args.stats, progress=not args.quiet)
+        if result.rank:  # under torchrun rank 0 reports for all
+            return 0
         state = "finished" if result.finished else f"stopped after epoch {result.epochs_done}/{result.epochs}"
         print(f"{state}: best val MAE {result.best_val_mae:.4f} at epoch {result.best_epoch}; "
               f"wrote {result.out / 'model.pt'}, {result.out / 'history.csv'}")

@@ -33,9 +33,25 @@ Outputs in ``--out DIR``, every file written atomically:
   ``lr`` is the rate of the epoch's last step, ``seconds`` its wall time, validation included).
 
 Reproducibility: torch, numpy and ``random`` are seeded from ``--seed`` before the model is
-built; the order of training samples in epoch ``e`` comes from a generator seeded with
-``SeedSequence([seed, e])``, so a resumed run sees the same batches; deterministic
-algorithms are on (``train.deterministic``); ``fwi-attn train`` runs ``study.threads`` torch threads.
+built; the order of training samples in epoch ``e`` is :class:`~torch.utils.data.DistributedSampler`'s
+permutation for seed :func:`shuffle_seed` and epoch ``e``, so a resumed run sees the same batches;
+deterministic algorithms are on (``train.deterministic``); ``fwi-attn train`` runs ``study.threads``
+torch threads.
+
+Several processes (``torchrun --nproc_per_node=N fwi-attn train ...``; ``train.processes`` tells the
+workflow to launch it): :func:`distributed` finds torchrun's ``RANK``, ``WORLD_SIZE`` and
+``LOCAL_RANK``, joins the process group (NCCL on CUDA, each rank on ``cuda:LOCAL_RANK``; gloo on
+CPU) and leaves it at the end, error included. The network is wrapped in
+:class:`~torch.nn.parallel.DistributedDataParallel`; ``train.batch_size`` stays the *global* batch,
+split evenly (``batch_size / N`` per rank, so it must divide), and the one sampler deals each
+global batch of the one-process run out across the ranks: the same steps, learning-rate schedule
+and averaged gradients. On CUDA BatchNorm becomes :class:`~torch.nn.SyncBatchNorm` (statistics over
+the global batch, as in one process); torch's SyncBatchNorm runs on GPUs only, so on CPU each rank
+normalises its own share of the batch and the weights drift slightly from a one-process run's
+(measured in ``tests/test_distributed.py``). Validation is split across ranks and its sums
+all-reduced, so every rank sees the same MAE and takes the same best-epoch decision; rank 0
+alone writes ``model.pt``, ``last.pt``, ``history.csv`` and the log lines, and ``--resume`` reads
+``last.pt`` on every rank.
 """
 from __future__ import annotations
 
@@ -107,9 +123,107 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """Seed of the shuffling generator for 0-based ``epoch`` of a run with ``seed``."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+def shuffle_seed(seed: int) -> int:
+    """The training sampler's seed for a run with ``seed``; epoch ``e`` is shuffled with
+    ``shuffle_seed(seed) + e`` (DistributedSampler's rule). Hashed so that run seeds ``k`` and
+    ``k + 1`` do not see the same orders one epoch apart."""
+    return int(np.random.SeedSequence([seed, 0x5A3F]).generate_state(1)[0])
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a torchrun launch; one process: rank 0 of 1."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the run's files and log."""
+        return self.rank == 0
+
+
+def torchrun_ranks(environ=None) -> Ranks:
+    """The ranks torchrun set in the environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``)."""
+    env = os.environ if environ is None else environ
+    try:
+        world_size = int(env.get("WORLD_SIZE", "1") or 1)
+        if world_size <= 1:
+            return Ranks()
+        return Ranks(int(env["RANK"]), world_size, int(env.get("LOCAL_RANK", env["RANK"])))
+    except (KeyError, ValueError):
+        raise TrainError("WORLD_SIZE, RANK or LOCAL_RANK is missing or not an integer: launch several "
+                         "processes with torchrun, or unset WORLD_SIZE for one") from None
+
+
+@contextlib.contextmanager
+def distributed(ranks: Ranks, device: torch.device):
+    """Join the process group of ``ranks`` (:func:`torchrun_ranks`), if several; yield the device
+    this process trains on.
+
+    NCCL on CUDA, where each rank trains on ``cuda:LOCAL_RANK``; gloo on CPU. The group (made
+    here, not one a caller made already) is destroyed on the way out, error included; on a
+    normal exit the ranks meet at a barrier first.
+    """
+    if ranks.world_size == 1:
+        yield device
+        return
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    made = not dist.is_initialized()
+    if made:
+        kwargs = {"device_id": device} if device.type == "cuda" else {}
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=ranks.rank,
+                                world_size=ranks.world_size, **kwargs)
+    try:
+        yield device
+        # Leave together: no rank's exit (or next job step) runs ahead of rank 0's last write.
+        dist.barrier()
+    finally:
+        if made and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    """``values`` summed over every rank of the process group (float64); unchanged in one process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)  # NCCL reduces device tensors only
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def wrap_for_ranks(model: nn.Module, ranks: Ranks, device: torch.device) -> nn.Module:
+    """``model`` itself in one process; else ``DistributedDataParallel`` around it, with
+    BatchNorm made :class:`~torch.nn.SyncBatchNorm` on CUDA (global-batch statistics; torch's
+    runs on GPUs only). The conversion swaps modules in place, so ``model`` keeps its
+    variant, config and state-dict keys."""
+    if ranks.world_size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda":
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank: each rank's own batch
+    share updates them after DDP's last broadcast, and rank 0's are the ones saved."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)
 
 
 def rng_state() -> dict:
@@ -223,12 +337,26 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, lr: float, total
 
 
 def make_loader(dataset, batch_size: int, *, shuffle: bool, num_workers: int = 0,
-                device: torch.device = torch.device("cpu"), generator: torch.Generator | None = None) -> DataLoader:
+                device: torch.device = torch.device("cpu"), generator: torch.Generator | None = None,
+                sampler=None) -> DataLoader:
     """A DataLoader with the project's settings: persistent workers (each opens its files
-    once), pinned memory on CUDA, and a caller-seeded shuffling generator."""
+    once), pinned memory on CUDA, and a caller-seeded shuffling generator or a ``sampler``
+    (then ``shuffle`` must be False)."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
                       persistent_workers=num_workers > 0, pin_memory=device.type == "cuda",
-                      generator=generator, drop_last=False)
+                      generator=generator, sampler=sampler, drop_last=False)
+
+
+def train_sampler(dataset, seed: int, ranks: Ranks):
+    """The training order: DistributedSampler over ``ranks`` (one process: rank 0 of 1) seeded with
+    :func:`shuffle_seed`; call ``set_epoch`` each epoch. Rank ``r`` takes every ``world_size``-th
+    sample of one permutation, so per-rank batches of ``batch_size / world_size`` together make
+    the one-process run's batches of ``batch_size`` (exactly when the split is a multiple of the
+    global batch; otherwise the last batch of an epoch is padded from its start)."""
+    from torch.utils.data import DistributedSampler
+
+    return DistributedSampler(dataset, num_replicas=ranks.world_size, rank=ranks.rank, shuffle=True,
+                              seed=shuffle_seed(seed), drop_last=False)
 
 
 def _to(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -317,6 +445,8 @@ def validate(model: nn.Module, loader, *, device: torch.device, bf16: bool = Fal
     Both are the per-sample metrics of :mod:`fwi_attn.learn.metrics` (:func:`mae_torch`,
     :func:`ssim_torch`), on the device, in float32 summed in float64, on the raw network output
     (unclipped, as evaluation scores it). SSIM is NaN for grids smaller than its 11-cell window.
+    Under torchrun each rank validates its share of the samples and the sums are all-reduced,
+    so every rank returns the metrics of the whole split.
     """
     model.eval()
     mae_sum, ssim_sum, n = 0.0, 0.0, 0
@@ -330,6 +460,7 @@ def validate(model: nn.Module, loader, *, device: torch.device, bf16: bool = Fal
             unit = Normalizer.unit_interval
             ssim_sum += float(ssim_torch(unit(pred), unit(y)).sum(dtype=torch.float64))
         n += len(x)
+    mae_sum, ssim_sum, n = sum_over_ranks([mae_sum, ssim_sum, n], device)
     ssim = ssim_sum / max(n, 1) if min(loader.dataset.grid) >= SSIM_WINDOW else math.nan
     return {"mae": mae_sum / max(n, 1), "ssim": ssim}
 
@@ -380,6 +511,7 @@ class TrainResult:
     best_val_mae: float
     finished: bool
     history: list[dict] = field(default_factory=list)
+    rank: int = 0  #: this process's rank under torchrun (0: the one that wrote the files)
 
 
 def _describe_kwargs(kwargs: dict) -> str:
@@ -400,8 +532,9 @@ def _resume_problems(ckpt: dict, variant: str, seed: int, model_kwargs: dict, ep
     if ckpt.get("epochs") != epochs:
         problems.append(f"it planned {ckpt.get('epochs')} epochs (the schedule depends on it), this run {epochs}")
     saved_train = json.loads(ckpt.get("config", "{}")).get("train", {})
+    # Neither changes the run: the global batch stays train.batch_size whatever the processes.
     changed = sorted(k for k in cfg_train if k in saved_train and saved_train[k] != cfg_train[k]
-                     and k not in ("num_workers",))
+                     and k not in ("num_workers", "processes"))
     if changed:
         problems.append("train settings changed: " + ", ".join(f"{k} {saved_train[k]!r} -> {cfg_train[k]!r}"
                                                                 for k in changed))
@@ -454,6 +587,10 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         raise TrainError(f"stop_after must be at least 1 epoch, got {stop_after} (omit it to train every epoch)")
     out = Path(out)
     device = resolve_device(cfg.study.device)
+    ranks = torchrun_ranks()
+    if tc.batch_size % ranks.world_size:
+        raise TrainError(f"train.batch_size {tc.batch_size} does not split evenly over {ranks.world_size} "
+                         f"torchrun processes (it is the global batch): make it a multiple of {ranks.world_size}")
     from fwi_attn.data.store import check_output
 
     check_output(out, folder=True)
@@ -466,7 +603,10 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         check_survey(cfg, ds)
         check_stats(stats, ds, stats_path)
 
-    with torch_settings(tc.deterministic, device):
+    with distributed(ranks, device) as device, torch_settings(tc.deterministic, device):
+        rank_batch = tc.batch_size // ranks.world_size
+        if not ranks.main:
+            log, progress = (lambda line: None), False
         seed_everything(seed)
         model = create_model(variant, **train_ds.model_shape(), **model_hyper(cfg))
         channels_last = bool(tc.channels_last)
@@ -476,13 +616,20 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         bf16 = bool(tc.bf16) and bf16_supported(device)
         optimizer = make_optimizer(model, tc.lr, tc.weight_decay)
         generator = torch.Generator()
-        train_loader = make_loader(train_ds, tc.batch_size, shuffle=True, num_workers=tc.num_workers,
-                                   device=device, generator=generator)
-        val_loader = make_loader(val_ds, tc.batch_size, shuffle=False, num_workers=tc.num_workers, device=device)
+        sampler = train_sampler(train_ds, seed, ranks)
+        train_loader = make_loader(train_ds, rank_batch, shuffle=False, num_workers=tc.num_workers,
+                                   device=device, generator=generator, sampler=sampler)
+        # Validation: every world_size-th sample per rank, no padding (each counted once).
+        val_share = range(ranks.rank, len(val_ds), ranks.world_size) if ranks.world_size > 1 else None
+        val_loader = make_loader(val_ds, rank_batch, shuffle=False, num_workers=tc.num_workers, device=device,
+                                 sampler=val_share)
         scheduler = make_scheduler(tc.scheduler, optimizer, tc.lr, epochs * len(train_loader))
         loss_fn = make_loss(tc.loss, tc.ssim_weight, salt_weight(tc, model),
                             float(norm.velocity(cfg.evaluate.salt_threshold)))
-        step_model = torch.compile(model) if tc.compile else model
+        net = wrap_for_ranks(model, ranks, device)
+        step_model = torch.compile(net) if tc.compile else net
+        # DDP's forward may communicate, and the ranks' validation shares can differ in size.
+        eval_model = step_model if net is model else (torch.compile(model) if tc.compile else model)
 
         history: list[dict] = []
         start, best_val, best_epoch, best_state = 0, math.inf, 0, None
@@ -526,8 +673,10 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
                      macs=count_macs(model, (1, *train_ds.sample_shape)),
                      normalization=dict(norm.to_dict(), transform=stats["gathers"]["transform"]))
         if start == 0:
+            on = f"{device}" if ranks.world_size == 1 else (f"{ranks.world_size} processes ({device.type}, "
+                                                             f"{rank_batch} samples per process and step)")
             log(f"training {variant} seed {seed}: {count_params(model):,} parameters, {len(train_ds)} train / "
-                f"{len(val_ds)} val samples, {epochs} epochs on {device}")
+                f"{len(val_ds)} val samples, {epochs} epochs on {on}")
         done_now = 0
         # A run that stopped on a plateau (train.patience) is finished: resuming it adds nothing.
         plateau = bool(ckpt is not None and ckpt.get("plateau"))
@@ -535,12 +684,18 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
             if stop_after is not None and done_now >= stop_after:
                 break
             t0 = time.perf_counter()
-            generator.manual_seed(epoch_seed(seed, epoch))
+            generator.manual_seed(shuffle_seed(seed) + epoch)
+            sampler.set_epoch(epoch)
             stats_epoch = train_one_epoch(step_model, train_loader, optimizer, scheduler, loss_fn, device=device,
                                           bf16=bf16, channels_last=channels_last, grad_clip=tc.grad_clip,
                                           progress=progress,
                                           desc=f"{variant} seed {seed} epoch {epoch + 1}/{epochs}")
-            val = validate(step_model, val_loader, device=device, bf16=bf16, channels_last=channels_last)
+            if ranks.world_size > 1:
+                loss_sum, samples = sum_over_ranks([stats_epoch["loss"] * stats_epoch["samples"],
+                                                    stats_epoch["samples"]], device)
+                stats_epoch["loss"] = loss_sum / max(samples, 1)
+                broadcast_buffers(model)
+            val = validate(eval_model, val_loader, device=device, bf16=bf16, channels_last=channels_last)
             seconds = time.perf_counter() - t0
             row = {"epoch": epoch + 1, "train_loss": stats_epoch["loss"], "val_mae": val["mae"],
                    "val_ssim": val["ssim"], "lr": stats_epoch["lr"], "seconds": seconds}
@@ -548,15 +703,17 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
             if val["mae"] < best_val:
                 best_val, best_epoch = val["mae"], epoch + 1
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                save_checkpoint(best_path, model, epoch=epoch + 1, val_mae=val["mae"], **extra)
+                if ranks.main:
+                    save_checkpoint(best_path, model, epoch=epoch + 1, val_mae=val["mae"], **extra)
             plateau = bool(tc.patience) and epoch + 1 - best_epoch >= tc.patience
             # last.pt carries the best weights too: a resumed run whose model.pt was removed
             # (Snakemake deletes an interrupted job's outputs) can write it again.
-            save_checkpoint(last_path, model, epoch=epoch + 1, epochs=epochs, optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), rng=rng_state(), history=history,
-                            best_val_mae=best_val, best_epoch=best_epoch, best_state_dict=best_state,
-                            plateau=plateau, **extra)
-            write_history(out / "history.csv", history)
+            if ranks.main:
+                save_checkpoint(last_path, model, epoch=epoch + 1, epochs=epochs, optimizer=optimizer.state_dict(),
+                                scheduler=scheduler.state_dict(), rng=rng_state(), history=history,
+                                best_val_mae=best_val, best_epoch=best_epoch, best_state_dict=best_state,
+                                plateau=plateau, **extra)
+                write_history(out / "history.csv", history)
             done_now += 1
             log(f"{variant} seed {seed} epoch {epoch + 1}/{epochs}: train_loss {row['train_loss']:.4f} "
                 f"val_mae {row['val_mae']:.4f} val_ssim {row['val_ssim']:.3f} lr {row['lr']:.2e} {seconds:.1f} s")
@@ -564,9 +721,9 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
                 log(f"{variant} seed {seed}: validation MAE has not improved for {tc.patience} epochs "
                     f"(best {best_val:.4f} at epoch {best_epoch}): stopping on the plateau")
                 break
-        if history and not (out / "history.csv").exists():
+        if ranks.main and history and not (out / "history.csv").exists():
             write_history(out / "history.csv", history)
-        if best_state is not None and not best_path.exists():
+        if ranks.main and best_state is not None and not best_path.exists():
             last_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             model.load_state_dict(best_state)
             save_checkpoint(best_path, model, epoch=best_epoch, val_mae=best_val, **extra)
@@ -575,4 +732,4 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
     epochs_done = len(history)
     return TrainResult(out=out, variant=variant, seed=seed, epochs_done=epochs_done, epochs=epochs,
                        best_epoch=best_epoch, best_val_mae=best_val, finished=epochs_done >= epochs or plateau,
-                       history=history)
+                       history=history, rank=ranks.rank)
