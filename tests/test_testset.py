@@ -17,6 +17,7 @@ import scipy.io
 import yaml
 
 from fwi_attn.cli import main
+from fwi_attn.config import load_config
 from fwi_attn.data.geology import generate_velocity, save_segy
 from fwi_attn.data.simulate import simulate
 from fwi_attn.data.store import file_sha256, read_predictions, read_shard
@@ -161,6 +162,21 @@ def test_evaluate_refuses_a_set_under_another_name(tiny_dataset, checkpoint, tes
     rc = main(["evaluate", "--config", config_file(tiny_dataset["config"], tmp_path), "--checkpoint",
                str(checkpoint), "--test-set", str(test_set), "--out", str(tmp_path / "e")])
     assert rc == 1 and "--test-set takes NAME=FOLDER" in capsys.readouterr().err
+    rc = main(["evaluate", "--config", config_file(tiny_dataset["config"], tmp_path), "--checkpoint",
+               str(checkpoint), "--test-set", f"bp={test_set}", "--split", "val", "--out", str(tmp_path / "e")])
+    assert rc == 1 and "it takes no --split val" in capsys.readouterr().err
+
+    # A set simulated with another survey (same shapes, another wavelet) is not this study's test data.
+    other = tiny_dataset["config"].to_dict()
+    other["survey"]["freq"] = 10.0
+    (tmp_path / "o").mkdir()
+    np.save(tmp_path / "m.npy", salt_models(tiny_dataset["config"], 1, 24, 32, seed=1))
+    assert main(["testset", str(tmp_path / "m.npy"), "--config", config_file(load_config(other), tmp_path / "o"),
+                 "--name", "mixed", "--out", str(tmp_path / "freq10"), "--device", "cpu", "--quiet"]) == 0
+    rc = main(["evaluate", "--config", config_file(tiny_dataset["config"], tmp_path), "--checkpoint",
+               str(checkpoint), "--test-set", f"mixed={tmp_path / 'freq10'}", "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "survey.freq 10.0 (config 12.0)" in err and "shard-0000.h5" in err
 
 
 def test_zoom_salt_filter_range_and_seeded_draw(tiny_config, tmp_path, capsys):
