@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fwi_attn.config import ConfigError, load_config
-from fwi_attn.data.geology import FAMILIES, generate_velocity, load_velocities, save_segy
+from fwi_attn.data.geology import FAMILIES, KIND_CODES, generate_velocity, load_velocities, plan_velocity, save_segy
 
 DX = 10.0  # m
 
@@ -78,21 +78,24 @@ def test_output_independent_of_block_size(monkeypatch):
     assert gen("salt", n=20, seed=1).tobytes() == whole.tobytes()
 
 
-def test_salt_present_in_every_model():
-    v = gen("salt", n=32)
+def test_salt_blobs_salt_present_in_every_model():
+    v = gen("salt_blobs", n=32)
     salt = v >= GEOLOGY["salt"]["velocity"][0]
     assert salt.any(axis=(1, 2)).all()
     assert 0.0 < salt.mean() < 0.6
 
 
-def test_no_salt_when_zero_bodies():
-    v = gen("salt", n=32, p=params(**{"salt.bodies": [0, 0]}))
+@pytest.mark.parametrize("family", ["salt", "salt_blobs"])
+def test_no_salt_when_zero_bodies(family):
+    v = gen(family, n=32, p=params(**{"salt.bodies": [0, 0]}))
     assert (v < GEOLOGY["salt"]["velocity"][0]).all()
 
 
-def test_salt_top_below_surface():
-    # salt.top >= 0.15 of nz: the top rows are sediment, so salt sits under sediments
-    v = gen("salt", n=32)
+@pytest.mark.parametrize("family", ["salt", "salt_blobs"])
+def test_salt_top_below_surface(family):
+    # salt.top >= 0.15 of nz: the top rows are sediment, so salt sits under sediments (for salt,
+    # the rugose top's highest bump too)
+    v = gen(family, n=32, p=params(**{"salt.rugosity": [40.0, 40.0]}))
     top_rows = int(0.15 * 70)
     assert (v[:, :top_rows] < GEOLOGY["salt"]["velocity"][0]).all()
 
@@ -107,17 +110,22 @@ def test_velocity_increases_with_depth(family):
 
 
 def test_flat_layers_without_faults_are_laterally_constant():
-    p = params(**{"salt.bodies": [0, 0], "layers.curvature": [0.0, 0.0], "faults.probability": 0.0})
+    p = params(**{"salt.bodies": [0, 0], "layers.curvature": [0.0, 0.0], "faults.probability": 0.0,
+                  "faults.count": [0, 0], "layers.lateral": [0.0, 0.0]})
+    v = gen("salt_blobs", p=p)
+    assert (v == v[:, :, :1]).all()
     v = gen("salt", p=p)
     assert (v == v[:, :, :1]).all()
     assert (gen("flatvel") == gen("flatvel")[:, :, :1]).all()
 
 
 def test_faults_displace_layers():
-    p = params(**{"salt.bodies": [0, 0], "layers.curvature": [0.0, 0.0], "faults.probability": 1.0})
-    v = gen("salt", p=p)
-    lateral = (v != v[:, :, :1]).any(axis=(1, 2))
-    assert lateral.mean() > 0.8  # a throw can miss every interface only rarely
+    p = params(**{"salt.bodies": [0, 0], "layers.curvature": [0.0, 0.0], "faults.probability": 1.0,
+                  "faults.count": [2, 2], "layers.lateral": [0.0, 0.0]})
+    for family in ("salt_blobs", "salt"):
+        v = gen(family, p=p)
+        lateral = (v != v[:, :, :1]).any(axis=(1, 2))
+        assert lateral.mean() > 0.8  # a throw can miss every interface only rarely
     assert (gen("flatfault") != gen("flatfault")[:, :, :1]).any(axis=(1, 2)).all()
 
 
@@ -140,8 +148,9 @@ def test_water_layer(family):
     assert (v[:, 10] > 1500.0).any()
 
 
-def test_no_water_by_default():
-    v = gen("salt", p=params(**{"layers.v_top": [2000.0, 2000.0], "layers.jitter": 0.0}))
+@pytest.mark.parametrize("family", ["salt", "salt_blobs"])
+def test_no_water_by_default(family):
+    v = gen(family, p=params(**{"layers.v_top": [2000.0, 2000.0], "layers.jitter": 0.0}))
     assert (v[:, 0] > 1500.0).all()
 
 
@@ -195,6 +204,141 @@ def test_params_errors_name_the_key_as_load_config(change, key):
     assert source == "generate_velocity params"
     assert key in message
     assert message == str(loaded.value).split(": ", 1)[1]
+
+
+# ------------------------------------------------------------------- salt-province family
+
+SALT_THRESHOLD = load_config().evaluate.salt_threshold
+
+
+def only(kind, **changes):
+    """Params whose every window holds exactly one body of ``kind``."""
+    kinds = {k: float(k == kind) for k in KIND_CODES}
+    return params(**{"salt.kinds": kinds, "salt.bodies": [1, 1], "salt.none_probability": 0.0, **changes})
+
+
+def test_salt_mask_matches_evaluate_threshold():
+    # Sediments are capped at layers.v_deep's upper bound, salt starts at salt.velocity's lower
+    # one; evaluate.salt_threshold lies between them, so "salt" means the same everywhere.
+    cfg = load_config()
+    g = cfg.geology
+    assert g.layers.v_deep[1] < cfg.evaluate.salt_threshold <= g.salt.velocity[0]
+    p = params(**{"layers.jitter": 400.0, "layers.lateral": [0.1, 0.1], "layers.burial": [20000.0, 20000.0]})
+    plan = plan_velocity("salt", 32, np.random.default_rng(0), 48, 48, DX, p)
+    v = generate_velocity("salt", 32, np.random.default_rng(0), 48, 48, DX, p)
+    assert plan["salt_on"].any()
+    sediments = v[v < GEOLOGY["salt"]["velocity"][0]]
+    assert sediments.max() <= g.layers.v_deep[1]  # deep, fast, jittered sediments still under the cap
+    assert ((v > SALT_THRESHOLD) == (v >= GEOLOGY["salt"]["velocity"][0])).all()
+
+
+def test_body_kinds_and_empty_windows_at_their_rates():
+    rates = {"diapir": 0.1, "mushroom": 0.2, "sheet": 0.3, "massif": 0.4}
+    p = params(**{"salt.kinds": rates, "salt.none_probability": 0.2, "salt.bodies": [1, 3]})
+    plan = plan_velocity("salt", 3000, np.random.default_rng(1), 32, 32, DX, p)
+    kinds = plan["salt_kind"][plan["salt_on"]]
+    for name, rate in rates.items():
+        assert abs((kinds == KIND_CODES[name]).mean() - rate) < 0.025, name
+    assert abs((~plan["salt_on"].any(axis=1)).mean() - 0.2) < 0.025
+    # rates are relative; a zero rate never draws that kind
+    plan = plan_velocity("salt", 500, np.random.default_rng(1), 32, 32, DX,
+                         params(**{"salt.kinds": {"diapir": 0.0, "mushroom": 0.0, "sheet": 2.0, "massif": 2.0}}))
+    kinds = plan["salt_kind"][plan["salt_on"]]
+    assert set(np.unique(kinds)) == {KIND_CODES["sheet"], KIND_CODES["massif"]}
+
+
+def test_empty_windows_hold_no_salt():
+    p = params(**{"salt.none_probability": 0.5})
+    plan = plan_velocity("salt", 64, np.random.default_rng(2), 32, 32, DX, p)
+    v = generate_velocity("salt", 64, np.random.default_rng(2), 32, 32, DX, p)
+    has = (v > SALT_THRESHOLD).any(axis=(1, 2))
+    assert (~plan["salt_on"].any(axis=1) <= ~has).all() and 10 < (~has).sum() < 54
+
+
+def overhangs(model: np.ndarray) -> bool:
+    """Whether some column holds salt above sediment above salt."""
+    salt = model > SALT_THRESHOLD
+    for col in salt.T:
+        runs = np.flatnonzero(np.diff(col.astype(np.int8)))  # salt/sediment transitions
+        if col[0]:
+            runs = np.concatenate([[-1], runs])
+        if len(runs) >= 3:  # salt starts, ends, starts again below
+            return True
+    return False
+
+
+def test_mushroom_heads_overhang_sediments():
+    v = gen("salt", n=40, nz=48, nx=48, p=only("mushroom", **{"salt.top": [0.15, 0.4]}))
+    assert np.mean([overhangs(m) for m in v]) > 0.9
+    # sheets without feeders lie on sediment, with salt below only where a ragged tip curls
+    v = gen("salt", n=40, nz=48, nx=48, p=only("sheet", **{"salt.feeder_probability": 0.0}))
+    assert np.mean([overhangs(m) for m in v]) < 0.5
+
+
+def test_large_bodies_and_diapirs_reach_the_bottom_edge_and_sheets_lie_on_sediment():
+    for kind in ("massif", "diapir", "mushroom"):
+        v = gen("salt", n=24, nz=40, nx=40, p=only(kind))
+        assert (v[:, -1] > SALT_THRESHOLD).any(axis=1).all(), kind
+    v = gen("salt", n=24, nz=40, nx=40, p=only("massif"))
+    assert np.median((v[:, -1] > SALT_THRESHOLD).mean(axis=1)) > 0.3  # wide at the bottom too
+    v = gen("salt", n=24, nz=40, nx=40, p=only("sheet", **{"salt.feeder_probability": 0.0, "salt.top": [0.15, 0.3]}))
+    assert not (v[:, -1] > SALT_THRESHOLD).any()
+    v = gen("salt", n=200, nz=40, nx=40)  # the default mix holds both
+    bottom = (v[:, -1] > SALT_THRESHOLD).any(axis=1)
+    assert 0.3 < bottom.mean() < 0.95
+
+
+def test_sediment_velocity_rises_with_depth_from_the_seabed_trend():
+    v = gen("salt", n=64, nz=48, nx=48)
+    sediment = np.where(v < SALT_THRESHOLD, v, np.nan)
+    z = np.arange(48)
+    rows = np.nanmean(sediment, axis=(0, 2))
+    assert rows[-8:].mean() - rows[:8].mean() > 100.0  # m/s over 400 m of burial
+    cells = np.isfinite(sediment).sum(axis=2)  # sediment cells per row of each model
+    row_means = np.where(cells > 0, np.nansum(sediment, axis=2) / np.maximum(cells, 1), np.nan)
+    slopes = [np.polyfit(z[np.isfinite(r)], r[np.isfinite(r)], 1)[0] for r in row_means if np.isfinite(r).sum() > 10]
+    assert np.mean(np.array(slopes) > 0) > 0.9
+    # a window at the sea floor starts at the mudline velocity and grows by the compaction trend
+    p = params(**{"layers.burial": [0.0, 0.0], "layers.jitter": 0.0, "salt.bodies": [0, 0],
+                  "layers.lateral": [0.0, 0.0], "layers.v_seabed": [1700.0, 1700.0], "faults.count": [0, 0],
+                  "layers.v_deep": [3700.0, 3700.0], "layers.compaction": [2000.0, 2000.0]})
+    v = gen("salt", n=4, nz=40, nx=16, p=p)
+    depth = np.arange(40) * DX
+    np.testing.assert_allclose(v[:, :, 0], np.broadcast_to(3700 - 2000 * np.exp(-depth / 2000), (4, 40)), rtol=1e-5)
+
+
+def test_drag_raises_strata_along_rooted_salt():
+    # With drag, sediments beside a diapir come from deeper: faster than without drag.
+    base = {"salt.drag_width": [0.1, 0.1], "layers.curvature": [0.0, 0.0], "faults.count": [0, 0]}
+    with_drag = gen("salt", n=24, nz=48, nx=48, p=only("diapir", **base, **{"salt.drag": [1.0, 1.0]}))
+    without = gen("salt", n=24, nz=48, nx=48, p=only("diapir", **base, **{"salt.drag": [0.0, 0.0]}))
+    salt = with_drag > SALT_THRESHOLD
+    assert (salt == (without > SALT_THRESHOLD)).all()  # drag moves strata, never salt
+    from scipy import ndimage
+
+    near = ndimage.binary_dilation(salt, structure=np.ones((1, 1, 5), bool)) & ~salt
+    assert (with_drag[near] - without[near]).mean() > 5.0
+    assert np.median(with_drag[near] - without[near]) > 0.0
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"salt.kinds": {"diapir": 0.0, "mushroom": 0.0, "sheet": 0.0, "massif": 0.0}}, "geology.salt.kinds"),
+        ({"salt.kinds": {"diapir": -1.0}}, "geology.salt.kinds.diapir"),
+        ({"salt.kinds": {"dome": 1.0}}, "geology.salt.kinds"),
+        ({"layers.v_deep": [3800.0, 4450.0]}, "geology.layers.v_deep"),
+        ({"layers.v_seabed": [1000.0, 1800.0]}, "geology.layers.v_seabed"),
+        ({"salt.sheet_width": [1.0, 0.5]}, "geology.salt.sheet_width"),
+        ({"salt.drag": [0.0, 1.5]}, "geology.salt.drag"),
+        ({"faults.count": [0, 20]}, "geology.faults.count"),
+        ({"salt.none_probability": 2.0}, "geology.salt.none_probability"),
+    ],
+)
+def test_bad_salt_params_name_the_key(change, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as err:
+        gen("salt", n=2, p=params(**change))
+    assert "\n" not in str(err.value)
 
 
 def test_1000_small_models_in_one_call():

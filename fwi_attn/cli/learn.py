@@ -135,13 +135,13 @@ def command_evaluate(parser):
         else:
             m = evaluate_checkpoint(cfg, args.checkpoint, args.out, split=args.split, stats_path=args.stats,
                                     progress=not args.quiet, test_set=test_set)
-        mean = m["mean"]
+        mean, whole = m["mean"], m["pooled"]
 
         def fmt(v, spec):
             return "n/a" if v is None else format(v, spec)
 
         print(f"{m['variant']} (seed {m['seed']}) on {m['dataset']}/{m['split']}, {m['n_samples']} samples: "
-              f"MAE {fmt(mean['mae'], '.4f')} RMSE {fmt(mean['rmse'], '.4f')} SSIM {fmt(mean['ssim'], '.4f')} "
+              f"MAE {fmt(whole['mae'], '.4f')} RMSE {fmt(whole['rmse'], '.4f')} SSIM {fmt(whole['ssim'], '.4f')} "
               f"({fmt(mean['mae_ms'], '.1f')} m/s MAE), salt IoU {fmt(mean['salt_iou'], '.3f')}; "
               f"wrote {Path(args.out) / 'metrics.json'}")
 

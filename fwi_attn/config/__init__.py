@@ -312,17 +312,27 @@ def _geology_problems(g: dict) -> list[str]:
     if g["vmin"] >= g["vmax"]:
         problems.append(f"geology.vmin ({g['vmin']}) must be below geology.vmax ({g['vmax']})")
     for key in ("layers.count", "layers.v_top", "layers.v_bottom", "layers.curvature", "water.depth",
-                "salt.bodies", "salt.velocity", "salt.width", "salt.height", "salt.top"):
+                "salt.bodies", "salt.velocity", "salt.width", "salt.height", "salt.top",
+                "layers.v_seabed", "layers.v_deep", "layers.compaction", "layers.burial", "layers.lateral",
+                "faults.count", "salt.sheet_width", "salt.sheet_thickness", "salt.massif_width",
+                "salt.rugosity", "salt.rugosity_wavelength", "salt.drag", "salt.drag_width"):
         group, name = key.split(".")
         lo, hi = g[group][name]
         if lo > hi:
             problems.append(f"geology.{key} is [{lo}, {hi}]: the first value must not exceed the second")
-    for key in ("salt.velocity", "layers.v_top", "layers.v_bottom"):
+    for key in ("salt.velocity", "layers.v_top", "layers.v_bottom", "layers.v_seabed", "layers.v_deep"):
         group, name = key.split(".")
         lo, hi = g[group][name]
         if lo < g["vmin"] or hi > g["vmax"]:
             problems.append(f"geology.{key} [{lo}, {hi}] m/s lies outside [geology.vmin, geology.vmax] = "
                             f"[{g['vmin']}, {g['vmax']}]")
+    if g["layers"]["v_deep"][1] >= g["salt"]["velocity"][0]:
+        problems.append(f"geology.layers.v_deep upper bound ({g['layers']['v_deep'][1]}) must lie below "
+                        f"geology.salt.velocity's lower bound ({g['salt']['velocity'][0]}), or sediments "
+                        "could not be told from salt")
+    if sum(g["salt"]["kinds"].values()) <= 0:
+        problems.append("geology.salt.kinds are all 0: give at least one body kind a positive rate "
+                        "(or set geology.salt.none_probability to 1 for windows without salt)")
     if not g["vmin"] <= g["water"]["velocity"] <= g["vmax"]:
         problems.append(f"geology.water.velocity ({g['water']['velocity']}) lies outside [vmin, vmax]")
     return problems
@@ -384,11 +394,27 @@ def _survey_problems(s: dict, g: dict) -> list[str]:
 def _check_semantics(c: dict, source: str) -> None:
     """Checks the schema cannot express: orderings, geometry and record length (of a resolved config)."""
     problems = _geology_problems(c["geology"]) + _survey_problems(c["survey"], c["geology"])
+    base = {k: v for k, v in c["train"].items() if k != "per_variant"}
+    for variant, override in c["train"].get("per_variant", {}).items():
+        unknown = sorted(set(override) - set(base))
+        if unknown:
+            problems.append(f"train.per_variant.{variant}: {', '.join(unknown)} not train keys "
+                            f"(valid: {', '.join(sorted(base))})")
+        else:
+            validate_section("train", {**base, **override}, f"{source} (train.per_variant.{variant})")
     if c["study"]["dataset"] not in c["datasets"]:
         problems.append(f"study.dataset '{c['study']['dataset']}' is not a key of datasets "
                         f"(defined: {', '.join(c['datasets'])})")
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
+
+
+def train_settings(cfg: Mapping, variant: str) -> Section:
+    """The ``train`` section a variant trains with: ``train`` updated by
+    ``train.per_variant[variant]`` (e.g. InversionNet's OpenFWI recipe beside the UNets' own)."""
+    train = {k: v for k, v in _thaw(cfg["train"]).items() if k != "per_variant"}
+    train.update(_thaw(cfg["train"].get("per_variant", {})).get(variant, {}))
+    return Section(train, "train.")
 
 
 class Config(Section):

@@ -37,10 +37,11 @@ from scipy import ndimage
 
 from fwi_attn.config import Section, validate_section
 
-__all__ = ["FAMILIES", "MAX_ASPECT_CHANGE", "generate_velocity", "load_velocities", "read_velocity_file",
+__all__ = ["FAMILIES", "KIND_CODES", "MAX_ASPECT_CHANGE", "generate_velocity", "load_velocities", "plan_velocity",
+           "read_velocity_file",
            "save_segy"]
 
-FAMILIES = ("salt", "flatvel", "curvevel", "flatfault", "curvefault")
+FAMILIES = ("salt", "flatvel", "curvevel", "flatfault", "curvefault", "salt_blobs")
 
 # Models are rendered in blocks of about this many cells, which bounds the float32
 # temporaries to a few MB each (1000 models of 201 x 301 would otherwise need GBs).
@@ -53,10 +54,15 @@ _N_THETA = 720
 # ones give lobes and the high ones a rugose top.
 _N_HARM = 16
 
-# Salt body kinds and how often each is drawn. Sheets and blobs are enclosed (sediments
+# salt_blobs body kinds and how often each is drawn. Sheets and blobs are enclosed (sediments
 # below them: the sub-salt imaging problem); domes and diapirs are rooted at the bottom.
 _SHEET, _BLOB, _DOME, _DIAPIR = 0, 1, 2, 3
 _KIND_PROB = (0.3, 0.2, 0.25, 0.25)
+
+# salt family body kinds, in the order of the schema's geology.salt.kinds (docs/geology.md).
+_KINDS = ("diapir", "mushroom", "sheet", "massif")
+KIND_CODES = {name: code for code, name in enumerate(_KINDS)}
+_P_DIAPIR, _P_MUSHROOM, _P_SHEET, _P_MASSIF = range(4)
 
 # OpenFWI-like settings, as fractions of the grid so that 70 x 70 matches the paper's look.
 _OPENFWI = {
@@ -112,19 +118,8 @@ def generate_velocity(
         ValueError: unknown family or bad sizes; :class:`fwi_attn.config.ConfigError` (a
             ValueError) for bad ``params``, naming the key as ``load_config`` would.
     """
-    if family not in FAMILIES:
-        raise ValueError(f"unknown velocity family {family!r}; choose one of {', '.join(FAMILIES)}")
-    n, nz, nx = int(n), int(nz), int(nx)
-    if n < 0 or nz < 2 or nx < 2:
-        raise ValueError(f"need n >= 0 and a grid of at least 2 x 2 cells, got n={n}, nz={nz}, nx={nx}")
-    if not (np.isfinite(dx) and dx > 0):
-        raise ValueError(f"grid spacing dx must be a positive number of metres, got {dx!r}")
-    p = _plan_params(params)
-
-    if family == "salt":
-        plan = _plan_salt(rng, n, nz, nx, float(dx), p)
-    else:
-        plan = _plan_openfwi(rng, n, nz, nx, float(dx), p, family)
+    n, nz, nx, p = _checked(family, n, nz, nx, dx, params)
+    plan = _plan(family, rng, n, nz, nx, float(dx), p)
 
     out = np.empty((n, nz, nx), dtype=np.float32)
     step = max(1, _BLOCK_CELLS // (nz * nx))
@@ -133,6 +128,38 @@ def generate_velocity(
         out[start : start + step] = _render(block, nz, nx)
     np.clip(out, p["vmin"], p["vmax"], out=out)
     return out
+
+
+def plan_velocity(family: str, n: int, rng: np.random.Generator, nz: int, nx: int, dx: float,
+                  params) -> dict[str, np.ndarray]:
+    """The random draws of :func:`generate_velocity` (same arguments), before rendering.
+
+    A dict of per-model arrays (first axis ``n``), e.g. ``salt_on`` ``[n, bodies]`` (body drawn)
+    and ``salt_kind`` ``[n, bodies]`` (the ``salt`` family's :data:`KIND_CODES`): what tests and
+    statistics need to know about a draw without inferring it from the velocities. The same
+    generator state gives the plan that :func:`generate_velocity` renders.
+    """
+    n, nz, nx, p = _checked(family, n, nz, nx, dx, params)
+    return _plan(family, rng, n, nz, nx, float(dx), p)
+
+
+def _checked(family, n, nz, nx, dx, params) -> tuple[int, int, int, dict[str, Any]]:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown velocity family {family!r}; choose one of {', '.join(FAMILIES)}")
+    n, nz, nx = int(n), int(nz), int(nx)
+    if n < 0 or nz < 2 or nx < 2:
+        raise ValueError(f"need n >= 0 and a grid of at least 2 x 2 cells, got n={n}, nz={nz}, nx={nx}")
+    if not (np.isfinite(dx) and dx > 0):
+        raise ValueError(f"grid spacing dx must be a positive number of metres, got {dx!r}")
+    return n, nz, nx, _plan_params(params)
+
+
+def _plan(family, rng, n, nz, nx, dx, p) -> dict[str, np.ndarray]:
+    if family == "salt":
+        return _plan_salt(rng, n, nz, nx, dx, p)
+    if family == "salt_blobs":
+        return _plan_salt_blobs(rng, n, nz, nx, dx, p)
+    return _plan_openfwi(rng, n, nz, nx, dx, p, family)
 
 
 #: Largest factor by which resampling may change a model's aspect ratio nz/nx (either way);
@@ -358,6 +385,23 @@ def _plan_params(params) -> dict[str, Any]:
         "salt_height": pair(salt["height"]),
         "salt_top": pair(salt["top"]),
         "roughness": float(salt["roughness"]),
+        # salt family only (docs/geology.md)
+        "v_seabed": pair(layers["v_seabed"]),
+        "v_deep": pair(layers["v_deep"]),
+        "compaction": pair(layers["compaction"]),
+        "burial": pair(layers["burial"]),
+        "lateral": pair(layers["lateral"]),
+        "fault_count": count(faults["count"]),
+        "salt_none": float(salt["none_probability"]),
+        "salt_kinds": tuple(float(salt["kinds"][k]) / sum(salt["kinds"].values()) for k in _KINDS),
+        "sheet_width": pair(salt["sheet_width"]),
+        "sheet_thickness": pair(salt["sheet_thickness"]),
+        "feeder_probability": float(salt["feeder_probability"]),
+        "massif_width": pair(salt["massif_width"]),
+        "rugosity": pair(salt["rugosity"]),
+        "rugosity_wavelength": pair(salt["rugosity_wavelength"]),
+        "drag": pair(salt["drag"]),
+        "drag_width": pair(salt["drag_width"]),
     }
 
 
@@ -459,8 +503,8 @@ def _plan_faults(rng, plan, active, nz, nx, throw_cells, dip_deg) -> None:
     plan["fault_throw"][:] = np.where(active, throw_cells, 0.0)
 
 
-def _plan_salt(rng, n: int, nz: int, nx: int, dx: float, p: dict) -> dict:
-    """Salt family: water, sediment layers (velocity rising with depth), fault, salt."""
+def _plan_salt_blobs(rng, n: int, nz: int, nx: int, dx: float, p: dict) -> dict:
+    """salt_blobs family: water, sediment layers (velocity rising with depth), fault, salt."""
     k_max = p["layer_count"][1]
     b_max = p["salt_bodies"][1]
     plan = _empty_plan(n, nz, k_max, 1, b_max)
@@ -526,20 +570,7 @@ def _plan_salt_bodies(rng, plan, n, nz, nx, seabed, p) -> None:
     ab = np.maximum(hh * (1 - up_frac), 1.0)
     cx = rng.uniform(0.1, 0.9, shape) * nx
 
-    # Outline r(theta) = 1 + roughness * sum_h g_h / h cos(h theta + phi_h), h = 2..H.
-    h = np.arange(2, _N_HARM + 1, dtype=np.float64)
-    g = rng.normal(0.0, 0.9, shape + (h.size,)) / h
-    phi = rng.uniform(0.0, 2 * np.pi, shape + (h.size,))
-    theta = np.linspace(-np.pi, np.pi, _N_THETA, endpoint=False) + np.pi / _N_THETA
-    # cos(h t + phi) = cos(h t) cos(phi) - sin(h t) sin(phi): two small matrix products
-    # instead of evaluating n * bodies * harmonics * angles cosines
-    ht = h[:, None] * theta[None, :]
-    wobble = (g * np.cos(phi)) @ np.cos(ht) - (g * np.sin(phi)) @ np.sin(ht)
-    r = np.clip(1.0 + p["roughness"] * wobble, 0.35, 1.6)
-    plan["salt_r"][:] = r
-    # Place the centre so that the outline's highest point (min of r sin(theta), scaled
-    # by the upper semi-axis) lies exactly at the drawn top depth.
-    cz = top - at * np.minimum((r * np.sin(theta)).min(axis=-1), 0.0)
+    r, cz = _plan_outline(rng, plan, shape, p["roughness"], top, at)
     plan["salt_cx"][:] = cx
     plan["salt_cz"][:] = cz
     plan["salt_ax"][:] = ax
@@ -553,15 +584,7 @@ def _plan_salt_bodies(rng, plan, n, nz, nx, seabed, p) -> None:
     flare = np.where(kind == _DOME, rng.uniform(0.0, 0.8, shape), rng.uniform(0.0, 1.0, shape))
     tilt = rng.uniform(-0.25, 0.25, shape)
     zc = np.arange(nz, dtype=np.float64)
-    s_w = np.array([1.0, 0.5, 0.25])
-
-    def wander():  # smooth random function of depth in [-1, 1], shape [n, b, nz]
-        c = rng.uniform(1.0, 5.0, shape + (3,))
-        phase = rng.uniform(0.0, 2 * np.pi, shape + (3,))
-        waves = np.sin(2 * np.pi * c[..., None] * zc / nz + phase[..., None])
-        return np.einsum("k,nbkz->nbz", s_w, waves) / s_w.sum()
-
-    width_wander, centre_wander = wander(), wander()
+    width_wander, centre_wander = _wander(rng, shape, nz), _wander(rng, shape, nz)
     dz = zc - cz[..., None]
     hw = hw0[..., None] * (1 + flare[..., None] * dz / nz) * (1 + 0.6 * p["roughness"] * width_wander)
     hw = np.maximum(hw, 1.0)
@@ -570,6 +593,174 @@ def _plan_salt_bodies(rng, plan, n, nz, nx, seabed, p) -> None:
     plan["stem_x"][:] = (
         cx[..., None] + tilt[..., None] * dz + p["roughness"] * hw0[..., None] * centre_wander
     )
+
+
+def _plan_outline(rng, plan, shape, roughness, top, at) -> tuple[np.ndarray, np.ndarray]:
+    """Star-shaped cap outlines r(theta) into ``plan["salt_r"]``; returns them and the centre depths.
+
+    r(theta) = 1 + roughness * sum_h g_h / h cos(h theta + phi_h), h = 2..H, clipped to [0.35, 1.6];
+    ``roughness`` a number or an array broadcasting against ``shape + (1,)``.
+    """
+    h = np.arange(2, _N_HARM + 1, dtype=np.float64)
+    g = rng.normal(0.0, 0.9, shape + (h.size,)) / h
+    phi = rng.uniform(0.0, 2 * np.pi, shape + (h.size,))
+    theta = np.linspace(-np.pi, np.pi, _N_THETA, endpoint=False) + np.pi / _N_THETA
+    # cos(h t + phi) = cos(h t) cos(phi) - sin(h t) sin(phi): two small matrix products
+    # instead of evaluating n * bodies * harmonics * angles cosines
+    ht = h[:, None] * theta[None, :]
+    wobble = (g * np.cos(phi)) @ np.cos(ht) - (g * np.sin(phi)) @ np.sin(ht)
+    r = np.clip(1.0 + roughness * wobble, 0.35, 1.6)
+    plan["salt_r"][:] = r
+    # Place the centre so that the outline's highest point (min of r sin(theta), scaled
+    # by the upper semi-axis) lies exactly at the drawn top depth.
+    cz = top - at * np.minimum((r * np.sin(theta)).min(axis=-1), 0.0)
+    return r, cz
+
+
+def _wander(rng, shape, nz) -> np.ndarray:
+    """Smooth random function of depth in [-1, 1], shape ``shape + (nz,)``: 3 sines of 1-5 cycles."""
+    zc = np.arange(nz, dtype=np.float64)
+    s_w = np.array([1.0, 0.5, 0.25])
+    c = rng.uniform(1.0, 5.0, shape + (3,))
+    phase = rng.uniform(0.0, 2 * np.pi, shape + (3,))
+    waves = np.sin(2 * np.pi * c[..., None] * zc / nz + phase[..., None])
+    return np.einsum("k,nbkz->nbz", s_w, waves) / s_w.sum()
+
+
+def _plan_salt(rng, n: int, nz: int, nx: int, dx: float, p: dict) -> dict:
+    """salt family: a window of a salt province (docs/geology.md).
+
+    Sediments follow a compaction trend of burial depth plus per-layer jitter and a smooth
+    lateral variation, are folded, cut by faults and dragged up along rooted salt; salt bodies
+    are diapirs/walls, mushrooms, sheets/canopies and large bodies based below the section.
+    """
+    f32 = np.float32
+    k_max, f_max, b_max = p["layer_count"][1], p["fault_count"][1], p["salt_bodies"][1]
+    plan = _empty_plan(n, nz, k_max, f_max, b_max)
+    z0 = _plan_water(rng, plan, n, nz, dx, p)
+
+    # Layers carry velocity steps about the trend (the reflectors), not absolute velocities.
+    counts = _integers(rng, p["layer_count"], n)
+    plan["layer_v"][:] = rng.uniform(-1.0, 1.0, (n, k_max)) * p["jitter"]
+    _plan_interfaces(rng, plan, counts, z0, nz)
+    amp = _uniform(rng, p["curvature"], n) * nz
+    plan["iface_amp"][:] = amp[:, None] * rng.uniform(0.6, 1.0, plan["iface_amp"].shape)
+    _plan_fold(rng, plan, n, (0.25, 1.5), 0.5)
+
+    n_faults = _integers(rng, p["fault_count"], n)
+    active = np.arange(f_max)[None, :] < n_faults[:, None]
+    throw = (
+        rng.uniform(0.3, 1.0, (n, f_max))
+        * rng.choice(np.array([-1.0, 1.0]), (n, f_max))
+        * (p["max_throw"] / dx)
+    )
+    _plan_faults(rng, plan, active, nz, nx, throw, (45.0, 80.0))
+
+    # Compaction trend v(b) = v_deep - (v_deep - v_seabed) exp(-b / L), b the burial below the
+    # sea floor in cells; a dry window starts at a drawn burial depth, a wet one at the sea surface.
+    wet = plan["water_rows"] > 0
+    plan["trend_v0"] = _uniform(rng, p["v_seabed"], n).astype(f32)
+    plan["trend_vinf"] = _uniform(rng, p["v_deep"], n).astype(f32)
+    plan["trend_len"] = (_uniform(rng, p["compaction"], n) / dx).astype(f32)
+    plan["trend_b0"] = np.where(wet, 0.0, _uniform(rng, p["burial"], n) / dx).astype(f32)
+    plan["seabed"] = z0.astype(f32)
+    plan["sed_max"] = np.full(n, p["v_deep"][1], f32)
+    plan["lat_amp"] = _uniform(rng, p["lateral"], n).astype(f32)
+    plan["lat_c"] = rng.uniform(0.3, 1.5, n).astype(f32)
+    plan["lat_phi"] = rng.uniform(0.0, 2 * np.pi, n).astype(f32)
+
+    # Drag: z_eff = z + A * (salt mask blurred by sigma); the blur's depth derivative is at most
+    # 1 / (sigma sqrt(2 pi)), so A <= 2 sigma keeps dz_eff/dz > 0 (strata bend, never overturn).
+    sigma = _uniform(rng, p["drag_width"], n) * nx
+    plan["drag_sigma"] = np.maximum(sigma, 0.5).astype(f32)
+    plan["drag_amp"] = (_uniform(rng, p["drag"], n) * 2.0 * plan["drag_sigma"]).astype(f32)
+
+    plan["salt_kind"] = np.full((n, b_max), -1, np.int8)
+    plan["salt_drag"] = np.zeros((n, b_max), bool)
+    plan["salt_rug"] = np.zeros((n, b_max, nx), f32)
+    if b_max > 0:
+        _plan_province_bodies(rng, plan, n, nz, nx, dx, z0, p)
+    return plan
+
+
+def _plan_province_bodies(rng, plan, n, nz, nx, dx, seabed, p) -> None:
+    """Salt bodies of the salt family: kind, cap, rugose top, stem/pedestal, drag flag."""
+    b = plan["salt_on"].shape[1]
+    shape = (n, b)
+    has_salt = rng.random(n) >= p["salt_none"]
+    counts = _integers(rng, p["salt_bodies"], n) * has_salt
+    on = np.arange(b)[None, :] < counts[:, None]
+    plan["salt_on"][:] = on
+    kind = rng.choice(len(_KINDS), size=shape, p=p["salt_kinds"])
+    plan["salt_kind"][:] = np.where(on, kind, -1)
+    plan["salt_v"][:] = _uniform(rng, p["salt_velocity"], shape)
+    sheet, mushroom, massif = kind == _P_SHEET, kind == _P_MUSHROOM, kind == _P_MASSIF
+
+    cap_w, cap_h = _uniform(rng, p["salt_width"], shape), _uniform(rng, p["salt_height"], shape)
+    sheet_w, sheet_t = _uniform(rng, p["sheet_width"], shape), _uniform(rng, p["sheet_thickness"], shape)
+    massif_w = _uniform(rng, p["massif_width"], shape)
+    width = np.select([sheet, massif], [sheet_w, massif_w], default=cap_w)
+    height = np.where(sheet, sheet_t, cap_h)
+    ax = np.maximum(width * nx / 2, 1.5)
+    hh = np.maximum(height * nz, 2.0)
+    # sheets: flat base under a domed top; mushrooms: a head whose lobes droop below its centre
+    up_frac = np.select([sheet, mushroom], [0.7, 0.4], default=0.5)
+    at = np.maximum(hh * up_frac, 1.0)
+    ab = np.maximum(hh * (1 - up_frac), 1.0)
+
+    # Rugose top: relief rug(x) (cells) of 3 sines with wavelengths in rugosity_wavelength,
+    # at most half the cap's upper semi-axis, so that the lift (faded over that semi-axis,
+    # see _body_inside) keeps the top a single surface.
+    rug_amp = np.minimum(_uniform(rng, p["rugosity"], shape) / dx, 0.5 * at)
+    lam = _uniform(rng, p["rugosity_wavelength"], shape + (3,)) / dx
+    phase = rng.uniform(0.0, 2 * np.pi, shape + (3,))
+    xc = np.arange(nx, dtype=np.float64)
+    waves = np.sin(2 * np.pi * xc / lam[..., None] + phase[..., None]).sum(axis=-2) / 3.0
+    plan["salt_rug"][:] = rug_amp[..., None] * waves
+
+    # salt.top is the highest bump's depth: the smooth cap's top lies rug_amp below it; at
+    # least two rows of sediment between the sea floor and the salt
+    top = np.maximum(_uniform(rng, p["salt_top"], shape) * nz, seabed[:, None] + 2.0) + rug_amp
+    cx = rng.uniform(0.1, 0.9, shape) * nx
+    # sheets are less lobate than diapir heads: half the outline roughness
+    rough = p["roughness"] * np.where(sheet, 0.5, 1.0)[..., None]
+    r, cz = _plan_outline(rng, plan, shape, rough, top, at)
+    plan["salt_cx"][:] = cx
+    plan["salt_cz"][:] = cz
+    plan["salt_ax"][:] = ax
+    plan["salt_at"][:] = at
+    plan["salt_ab"][:] = ab
+
+    # Stems, from the cap centre to the bottom edge: half-width hw0 at the cap, growing by
+    # `flare` per model depth, plus for mushrooms a pedestal that widens the neck near the
+    # bottom beyond the head (so the head overhangs sediments that lie on salt).
+    feeder = sheet & (rng.random(shape) < p["feeder_probability"])
+    rooted = ~sheet | feeder
+    hw_frac = np.select(
+        [kind == _P_DIAPIR, mushroom, sheet],
+        [rng.uniform(0.55, 0.9, shape), rng.uniform(0.2, 0.4, shape), rng.uniform(0.08, 0.2, shape)],
+        default=rng.uniform(0.85, 1.0, shape),
+    )
+    hw0 = np.maximum(ax * hw_frac, 1.0)
+    flare = rng.uniform(0.0, 0.6, shape) * np.where(mushroom, 0.3, 1.0)
+    pedestal = np.where(mushroom, ax * rng.uniform(1.0, 1.4, shape) - hw0, 0.0)
+    tilt = rng.uniform(-0.2, 0.2, shape) * np.where(massif, 0.5, 1.0)
+    width_wander, centre_wander = _wander(rng, shape, nz), _wander(rng, shape, nz)
+    zc = np.arange(nz, dtype=np.float64)
+    dz = zc - cz[..., None]
+    below = np.clip(dz / np.maximum(nz - 1 - cz[..., None], 1.0), 0.0, 1.0)
+    # flanks wander less than salt_blobs' stems: real flanks are irregular, not sinuous
+    hw = (hw0[..., None] * (1 + flare[..., None] * dz / nz) + pedestal[..., None] * below**3) * (
+        1 + 0.25 * p["roughness"] * width_wander
+    )
+    hw = np.maximum(hw, 1.0)
+    stem_on = rooted[..., None] & (dz >= 0)
+    plan["stem_hw"][:] = np.where(stem_on, hw, -1.0)
+    plan["stem_x"][:] = (
+        cx[..., None] + tilt[..., None] * dz + p["roughness"] * hw0[..., None] * centre_wander
+    )
+    # Sediments are dragged along bodies that rose through them, not under emplaced sheets.
+    plan["salt_drag"][:] = on & ~sheet
 
 
 def _plan_openfwi(rng, n: int, nz: int, nx: int, dx: float, p: dict, family: str) -> dict:
@@ -612,12 +803,67 @@ def _plan_openfwi(rng, n: int, nz: int, nx: int, dx: float, p: dict, family: str
 
 def _render(plan: dict, nz: int, nx: int) -> np.ndarray:
     """Deterministically paint a block of planned models; returns float32 ``[m, nz, nx]``."""
+    if "trend_v0" in plan:
+        return _render_province(plan, nz, nx)
     m = plan["layer_v"].shape[0]
     z = np.arange(nz, dtype=np.float32)[None, :, None]
     x = np.arange(nx, dtype=np.float32)[None, None, :]
 
-    # Faults: sample the layering at z - throw on the hanging-wall side of each trace.
     z_eff = np.broadcast_to(z, (m, nz, nx)).copy()
+    _fault_shift(plan, z_eff, z, x, nz)
+    index = _layer_index(plan, z_eff, nx)
+    vel = np.take_along_axis(plan["layer_v"], index.reshape(m, -1), axis=1).reshape(m, nz, nx)
+
+    # Salt bodies, later ones on top.
+    for b in range(plan["salt_on"].shape[1]):
+        sel = np.flatnonzero(plan["salt_on"][:, b])
+        if sel.size == 0:
+            continue
+        inside = _body_inside(plan, sel, b, z, x, nz, nx)
+        vel[sel] = np.where(inside, plan["salt_v"][sel, b, None, None], vel[sel])
+    return _paint_water(plan, vel, nz).astype(np.float32, copy=False)
+
+
+def _render_province(plan: dict, nz: int, nx: int) -> np.ndarray:
+    """The salt family: salt first (its mask drags the strata), then sediments, salt on top."""
+    m = plan["layer_v"].shape[0]
+    z = np.arange(nz, dtype=np.float32)[None, :, None]
+    x = np.arange(nx, dtype=np.float32)[None, None, :]
+
+    salt_v = np.zeros((m, nz, nx), np.float32)  # 0: no salt
+    dragging = np.zeros((m, nz, nx), bool)
+    for b in range(plan["salt_on"].shape[1]):
+        sel = np.flatnonzero(plan["salt_on"][:, b])
+        if sel.size == 0:
+            continue
+        inside = _body_inside(plan, sel, b, z, x, nz, nx)
+        salt_v[sel] = np.where(inside, plan["salt_v"][sel, b, None, None], salt_v[sel])
+        dragging[sel] |= inside & plan["salt_drag"][sel, b, None, None]
+
+    # Drag and crestal thinning: strata near rooted salt come from deeper (z_eff > z), most
+    # at the contact; above a crest the uplift fades upwards, which thins the strata there.
+    z_eff = np.broadcast_to(z, (m, nz, nx)).copy()
+    for i in np.flatnonzero(dragging.any(axis=(1, 2)) & (plan["drag_amp"] > 0)):
+        blur = ndimage.gaussian_filter(dragging[i].astype(np.float32), float(plan["drag_sigma"][i]), mode="nearest")
+        z_eff[i] += plan["drag_amp"][i] * blur
+    _fault_shift(plan, z_eff, z, x, nz)
+    index = _layer_index(plan, z_eff, nx)
+    step = np.take_along_axis(plan["layer_v"], index.reshape(m, -1), axis=1).reshape(m, nz, nx)
+
+    def col(key):
+        return plan[key][:, None, None]
+
+    burial = np.maximum(z_eff - col("seabed"), np.float32(0)) + col("trend_b0")
+    trend = col("trend_vinf") - (col("trend_vinf") - col("trend_v0")) * np.exp(-burial / col("trend_len"))
+    xn = np.arange(nx, dtype=np.float32)[None, None, :] / np.float32(nx)
+    lateral = 1 + col("lat_amp") * np.sin(np.float32(2 * np.pi) * col("lat_c") * xn + col("lat_phi"))
+    vel = np.minimum((trend + step) * lateral, col("sed_max"))
+    vel = np.where(salt_v > 0, salt_v, vel)
+    return _paint_water(plan, vel, nz).astype(np.float32, copy=False)
+
+
+def _fault_shift(plan, z_eff, z, x, nz) -> None:
+    """Faults: sample the layering at z - throw on the hanging-wall side of each trace (in place)."""
     for f in range(plan["fault_x"].shape[1]):
         throw = plan["fault_throw"][:, f, None, None]
         trace_x = plan["fault_x"][:, f, None, None] + plan["fault_slope"][:, f, None, None] * (
@@ -625,8 +871,11 @@ def _render(plan: dict, nz: int, nx: int) -> np.ndarray:
         )
         z_eff -= np.where(x > trace_x, throw, np.float32(0))
 
-    # Layers: the layer index is the number of interfaces above a cell. Each indicator is
-    # monotone in depth, so crossing interfaces pinch out instead of breaking the order.
+
+def _layer_index(plan, z_eff, nx) -> np.ndarray:
+    """Layer index per cell: the number of interfaces above it. Each indicator is monotone in
+    depth, so crossing interfaces pinch out instead of breaking the order."""
+    m, nz = z_eff.shape[:2]
     xn = np.arange(nx, dtype=np.float32) / nx
     fold = np.einsum(
         "mk,mkx->mx",
@@ -637,34 +886,41 @@ def _render(plan: dict, nz: int, nx: int) -> np.ndarray:
     for k in range(plan["iface_z"].shape[1]):
         depth_k = plan["iface_z"][:, k, None] + plan["iface_amp"][:, k, None] * fold
         index += z_eff >= depth_k[:, None, :]
-    vel = np.take_along_axis(plan["layer_v"], index.reshape(m, -1), axis=1).reshape(m, nz, nx)
+    return index
 
-    # Salt bodies, later ones on top: star-shaped cap in (semi-axis scaled) polar
-    # coordinates, plus an optional stem down to the bottom.
-    for b in range(plan["salt_on"].shape[1]):
-        sel = np.flatnonzero(plan["salt_on"][:, b])
-        if sel.size == 0:
-            continue
-        s = sel.size
-        cx = plan["salt_cx"][sel, b, None, None]
-        dz = z - plan["salt_cz"][sel, b, None, None]
-        u = (x - cx) / plan["salt_ax"][sel, b, None, None]
-        w = dz / np.where(dz < 0, plan["salt_at"][sel, b, None, None], plan["salt_ab"][sel, b, None, None])
-        rho = np.hypot(u, w)
-        t = np.arctan2(w, u)
-        ti = ((t + np.float32(np.pi)) * np.float32(_N_THETA / (2 * np.pi))).astype(np.intp)
-        np.minimum(ti, _N_THETA - 1, out=ti)
-        r = np.take_along_axis(plan["salt_r"][sel, b], ti.reshape(s, -1), axis=1).reshape(s, nz, nx)
-        inside = rho <= r
-        inside |= np.abs(x - plan["stem_x"][sel, b, :, None]) <= plan["stem_hw"][sel, b, :, None]
-        vel[sel] = np.where(inside, plan["salt_v"][sel, b, None, None], vel[sel])
 
-    # Water on top of everything (salt tops are kept below the sea floor when planned).
+def _body_inside(plan, sel, b, z, x, nz, nx) -> np.ndarray:
+    """Cells of body ``b`` in models ``sel``: a star-shaped cap in (semi-axis scaled) polar
+    coordinates, plus an optional stem down to the bottom; ``[len(sel), nz, nx]`` bool.
+
+    A rugose top (``salt_rug``, cells per column) lifts the cap's upper half by rug(x),
+    fully at the top and fading to nothing at the centre's depth.
+    """
+    s = sel.size
+    cx = plan["salt_cx"][sel, b, None, None]
+    dz = z - plan["salt_cz"][sel, b, None, None]
+    at = plan["salt_at"][sel, b, None, None]
+    if "salt_rug" in plan:
+        dz = dz + plan["salt_rug"][sel, b, None, :] * np.clip(-dz / at, 0, 1)
+    u = (x - cx) / plan["salt_ax"][sel, b, None, None]
+    w = dz / np.where(dz < 0, at, plan["salt_ab"][sel, b, None, None])
+    rho = np.hypot(u, w)
+    t = np.arctan2(w, u)
+    ti = ((t + np.float32(np.pi)) * np.float32(_N_THETA / (2 * np.pi))).astype(np.intp)
+    np.minimum(ti, _N_THETA - 1, out=ti)
+    r = np.take_along_axis(plan["salt_r"][sel, b], ti.reshape(s, -1), axis=1).reshape(s, nz, nx)
+    inside = rho <= r
+    inside |= np.abs(x - plan["stem_x"][sel, b, :, None]) <= plan["stem_hw"][sel, b, :, None]
+    return inside
+
+
+def _paint_water(plan, vel, nz) -> np.ndarray:
+    """Water on top of everything (salt tops are kept below the sea floor when planned)."""
     rows = plan["water_rows"]
     if rows.any():
         wet = np.arange(nz)[None, :, None] < rows[:, None, None]
         vel = np.where(wet, plan["water_v"][:, None, None], vel)
-    return vel.astype(np.float32, copy=False)
+    return vel
 
 
 # ------------------------------------------------------------------------------- import
