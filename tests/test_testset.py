@@ -342,3 +342,35 @@ def test_compare_sets_bad_inputs(tiny_dataset, tmp_path, capsys):
     rc = main(["compare-sets", str(tiny_dataset["dir"] / "test"), str(tmp_path / "a.npy"), "--out",
                str(tmp_path / "c")])
     assert rc == 1 and "cell size is unknown; give it with --dx" in capsys.readouterr().err
+
+
+def test_family_set_draws_seeded_models_of_another_family(tiny_config, tmp_path, capsys):
+    """`--family F --samples N --seed S`: N models of family F on the study's grid, drawn from
+    SeedSequence([S, *F.encode()]), through the same windowing and simulation as model files."""
+    from fwi_attn.data.testset import generated_models
+
+    cfg_path = config_file(tiny_config, tmp_path)
+    out = tmp_path / "ff"
+    assert main(["testset", "--family", "flatfault", "--samples", "3", "--seed", "5", "--config", cfg_path,
+                 "--name", "transfer-flatfault", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    shard = read_shard(out / "shard-0000.h5")
+    rng = np.random.default_rng(np.random.SeedSequence([5, *b"flatfault"]))
+    expected = generate_velocity("flatfault", 3, rng, 24, 32, 10.0, tiny_config.geology)
+    np.testing.assert_array_equal(shard.velocity, expected)
+    assert (shard.attrs["family"], shard.attrs["dataset"], shard.attrs["seed"]) == ("flatfault", "transfer-flatfault", 5)
+    provenance = json.loads(shard.attrs["provenance"])
+    assert provenance["files"] == [{"family": "flatfault", "samples": 3, "seed": 5}]
+    assert provenance["model"] == [0, 1, 2] and provenance["iz"] == provenance["ix"] == [0, 0, 0]
+    # Another seed, other models; the same seed, the same models.
+    np.testing.assert_array_equal(generated_models(tiny_config, "flatfault", 3, 5).models, expected)
+    assert not np.array_equal(generated_models(tiny_config, "flatfault", 3, 6).models, expected)
+
+    np.save(tmp_path / "m.npy", salt_models(tiny_config, 1, 24, 32, seed=1))
+    for args, message in ((["--family", "flatfault", "--samples", "2", str(tmp_path / "m.npy")], "not both"),
+                          (["--family", "flatfault", "--samples", "2", "--fit"], "--fit, --model-dx"),
+                          (["--family", "granite", "--samples", "2"], "not a velocity-model family"),
+                          (["--family", "flatfault"], "--samples"),
+                          ([], "give model files or --family")):
+        rc = main(["testset", *args, "--config", cfg_path, "--name", "bad", "--out", str(tmp_path / "bad")])
+        err = capsys.readouterr().err
+        assert rc == 1 and message in err and "Traceback" not in err, (args, err)
