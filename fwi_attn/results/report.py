@@ -106,17 +106,19 @@ def distances_markdown(sets: dict[str, TestSetResults]) -> str:
     found = {n: r.compare for n, r in sets.items() if r.compare}
     if not found:
         return ""
+    units = next(iter(found.values()))["units"]
     lines = ["`fwi-attn compare-sets` of the training split against each set (`compare_sets.json`): Wasserstein "
              "distances of the per-cell velocity, per-model salt fraction, salt-top depth, salt-body area and "
              "bodies per model, and the mean absolute difference of the mean velocity-depth profiles.\n",
-             "| set | velocity (m/s) | depth profile (m/s) | salt fraction | salt top depth | body area | "
-             "bodies per model | models with salt, train / set |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"| set | velocity ({units['velocity']}) | depth profile ({units['depth_profile']}) | salt fraction | "
+             f"salt top depth ({units['salt_top_depth']}) | body area ({units['body_area']}) | bodies per model | "
+             "models with salt, train / set |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, c in found.items():
-        st, units = c["statistics"], c["units"]
+        st = c["statistics"]
 
         def w(key):
             d = st[key]["wasserstein"]
-            return "n/a" if d is None else f"{d:.4g} {units[key]}".replace(" fraction", "").replace(" count", "")
+            return "n/a" if d is None else f"{d:.4g}"
 
         lines.append(f"| {name} | {w('velocity')} | {st['depth_profile']['mean_abs']:.4g} | {w('salt_fraction')} | "
                      f"{w('salt_top_depth')} | {w('body_area')} | {w('bodies_per_model')} | "
