@@ -105,6 +105,9 @@ def test_without_configfile_the_default_study_is_used(tmp_path):
     (lambda c: c["geology"].update(vmin=5000.0), "geology.vmin"),
     (lambda c: c["study"].update(colour="red"), "colour"),
     (lambda c: c["study"].update(reference="cbam"), "study.reference"),
+    (lambda c: c["study"].update(test_sets=[{"name": "bp", "path": "no-such-models"}]), "study.test_sets bp"),
+    (lambda c: c["study"].update(test_sets=[{"name": "transfer-flatfault", "path": "."}],
+                                 transfer_families=["flatfault"]), "study.test_sets names must be unique"),
 ])
 def test_invalid_config_is_rejected_naming_the_key(tmp_path, edit, key):
     raw = copy.deepcopy(TINY)

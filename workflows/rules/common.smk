@@ -157,15 +157,20 @@ if len(set(SET_NAMES)) != len(SET_NAMES):
 TRANSFER_SAMPLES = STUDY_CFG.transfer_samples or CFG.datasets[DATASET].samples["test"]
 
 
-def test_set_models(wildcards):
-    """The model files of a study.test_sets entry (none for a family-transfer set)."""
-    if wildcards.testset in TRANSFER_SETS:
-        return []
-    entry = TEST_SETS[wildcards.testset]
+def _model_files(entry):
     try:
         return [str(p) for p in model_files([entry.path] if isinstance(entry.path, str) else list(entry.path))]
     except TestSetError as e:
         raise WorkflowError(f"invalid config: study.test_sets {entry.name}: {e}")
+
+
+# Listed once, while parsing: a missing folder stops the workflow before any job.
+TEST_SET_MODELS = {name: _model_files(entry) for name, entry in TEST_SETS.items()}
+
+
+def test_set_models(wildcards):
+    """The model files of a study.test_sets entry (none for a family-transfer set)."""
+    return TEST_SET_MODELS.get(wildcards.testset, [])
 
 
 def testset_options(wildcards):
