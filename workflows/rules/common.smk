@@ -5,6 +5,7 @@
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -184,7 +185,7 @@ def testset_options(wildcards):
     args += ["--fit"] if e.fit else []
     args += [f"--stride {e.stride[0]} {e.stride[1]}"] if e.stride is not None else []
     args += [f"--max-windows {e.max_windows}"] if e.max_windows is not None else []
-    args += [f"--variable {e.variable}"] if e.variable is not None else []
+    args += [f"--variable {shlex.quote(e.variable)}"] if e.variable is not None else []
     return " ".join(args)
 
 

@@ -29,7 +29,7 @@ rule testset:
     # --overwrite: a rebuilt set replaces the shards of the previous one (testset.json, written
     # last, is the output Snakemake tracks).
     shell:
-        "fwi-attn testset {input} --config \"$FWI_ATTN_STUDY_CONFIG\" --name {wildcards.testset}"
+        "fwi-attn testset {input:q} --config \"$FWI_ATTN_STUDY_CONFIG\" --name {wildcards.testset}"
         " --out {params.folder} {params.options} --overwrite --quiet > {log} 2>&1"
 
 
