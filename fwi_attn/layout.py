@@ -11,6 +11,8 @@ torch, deepwave or matplotlib (Snakemake parses its workflow for every job and d
     <results_dir>/<name>/mean/metrics.json          the mean-model baseline
     <results_dir>/<name>/figures/                   figures
     <results_dir>/<name>/report/                    report
+    <data_dir>/<dataset>/testsets/<set>/            testset (study.test_sets, study.transfer_families)
+    <results_dir>/<name>/testsets/<set>/            each run and the mean model scored on it, compare_sets.json
 
 ``cfg`` is a :class:`fwi_attn.config.Config` (anything with ``cfg.study.data_dir`` etc.).
 """
@@ -76,3 +78,29 @@ def comparison_figure_paths(study: str | os.PathLike) -> dict:
             "curves": d / "training_curves.png", "predictions": d / "predictions.png",
             "attention": d / "attention_maps.png", "gathers": d / "gathers.png",
             "physics": d / "physics_misfit.png"}
+
+
+#: Family-transfer sets (``study.transfer_families``) are named ``transfer-<family>``.
+TRANSFER_PREFIX = "transfer-"
+
+
+def test_set_names(study) -> list[str]:
+    """The names of a study's test sets: ``study.test_sets`` then ``transfer-<family>`` for each of
+    ``study.transfer_families`` (``study`` is the config's ``study`` section, a Section or dict)."""
+    sets = [s["name"] for s in study.get("test_sets") or []]
+    return [*sets, *(TRANSFER_PREFIX + f for f in study.get("transfer_families") or [])]
+
+
+def test_set_dir(cfg, name: str) -> Path:
+    """``<data_dir>/<dataset>/testsets/<name>``: the shards and ``testset.json`` of one test set."""
+    return Path(cfg.study.data_dir) / cfg.study.dataset / "testsets" / name
+
+
+def test_set_results(study: str | os.PathLike, name: str) -> Path:
+    """``<study>/testsets/<name>``: ``<variant>/seed<k>/``, ``mean/`` and ``compare_sets.json`` of one set."""
+    return Path(study) / "testsets" / name
+
+
+def generalisation_figure_path(study: str | os.PathLike) -> Path:
+    """The report's figure of true versus predicted test-set windows (``fwi-attn report`` draws it)."""
+    return Path(study) / "figures" / "generalisation.png"

@@ -17,6 +17,7 @@ import scipy.io
 import yaml
 
 from fwi_attn.cli import main
+from fwi_attn.config import load_config
 from fwi_attn.data.geology import generate_velocity, save_segy
 from fwi_attn.data.simulate import simulate
 from fwi_attn.data.store import file_sha256, read_predictions, read_shard
@@ -161,6 +162,21 @@ def test_evaluate_refuses_a_set_under_another_name(tiny_dataset, checkpoint, tes
     rc = main(["evaluate", "--config", config_file(tiny_dataset["config"], tmp_path), "--checkpoint",
                str(checkpoint), "--test-set", str(test_set), "--out", str(tmp_path / "e")])
     assert rc == 1 and "--test-set takes NAME=FOLDER" in capsys.readouterr().err
+    rc = main(["evaluate", "--config", config_file(tiny_dataset["config"], tmp_path), "--checkpoint",
+               str(checkpoint), "--test-set", f"bp={test_set}", "--split", "val", "--out", str(tmp_path / "e")])
+    assert rc == 1 and "it takes no --split val" in capsys.readouterr().err
+
+    # A set simulated with another survey (same shapes, another wavelet) is not this study's test data.
+    other = tiny_dataset["config"].to_dict()
+    other["survey"]["freq"] = 10.0
+    (tmp_path / "o").mkdir()
+    np.save(tmp_path / "m.npy", salt_models(tiny_dataset["config"], 1, 24, 32, seed=1))
+    assert main(["testset", str(tmp_path / "m.npy"), "--config", config_file(load_config(other), tmp_path / "o"),
+                 "--name", "mixed", "--out", str(tmp_path / "freq10"), "--device", "cpu", "--quiet"]) == 0
+    rc = main(["evaluate", "--config", config_file(tiny_dataset["config"], tmp_path), "--checkpoint",
+               str(checkpoint), "--test-set", f"mixed={tmp_path / 'freq10'}", "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "survey.freq 10.0 (config 12.0)" in err and "shard-0000.h5" in err
 
 
 def test_zoom_salt_filter_range_and_seeded_draw(tiny_config, tmp_path, capsys):
@@ -326,3 +342,35 @@ def test_compare_sets_bad_inputs(tiny_dataset, tmp_path, capsys):
     rc = main(["compare-sets", str(tiny_dataset["dir"] / "test"), str(tmp_path / "a.npy"), "--out",
                str(tmp_path / "c")])
     assert rc == 1 and "cell size is unknown; give it with --dx" in capsys.readouterr().err
+
+
+def test_family_set_draws_seeded_models_of_another_family(tiny_config, tmp_path, capsys):
+    """`--family F --samples N --seed S`: N models of family F on the study's grid, drawn from
+    SeedSequence([S, *F.encode()]), through the same windowing and simulation as model files."""
+    from fwi_attn.data.testset import generated_models
+
+    cfg_path = config_file(tiny_config, tmp_path)
+    out = tmp_path / "ff"
+    assert main(["testset", "--family", "flatfault", "--samples", "3", "--seed", "5", "--config", cfg_path,
+                 "--name", "transfer-flatfault", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    shard = read_shard(out / "shard-0000.h5")
+    rng = np.random.default_rng(np.random.SeedSequence([5, *b"flatfault"]))
+    expected = generate_velocity("flatfault", 3, rng, 24, 32, 10.0, tiny_config.geology)
+    np.testing.assert_array_equal(shard.velocity, expected)
+    assert (shard.attrs["family"], shard.attrs["dataset"], shard.attrs["seed"]) == ("flatfault", "transfer-flatfault", 5)
+    provenance = json.loads(shard.attrs["provenance"])
+    assert provenance["files"] == [{"family": "flatfault", "samples": 3, "seed": 5}]
+    assert provenance["model"] == [0, 1, 2] and provenance["iz"] == provenance["ix"] == [0, 0, 0]
+    # Another seed, other models; the same seed, the same models.
+    np.testing.assert_array_equal(generated_models(tiny_config, "flatfault", 3, 5).models, expected)
+    assert not np.array_equal(generated_models(tiny_config, "flatfault", 3, 6).models, expected)
+
+    np.save(tmp_path / "m.npy", salt_models(tiny_config, 1, 24, 32, seed=1))
+    for args, message in ((["--family", "flatfault", "--samples", "2", str(tmp_path / "m.npy")], "not both"),
+                          (["--family", "flatfault", "--samples", "2", "--fit"], "--fit, --model-dx"),
+                          (["--family", "granite", "--samples", "2"], "not a velocity-model family"),
+                          (["--family", "flatfault"], "--samples"),
+                          ([], "give model files or --family")):
+        rc = main(["testset", *args, "--config", cfg_path, "--name", "bad", "--out", str(tmp_path / "bad")])
+        err = capsys.readouterr().err
+        assert rc == 1 and message in err and "Traceback" not in err, (args, err)

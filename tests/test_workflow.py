@@ -105,6 +105,9 @@ def test_without_configfile_the_default_study_is_used(tmp_path):
     (lambda c: c["geology"].update(vmin=5000.0), "geology.vmin"),
     (lambda c: c["study"].update(colour="red"), "colour"),
     (lambda c: c["study"].update(reference="cbam"), "study.reference"),
+    (lambda c: c["study"].update(test_sets=[{"name": "bp", "path": "no-such-models"}]), "study.test_sets bp"),
+    (lambda c: c["study"].update(test_sets=[{"name": "transfer-flatfault", "path": "."}],
+                                 transfer_families=["flatfault"]), "study.test_sets names must be unique"),
 ])
 def test_invalid_config_is_rejected_naming_the_key(tmp_path, edit, key):
     raw = copy.deepcopy(TINY)
@@ -118,12 +121,37 @@ def test_invalid_config_is_rejected_naming_the_key(tmp_path, edit, key):
 # ----------------------------------------------------------------------------- the tiny study
 
 
+def write_model_files(folder: Path) -> None:
+    """Seeded velocity models in three formats (.npy, SEG-Y, .mat) at the tiny study's 10 m cells:
+    5 windows of 24 x 32 cells (the tiny grid)."""
+    import numpy as np
+    import scipy.io
+
+    from fwi_attn.data.geology import generate_velocity, save_segy
+
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    models = generate_velocity("salt_blobs", 3, rng, 24, 64, 10.0, {"salt": {"bodies": [1, 2]}})
+    np.save(folder / "a.npy", models[:1])  # one row of two windows
+    save_segy(folder / "b.sgy", models[1], 10.0)  # two windows
+    scipy.io.savemat(folder / "c.mat", {"velocity": models[2][:, :32]})  # one window
+
+
+#: The tiny study's test sets: files of three formats, and one family-transfer set.
+TINY_TEST_SETS = {"test_sets": [{"name": "mixed", "path": "models", "seed": 3}],
+                  "transfer_families": ["flatfault"], "transfer_samples": 4}
+
+
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
-    """The tiny config run end to end by Snakemake on CPU, once for this module."""
+    """The tiny config run end to end by Snakemake on CPU, once for this module, with a test set
+    of model files and a family-transfer set."""
     root = tmp_path_factory.mktemp("workflow")
     raw = copy.deepcopy(TINY)
     raw["physics"]["refine"]["enabled"] = True  # exercise the optional FWI stage too (2 iterations)
+    write_model_files(root / "models")
+    raw["study"].update(copy.deepcopy(TINY_TEST_SETS))
+    raw["study"]["test_sets"][0]["path"] = str(root / "models")
     config = write_config(root, raw)
     proc = snakemake(root, "--cores", "2", "--configfile", str(config), "all")
     return {"root": root, "config": config, "study": root / "results" / "tiny", "log": proc.stderr}
@@ -139,6 +167,12 @@ def expected_outputs(study: Path) -> list[Path]:
                                       "physics.json", "gathers.h5", "physics.png", "refine.json", "refine.png")]
             out += list(run_figure_paths(study, v, s).values())
     out += list(comparison_figure_paths(study).values())
+    for name in ("mixed", "transfer-flatfault"):
+        sets = study / "testsets" / name
+        out += [sets / "mean" / "metrics.json", sets / "compare_sets.json", sets / "compare_sets.png"]
+        out += [sets / v / "seed0" / f for v in TINY["study"]["variants"]
+                for f in ("metrics.json", "predictions.h5", "attention.h5")]
+    out.append(study / "figures" / "generalisation.png")
     return out
 
 
@@ -153,6 +187,44 @@ def test_tiny_study_produces_every_output(tiny_study):
     assert (study / "benchmarks" / "train" / "se-seed0.tsv").is_file()
     table = (study / "figures" / "metrics_table.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in table[1:]] == ["none", "se", "mean"]
+
+
+def test_test_sets_are_built_scored_and_labelled(tiny_study):
+    """Each set is built from its source (files of three formats, or the flatfault family) on the
+    study's survey, and every run and the mean model are scored on it under the set's name."""
+    from fwi_attn.data.store import read_shard
+
+    data = tiny_study["root"] / "data" / "salt" / "testsets"
+    mixed = json.loads((data / "mixed" / "testset.json").read_text())
+    assert mixed["n_samples"] == 5 and [Path(f["path"]).name for f in mixed["files"]] == ["a.npy", "b.sgy", "c.mat"]
+    shard = read_shard(data / "transfer-flatfault" / "shard-0000.h5", load=False)
+    assert (shard.attrs["dataset"], shard.attrs["family"], shard.n) == ("transfer-flatfault", "flatfault", 4)
+    assert shard.attrs["seed"] == TINY["datasets"]["salt"]["seed"]
+    for name, n in (("mixed", 5), ("transfer-flatfault", 4)):
+        root = tiny_study["study"] / "testsets" / name
+        for run in ("none/seed0", "se/seed0", "mean"):
+            m = json.loads((root / run / "metrics.json").read_text())
+            assert (m["dataset"], m["split"], m["n_samples"]) == (name, "test", n), run
+        compare = json.loads((root / "compare_sets.json").read_text())
+        assert (compare["a"]["name"], compare["b"]["name"]) == ("train", name)
+
+
+def test_tiny_report_has_a_generalisation_section(tiny_study):
+    md = (tiny_study["study"] / "report" / "report.md").read_text()
+    section = md.split("## Generalisation", 1)[1].split("\n## ", 1)[0]
+    assert "pooled" in section and "over every cell" in section
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    labelled = {tuple(c.strip() for c in line.split("|")[1:3]) for line in rows}
+    for variant in ("none", "se", "mean"):
+        for name in ("test", "mixed", "transfer-flatfault"):
+            assert (variant, name) in labelled, (variant, name)
+    # The pooled MAE shown is metrics.json's, for the mean model on the transfer set.
+    mean = json.loads((tiny_study["study"] / "testsets" / "transfer-flatfault" / "mean" / "metrics.json").read_text())
+    mean_row = next(r for r in rows if r.startswith("| mean | transfer-flatfault |"))
+    assert f"| {mean['pooled']['mae_ms']:.1f} | 1.00 |" in mean_row
+    assert "### Family transfer" in section and "test: salt (in-distribution) | test: flatfault |" in section
+    assert "### Distance from the training models" in section and "| mixed |" in section
+    assert "../figures/generalisation.png" in section
 
 
 def test_comparison_figures_read_only_result_files(tiny_study, tmp_path):

@@ -175,9 +175,14 @@ def command_stats(parser):
 
 
 def command_testset(parser):
-    parser.add_argument("models", nargs="+",
+    parser.add_argument("models", nargs="*",
                         help="velocity model files (m/s) or folders of them: .npy ([nz, nx] or a stack [n, nz, nx] / "
-                             "[n, 1, nz, nx]), .h5/.hdf5, .sgy/.segy (traces = x, samples = depth), .mat (v5 or v7.3)")
+                             "[n, 1, nz, nx]), .h5/.hdf5, .sgy/.segy (traces = x, samples = depth), .mat (v5 or v7.3); "
+                             "none with --family")
+    parser.add_argument("--family", default=None,
+                        help="instead of files: draw --samples models of this generator family (docs/geology.md) with "
+                             "the config's geology, seeded by --seed")
+    parser.add_argument("--samples", type=int, default=None, help="models drawn with --family")
     add_config_argument(parser)
     parser.add_argument("--name", required=True,
                         help="the set's name: recorded in its shards and the label of its metrics")
@@ -201,7 +206,8 @@ def command_testset(parser):
                         help="keep windows with at least this fraction of cells above evaluate.salt_threshold")
     parser.add_argument("--max-windows", type=int, default=None, metavar="N",
                         help="keep at most N windows, a draw seeded by --seed (default: all)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-windows draw (recorded; default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the --max-windows draw and of the --family models (recorded; default 0)")
     parser.add_argument("--out-of-range", choices=["reject", "clip"], default="reject",
                         help="windows with velocities outside geology.vmin..vmax: drop them (default) or clip "
                              "them into range; either way their count is printed")
@@ -223,7 +229,8 @@ def command_testset(parser):
                                  min_salt=args.min_salt, max_windows=args.max_windows, seed=args.seed,
                                  out_of_range=args.out_of_range, variable=args.variable)
         shards = build_test_set(cfg, args.models, args.name, args.out, options, shard_size=args.shard_size,
-                                overwrite=args.overwrite, device=args.device, progress=not args.quiet)
+                                overwrite=args.overwrite, device=args.device, progress=not args.quiet,
+                                family=args.family, samples=args.samples)
         from fwi_attn.data.store import read_shard
 
         n = sum(read_shard(p, load=False).n for p in shards)

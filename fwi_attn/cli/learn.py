@@ -124,6 +124,8 @@ def command_evaluate(parser):
             if not (sep and name and folder):
                 raise EvaluateError(f"--test-set takes NAME=FOLDER (e.g. bp=data/testsets/bp), got {args.test_set!r}")
             test_set = (name, folder)
+            if args.split != "test":
+                raise EvaluateError(f"--test-set scores the set's test split; it takes no --split {args.split}")
         cfg = load_config(args.config)
         check_output(args.out, folder=True)
         set_threads(cfg)

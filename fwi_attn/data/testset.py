@@ -29,6 +29,12 @@ Each shard records where every sample came from in its ``provenance`` attribute 
 ``resample`` the zoom factors (depth, offset) applied to the file's models; ``clipped_cells``
 how many cells were clipped into range. The shard's ``dataset`` attribute is the set's name
 and its ``split`` is ``test``.
+
+A set may also be drawn from one of the generator's families instead of files
+(:func:`generated_models`, ``fwi-attn testset --family F --samples N``): the same windowing,
+simulation and shards, with ``family`` = ``F`` and a ``files`` entry
+``{"family": F, "samples": N, "seed": S}`` in place of a file's record. A study trained on one
+family and tested on another measures transfer between them.
 """
 from __future__ import annotations
 
@@ -120,8 +126,11 @@ class ModelFile:
     models: np.ndarray
     resample: tuple[float, float]
     variable: str | None = None
+    generator: dict | None = None  # models drawn by the generator (no file): its family, samples and seed
 
     def record(self) -> dict:
+        if self.generator is not None:
+            return dict(self.generator)
         return {"path": str(self.path.resolve()), "sha256": self.sha256, "shape": list(self.shape),
                 "resample": [float(f) for f in self.resample], "variable": self.variable}
 
@@ -239,6 +248,23 @@ def read_model_file(path: Path, survey, options: TestSetOptions) -> ModelFile:
                      resample=factor, variable=options.variable)
 
 
+def generated_models(cfg, family: str, samples: int | None, seed: int) -> ModelFile:
+    """``samples`` models of the generator's ``family`` on the study's grid and geology, drawn
+    from ``numpy.random.default_rng(SeedSequence([seed, *family.encode()]))``: the same seed gives
+    the same models, and each family its own draws."""
+    from fwi_attn.data.geology import FAMILIES, generate_velocity
+
+    if family not in FAMILIES:
+        raise TestSetError(f"--family {family!r} is not a velocity-model family (one of {', '.join(FAMILIES)})")
+    if samples is None or samples < 1:
+        raise TestSetError(f"--family {family} needs --samples N (at least 1 model), got {samples}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), *family.encode()]))
+    sv = cfg.survey
+    models = generate_velocity(family, samples, rng, sv.nz, sv.nx, sv.dx, cfg.geology)
+    return ModelFile(path=Path(f"family {family}"), sha256="", shape=tuple(models.shape), models=models,
+                     resample=(1.0, 1.0), generator={"family": family, "samples": int(samples), "seed": int(seed)})
+
+
 def select_windows(files: Sequence[ModelFile], nz: int, nx: int, vmin: float, vmax: float,
                    salt_threshold: float, options: TestSetOptions,
                    log: Callable[[str], None] = print) -> Windows:
@@ -308,8 +334,13 @@ def check_out_folder(out: str | os.PathLike, overwrite: bool = False) -> Path:
 def build_test_set(cfg, inputs: Sequence[str | os.PathLike], name: str, out: str | os.PathLike,
                    options: TestSetOptions = TestSetOptions(), *, shard_size: int | None = None,
                    overwrite: bool = False, device: str | None = None, progress: bool = False,
-                   log: Callable[[str], None] = print) -> list[Path]:
+                   log: Callable[[str], None] = print, family: str | None = None,
+                   samples: int | None = None) -> list[Path]:
     """Make a test split of ``inputs`` on ``cfg``'s survey in the folder ``out``.
+
+    With ``family`` (and no ``inputs``), the set's models are ``samples`` models drawn from that
+    family of the generator (:func:`generated_models`, seeded by ``options.seed``) instead of
+    files; the shards then record ``family`` = ``family``.
 
     Every input is read and checked, and ``out`` checked for writability, before any
     simulation. Shards ``out/shard-NNNN.h5`` (``shard_size`` samples each, default the study
@@ -335,12 +366,19 @@ def build_test_set(cfg, inputs: Sequence[str | os.PathLike], name: str, out: str
     size = shard_size or cfg.datasets[cfg.study.dataset].shard_size
     if size < 1:
         raise TestSetError(f"--shard-size must be at least 1, got {size}")
+    if (family is None) == (not inputs):
+        raise TestSetError("give model files or --family (with --samples), not both and not neither")
+    if family is not None and (options.fit or options.model_dx is not None or options.variable is not None):
+        raise TestSetError("--family draws models on the study's grid: --fit, --model-dx and --variable do not apply")
     out = check_out_folder(out, overwrite)
-    paths = model_files(inputs)
+    paths = model_files(inputs) if family is None else []
     survey = Survey.from_config(cfg)
     vmin, vmax = float(cfg.geology.vmin), float(cfg.geology.vmax)
     survey.check(vmin, vmax)
-    files = [read_model_file(p, survey, options) for p in paths]
+    if family is None:
+        files = [read_model_file(p, survey, options) for p in paths]
+    else:
+        files = [generated_models(cfg, family, samples, options.seed)]
     windows = select_windows(files, survey.nz, survey.nx, vmin, vmax, cfg.evaluate.salt_threshold, options, log)
     for f in files:
         f.models = None  # the windows are copies; free the resampled models before simulating
@@ -359,7 +397,8 @@ def build_test_set(cfg, inputs: Sequence[str | os.PathLike], name: str, out: str
         used = sorted(set(rows["file"]))  # only this shard's files: the attribute stays small
         rows["file"] = [used.index(k) for k in rows["file"]]
         provenance = {"set": name, "files": [records[k] for k in used], **rows, "options": asdict(options)}
-        attrs = shard_attrs(survey, cfg, dataset=name, split="test", shard=i, seed=options.seed, family="import",
+        attrs = shard_attrs(survey, cfg, dataset=name, split="test", shard=i, seed=options.seed,
+                            family=family or "import",
                             provenance=provenance)
         path = out / f"shard-{i:04d}.h5"
         write_shard(path, velocity, gathers, survey.source_xz, survey.receiver_xz, attrs)

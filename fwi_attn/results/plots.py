@@ -698,3 +698,29 @@ def draw_attention_figure(cfg, study, out) -> None:
     g = cfg.geology
     plot_attention_maps({v: a.maps for v, a in atts.items()}, {v: a.pad for v, a in atts.items()}, first.velocity,
                         out, cfg.survey.dx, g.vmin, g.vmax, cfg.evaluate.salt_threshold, k)
+
+
+def plot_generalisation(predictions: dict[str, Predictions], out, dx: float, vmin: float, vmax: float,
+                        variant: str, n: int = 2) -> None:
+    """True versus predicted windows of one variant on each set: a row per set (``predictions``:
+    ``{set name: its predictions.h5}``, in-distribution first), ``n`` samples per row as
+    truth/prediction pairs, one velocity scale (km/s) for every panel."""
+    fig, axes = plt.subplots(len(predictions), 2 * n, figsize=(3.0 * 2 * n, 2.4 * len(predictions) + 0.9),
+                             squeeze=False, constrained_layout=True)
+    im = None
+    for row, (name, pred) in enumerate(predictions.items()):
+        for j in range(n):
+            for k, what in enumerate(("truth", "prediction")):
+                ax = axes[row, 2 * j + k]
+                if j >= len(pred.prediction):
+                    ax.axis("off")
+                    continue
+                v = pred.target[j] if what == "truth" else pred.prediction[j]
+                mae = float(np.abs(pred.prediction[j] - pred.target[j]).mean())
+                title = f"{name} {int(pred.index[j])}: truth" if what == "truth" else f"prediction, MAE {mae:.0f} m/s"
+                im = show_velocity(ax, v, dx, vmin, vmax, title)
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), location="bottom", shrink=0.5, aspect=30,
+                     label="velocity (km/s)")
+    fig.suptitle(f"{variant}: true and predicted models, in-distribution test split and each test set")
+    return _finish(fig, out)

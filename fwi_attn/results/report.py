@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fwi_attn.results.study import (BASELINE, Study, comparison_table, convergence_markdown, convergence_table,
-                                    format_metric, load_study, physics_markdown, physics_table, rank_variants,
+from fwi_attn.results.study import (BASELINE, DEPTH_BANDS, Study, TestSetResults, comparison_table,
+                                    convergence_markdown, convergence_table, format_metric, generalisation_table,
+                                    load_study, load_test_sets, physics_markdown, physics_table, rank_variants,
                                     ranking_markdown, refine_markdown, run_figure, table_markdown)
 
 #: InversionNet's published test figures (Deng et al. 2022, OpenFWI, arXiv:2111.02926, Table of
@@ -42,6 +43,134 @@ STATS_TEXT = (
     "is at level 1 - 0.05/{m}. Effect size: the difference over the standard deviation of the "
     "per-sample differences. A gain is claimed only where the corrected interval excludes 0 "
     "(bold).\n")
+
+GENERALISATION_TEXT = (
+    "Each network scored on the study's own test split (`test`, in-distribution) and on each test "
+    "set: `study.test_sets` (other velocity models, `fwi-attn testset`) and `transfer-<family>` "
+    "(models of another generator family, `study.transfer_families`), all simulated with the study's "
+    "survey. **How the numbers are computed.** MAE is metrics.json's `pooled` figure: the mean "
+    "absolute error over every cell of the set, in m/s, on raw predictions, then the mean over seeds. "
+    "Ratio: that MAE (on OpenFWI's [-1, 1] scale) over the mean model's on the same set (the training "
+    "split's mean model; below 1 the network beats it). Salt IoU: mean over samples with salt in truth "
+    "or prediction, then over seeds. Salt area: the fraction of all cells above "
+    "`evaluate.salt_threshold`, predicted / true. Bias: the mean of prediction minus truth (m/s) over "
+    "the top, middle and bottom third of the depth rows, pooled over every cell of every seed's "
+    "predictions.\n")
+
+
+def _num(x, fmt: str) -> str:
+    return "" if x is None or not np.isfinite(x) else format(x, fmt)
+
+
+def generalisation_markdown(rows: list[dict]) -> str:
+    """The in-distribution versus test-set table of :func:`fwi_attn.results.study.generalisation_table`."""
+    lines = ["| variant | set | samples | MAE, pooled over all cells (m/s) | ratio to mean model | salt IoU | "
+             "salt area pred / true (% of cells) | bias top / middle / bottom (m/s) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        area = (f"{100 * r['salt_area_pred']:.1f} / {100 * r['salt_area_true']:.1f}" if "salt_area_pred" in r else "")
+        bias = " / ".join(f"{r[f'bias_{b}']:+.0f}" for b in DEPTH_BANDS) if "bias_top" in r else ""
+        lines.append(f"| {r['variant']} | {r['set']} | {r['n_samples']} | {_num(r['mae_ms'], '.1f')} | "
+                     f"{_num(r['ratio_to_mean'], '.2f')} | {_num(r['salt_iou'], '.3f')} | {area} | {bias} |")
+    return "\n".join(lines) + "\n"
+
+
+def transfer_markdown(rows: list[dict], study: Study) -> str:
+    """Train-on-A / test-on-B: rows are variants (and the mean model), columns the test families."""
+    from fwi_attn.layout import TRANSFER_PREFIX
+
+    config = study.config
+    dataset = config.get("study", {}).get("dataset", "")
+    family = config.get("datasets", {}).get(dataset, {}).get("family", dataset)
+    columns = ["test", *dict.fromkeys(r["set"] for r in rows if r["set"].startswith(TRANSFER_PREFIX))]
+    if len(columns) == 1:
+        return ""
+    names = [f"{family} (in-distribution)", *(c[len(TRANSFER_PREFIX):] for c in columns[1:])]
+    cell = {(r["variant"], r["set"]): r for r in rows}
+    lines = [f"Trained on `{family}` (dataset `{dataset}`); tested on each family's models with the same survey. "
+             "Each cell: MAE pooled over all cells of that family's test set (m/s, mean over seeds) and, in "
+             "brackets, its ratio to the mean model on the same set.\n",
+             "| trained on " + family + " | " + " | ".join(f"test: {n}" for n in names) + " |",
+             "|---|" + "---:|" * len(names)]
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        cells = []
+        for c in columns:
+            r = cell.get((variant, c))
+            cells.append("" if r is None else f"{_num(r['mae_ms'], '.1f')} ({_num(r['ratio_to_mean'], '.2f')})")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def distances_markdown(sets: dict[str, TestSetResults]) -> str:
+    """The compare-sets distances of the training split to each set."""
+    found = {n: r.compare for n, r in sets.items() if r.compare}
+    if not found:
+        return ""
+    units = next(iter(found.values()))["units"]
+    lines = ["`fwi-attn compare-sets` of the training split against each set (`compare_sets.json`): Wasserstein "
+             "distances of the per-cell velocity, per-model salt fraction, salt-top depth, salt-body area and "
+             "bodies per model, and the mean absolute difference of the mean velocity-depth profiles.\n",
+             f"| set | velocity ({units['velocity']}) | depth profile ({units['depth_profile']}) | salt fraction | "
+             f"salt top depth ({units['salt_top_depth']}) | body area ({units['body_area']}) | bodies per model | "
+             "models with salt, train / set |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, c in found.items():
+        st = c["statistics"]
+
+        def w(key):
+            d = st[key]["wasserstein"]
+            return "n/a" if d is None else f"{d:.4g}"
+
+        lines.append(f"| {name} | {w('velocity')} | {st['depth_profile']['mean_abs']:.4g} | {w('salt_fraction')} | "
+                     f"{w('salt_top_depth')} | {w('body_area')} | {w('bodies_per_model')} | "
+                     f"{st['with_salt']['a']:.2f} / {st['with_salt']['b']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def best_network(study: Study) -> str | None:
+    """The variant with the lowest in-distribution test MAE (pooled, mean over seeds)."""
+    rows = [r for r in comparison_table(study, include_baseline=False) if np.isfinite(r["mae"])]
+    return min(rows, key=lambda r: r["mae"])["variant"] if rows else None
+
+
+def generalisation_section(study: Study, report_dir: Path) -> list[str]:
+    """The report's Generalisation section (empty without test-set results)."""
+    from fwi_attn.layout import generalisation_figure_path
+
+    sets = load_test_sets(study)
+    if not sets:
+        return []
+    rows = generalisation_table(study, sets)
+    parts = ["## Generalisation\n", GENERALISATION_TEXT, generalisation_markdown(rows)]
+    transfer = transfer_markdown(rows, study)
+    if transfer:
+        parts += ["### Family transfer\n", transfer]
+    distances = distances_markdown(sets)
+    if distances:
+        parts += ["### Distance from the training models\n", distances]
+    best = best_network(study)
+    parts.append(_figure("True versus predicted on each set", generalisation_figure_path(study.dir), report_dir,
+                         f"`{best}` (lowest in-distribution test MAE), seed {min(study.seeds(best))}: the first "
+                         f"models of the study's test split and of each set, truth and prediction (km/s)."
+                         if best else ""))
+    return parts
+
+
+def draw_generalisation_figure(study: Study, out) -> Path | None:
+    """Draw the true-versus-predicted figure of the best network on every set; None without sets."""
+    from fwi_attn.data.store import read_predictions
+    from fwi_attn.results.plots import plot_generalisation
+
+    sets, best = load_test_sets(study), best_network(study)
+    if not sets or best is None:
+        return None
+    seed = min(study.seeds(best))
+    files = {"test": study.run_dir(best, seed) / "predictions.h5"}
+    files.update({n: r.dir / best / f"seed{seed}" / "predictions.h5" for n, r in sets.items()})
+    preds = {n: read_predictions(p) for n, p in files.items() if p.exists()}
+    c = study.config
+    plot_generalisation(preds, out, c["survey"]["dx"], c["geology"]["vmin"], c["geology"]["vmax"], best)
+    return Path(out)
+
 
 # ----------------------------------------------------------------------------- the report
 
@@ -202,6 +331,7 @@ def build_markdown(study: Study, reference: str | None = None, title: str | None
                   "plateau, `train.patience`) counts as converged. A run still falling would have gained "
                   "from more epochs, and its variant's figures are a lower bound on what it can do.\n",
                   convergence_markdown(conv)]
+    parts += generalisation_section(study, report_dir)
     published = published_markdown(study)
     if published:
         parts += ["## Against OpenFWI's published numbers\n", published]
@@ -281,7 +411,10 @@ def write_report(study_dir: str | os.PathLike, reference: str | None = None,
     """Write ``<study_dir>/report/report.md`` and ``report.html`` (atomically); return both paths."""
     from fwi_attn.data.store import atomic_path
 
+    from fwi_attn.layout import generalisation_figure_path
+
     study = load_study(study_dir, config=config)
+    draw_generalisation_figure(study, generalisation_figure_path(study.dir))
     md = build_markdown(study, reference, title)
     report_dir = study.dir / "report"
     md_path, html_path = report_dir / "report.md", report_dir / "report.html"

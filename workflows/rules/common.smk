@@ -4,6 +4,8 @@
 # another run of the same study is going on.
 import json
 import os
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,8 +14,10 @@ from snakemake.settings.types import DeploymentMethod
 
 from fwi_attn.config import ConfigError, load_config
 from fwi_attn.resources import job_resources, train_processes
-from fwi_attn.layout import (SHARD_GLOB, SPLITS, comparison_figure_paths, run_dir as layout_run_dir,
-                             run_figure_paths, split_shards)
+from fwi_attn.layout import (SHARD_GLOB, SPLITS, TRANSFER_PREFIX, comparison_figure_paths, run_dir as layout_run_dir,
+                             generalisation_figure_path, run_figure_paths, split_shards, test_set_dir, test_set_names,
+                             test_set_results)
+from fwi_attn.data.testset import TestSetError, model_files
 
 # The schema check above filled the defaults; load_config adds the checks a schema cannot
 # express (vmin < vmax, sources inside the grid, record length) and names the bad key.
@@ -143,6 +147,88 @@ def refine_files():
     return run_files("refine.json") if CFG.physics.refine.enabled else []
 
 
+# Test sets (study.test_sets: model files; study.transfer_families: drawn from another family of
+# the generator): each is built once with `fwi-attn testset` and scored by every run.
+TEST_SETS = {s.name: s for s in STUDY_CFG.test_sets}
+TRANSFER_SETS = {TRANSFER_PREFIX + f: f for f in STUDY_CFG.transfer_families}
+SET_NAMES = test_set_names(STUDY_CFG)
+if len(set(SET_NAMES)) != len(SET_NAMES):
+    raise WorkflowError(f"invalid config: study.test_sets names must be unique and differ from the "
+                        f"family-transfer sets' ({', '.join(SET_NAMES)})")
+TRANSFER_SAMPLES = STUDY_CFG.transfer_samples or CFG.datasets[DATASET].samples["test"]
+
+
+def _model_files(entry):
+    try:
+        return [str(p) for p in model_files([entry.path] if isinstance(entry.path, str) else list(entry.path))]
+    except TestSetError as e:
+        raise WorkflowError(f"invalid config: study.test_sets {entry.name}: {e}")
+
+
+# Listed once, while parsing: a missing folder stops the workflow before any job.
+TEST_SET_MODELS = {name: _model_files(entry) for name, entry in TEST_SETS.items()}
+
+
+def test_set_models(wildcards):
+    """The model files of a study.test_sets entry (none for a family-transfer set)."""
+    return TEST_SET_MODELS.get(wildcards.testset, [])
+
+
+def testset_options(wildcards):
+    """The `fwi-attn testset` arguments of one set, from its config entry."""
+    name = wildcards.testset
+    if name in TRANSFER_SETS:
+        return f"--family {TRANSFER_SETS[name]} --samples {TRANSFER_SAMPLES} --seed {CFG.datasets[DATASET].seed}"
+    e = TEST_SETS[name]
+    args = [f"--top {e.top}", f"--min-salt {e.min_salt}", f"--seed {e.seed}", f"--out-of-range {e.out_of_range}"]
+    args += [f"--model-dx {e.model_dx}"] if e.model_dx is not None else []
+    args += ["--fit"] if e.fit else []
+    args += [f"--stride {e.stride[0]} {e.stride[1]}"] if e.stride is not None else []
+    args += [f"--max-windows {e.max_windows}"] if e.max_windows is not None else []
+    args += [f"--variable {shlex.quote(e.variable)}"] if e.variable is not None else []
+    return " ".join(args)
+
+
+def testset_deps(wildcards):
+    """What one set's shards depend on: the survey, the geology, and its own entry (or seed)."""
+    name = wildcards.testset
+    own = TEST_SETS[name].to_dict() if name in TEST_SETS else {"samples": TRANSFER_SAMPLES,
+                                                                "seed": CFG.datasets[DATASET].seed}
+    return sections("survey", "geology", "evaluate.salt_threshold") + json.dumps(own, sort_keys=True)
+
+
+def test_set_data(name):
+    return test_set_dir(CFG, name)
+
+
+def test_set_folder(wildcards):
+    """The folder of one set's shards (`fwi-attn testset --out`, `evaluate --test-set NAME=FOLDER`)."""
+    return str(test_set_data(wildcards.testset))
+
+
+def split_folder(wildcards, input):
+    """The folder of a job's `train` shards (`fwi-attn compare-sets` reads a whole split)."""
+    return str(Path(input.train[0]).parent)
+
+
+def test_set_files(name):
+    """Every result file of one test set (each run's and the mean model's scores, the comparison)."""
+    root = test_set_results(STUDY, name)
+    out = [str(root / "mean" / "metrics.json"), str(root / "compare_sets.json"), str(root / "compare_sets.png")]
+    for v, s in runs():
+        out += [str(root / v / f"seed{s}" / f) for f in ("metrics.json", "predictions.h5", "attention.h5")]
+    return out
+
+
+def generalisation_inputs():
+    return [f for name in SET_NAMES for f in test_set_files(name)]
+
+
+def generalisation_figure():
+    """The report's true-versus-predicted figure on the test sets (none without test sets)."""
+    return [str(generalisation_figure_path(STUDY))] if SET_NAMES else []
+
+
 def all_outputs():
     # Every file the study keeps is a target, so deleting any of them re-creates it (Snakemake
     # would otherwise treat a deleted intermediate as expendable while its dependents exist).
@@ -164,4 +250,7 @@ def all_outputs():
         *refine_files(),
         *[f for v, s in runs() for f in run_figures(v, s)],
         *comparison_figures().values(),
+        *[str(test_set_data(name) / "testset.json") for name in SET_NAMES],
+        *generalisation_inputs(),
+        *generalisation_figure(),
     ]

@@ -11,12 +11,15 @@ rule report:
         physics=run_files("physics.json"),
         refine=refine_files(),
         examples=[f for v in VARIANTS for f in run_figures(v, SEEDS[0])],
+        generalisation=generalisation_inputs(),
         config=STUDY_CONFIG,
     output:
         md=f"{REPORT}/report.md",
         html=report(f"{REPORT}/report.html", caption="../report/weekly.rst", category="0. Weekly report"),
+        # The true-versus-predicted figure on the test sets, drawn by the report from their predictions.
+        generalisation=generalisation_figure(),
     params:
-        deps=sections("study"),
+        deps=sections("study", "survey.dx", "geology.vmin", "geology.vmax", "evaluate.salt_threshold"),
     log:
         f"{LOGS}/report.log",
     benchmark:
