@@ -7,7 +7,7 @@ CONFIG ?= workflows/config/default.yaml
 CORES  ?= $(shell nproc 2>/dev/null || echo 8)
 STAMP  := $(VENV)/.installed
 
-.PHONY: all recover configfile install test test-all lint bench clean
+.PHONY: all recover configfile install test test-all lint bench clean openfwi
 
 all: install configfile
 	$(BIN)/snakemake --cores $(CORES) --configfile=$(CONFIG) --rerun-incomplete all
@@ -25,6 +25,19 @@ recover: install configfile
 	$(BIN)/snakemake --cores $(CORES) --configfile=$(CONFIG) --rerun-incomplete all
 
 install: $(STAMP)
+
+# OpenFWI's protocol beside OpenFWI's published numbers: InversionNet on the FlatVel-A- and
+# CurveVel-A-like families of the openfwi preset, one study each (results/openfwi-<size>-<family>/),
+# scored by the same metric code; each report prints ours beside the published figures.
+# OPENFWI_SIZE=mini (default: a 2-core CPU, ~20 min) or full (OpenFWI's sample counts and epochs; a GPU).
+OPENFWI_SIZE ?= mini
+openfwi: install
+	@test -f workflows/config/openfwi-protocol/$(OPENFWI_SIZE).yaml || { echo "make: OPENFWI_SIZE=$(OPENFWI_SIZE) is not one of: mini full"; exit 2; }
+	for family in flatvel curvevel; do \
+	  $(BIN)/snakemake all --cores $(CORES) --rerun-incomplete \
+	    --configfile workflows/config/openfwi.yaml workflows/config/openfwi-protocol/$(OPENFWI_SIZE).yaml \
+	    --config "study={name: openfwi-$(OPENFWI_SIZE)-$$family, dataset: $$family}" || exit 1; \
+	done
 
 # Snakemake answers a missing --configfile with a Python traceback of its own: say it in one line.
 configfile:

@@ -23,8 +23,14 @@ include: "workflows/rules/figures.smk"
 include: "workflows/rules/report.smk"
 
 
+# Small jobs (a config record, a preview, per-run figures, the report, the notebook) run on the
+# submitting machine: a cluster job's queueing and start-up would cost more than they do.
 localrules:
     study_config,
+    preview,
+    figures_run,
+    report,
+    notebook,
 
 
 # Under the lock, before the first job (never in a dry run): shards that a larger config left.

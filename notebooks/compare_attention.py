@@ -59,8 +59,9 @@ display(Markdown(results.table_markdown(rows, metrics)))
 
 # %% [markdown]
 # ## Ranking against the reference
-# Per-sample values averaged over seeds, paired by test sample: mean difference (variant minus
-# reference) with a 95% t-interval and the Wilcoxon signed-rank p-value.
+# Mean difference (variant minus reference) over training seeds and test samples together, with
+# a 95% interval, a Holm-corrected interval and p-value, and the effect size
+# (`fwi_attn.results.study.compare_runs`).
 
 # %%
 for metric in metrics:

@@ -15,10 +15,16 @@ from fwi_attn.nn.layers import (
     CoordAttention,
     MaskAttention,
     PolarizedSelfAttention,
+    MaskedQueryAttention,
+    MixAttention,
+    SaltQueries,
     SqueezeExcite,
+    TokenAttention,
     capture_attention,
     create_attn,
     list_attn,
+    salt_attention_mask,
+    sine_positions,
 )
 
 NAMES = list_attn()
@@ -200,13 +206,20 @@ def test_psa_rejects_unknown_layout():
 
 # --- mask attention ---------------------------------------------------------------------------
 
-def test_mask_attention_matches_reference_multihead_computation():
-    m = MaskAttention(16, num_heads=4).eval()
+@pytest.mark.parametrize("pos", ["sine", "none"])
+def test_mask_attention_matches_reference_multihead_computation(pos):
+    m = MaskAttention(16, num_heads=4, pos=pos).eval()
+    if pos == "sine":
+        with torch.no_grad():
+            m.pos_scale.fill_(0.7)
     x = torch.randn(2, 16, 3, 5)
     b, c, h, w = x.shape
     n, d = h * w, c // 4
     t = x.flatten(2).transpose(1, 2)
-    q, k, v = m.qkv(t).view(b, n, 3, 4, d).permute(2, 0, 3, 1, 4)
+    # Positions go into queries and keys, not values (DETR, Mask2Former).
+    qk_in = t + 0.7 * sine_positions(h, w, c) if pos == "sine" else t
+    q, k, _ = m.qkv(qk_in).view(b, n, 3, 4, d).permute(2, 0, 3, 1, 4)
+    _, _, v = m.qkv(t).view(b, n, 3, 4, d).permute(2, 0, 3, 1, 4)
     scores = q @ k.transpose(-1, -2) / math.sqrt(d)  # head dim, not channel count
     scores = scores + F.logsigmoid(m.mask_head(x)).view(b, 1, 1, n)
     a = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(b, n, c)
@@ -279,3 +292,210 @@ def test_attention_gate_resampling_commutes_with_wg():
     g_up = F.interpolate(g, size=(8, 8), mode="bilinear", align_corners=False)
     alpha = torch.sigmoid(gate.psi(F.relu(gate.w_x(skip) + gate.w_g(g_up))))
     torch.testing.assert_close(gate(skip, g), skip * alpha, rtol=1e-5, atol=1e-6)
+
+
+def test_mask_attention_positions_tell_positions_apart():
+    """Without positions, permuting the tokens permutes the output; with them it does not."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 16, 4, 4)
+    flipped = x.flip(-1)
+    for pos, equivariant in (("none", True), ("sine", False)):
+        m = MaskAttention(16, pos=pos).eval()
+        same = torch.allclose(m(flipped), m(x).flip(-1), atol=1e-5)
+        assert same == equivariant, pos
+    with pytest.raises(ValueError, match="pos must be"):
+        MaskAttention(16, pos="rope")
+
+
+# --- token attention pieces -------------------------------------------------------------------
+
+def test_sine_positions_encode_rows_then_columns():
+    pos = sine_positions(3, 5, 10).view(3, 5, 10)
+    assert pos.shape == (3, 5, 10)
+    # The first half varies with the row only, the second with the column only.
+    assert torch.equal(pos[:, :1, :5].expand(3, 5, 5), pos[..., :5])
+    assert torch.equal(pos[:1, :, 5:].expand(3, 5, 5), pos[..., 5:])
+    assert len({tuple(p.tolist()) for p in pos.view(15, 10)}) == 15  # every position distinct
+    # DETR's normalised form: angle of the first frequency is 2 pi * (i + 1) / n.
+    torch.testing.assert_close(pos[:, 0, 0], torch.sin(2 * math.pi * torch.arange(1, 4) / 3.0), atol=1e-5, rtol=0)
+    assert sine_positions(2, 2, 7)[:, -1].abs().sum() == 0  # odd width: the last channel is zero
+
+
+def test_token_attention_matches_its_weights_and_parameter_count():
+    torch.manual_seed(0)
+    attn = TokenAttention(16, num_heads=4)
+    q, kv = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    mask = torch.rand(2, 1, 1, 7) > 0.3
+    mask[..., 0] = True
+    w = attn.weights(q, kv, mask)
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 4, 5))
+    assert (w.masked_select(~mask.expand_as(w)) == 0).all()
+    v = attn._heads(attn.v(kv))
+    expected = attn.out((w @ v).transpose(1, 2).reshape(2, 5, 16))
+    torch.testing.assert_close(attn(q, kv, kv, mask), expected, rtol=1e-5, atol=1e-5)
+    assert n_params(attn) == 4 * 16 * 16 + 3 * 16  # no key bias
+
+
+# --- m2f: masked attention guided by the coarser level's salt ----------------------------------
+
+M2F_C, M2F_D = 32, 16
+
+
+def m2f_inputs(batch: int = 2, h: int = 8, w: int = 10):
+    torch.manual_seed(0)
+    x = torch.randn(batch, M2F_C, h, w)
+    queries = SaltQueries(4, M2F_D)(x)
+    return x, queries
+
+
+def test_salt_attention_mask_thresholds_resizes_dilates_and_falls_back():
+    logits = torch.full((2, 1, 4, 4), -5.0)
+    logits[0, 0, 1, 1] = 5.0  # sample 0: one salt cell; sample 1: no salt predicted
+    mask = salt_attention_mask(logits, (8, 8), band=0)
+    assert mask.shape == (2, 1, 8, 8) and mask.dtype == torch.bool
+    assert mask[0].sum() == 4 and mask[0, 0, 2:4, 2:4].all()  # one coarse cell = 2 x 2 fine cells
+    assert mask[1].all()  # empty prediction: attend everywhere
+    banded = salt_attention_mask(logits, (8, 8), band=1)
+    assert banded[0].sum() == 16 and banded[0, 0, 1:5, 1:5].all()
+    at_half = torch.zeros(1, 1, 2, 2)  # probability exactly 0.5 is not salt -> empty -> everywhere
+    assert salt_attention_mask(at_half, (2, 2), band=0).all()
+
+
+def test_m2f_layer_shapes_gradients_and_parameter_count():
+    block = MaskedQueryAttention(M2F_C, M2F_D, num_heads=4, mlp_ratio=2.0).train()
+    x, (q, q_pos) = m2f_inputs()
+    x.requires_grad_(True)
+    logits = torch.randn(2, 1, 4, 5)
+    y, (q2, q_pos2) = block(x, logits, (q, q_pos))
+    assert y.shape == x.shape and q2.shape == q.shape and q_pos2 is q_pos
+    ((y * torch.randn(y.shape)).sum() + (q2 * torch.randn(q2.shape)).sum()).backward()
+    assert x.grad.abs().sum() > 0
+    largest = max(p.grad.abs().max() for p in block.parameters())
+    for name, p in block.named_parameters():
+        assert p.grad is not None and p.grad.abs().max() > 1e-6 * largest, name
+    c, d, hidden = M2F_C, M2F_D, 2 * M2F_D
+    attn = 4 * d * d + 3 * d
+    assert n_params(block) == (c * d + d) + 3 * attn + 3 * 2 * d + (2 * d * hidden + hidden + d) + (d * c + c)
+
+
+def test_m2f_layer_attends_only_inside_the_predicted_salt():
+    """Keys outside the coarser level's salt do not matter; inside they do."""
+    block = MaskedQueryAttention(M2F_C, M2F_D, band=0).eval()
+    x, queries = m2f_inputs(batch=1)
+    logits = torch.full((1, 1, 4, 5), -5.0)
+    logits[..., 1:3, 1:3] = 5.0  # salt at fine cells [2:6, 2:6]
+    with torch.no_grad():
+        _, (q_ref, _) = block(x, logits, queries)
+        outside = x.clone()
+        outside[..., 6:, :] += 3.0
+        _, (q_out, _) = block(outside, logits, queries)
+        inside = x.clone()
+        inside[..., 3, 3] += 3.0
+        _, (q_in, _) = block(inside, logits, queries)
+    torch.testing.assert_close(q_out, q_ref, rtol=0, atol=1e-6)  # the queries never saw the change
+    assert not torch.allclose(q_in, q_ref, atol=1e-4)
+
+
+def test_m2f_layer_with_an_empty_predicted_mask_attends_everywhere():
+    block = MaskedQueryAttention(M2F_C, M2F_D, band=2).eval()
+    x, queries = m2f_inputs()
+    no_salt = torch.full((2, 1, 4, 5), -5.0)
+    all_salt = torch.full((2, 1, 4, 5), 5.0)
+    with torch.no_grad(), capture_attention(block) as maps:
+        y_empty, _ = block(x, no_salt, queries)
+        assert next(iter(maps.values())).eq(1).all()
+    with torch.no_grad():
+        y_all, _ = block(x, all_salt, queries)
+    torch.testing.assert_close(y_empty, y_all, rtol=0, atol=0)
+
+
+def test_m2f_layer_mask_follows_the_salt_prediction_and_is_deterministic():
+    block = MaskedQueryAttention(M2F_C, M2F_D, band=1).eval()
+    x, queries = m2f_inputs()
+    a, b = torch.full((2, 1, 4, 5), -5.0), torch.full((2, 1, 4, 5), -5.0)
+    a[..., 0, 0], b[..., 3, 4] = 5.0, 5.0
+    with torch.no_grad():
+        with capture_attention(block) as maps:
+            ya, _ = block(x, a, queries)
+            mask_a = next(iter(maps.values())).clone()
+            ya2, _ = block(x, a, queries)
+        with capture_attention(block) as maps:
+            yb, _ = block(x, b, queries)
+            mask_b = next(iter(maps.values()))
+    torch.testing.assert_close(ya, ya2, rtol=0, atol=0)
+    assert mask_a.shape == (2, 1, 8, 10)
+    torch.testing.assert_close(mask_a, salt_attention_mask(a, (8, 10), 1).float())
+    assert not torch.equal(mask_a, mask_b) and not torch.allclose(ya, yb, atol=1e-5)
+
+
+def test_m2f_count_macs_counts_its_matmuls():
+    from fwi_attn.nn.models import count_macs
+
+    class Wrapped(nn.Module):  # count_macs calls a module on one input
+        def __init__(self):
+            super().__init__()
+            self.queries = SaltQueries(4, M2F_D)
+            self.block = MaskedQueryAttention(M2F_C, M2F_D, mlp_ratio=2.0)
+
+        def forward(self, x):
+            return self.block(x, torch.ones(x.shape[0], 1, 2, 2), self.queries(x))[0]
+
+    c, d, n, nq, hidden = M2F_C, M2F_D, 6 * 7, 4, 2 * M2F_D
+    expected = (n * c * d                                     # input projection
+                + (nq * d * d + 2 * n * d * d + 2 * nq * n * d + nq * d * d)      # masked cross-attention
+                + (3 * nq * d * d + 2 * nq * nq * d + nq * d * d)                 # self-attention
+                + 2 * nq * d * hidden                                             # FFN
+                + (n * d * d + 2 * nq * d * d + 2 * n * nq * d + n * d * d)       # read-out
+                + n * d * c)                                                       # back to C
+    assert count_macs(Wrapped(), (1, c, 6, 7)) == expected
+
+
+# --- mixformer: mix-attention --------------------------------------------------------------------
+
+def test_mix_attention_shapes_gradients_pooling_and_parameter_count():
+    torch.manual_seed(0)
+    d = 16
+    block = MixAttention(d, num_heads=4, mlp_ratio=2.0, pool=3).train()
+    q = torch.randn(2, d, 6, 7, requires_grad=True)
+    sources = [torch.randn(2, d, 12, 14, requires_grad=True), torch.randn(2, d, 2, 2, requires_grad=True)]
+    kv, grids = block.pooled(sources)
+    assert grids == [(3, 3), (2, 2)] and kv.shape == (2, 13, d)  # small sources are not enlarged
+    y = block(q, sources)
+    assert y.shape == q.shape
+    (y * torch.randn(y.shape)).sum().backward()
+    assert all(t.grad.abs().sum() > 0 for t in [q, *sources])
+    largest = max(p.grad.abs().max() for p in block.parameters())
+    for name, p in block.named_parameters():
+        assert p.grad is not None and p.grad.abs().max() > 1e-6 * largest, name
+    assert n_params(block) == 3 * 2 * d + (4 * d * d + 3 * d) + (2 * d * 2 * d + 2 * d + d)
+    with pytest.raises(ValueError, match="pool"):
+        MixAttention(d, pool=0)
+
+
+def test_mix_attention_map_follows_the_keys_and_counts_macs():
+    from fwi_attn.nn.models import count_macs
+
+    torch.manual_seed(0)
+    d = 16
+    block = MixAttention(d, pool=4).eval()
+    q = torch.randn(1, d, 5, 6)
+    early = torch.randn(1, d, 8, 8)
+    with torch.no_grad(), capture_attention(block) as maps:
+        block(q, [q, early])
+        before = next(iter(maps.values())).clone()
+        block(q, [q, early + torch.randn(1, d, 8, 8)])
+        after = next(iter(maps.values()))
+    assert before.shape == (1, 1, 5, 6) and before.max() == 1 and before.min() >= 0
+    assert not torch.allclose(before, after, atol=1e-4)
+
+    class Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = MixAttention(d, mlp_ratio=4.0, pool=4)
+
+        def forward(self, x):
+            return self.block(x, [x, x])
+
+    n, m = 5 * 6, 2 * 4 * 4  # two 5 x 6 sources pooled to 4 x 4
+    expected = n * d * d + 2 * m * d * d + 2 * n * m * d + n * d * d + 2 * n * d * 4 * d
+    assert count_macs(Wrapped(), (1, d, 5, 6)) == expected

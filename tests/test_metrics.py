@@ -1,4 +1,5 @@
-"""Tests for fwi_attn.learn.metrics against hand-computed values and scikit-image."""
+"""Tests for fwi_attn.learn.metrics against hand-computed values, scikit-image and formulas of
+OpenFWI's evaluation written out independently here."""
 from __future__ import annotations
 
 import math
@@ -6,10 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from fwi_attn.learn.metrics import (METRICS, boundary, compute_metrics, mae, psnr, rmse, salt_boundary_f, salt_iou, ssim,
-                              ssim_torch, summarize, to_json_lists)
+from fwi_attn.learn.metrics import (METRICS, POOLED, boundary, compute_metrics, mae, pooled, psnr, rmse,
+                                    salt_boundary_f, salt_iou, ssim, ssim_torch, summarize, to_json_lists)
 
 VMIN, VMAX = 1500.0, 4500.0
 
@@ -25,14 +27,18 @@ def test_mae_rmse_psnr_by_hand():
     assert m["rmse"][0] == pytest.approx(math.sqrt((300**2 + 600**2 + 900**2) / 4) / 1500)
     # [0, 1] scale: errors 0, 0.1, 0.2, 0.3 -> MSE 0.035.
     assert m["psnr"][0] == pytest.approx(10 * math.log10(1 / 0.035))
+    assert m["mse"][0] == pytest.approx((300**2 + 600**2 + 900**2) / 4 / 1500**2)
     assert set(m) == set(METRICS)
-    assert math.isnan(m["ssim"][0])  # a 2x2 grid is smaller than SSIM's 11-cell window
+    assert math.isnan(m["ssim_valid"][0])  # a 2x2 grid is smaller than the unpadded 11-cell window
+    assert 0 < m["ssim"][0] < 1  # zero padding: OpenFWI's SSIM is defined on any grid
 
 
-def test_per_sample_shapes_and_clipping():
+def test_raw_predictions_scored_and_clipped_view():
     true = np.stack([np.full((12, 12), 4500.0), np.full((12, 12), 1500.0)])
     pred = np.stack([np.full((12, 12), 5200.0), np.full((12, 12), 1800.0)])  # first overshoots vmax
-    m = compute_metrics(pred, true, VMIN, VMAX, salt_threshold=4200.0)
+    raw = compute_metrics(pred, true, VMIN, VMAX, salt_threshold=4200.0)
+    assert raw["mae_ms"].tolist() == pytest.approx([700.0, 300.0])  # the raw output is scored
+    m = compute_metrics(pred, true, VMIN, VMAX, salt_threshold=4200.0, clip=True)
     assert m["mae_ms"].tolist() == pytest.approx([0.0, 300.0])  # clipped to vmax: exact
     assert m["psnr"][0] == 100.0  # capped, finite for JSON
     assert mae(torch.ones(3, 1, 4, 4), torch.zeros(3, 1, 4, 4)).tolist() == [1.0, 1.0, 1.0]
@@ -42,18 +48,72 @@ def test_per_sample_shapes_and_clipping():
         mae(np.zeros((1, 4, 4)), np.zeros((1, 4, 5)))
 
 
-def test_ssim_matches_scikit_image():
+def openfwi_ssim_reference(a: np.ndarray, b: np.ndarray) -> float:
+    """OpenFWI's SSIM of two [0, 1] images, written out from its formula (pytorch_ssim.py):
+    11 x 11 Gaussian window (sigma 1.5) correlated with zero padding, C1 = 0.01², C2 = 0.03²,
+    the mean of the full-size map."""
+    x = np.arange(11) - 5
+    g = np.exp(-x**2 / (2 * 1.5**2))
+    g /= g.sum()
+    w = np.outer(g, g)
+
+    def blur(img):
+        return ndimage.correlate(img, w, mode="constant", cval=0.0)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    smap = (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(smap.mean())
+
+
+def test_ssim_is_openfwis():
     rng = np.random.default_rng(3)
     a = np.clip(np.cumsum(rng.standard_normal((30, 40)), axis=1) / 20 + 0.5, 0, 1)
     b = np.clip(a + 0.05 * rng.standard_normal(a.shape), 0, 1)
-    ref = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)
-    assert ssim(b[None], a[None])[0] == pytest.approx(ref, abs=1e-6)
+    assert ssim(b[None], a[None])[0] == pytest.approx(openfwi_ssim_reference(b, a), abs=1e-12)
     assert ssim(a[None], a[None])[0] == pytest.approx(1.0)
-    # The float32 path used in training agrees too.
+    # OpenFWI computes it in float32 on the network's tensors: the float32 path agrees to rounding.
     t = ssim_torch(torch.tensor(b, dtype=torch.float32)[None, None], torch.tensor(a, dtype=torch.float32)[None, None])
-    assert float(t[0]) == pytest.approx(ref, abs=1e-4)
+    assert t.dtype == torch.float32 and float(t[0]) == pytest.approx(openfwi_ssim_reference(b, a), abs=1e-5)
+    # Zero padding makes it smaller than the unpadded convention near the borders, where the
+    # padded zeros count as structure: the two must not be confused.
+    valid = structural_similarity(b, a, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)
+    assert ssim(b[None], a[None], padding="valid")[0] == pytest.approx(valid, abs=1e-9)
+    assert abs(ssim(b[None], a[None])[0] - valid) > 1e-3
+
+
+def test_ssim_of_one_cell_by_hand():
+    # A 1 x 1 image: the zero-padded window sees the cell with the centre weight m alone, so
+    # mu = c m, sigma² = c² m (1 - m), sigma_ab = c_a c_b m (1 - m).
+    ca, cb = 0.6, 0.3
+    g = np.exp(-(np.arange(11) - 5) ** 2 / 4.5)
+    m = (1 / g.sum()) ** 2
+    c1, c2 = 1e-4, 9e-4
+    want = ((2 * ca * cb * m * m + c1) * (2 * ca * cb * m * (1 - m) + c2)
+            / (((ca**2 + cb**2) * m * m + c1) * ((ca**2 + cb**2) * m * (1 - m) + c2)))
+    assert ssim(np.full((1, 1, 1), ca), np.full((1, 1, 1), cb))[0] == pytest.approx(want, rel=1e-12)
     with pytest.raises(ValueError, match="at least 11"):
-        ssim_torch(torch.zeros(1, 1, 8, 20), torch.zeros(1, 1, 8, 20))
+        ssim_torch(torch.zeros(1, 1, 8, 20), torch.zeros(1, 1, 8, 20), padding="valid")
+
+
+def test_pooled_figures_are_openfwis():
+    # OpenFWI: nn.L1Loss / nn.MSELoss over the whole normalised test tensor, RMSE = sqrt(MSE).
+    rng = np.random.default_rng(11)
+    true = rng.uniform(VMIN, VMAX, (5, 16, 16))
+    pred = true + rng.normal(0, 200, true.shape) * rng.uniform(0.2, 3, (5, 1, 1))  # uneven errors
+    per = compute_metrics(pred, true, VMIN, VMAX, salt_threshold=4200.0)
+    whole = pooled(per)
+    assert set(whole) == set(POOLED)
+    pn, tn = torch.tensor((pred - VMIN) / (VMAX - VMIN) * 2 - 1), torch.tensor((true - VMIN) / (VMAX - VMIN) * 2 - 1)
+    assert whole["mae"] == pytest.approx(float(torch.nn.L1Loss()(pn, tn)), rel=1e-12)
+    assert whole["mse"] == pytest.approx(float(torch.nn.MSELoss()(pn, tn)), rel=1e-12)
+    assert whole["rmse"] == pytest.approx(math.sqrt(float(torch.nn.MSELoss()(pn, tn))), rel=1e-12)
+    assert whole["rmse_ms"] == pytest.approx(math.sqrt(np.mean((pred - true) ** 2)), rel=1e-12)
+    # The mean of per-sample RMSE is below the pooled RMSE (Jensen): not the headline.
+    assert per["rmse"].mean() < whole["rmse"]
+    ssims = [openfwi_ssim_reference((p - VMIN) / (VMAX - VMIN), (t - VMIN) / (VMAX - VMIN)) for p, t in zip(pred, true)]
+    assert whole["ssim"] == pytest.approx(np.mean(ssims), abs=1e-12)
 
 
 def _block(rows, cols, shape=(10, 10), salt=4450.0, background=2500.0):

@@ -8,11 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from fwi_attn.nn.layers import AttnProbe, MaskAttention, capture_attention
+from fwi_attn.nn.layers import AttnProbe, MaskAttention, MaskedQueryAttention, capture_attention, salt_attention_mask
 from fwi_attn.nn.models import (
     OPENFWI_SHAPE,
     CheckpointError,
     InversionNet,
+    UMixFormer,
     UNet,
     count_macs,
     count_params,
@@ -52,8 +53,11 @@ def test_output_shape_train_and_eval(name, shape_name):
 @pytest.mark.parametrize("name", NAMES)
 def test_gradients_reach_every_parameter(name):
     model = create_model(name, **SALT, **SMALL).train()
-    y = model(gathers(SALT, 2))
-    (y * torch.randn(y.shape)).sum().backward()
+    # The salt logits too: m2f's salt heads steer its attention through a binary mask, so only
+    # the auxiliary salt loss trains them.
+    y, salt = model(gathers(SALT, 2), salt=True)
+    loss = (y * torch.randn(y.shape)).sum() + sum((s * torch.randn(s.shape)).sum() for s in salt)
+    loss.backward()
     missing = [k for k, p in model.named_parameters() if p.grad is None]
     assert not missing, f"{name}: no gradient for {missing}"
     # An inert parameter (e.g. a conv bias right before BatchNorm) gets only rounding noise.
@@ -97,7 +101,7 @@ def test_capture_returns_a_map_for_every_probe(name):
         assert a.dim() == 4 and a.shape[:2] == (2, 1), key
     expect_maps = {"none": False, "se": False, "inversionnet": False}.get(name, True)
     assert bool(maps) == expect_maps
-    if isinstance(model, UNet):
+    if isinstance(model, (UNet, UMixFormer)):
         on_grid = model.maps_on_model_grid(maps)
         assert all(m.shape == (2, 1, SALT["nz"], SALT["nx"]) for m in on_grid.values())
 
@@ -282,6 +286,7 @@ def test_variant_costs_are_ordered_sensibly():
     sample = (1, 5, 1000, 70)
     macs = {n: count_macs(m, sample) for n, m in models.items()}
     assert macs["mask"] > macs["none"] and macs["inversionnet"] > macs["none"]
+    assert macs["m2f"] > macs["none"] and macs["mixformer"] > 0 and macs["mask_hard"] == macs["mask"]
     assert count_params(models["se"]) > count_params(models["none"])
 
 
@@ -295,3 +300,112 @@ def test_command_variants_prints_every_variant(capsys):
     rows = [line for line in out.splitlines() if line.startswith("| ") and "variant" not in line]
     assert [r.split("|")[1].strip() for r in rows] == NAMES
     assert "1000" in out and math.isfinite(float(rows[0].split("|")[3].split()[0]))
+
+
+# --- salt heads, m2f and mixformer ------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_salt_logits_one_per_level_on_the_velocity_grid(name):
+    """``salt=True`` returns the salt heads' logits, coarse to fine; only m2f has them by default."""
+    x = gathers(SALT, 2)
+    plain = create_model(name, **SALT, **SMALL, depth=2).eval()
+    with torch.no_grad():
+        y, salt = plain(x, salt=True)
+        torch.testing.assert_close(y, plain(x), rtol=0, atol=0)
+    assert len(salt) == (3 if name == "m2f" else 0)
+    if name == "inversionnet":
+        return
+    headed = create_model(name, **SALT, **SMALL, depth=2, salt_heads=True).eval()
+    assert headed.config["salt_heads"]
+    with torch.no_grad():
+        _, salt = headed(x, salt=True)
+    assert len(salt) == 3 and all(s.shape == (2, 1, SALT["nz"], SALT["nx"]) for s in salt)
+
+
+def test_m2f_places_masked_attention_at_decoder_levels_with_a_coarser_head():
+    model = create_model("m2f", **SALT, width=4, depth=3, attn_levels=3)
+    placed = sorted(k for k, m in model.named_modules() if isinstance(m, MaskedQueryAttention))
+    assert placed == ["decoder.1.guide", "decoder.2.guide"]  # the bottleneck has no coarser prediction
+    assert model.needs_salt_supervision and len(model.salt_heads) == 4
+    with pytest.raises(ValueError, match="fixes salt_heads"):
+        create_model("m2f", **SALT, width=4, salt_heads=False)
+
+
+def _forced_salt(model, level: int, logits_fn):
+    """Replace the salt head of ``level`` by ``logits_fn(shape)`` (a forward hook's output)."""
+    return model.salt_heads[level].register_forward_hook(lambda m, i, out: logits_fn(out.shape))
+
+
+def test_m2f_next_level_mask_follows_the_coarser_salt_prediction():
+    torch.manual_seed(0)
+    # Train mode: BatchNorm normalises the features by the batch, as in training; an untrained
+    # model's eval-mode features are ~20x smaller and the positions would dominate its keys.
+    model = create_model("m2f", **SALT, width=4, depth=3, salt_band=0).train()
+    x = gathers(SALT, 2)
+
+    def box(z0, z1, x0, x1):
+        def make(shape):
+            logits = torch.full(shape, -6.0)
+            logits[..., z0:z1, x0:x1] = 6.0
+            return logits
+        return make
+
+    masks, outputs = [], []
+    for region in (box(2, 6, 3, 8), box(8, 12, 10, 16)):
+        handle = _forced_salt(model, 3, region)  # the bottleneck's head guides decoder level 2
+        with torch.no_grad(), capture_attention(model) as maps:
+            outputs.append(model(x))
+        handle.remove()
+        masks.append(maps["decoder.2.guide"])
+    hp, wp = masks[0].shape[-2:]
+    expected = salt_attention_mask(box(2, 6, 3, 8)((2, 1, hp // 2, wp // 2)), (hp, wp), band=0)
+    torch.testing.assert_close(masks[0], expected.float())
+    assert 0 < masks[0].sum() < masks[0].numel()
+    assert not torch.equal(masks[0], masks[1])
+    assert (outputs[0] - outputs[1]).abs().max() > 1e-3
+
+
+def test_m2f_empty_predicted_mask_attends_everywhere():
+    torch.manual_seed(0)
+    model = create_model("m2f", **SALT, width=4, depth=3).eval()
+    x = gathers(SALT, 1)
+    handles = [_forced_salt(model, level, lambda shape: torch.full(shape, -6.0)) for level in range(4)]
+    with torch.no_grad(), capture_attention(model) as maps:
+        empty = model(x)
+    for h in handles:
+        h.remove()
+    guided = [k for k in maps if k.endswith(".guide")]
+    assert guided and all(maps[k].eq(1).all() for k in guided)
+    handles = [_forced_salt(model, level, lambda shape: torch.full(shape, 6.0)) for level in range(4)]
+    with torch.no_grad():
+        everywhere = model(x)
+    for h in handles:
+        h.remove()
+    torch.testing.assert_close(empty, everywhere, rtol=0, atol=0)
+
+
+def test_mixformer_later_stage_attention_follows_earlier_stage_output():
+    """Stage order is level 3 (bottleneck), 2, 1, 0; perturbing stage 3's output moves stage 2's map."""
+    torch.manual_seed(0)
+    model = create_model("mixformer", **SALT, width=4, depth=3, mix_pool=4).eval()
+    x = gathers(SALT, 1)
+    with torch.no_grad(), capture_attention(model) as maps:
+        model(x)
+    reference = {k: v.clone() for k, v in maps.items()}
+    assert sorted(reference) == ["decoder.0", "decoder.1", "decoder.2", "decoder.3"]
+    noise = torch.Generator().manual_seed(1)
+    handle = model.decoder[3].register_forward_hook(
+        lambda m, i, out: out + torch.randn(out.shape, generator=noise))
+    with torch.no_grad(), capture_attention(model) as maps:
+        model(x)
+    handle.remove()
+    torch.testing.assert_close(maps["decoder.3"], reference["decoder.3"], rtol=0, atol=0)  # its own map: unchanged
+    for later in ("decoder.2", "decoder.1", "decoder.0"):
+        assert not torch.allclose(maps[later], reference[later], atol=1e-4), later
+
+
+def test_mixformer_pool_sets_the_key_value_size():
+    small, large = (create_model("mixformer", **SALT, width=4, depth=2, mix_pool=p) for p in (2, 8))
+    assert count_params(small) == count_params(large)  # pooling has no parameters
+    sample = (1, SALT["in_shots"], SALT["nt"], SALT["n_receivers"])
+    assert count_macs(small, sample) < count_macs(large, sample)

@@ -256,9 +256,12 @@ def test_predictions_of_other_data_are_refused_as_a_start(tiny_dataset, tmp_path
 # ----------------------------------------------------------------------------- refinement
 
 
-@pytest.mark.parametrize("optimizer,lr,iterations,gain", [("adam", 20.0, 20, 0.95), ("lbfgs", 1.0, 10, 0.8)])
+@pytest.mark.parametrize("optimizer,lr,iterations,gain", [("adam", 20.0, 40, 0.9), ("lbfgs", 1.0, 10, 0.8)])
 def test_fwi_from_smoothed_start_lowers_misfit_and_model_error(layered, optimizer, lr, iterations, gain):
-    """Measured: Adam 158 -> 141 m/s MAE in 20 iterations, L-BFGS 158 -> 108 m/s in 10."""
+    """Measured: Adam 158 -> 129 m/s MAE and SSIM 0.715 -> 0.738 in 40 iterations, L-BFGS 158 -> 108 m/s and
+    SSIM 0.715 -> 0.821 in 10. Adam's first steps move every cell by about lr whatever its gradient, which
+    roughens the model: after 20 iterations its MAE has fallen (141 m/s) but OpenFWI's SSIM has not yet risen
+    (0.707), so the test runs Adam long enough for the structure to improve too."""
     truth, survey, observed = layered
     start = starting_model("smooth", dx=survey.dx, truth=truth, sigma_m=40.0)
     res = refine(start, observed, survey, vmin=1500.0, vmax=3500.0, iterations=iterations, optimizer=optimizer,

@@ -9,12 +9,16 @@ import yaml
 from scipy import stats
 
 from fwi_attn.results.report import markdown_to_html, write_report
+from fwi_attn.learn.metrics import pooled
 from fwi_attn.results.study import (
+    compare_runs,
     comparison_table,
+    convergence,
+    holm,
     load_study,
-    paired_comparison,
     rank_variants,
     ranking_markdown,
+    seed_sample_values,
     table_markdown,
     write_table_csv,
 )
@@ -26,12 +30,14 @@ OFFSETS = {"none": 0.30, "se": 0.33, "cbam": 0.25}
 
 def _metrics(variant, seed, mae):
     mae = np.asarray(mae, dtype=float)
-    per = {"mae": mae.tolist(), "rmse": (1.2 * mae).tolist(), "ssim": (1 - mae).tolist(),
-           "mae_ms": (1500 * mae).tolist(), "rmse_ms": (1800 * mae).tolist(), "psnr": (20 - mae).tolist(),
-           "salt_iou": (0.8 - mae).tolist(), "salt_boundary_f": (0.6 - mae).tolist()}
+    per = {"mae": mae, "mse": (1.2 * mae) ** 2, "rmse": 1.2 * mae, "ssim": 1 - mae, "ssim_valid": 1 - 1.1 * mae,
+           "mae_ms": 1500 * mae, "rmse_ms": 1800 * mae, "psnr": 20 - mae,
+           "salt_iou": 0.8 - mae, "salt_boundary_f": 0.6 - mae}
+    mean = {k: float(np.mean(v)) for k, v in per.items()}
     return {"variant": variant, "seed": seed, "dataset": "salt", "split": "test", "n_samples": len(mae),
             "n_params": 1000 + 10 * len(variant), "macs": 10**6, "time_per_sample_s": 0.002,
-            "mean": {k: float(np.mean(v)) for k, v in per.items()}, "per_sample": per}
+            "mean": mean, "pooled": pooled(per), "clipped": {"mean": mean, "pooled": pooled(per)},
+            "per_sample": {k: v.tolist() for k, v in per.items()}}
 
 
 @pytest.fixture
@@ -91,36 +97,85 @@ def test_comparison_table_mean_and_std_over_seeds(study_dir):
     assert rows[-1]["variant"] == "mean" and rows[-1]["mae_std"] is None
 
 
-def test_paired_comparison_matches_scipy(study_dir):
-    study = load_study(study_dir)
-    res = paired_comparison(study, "cbam", "none", "mae")
-    a, b = _per_sample(study_dir, "cbam"), _per_sample(study_dir, "none")
-    diff = a - b
-    lo, hi = stats.t.interval(0.95, len(diff) - 1, loc=diff.mean(), scale=stats.sem(diff))
-    assert res.n == N_TEST
-    assert res.mean_diff == pytest.approx(diff.mean())
-    assert (res.ci_low, res.ci_high) == pytest.approx((lo, hi))
-    assert res.p_value == pytest.approx(stats.wilcoxon(a, b).pvalue)
-    assert res.statistic == pytest.approx(stats.wilcoxon(a, b).statistic)
-    assert res.mean_diff < 0 and res.ci_high < 0  # cbam is built to be better than none
+def test_comparison_with_one_seed_a_side_is_the_paired_t_test():
+    rng = np.random.default_rng(5)
+    z = rng.uniform(0.2, 0.4, 30)
+    y = z - 0.01 + rng.normal(0, 0.02, 30)
+    res = compare_runs(y[None], z[None])
+    lo, hi = stats.t.interval(0.95, 29, loc=(y - z).mean(), scale=stats.sem(y - z))
+    assert res["mean_diff"] == pytest.approx((y - z).mean())
+    assert (res["ci_low"], res["ci_high"]) == pytest.approx((lo, hi))
+    assert res["p_value"] == pytest.approx(stats.ttest_rel(y, z).pvalue)
+    assert res["seed_variance"] is False and res["seeds"] == [1, 1]
 
 
-def test_paired_comparison_against_the_mean_baseline(study_dir):
-    study = load_study(study_dir)
-    res = paired_comparison(study, "none", "mean", "mae")
-    base = np.asarray(json.loads((study_dir / "mean" / "metrics.json").read_text())["per_sample"]["mae"])
-    assert res.mean_diff == pytest.approx((_per_sample(study_dir, "none") - base).mean())
+def test_comparison_of_pure_training_variance_is_students_test():
+    # Every test sample alike within a run: only the runs (seeds) differ, so the comparison
+    # reduces to Student's two-sample t test on the runs' means (one training variance).
+    y_runs, z_runs = np.array([0.21, 0.25, 0.22]), np.array([0.30, 0.26, 0.29, 0.31])
+    y, z = np.repeat(y_runs[:, None], 8, axis=1), np.repeat(z_runs[:, None], 8, axis=1)
+    shape = np.linspace(0, 0.1, 8)  # a per-sample difficulty shared by both: cancels in the pairs
+    res = compare_runs(y + shape, z + shape)
+    student = stats.ttest_ind(y_runs, z_runs, equal_var=True)
+    assert res["mean_diff"] == pytest.approx(y_runs.mean() - z_runs.mean())
+    assert res["p_value"] == pytest.approx(student.pvalue, rel=1e-9)
+    assert res["df"] == pytest.approx(len(y_runs) + len(z_runs) - 2, rel=1e-9)
+    assert res["seed_variance"] is True
 
 
-def test_identical_variants_give_p_one(study_dir):
+def _simulated_study(rng, seeds, n, delta, seed_sd, interaction_sd, noise_sd):
+    difficulty = rng.normal(0, 0.05, n)
+    y = 0.2 + delta + difficulty + rng.normal(0, interaction_sd, n) + rng.normal(0, seed_sd, (seeds, 1)) \
+        + rng.normal(0, noise_sd, (seeds, n))
+    z = 0.2 + difficulty + rng.normal(0, seed_sd, (seeds, 1)) + rng.normal(0, noise_sd, (seeds, n))
+    return y, z
+
+
+@pytest.mark.parametrize("seeds, seed_sd, interaction_sd", [(2, 0.02, 0.005), (3, 0.01, 0.01), (5, 0.005, 0.02)])
+def test_intervals_cover_the_true_difference_95_percent_of_the_time(seeds, seed_sd, interaction_sd):
+    # 1000 simulated studies with a known difference and known variance between trainings:
+    # the interval over seeds and samples covers the truth 93-97% of the time; one that ignores
+    # the training variance (per-sample pairs of seed-averaged values) does not.
+    rng = np.random.default_rng(2024 + seeds)
+    delta, hits, naive_hits = -0.01, 0, 0
+    for _ in range(1000):
+        y, z = _simulated_study(rng, seeds, 48, delta, seed_sd, interaction_sd, 0.01)
+        res = compare_runs(y, z)
+        hits += res["ci_low"] <= delta <= res["ci_high"]
+        naive = compare_runs(y.mean(axis=0)[None], z.mean(axis=0)[None])
+        naive_hits += naive["ci_low"] <= delta <= naive["ci_high"]
+    assert 0.93 <= hits / 1000 <= 0.97
+    if seed_sd >= 0.01:
+        assert naive_hits / 1000 < 0.85
+
+
+def test_holm_by_hand():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5]) == [0.5]
+    assert holm([0.02, 0.9]) == pytest.approx([0.04, 0.9])
+
+
+def test_convergence_from_the_validation_curve():
+    falling = {"val_mae": np.array([0.5, 0.4, 0.33, 0.29, 0.26, 0.24, 0.22, 0.205])}
+    flat = {"val_mae": np.array([0.5, 0.3, 0.25, 0.2401, 0.2399, 0.2402, 0.2400, 0.2398])}
+    c = convergence(falling, 8)
+    assert c["converged"] is False and c["slope"] < -0.005 and c["window"] == 3 and c["best_epoch"] == 8
+    assert convergence(flat, 8)["converged"] is True
+    stopped = convergence({"val_mae": flat["val_mae"][:6]}, 20)
+    assert stopped["plateau"] and stopped["converged"]
+    assert convergence({"val_mae": np.array([0.5, 0.4])}, 2)["converged"] is None
+
+
+def test_identical_variants_differ_by_nothing(study_dir):
     import shutil
 
     shutil.copytree(study_dir / "none", study_dir / "gate")
     for s in (0, 1):
         path = study_dir / "gate" / f"seed{s}" / "metrics.json"
         path.write_text(path.read_text().replace('"variant": "none"', '"variant": "gate"'))
-    res = paired_comparison(load_study(study_dir), "gate", "none")
-    assert res.mean_diff == 0 and res.p_value == 1.0 and res.ci_low == res.ci_high == 0
+    study = load_study(study_dir)
+    res = compare_runs(seed_sample_values(study, "gate"), seed_sample_values(study, "none"))
+    assert res["mean_diff"] == 0 and res["p_value"] == 1.0 and res["ci_low"] == res["ci_high"] == 0
 
 
 def test_rank_variants_best_first_with_paired_stats(study_dir):
@@ -128,6 +183,17 @@ def test_rank_variants_best_first_with_paired_stats(study_dir):
     assert [e["variant"] for e in ranking] == ["cbam", "none", "se", "mean"]
     assert [e["rank"] for e in ranking] == [1, 2, 3, 4]
     assert "mean_diff" in ranking[0] and "mean_diff" not in ranking[1]
+    cbam = ranking[0]
+    study = load_study(study_dir)
+    assert cbam["mean_diff"] == pytest.approx((_per_sample(study_dir, "cbam") - _per_sample(study_dir, "none")).mean())
+    assert cbam["seeds"] == [2, 2] and cbam["n"] == N_TEST
+    # Holm over the two networks compared with none; the corrected interval is wider.
+    se = next(e for e in ranking if e["variant"] == "se")
+    assert [cbam["p_holm"], se["p_holm"]] == pytest.approx(holm([cbam["p_value"], se["p_value"]]))
+    assert cbam["ci_low_adj"] <= cbam["ci_low"] and cbam["ci_high_adj"] >= cbam["ci_high"]
+    assert cbam["better"] == (cbam["significant"] and cbam["mean_diff"] < 0)
+    assert cbam["detectable"] > 0
+    assert study.mean is not None
     # Higher-is-better metrics rank the other way round.
     ssim = rank_variants(load_study(study_dir), "none", "ssim")
     assert ssim[0]["variant"] == "cbam"
@@ -164,7 +230,8 @@ def test_write_report_on_hand_made_results(study_dir):
     md_path, html_path = write_report(study_dir)
     md = md_path.read_text()
     assert md_path == study_dir / "report" / "report.md"
-    for text in ("# fwi-attn weekly report", "## Setup", "## Comparison", "## Ranking", "Wilcoxon",
+    for text in ("# fwi-attn weekly report", "## Setup", "## Comparison", "## Ranking", "Holm",
+                 "How the numbers are computed", "cannot be told apart",
                  "Best variant: `cbam`", "mean-model baseline",
                  "input sign(x) log1p(10 (t/T)^2 |x|)", "attention at every level"):
         assert text in md
@@ -233,3 +300,25 @@ def test_setup_reads_attention_placement_from_what_was_built(study_dir):
     text = attention_placement(load_study(study_dir))
     assert text == "attention at the 3 coarsest levels (bottleneck included) (cbam: the 2 coarsest levels " \
                    "(bottleneck included))"
+
+
+def test_inversionnet_beside_openfwis_published_numbers(study_dir):
+    import shutil
+
+    from fwi_attn.results.report import published_markdown
+
+    assert published_markdown(load_study(study_dir)) == ""  # no InversionNet, no OpenFWI family
+    shutil.copytree(study_dir / "none", study_dir / "inversionnet")
+    for s in (0, 1):
+        path = study_dir / "inversionnet" / f"seed{s}" / "metrics.json"
+        path.write_text(path.read_text().replace('"variant": "none"', '"variant": "inversionnet"'))
+    config = yaml.safe_load((study_dir / "config.yaml").read_text())
+    config["study"]["variants"].append("inversionnet")
+    config["datasets"][config["study"]["dataset"]]["family"] = "curvevel"
+    (study_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    md = published_markdown(load_study(study_dir))
+    assert "| OpenFWI, CurveVel-A (published) | 0.0685 | 0.1273 | 0.8074 |" in md
+    runs = [json.loads((study_dir / "none" / f"seed{s}" / "metrics.json").read_text())["pooled"] for s in (0, 1)]
+    ours = np.mean([r["rmse"] for r in runs])
+    assert f"| {np.mean([r['mae'] for r in runs]):.4f} | {ours:.4f} |" in md
+    assert "## Against OpenFWI's published numbers" in write_report(study_dir)[0].read_text()

@@ -58,7 +58,7 @@ def test_losses():
     l1_ssim = float(make_loss("l1_ssim", 0.5)(pred, target))
     assert 0.5 < l1_ssim < 1.0
     assert float(make_loss("l1_ssim", 0.5)(target, target)) == pytest.approx(0.0, abs=1e-6)
-    with pytest.raises(TrainError, match="valid: l1, l2, l1_ssim"):
+    with pytest.raises(TrainError, match="valid: l1, l2, l1_l2, l1_ssim"):
         make_loss("huber")
 
 
@@ -227,3 +227,34 @@ def test_epochs_and_stop_after_must_be_positive(tiny, tmp_path):
     with pytest.raises(TrainError, match="stop_after must be at least 1"):
         train(cfg, "none", 0, tmp_path, stop_after=0, progress=False, log=lambda s: None)
     assert not (tmp_path / "model.pt").exists()
+
+
+def test_patience_stops_on_a_plateau_and_the_run_counts_as_finished(tiny, tmp_path):
+    # A learning rate too small to move the weights: the validation MAE stalls, and patience 1
+    # ends the run at the first epoch without a new best. per_variant sets it for `none` only.
+    raw = copy.deepcopy(tiny["config"].to_dict())
+    raw["train"]["per_variant"] = {"none": {"patience": 1, "lr": 1e-12, "scheduler": "none"}}
+    cfg = load_config(raw)
+    result = train(cfg, "none", 0, tmp_path / "run", epochs=6, progress=False, log=lambda s: None)
+    assert result.finished and result.epochs_done < 6
+    assert result.epochs_done - result.best_epoch == 1
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["plateau"] is True
+    again = train(cfg, "none", 0, tmp_path / "run", epochs=6, resume=True, progress=False, log=lambda s: None)
+    assert again.finished and again.epochs_done == result.epochs_done  # nothing more to train
+
+
+def test_per_variant_settings_are_checked_and_applied(tiny):
+    from fwi_attn.config import ConfigError, train_settings
+
+    raw = copy.deepcopy(tiny["config"].to_dict())
+    raw["train"]["per_variant"] = {"inversionnet": {"lr": 0.0001, "loss": "l1_l2"}}
+    cfg = load_config(raw)
+    assert train_settings(cfg, "inversionnet").lr == 0.0001 and train_settings(cfg, "inversionnet").loss == "l1_l2"
+    assert train_settings(cfg, "none").lr == cfg.train.lr and "per_variant" not in train_settings(cfg, "none")
+    raw["train"]["per_variant"] = {"inversionnet": {"learning_rate": 0.1}}
+    with pytest.raises(ConfigError, match=r"train.per_variant.inversionnet: learning_rate not train keys"):
+        load_config(raw)
+    raw["train"]["per_variant"] = {"inversionnet": {"loss": "huber"}}
+    with pytest.raises(ConfigError, match="loss"):
+        load_config(raw)

@@ -33,17 +33,19 @@ def set_threads(cfg) -> None:
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("fwi_attn.cli.data", "generate one HDF5 shard of a dataset (velocity models + gathers)"),
     "simulate": ("fwi_attn.cli.data", "simulate every velocity model of a file (.npy stack, .h5, SEG-Y) with the config's survey"),
+    "testset": ("fwi_attn.cli.data", "turn velocity model files (.npy, .h5, SEG-Y, .mat) into a scored test split on the study's survey"),
     "info": ("fwi_attn.cli.data", "print and validate a shard's metadata"),
     "preview": ("fwi_attn.cli.data", "draw a few models of a shard with their gathers"),
     "check-config": ("fwi_attn.cli.data", "validate a config file and print the survey's stability checks"),
     "variants": ("fwi_attn.cli.learn", "list every network variant with its parameters and MACs"),
     "stats": ("fwi_attn.cli.data", "normalisation constants from a dataset's train split -> stats.json"),
     "train": ("fwi_attn.cli.learn", "train one network variant with one seed"),
-    "evaluate": ("fwi_attn.cli.learn", "predict the test split and compute metrics (or the mean-model baseline)"),
+    "evaluate": ("fwi_attn.cli.learn", "predict the test split or a named test set and compute metrics (or score the mean-model baseline, or a predict output)"),
     "predict": ("fwi_attn.cli.learn", "predict velocity for a user's gathers with a trained checkpoint"),
     "physics": ("fwi_attn.cli.physics", "re-simulate predicted models and measure the data misfit"),
     "refine": ("fwi_attn.cli.physics", "refine a starting model by full-waveform inversion with deepwave"),
     "figures": ("fwi_attn.cli.results", "draw a study's per-run and comparison figures"),
+    "compare-sets": ("fwi_attn.cli.results", "distances between two sets of velocity models (histograms, depth, salt) -> JSON, table, PNG"),
     "report": ("fwi_attn.cli.results", "write the weekly-report bundle (report.md, report.html)"),
 }
 

@@ -1,4 +1,4 @@
-"""Data sub-commands of ``fwi-attn``: generate, simulate, info, preview, check-config, stats.
+"""Data sub-commands of ``fwi-attn``: generate, simulate, testset, info, preview, check-config, stats.
 
 Each ``command_<name>(parser)`` adds its arguments and returns the function to run
 (see :mod:`fwi_attn.cli`).
@@ -40,10 +40,10 @@ def command_simulate(parser):
     parser.add_argument(
         "model",
         help="velocity model file, m/s: .npy ([nz, nx], a stack [n, nz, nx] or OpenFWI's [n, 1, nz, nx]), "
-             ".h5/.hdf5 (dataset 'velocity', 2-D or 3-D) or .sgy/.segy (one model); every model of the file "
-             "is simulated. Models are resampled bilinearly to the config's grid keeping their physical "
-             "extent; a model whose aspect ratio nz/nx would change more than 2x, or with an axis of fewer "
-             "than 2 samples, is refused")
+             ".h5/.hdf5 (dataset 'velocity', 2-D or 3-D), .sgy/.segy (one model) or .mat (variable "
+             "'velocity'; v5 or v7.3); every model of the file is simulated. Models are resampled "
+             "bilinearly to the config's grid keeping their physical extent; a model whose aspect ratio "
+             "nz/nx would change more than 2x, or with an axis of fewer than 2 samples, is refused")
     add_config_argument(parser)
     parser.add_argument("--out", required=True, help="output .h5 shard path (one shard with every model)")
     parser.add_argument("--device", default=None, help="override study.device")
@@ -170,5 +170,64 @@ def command_stats(parser):
         g = stats["gathers"]
         print(f"wrote {out}: {stats['n_samples']} train samples; transformed gathers [{g['min']:.4g}, {g['max']:.4g}]; "
               f"velocity bounds [{stats['velocity']['vmin']:g}, {stats['velocity']['vmax']:g}] m/s")
+
+    return run
+
+
+def command_testset(parser):
+    parser.add_argument("models", nargs="+",
+                        help="velocity model files (m/s) or folders of them: .npy ([nz, nx] or a stack [n, nz, nx] / "
+                             "[n, 1, nz, nx]), .h5/.hdf5, .sgy/.segy (traces = x, samples = depth), .mat (v5 or v7.3)")
+    add_config_argument(parser)
+    parser.add_argument("--name", required=True,
+                        help="the set's name: recorded in its shards and the label of its metrics")
+    parser.add_argument("--out", required=True, help="output folder: shard-NNNN.h5 and testset.json")
+    parser.add_argument("--variable", default=None,
+                        help="HDF5 dataset / MATLAB variable holding the models (default: 'velocity', else the "
+                             "file's only one)")
+    parser.add_argument("--model-dx", type=float, default=None, metavar="M",
+                        help="the models' cell size in m: they are zoomed (scipy.ndimage.zoom, linear) by "
+                             "M / survey.dx to the study's cell size (default: already at survey.dx)")
+    parser.add_argument("--fit", action="store_true",
+                        help="resample each whole model onto the study's grid (as `fwi-attn simulate`) instead "
+                             "of cutting windows")
+    parser.add_argument("--stride", type=int, nargs=2, default=None, metavar=("Z", "X"),
+                        help="cells between window origins in depth and offset (default: the window size, "
+                             "survey.nz survey.nx; Z = 0: one row of windows at --top)")
+    parser.add_argument("--top", type=int, default=0, metavar="CELLS",
+                        help="first row of the topmost windows, in study cells after resampling (skip a model's "
+                             "air/water so that the survey's sources sit at its surface; default 0)")
+    parser.add_argument("--min-salt", type=float, default=0.0, metavar="FRACTION",
+                        help="keep windows with at least this fraction of cells above evaluate.salt_threshold")
+    parser.add_argument("--max-windows", type=int, default=None, metavar="N",
+                        help="keep at most N windows, a draw seeded by --seed (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-windows draw (recorded; default 0)")
+    parser.add_argument("--out-of-range", choices=["reject", "clip"], default="reject",
+                        help="windows with velocities outside geology.vmin..vmax: drop them (default) or clip "
+                             "them into range; either way their count is printed")
+    parser.add_argument("--shard-size", type=int, default=None,
+                        help="samples per shard (default: the study dataset's shard_size)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the .h5 files already in --out")
+    parser.add_argument("--device", default=None, help="override study.device")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def run(args):
+        from fwi_attn.config import load_config, resolve_device
+        from fwi_attn.data.testset import TestSetOptions, build_test_set
+
+        cfg = load_config(args.config)
+        resolve_device(args.device or cfg.study.device)
+        set_threads(cfg)
+        options = TestSetOptions(model_dx=args.model_dx, fit=args.fit,
+                                 stride=tuple(args.stride) if args.stride else None, top=args.top,
+                                 min_salt=args.min_salt, max_windows=args.max_windows, seed=args.seed,
+                                 out_of_range=args.out_of_range, variable=args.variable)
+        shards = build_test_set(cfg, args.models, args.name, args.out, options, shard_size=args.shard_size,
+                                overwrite=args.overwrite, device=args.device, progress=not args.quiet)
+        from fwi_attn.data.store import read_shard
+
+        n = sum(read_shard(p, load=False).n for p in shards)
+        print(f"wrote {Path(args.out)}: test set {args.name}, {n} models in {len(shards)} shard(s) "
+              f"and {Path(args.out) / 'testset.json'}")
 
     return run

@@ -96,9 +96,14 @@ def command_evaluate(parser):
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", help="trained model (DIR/model.pt)")
     what.add_argument("--baseline", choices=["mean"], help="score a baseline instead: the train split's mean model")
+    what.add_argument("--predictions", metavar="FILE",
+                      help="score a `fwi-attn predict` output against the true models it holds (metrics.json only)")
     parser.add_argument("--out", required=True, help="output folder (predictions.h5, metrics.json and, for a "
                         "checkpoint, attention.h5)")
     parser.add_argument("--split", default="test", choices=["test", "val"], help="split to predict (default test)")
+    parser.add_argument("--test-set", default=None, metavar="NAME=FOLDER",
+                        help="score the test set NAME in FOLDER (made by `fwi-attn testset --name NAME`) instead "
+                             "of --split; its metrics are labelled NAME/test")
     parser.add_argument("--stats", default=None, help="stats.json (default: <data_dir>/<dataset>/stats.json); with "
                         "--checkpoint it is checked against the normalisation the checkpoint records")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -106,23 +111,35 @@ def command_evaluate(parser):
     def run(args):
         from fwi_attn.config import load_config
         from fwi_attn.data.store import check_output
-        from fwi_attn.learn.evaluate import evaluate_baseline, evaluate_checkpoint
+        from fwi_attn.learn.evaluate import (EvaluateError, evaluate_baseline, evaluate_checkpoint,
+                                             evaluate_predictions)
 
+        test_set = None
+        if args.test_set is not None:
+            name, sep, folder = args.test_set.partition("=")
+            if not (sep and name and folder):
+                raise EvaluateError(f"--test-set takes NAME=FOLDER (e.g. bp=data/testsets/bp), got {args.test_set!r}")
+            test_set = (name, folder)
         cfg = load_config(args.config)
         check_output(args.out, folder=True)
         set_threads(cfg)
-        if args.baseline:
-            m = evaluate_baseline(cfg, args.out, kind=args.baseline, split=args.split, stats_path=args.stats)
+        if args.predictions:
+            if test_set is not None:
+                raise EvaluateError("--predictions holds its own true models; it takes no --test-set")
+            m = evaluate_predictions(cfg, args.predictions, args.out)
+        elif args.baseline:
+            m = evaluate_baseline(cfg, args.out, kind=args.baseline, split=args.split, stats_path=args.stats,
+                                  test_set=test_set)
         else:
             m = evaluate_checkpoint(cfg, args.checkpoint, args.out, split=args.split, stats_path=args.stats,
-                                    progress=not args.quiet)
-        mean = m["mean"]
+                                    progress=not args.quiet, test_set=test_set)
+        mean, whole = m["mean"], m["pooled"]
 
         def fmt(v, spec):
             return "n/a" if v is None else format(v, spec)
 
         print(f"{m['variant']} (seed {m['seed']}) on {m['dataset']}/{m['split']}, {m['n_samples']} samples: "
-              f"MAE {fmt(mean['mae'], '.4f')} RMSE {fmt(mean['rmse'], '.4f')} SSIM {fmt(mean['ssim'], '.4f')} "
+              f"MAE {fmt(whole['mae'], '.4f')} RMSE {fmt(whole['rmse'], '.4f')} SSIM {fmt(whole['ssim'], '.4f')} "
               f"({fmt(mean['mae_ms'], '.1f')} m/s MAE), salt IoU {fmt(mean['salt_iou'], '.3f')}; "
               f"wrote {Path(args.out) / 'metrics.json'}")
 

@@ -394,11 +394,27 @@ def _survey_problems(s: dict, g: dict) -> list[str]:
 def _check_semantics(c: dict, source: str) -> None:
     """Checks the schema cannot express: orderings, geometry and record length (of a resolved config)."""
     problems = _geology_problems(c["geology"]) + _survey_problems(c["survey"], c["geology"])
+    base = {k: v for k, v in c["train"].items() if k != "per_variant"}
+    for variant, override in c["train"].get("per_variant", {}).items():
+        unknown = sorted(set(override) - set(base))
+        if unknown:
+            problems.append(f"train.per_variant.{variant}: {', '.join(unknown)} not train keys "
+                            f"(valid: {', '.join(sorted(base))})")
+        else:
+            validate_section("train", {**base, **override}, f"{source} (train.per_variant.{variant})")
     if c["study"]["dataset"] not in c["datasets"]:
         problems.append(f"study.dataset '{c['study']['dataset']}' is not a key of datasets "
                         f"(defined: {', '.join(c['datasets'])})")
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
+
+
+def train_settings(cfg: Mapping, variant: str) -> Section:
+    """The ``train`` section a variant trains with: ``train`` updated by
+    ``train.per_variant[variant]`` (e.g. InversionNet's OpenFWI recipe beside the UNets' own)."""
+    train = {k: v for k, v in _thaw(cfg["train"]).items() if k != "per_variant"}
+    train.update(_thaw(cfg["train"].get("per_variant", {})).get(variant, {}))
+    return Section(train, "train.")
 
 
 class Config(Section):

@@ -394,6 +394,32 @@ def split_sources(cfg, split: str, dataset: str | None = None) -> list[Source]:
     return sources
 
 
+def test_set_sources(cfg, name: str, folder: str | os.PathLike) -> list[Source]:
+    """The files of a named test set (``fwi-attn testset``, or OpenFWI ``.npy`` pairs) in ``folder``.
+
+    Every shard must record the set's ``name`` as its dataset, the ``test`` split, and the
+    survey and velocity bounds of ``cfg`` (gathers of another acquisition would be scored as if
+    they were this study's); a folder of OpenFWI ``.npy`` pairs carries no record and is taken as
+    it is (its shapes are checked against the survey by the caller).
+
+    Raises:
+        DatasetError: naming the shard at fault and what to do.
+    """
+    sources = find_sources(folder)
+    for src in sources:
+        if src.kind != "h5":
+            continue
+        shard = read_shard(src.gathers, load=False)
+        a = shard.attrs
+        diff = [f"{k} {a.get(k)!r} (wanted {v!r})" for k, v in (("dataset", name), ("split", "test"))
+                if a.get(k) != v]
+        diff += recorded_differences(shard.config, cfg, ("survey", "geology.vmin", "geology.vmax"))
+        if diff:
+            raise DatasetError(f"{src.gathers} is not test set {name!r} on this config's survey: {'; '.join(diff)}; "
+                               f"rebuild it with `fwi-attn testset --config C --name {name} --out {folder}`")
+    return sources
+
+
 def _check_same_shape(sources: Sequence[Source]) -> None:
     """Every file's samples must have the first file's shape (naming both files if not)."""
     first = sources[0]

@@ -47,6 +47,7 @@ from scipy import ndimage
 from fwi_attn.config import Section, validate_section
 
 __all__ = ["FAMILIES", "KIND_CODES", "MAX_ASPECT_CHANGE", "generate_velocity", "load_velocities", "plan_velocity",
+           "read_velocity_file",
            "save_segy"]
 
 FAMILIES = ("salt", "flatvel", "curvevel", "flatfault", "curvefault", "salt_blobs")
@@ -176,16 +177,78 @@ def _plan(family, rng, n, nz, nx, dx, p) -> dict[str, np.ndarray]:
 MAX_ASPECT_CHANGE = 2.0
 
 
-def load_velocities(path, nz: int, nx: int) -> np.ndarray:
-    """Import every velocity model (m/s) of a user's file, resampled to the grid ``(nz, nx)``.
+def read_velocity_file(path, variable: str | None = None) -> np.ndarray:
+    """Read every velocity model (m/s) of a user's file as stored, without resampling.
 
     Formats, chosen by extension:
 
     * ``.npy``: a 2-D array ``[nz, nx]`` (one model), a stack ``[n, nz, nx]`` or OpenFWI's
       ``[n, 1, nz, nx]``.
-    * ``.h5`` / ``.hdf5``: the dataset ``velocity`` (2-D: one model, 3-D: a stack, e.g. an
-      fwi-attn shard), otherwise the file's only 2-D dataset.
+    * ``.h5`` / ``.hdf5``: the dataset ``variable`` if given, else ``velocity`` (2-D: one model,
+      3-D: a stack, e.g. an fwi-attn shard), otherwise the file's only 2-D dataset.
     * ``.sgy`` / ``.segy``: one 2-D model read with segyio; traces are x columns, samples depth.
+    * ``.mat``: MATLAB v5 (scipy.io) or v7.3 (HDF5, read with h5py and transposed back to
+      MATLAB's axis order): the variable ``variable`` if given, else ``velocity``, otherwise
+      the file's only numeric array. Axes are taken as MATLAB shows them: ``nz x nx`` or
+      ``n x nz x nx`` (permute a stack stored ``nz x nx x n`` first).
+
+    Returns:
+        An array ``[n, mz, mx]`` of the file's dtype (``n = 1`` for a 2-D model), in the file's order.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unknown extension, unreadable file, no such dataset/variable, a shape that is
+            not a model or stack, no models, non-numeric or NaN/inf values; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"velocity model file {path} does not exist")
+
+    ext = path.suffix.lower()
+    if ext == ".npy":
+        try:
+            models = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot read velocity model {path} as .npy: {err}") from err
+    elif ext in (".h5", ".hdf5"):
+        models = _read_hdf5(path, variable)
+    elif ext in (".sgy", ".segy"):
+        models = _read_segy(path)
+    elif ext == ".mat":
+        models = _read_mat(path, variable)
+    else:
+        raise ValueError(
+            f"velocity model {path}: unknown extension {path.suffix!r}; "
+            "use .npy, .h5/.hdf5, .sgy/.segy or .mat"
+        )
+
+    models = np.asarray(models)
+    if models.ndim == 2:
+        models = models[None]
+    elif models.ndim == 4 and models.shape[1] == 1:  # OpenFWI's [n, 1, nz, nx]
+        models = models[:, 0]
+    if models.ndim != 3:
+        raise ValueError(
+            f"velocity model {path} is not 2-D [nz, nx] nor a stack [n, nz, nx] or [n, 1, nz, nx]: "
+            f"shape {models.shape}"
+        )
+    if models.size == 0:
+        raise ValueError(f"velocity model {path} is empty: shape {models.shape}; it holds no model")
+    if not np.issubdtype(models.dtype, np.number) or np.iscomplexobj(models):
+        raise ValueError(f"velocity model {path} holds {models.dtype} values, not real numbers")
+    n = len(models)
+    for i in range(n):  # one model at a time: a big stack is never copied to float64 whole
+        if not np.isfinite(models[i]).all():
+            where = f" (model {i} of {n})" if n > 1 else ""  # so that the user can find it in a stack
+            raise ValueError(f"velocity model {path} contains NaN or inf values{where}")
+    return models
+
+
+def load_velocities(path, nz: int, nx: int) -> np.ndarray:
+    """Import every velocity model (m/s) of a user's file, resampled to the grid ``(nz, nx)``.
+
+    Formats: those of :func:`read_velocity_file` (``.npy``, ``.h5``/``.hdf5``, ``.sgy``/``.segy``,
+    ``.mat``).
 
     Resampling: each model is resampled with bilinear interpolation on corner-aligned grids
     (first and last samples map to first and last cells), so its physical extent is kept and
@@ -206,46 +269,15 @@ def load_velocities(path, nz: int, nx: int) -> np.ndarray:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unknown extension, unreadable file, no suitable dataset, a shape that is
-            not a model or stack, no models, an axis of fewer than 2 samples, an aspect ratio
-            that resampling would change more than 2x, non-numeric or NaN/inf values, or
-            non-positive velocities; the message names the file.
+        ValueError: as :func:`read_velocity_file`, and an axis of fewer than 2 samples, an aspect
+            ratio that resampling would change more than 2x, or non-positive velocities; the
+            message names the file.
     """
     path = Path(path)
     nz, nx = int(nz), int(nx)
     if nz < 2 or nx < 2:
         raise ValueError(f"target grid must be at least 2 x 2 cells, got nz={nz}, nx={nx}")
-    if not path.is_file():
-        raise FileNotFoundError(f"velocity model file {path} does not exist")
-
-    ext = path.suffix.lower()
-    if ext == ".npy":
-        try:
-            models = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"cannot read velocity model {path} as .npy: {err}") from err
-    elif ext in (".h5", ".hdf5"):
-        models = _read_hdf5(path)
-    elif ext in (".sgy", ".segy"):
-        models = _read_segy(path)
-    else:
-        raise ValueError(
-            f"velocity model {path}: unknown extension {path.suffix!r}; "
-            "use .npy, .h5/.hdf5 or .sgy/.segy"
-        )
-
-    models = np.asarray(models)
-    if models.ndim == 2:
-        models = models[None]
-    elif models.ndim == 4 and models.shape[1] == 1:  # OpenFWI's [n, 1, nz, nx]
-        models = models[:, 0]
-    if models.ndim != 3:
-        raise ValueError(
-            f"velocity model {path} is not 2-D [nz, nx] nor a stack [n, nz, nx] or [n, 1, nz, nx]: "
-            f"shape {models.shape}"
-        )
-    if models.size == 0:
-        raise ValueError(f"velocity model {path} is empty: shape {models.shape}; it holds no model")
+    models = read_velocity_file(path)
     n, mz, mx = models.shape
     if mz < 2 or mx < 2:
         raise ValueError(
@@ -260,15 +292,11 @@ def load_velocities(path, nz: int, nx: int) -> np.ndarray:
             f"{MAX_ASPECT_CHANGE:g}x allowed); crop or pad it to the grid's aspect ratio, or change "
             f"survey.nz / survey.nx"
         )
-    if not np.issubdtype(models.dtype, np.number) or np.iscomplexobj(models):
-        raise ValueError(f"velocity model {path} holds {models.dtype} values, not real numbers")
     out = np.empty((n, nz, nx), dtype=np.float32)
-    for i in range(n):  # one model at a time: a big stack is never copied to float64 whole
+    for i in range(n):
         model = models[i].astype(np.float64)
-        where = f" (model {i} of {n})" if n > 1 else ""  # so that the user can find it in a stack
-        if not np.isfinite(model).all():
-            raise ValueError(f"velocity model {path} contains NaN or inf values{where}")
         if (model <= 0).any():
+            where = f" (model {i} of {n})" if n > 1 else ""
             raise ValueError(
                 f"velocity model {path} has non-positive velocities (min {model.min():g} m/s){where}"
             )
@@ -908,11 +936,18 @@ def _paint_water(plan, vel, nz) -> np.ndarray:
 # ------------------------------------------------------------------------------- import
 
 
-def _read_hdf5(path: Path) -> np.ndarray:
+def _read_hdf5(path: Path, variable: str | None = None) -> np.ndarray:
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
+            if variable is not None:
+                if not isinstance(f.get(variable), h5py.Dataset):
+                    names: list[str] = []
+                    f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+                    raise ValueError(f"velocity model {path} has no dataset {variable!r} "
+                                     f"(datasets: {', '.join(names) or 'none'})")
+                return f[variable][()]
             if "velocity" in f and isinstance(f["velocity"], h5py.Dataset):
                 return f["velocity"][()]
             found: list[str] = []
@@ -923,15 +958,41 @@ def _read_hdf5(path: Path) -> np.ndarray:
             )
             if len(found) == 1:
                 return f[found[0]][()]
-            names: list[str] = []
+            names = []
             f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
     except OSError as err:
         raise ValueError(f"cannot read velocity model {path} as HDF5: {err}") from err
     what = "several 2-D datasets " + ", ".join(found) if found else "no 2-D dataset"
     raise ValueError(
         f"velocity model {path} has no dataset named 'velocity' and {what} "
-        f"(datasets: {', '.join(names) or 'none'})"
+        f"(datasets: {', '.join(names) or 'none'}); name one with its option"
     )
+
+
+def _read_mat(path: Path, variable: str | None = None) -> np.ndarray:
+    import scipy.io
+
+    try:
+        variables = scipy.io.loadmat(path)
+    except NotImplementedError:
+        # MATLAB v7.3 files are HDF5; h5py shows MATLAB's column-major arrays with axes reversed.
+        return np.transpose(_read_hdf5(path, variable))
+    except (OSError, ValueError, TypeError) as err:
+        raise ValueError(f"cannot read velocity model {path} as a MATLAB .mat file: {err}") from err
+    arrays = {k: v for k, v in variables.items() if not k.startswith("__") and isinstance(v, np.ndarray)}
+    if variable is not None:
+        if variable not in arrays:
+            raise ValueError(f"velocity model {path} has no variable {variable!r} "
+                             f"(variables: {', '.join(arrays) or 'none'})")
+        return arrays[variable]
+    if "velocity" in arrays:
+        return arrays["velocity"]
+    numeric = [k for k, v in arrays.items() if np.issubdtype(v.dtype, np.number) and v.ndim in (2, 3)]
+    if len(numeric) == 1:
+        return arrays[numeric[0]]
+    raise ValueError(f"velocity model {path} has no variable named 'velocity' and "
+                     f"{len(numeric)} numeric 2-D/3-D variables ({', '.join(numeric) or 'none'}); "
+                     f"name one with its option")
 
 
 def _read_segy(path: Path) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Predict a test split and score it: ``fwi-attn evaluate``.
 
-Two modes, scored identically (:func:`fwi_attn.learn.metrics.compute_metrics`):
+Two modes, scored identically (:func:`fwi_attn.learn.metrics.compute_metrics`), on the raw
+prediction (OpenFWI's convention; no clipping):
 
 * ``--checkpoint DIR/model.pt``: the trained network, through a
   :class:`fwi_attn.learn.inference.Predictor`: inputs are normalised with the constants stored in
@@ -9,16 +10,26 @@ Two modes, scored identically (:func:`fwi_attn.learn.metrics.compute_metrics`):
   sizes must match the test data.
 * ``--baseline mean``: every test sample is predicted as the train split's mean velocity
   model (``mean_velocity`` of ``stats.json``). A network that does not beat it has not learned.
+* ``--predictions FILE``: a predictions file of ``fwi-attn predict`` scored against the true
+  models it holds (its ``target``, the velocity of the shards it predicted); only ``metrics.json``.
+
+Either of the first two scores the study's test (or val) split, or, with ``test_set=(NAME,
+FOLDER)`` (``--test-set NAME=FOLDER``), a test set made by ``fwi-attn testset``
+(:func:`fwi_attn.data.dataset.test_set_sources`); then ``dataset`` in both files is ``NAME`` and
+``split`` is ``test``.
 
 Outputs in ``--out DIR`` (formats in ``docs/architecture.md``), written atomically:
 
 * ``predictions.h5`` (schema ``fwi-attn-predictions/1``): ``prediction`` and ``target``
-  float32 ``[n, nz, nx]`` in m/s (predictions clipped to [vmin, vmax]), ``index`` int64 ``[n]``;
+  float32 ``[n, nz, nx]`` in m/s (the raw network output, unclipped), ``index`` int64 ``[n]``;
   attributes ``schema, variant, seed, dataset, split, shards, checkpoint``. The baseline has
   ``variant="mean"``, ``seed=-1`` and ``checkpoint=""`` (HDF5 attributes cannot be null).
 * ``metrics.json``: ``variant, seed, dataset, split, n_samples, n_params, macs`` (per sample,
   one forward pass), ``time_per_sample_s`` (forward passes only, after a warm-up batch),
-  ``mean`` and ``per_sample`` of every metric, plus ``model`` (the network as built: its name
+  ``mean`` (over samples) and ``per_sample`` of every metric, ``pooled`` (the whole test set's
+  MAE, MSE, RMSE and SSIM as OpenFWI's tables give them, :func:`fwi_attn.learn.metrics.pooled`),
+  ``clipped`` (``mean`` and ``pooled`` again with predictions clipped to [vmin, vmax]: the second
+  view), plus ``model`` (the network as built: its name
   and constructor arguments, e.g. the attention levels after the registry's caps; null for the
   baseline), ``checkpoint``, ``checkpoint_sha256`` (the
   identity of the model scored: the report checks it against the run's ``model.pt``), ``epoch`` and
@@ -39,11 +50,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from fwi_attn.data.dataset import Normalizer, ShardDataset, check_survey, load_stats, mean_velocity, split_sources
+from fwi_attn.data.dataset import (Normalizer, ShardDataset, check_survey, load_stats, mean_velocity, split_sources,
+                                   test_set_sources)
 from fwi_attn.layout import default_stats_path
-from fwi_attn.learn.metrics import compute_metrics, summarize, to_json_lists
-from fwi_attn.data.store import (atomic_path, file_sha256, open_result, run_folder_identity, write_json,
-                                 write_predictions)
+from fwi_attn.learn.metrics import compute_metrics, pooled, summarize, to_json_lists
+from fwi_attn.data.store import (atomic_path, file_sha256, open_result, read_predictions, run_folder_identity,
+                                 write_json, write_predictions)
 
 ATTENTION_SCHEMA = "fwi-attn-attention/1"
 
@@ -167,23 +179,37 @@ def read_attention(path: str | os.PathLike) -> Attention:
 # ----------------------------------------------------------------------------- scoring
 
 
-def _score(cfg, norm: Normalizer, prediction_ms: np.ndarray, target_ms: np.ndarray) -> tuple[dict, dict]:
+def score(cfg, norm: Normalizer, prediction_ms: np.ndarray, target_ms: np.ndarray) -> dict:
+    """The scores of raw predictions ``[n, nz, nx]`` (m/s) against the truth: metrics.json's ``mean``,
+    ``pooled``, ``per_sample`` and ``clipped`` entries."""
     ev = cfg.evaluate
-    per = compute_metrics(prediction_ms, target_ms, norm.vmin, norm.vmax, ev.salt_threshold, ev.boundary_tolerance)
-    return summarize(per), to_json_lists(per)
+    args = (prediction_ms, target_ms, norm.vmin, norm.vmax, ev.salt_threshold, ev.boundary_tolerance)
+    raw, clipped = compute_metrics(*args), compute_metrics(*args, clip=True)
+    return {"mean": summarize(raw), "pooled": pooled(raw), "per_sample": to_json_lists(raw),
+            "clipped": {"mean": summarize(clipped), "pooled": pooled(clipped)}}
+
+
+def _open_data(cfg, split: str, test_set: tuple[str, str | os.PathLike] | None) -> tuple[ShardDataset, str, str]:
+    """The raw data to score and its labels ``(dataset, split)``: the study's split, or a named test set."""
+    if test_set is None:
+        data, labels = ShardDataset(split_sources(cfg, split)), (cfg.study.dataset, split)
+    else:
+        name, folder = test_set
+        data, labels = ShardDataset(test_set_sources(cfg, name, folder)), (name, "test")
+    check_survey(cfg, data)
+    return data, *labels
 
 
 def _write_outputs(cfg, out: Path, *, variant: str, seed, data: ShardDataset, split: str, pred_ms: np.ndarray,
                    target_ms: np.ndarray, norm: Normalizer, checkpoint: str, n_params: int, macs: int,
-                   time_per_sample: float, epoch, model: dict | None = None) -> dict:
-    dataset = cfg.study.dataset
+                   time_per_sample: float, epoch, model: dict | None = None, dataset: str | None = None) -> dict:
+    dataset = dataset or cfg.study.dataset
     write_predictions(out / "predictions.h5", pred_ms, target_ms, np.arange(len(target_ms)), variant=variant,
                       seed=seed, dataset=dataset, split=split, shards=data.paths, checkpoint=checkpoint)
-    mean, per = _score(cfg, norm, pred_ms, target_ms)
     metrics = {
         "variant": variant, "seed": seed, "dataset": dataset, "split": split, "n_samples": len(data),
         "n_params": int(n_params), "macs": int(macs), "time_per_sample_s": float(time_per_sample),
-        "mean": mean, "per_sample": per,
+        **score(cfg, norm, pred_ms, target_ms),
         "checkpoint": checkpoint or None, "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
         "epoch": epoch, "model": model,
         "settings": {"vmin": norm.vmin, "vmax": norm.vmax, "salt_threshold": cfg.evaluate.salt_threshold,
@@ -194,7 +220,8 @@ def _write_outputs(cfg, out: Path, *, variant: str, seed, data: ShardDataset, sp
 
 
 def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLike, *, split: str = "test",
-                        stats_path: str | os.PathLike | None = None, progress: bool = True) -> dict:
+                        stats_path: str | os.PathLike | None = None, progress: bool = True,
+                        test_set: tuple[str, str | os.PathLike] | None = None) -> dict:
     """Predict ``split`` with a trained checkpoint; write ``predictions.h5``, ``metrics.json`` and
     ``attention.h5``.
 
@@ -202,6 +229,7 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
         stats_path: a ``stats.json`` to check the checkpoint's normalisation against; a checkpoint
             without a record of it (from elsewhere) uses this file, by default
             ``<data_dir>/<dataset>/stats.json``.
+        test_set: ``(name, folder)`` of a test set to score instead of ``split``.
 
     Returns:
         The ``metrics.json`` dictionary.
@@ -231,9 +259,8 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
         raise EvaluateError(f"--out {out} is the folder of {named[0]} seed {named[1]}, but {checkpoint} holds "
                             f"{variant} seed {extra.get('seed')}: its results would be filed under another run; "
                             f"use {out.parent.parent / variant / ('seed' + str(extra.get('seed')))}")
-    data = ShardDataset(split_sources(cfg, split))  # raw: the predictor normalises
+    data, dataset, split = _open_data(cfg, split, test_set)  # raw: the predictor normalises
     check_fits(model.config, data, checkpoint)
-    check_survey(cfg, data)
     norm = predictor.normalizer
     batch = cfg.evaluate.batch_size or cfg.train.batch_size
     loader = DataLoader(data, batch_size=batch, shuffle=False, pin_memory=device.type == "cuda")
@@ -243,21 +270,23 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
         n_params = count_params(model)
         macs = extra.get("macs") or count_macs(model, (1, *data.sample_shape))
         pred_ms, per_sample_s = predictor.predict_batches((x for x, _ in loader), len(data), timed=True,
-                                                          progress=progress)
+                                                          progress=progress, clip=False)
         gathers, _ = data.read(k)
         maps = predictor.attention(np.array(gathers)[None])[0]
     write_attention(out / "attention.h5", maps, velocity=target_ms[k], index=k, pad=predictor.pad, variant=variant,
-                    seed=extra.get("seed"), dataset=cfg.study.dataset, split=split, checkpoint=str(checkpoint),
+                    seed=extra.get("seed"), dataset=dataset, split=split, checkpoint=str(checkpoint),
                     salt_threshold=cfg.evaluate.salt_threshold)
     return _write_outputs(cfg, out, variant=variant, seed=extra.get("seed"), data=data, split=split,
                           pred_ms=pred_ms, target_ms=target_ms, norm=norm, checkpoint=str(checkpoint),
                           n_params=n_params, macs=macs, time_per_sample=per_sample_s, epoch=extra.get("epoch"),
-                          model={"name": variant, "kwargs": dict(model.config)})
+                          model={"name": variant, "kwargs": dict(model.config)}, dataset=dataset)
 
 
 def evaluate_baseline(cfg, out: str | os.PathLike, *, kind: str = "mean", split: str = "test",
-                      stats_path: str | os.PathLike | None = None) -> dict:
-    """Score the mean-model baseline (the train split's mean velocity for every sample).
+                      stats_path: str | os.PathLike | None = None,
+                      test_set: tuple[str, str | os.PathLike] | None = None) -> dict:
+    """Score the mean-model baseline (the train split's mean velocity for every sample) on
+    ``split``, or on the test set ``test_set = (name, folder)``.
 
     Raises:
         StatsError: no ``stats.json`` (it holds the mean model) or one of another grid.
@@ -270,15 +299,45 @@ def evaluate_baseline(cfg, out: str | os.PathLike, *, kind: str = "mean", split:
     stats_path = Path(stats_path) if stats_path else default_stats_path(cfg)
     stats = load_stats(stats_path)
     norm = Normalizer.from_stats(stats)
-    data = ShardDataset(split_sources(cfg, split))
-    check_survey(cfg, data)
+    data, dataset, split = _open_data(cfg, split, test_set)
     mean = mean_velocity(stats)
     if mean.shape != data.grid:
         raise EvaluateError(f"{stats_path}: mean model is {mean.shape[0]}x{mean.shape[1]} but "
                             f"{data.sources[0].name} has a {data.grid[0]}x{data.grid[1]} grid; rerun `fwi-attn stats`")
     t0 = time.perf_counter()
-    pred_ms = np.broadcast_to(np.clip(mean, norm.vmin, norm.vmax), (len(data), *data.grid)).astype(np.float32)
+    pred_ms = np.broadcast_to(mean, (len(data), *data.grid)).astype(np.float32)
     per_sample_s = (time.perf_counter() - t0) / max(len(data), 1)
     return _write_outputs(cfg, Path(out), variant="mean", seed=None, data=data, split=split, pred_ms=pred_ms,
                           target_ms=data.velocities(), norm=norm, checkpoint="", n_params=0, macs=0,
-                          time_per_sample=per_sample_s, epoch=None)
+                          time_per_sample=per_sample_s, epoch=None, dataset=dataset)
+
+
+def evaluate_predictions(cfg, predictions: str | os.PathLike, out: str | os.PathLike) -> dict:
+    """Score a predictions file (``fwi-attn predict``) against the true models it holds; write
+    ``metrics.json`` in ``out``, labelled with the file's variant, seed and split and the
+    dataset recorded in its first shard (the set's name for a ``fwi-attn testset`` set).
+
+    Metrics use the config's ``geology.vmin``/``vmax`` and ``evaluate`` settings, as for a study's runs.
+
+    Raises:
+        FileNotFoundError / ShardError: a missing or unreadable predictions file.
+    """
+    from fwi_attn.data.store import read_shard
+
+    pred = read_predictions(predictions)
+    norm = Normalizer.for_velocity(cfg.geology.vmin, cfg.geology.vmax)
+    dataset = ""
+    if pred.shards and pred.shards[0].is_file():
+        dataset = str(read_shard(pred.shards[0], load=False).attrs.get("dataset", ""))
+    seed = int(pred.attrs.get("seed", -1))
+    checkpoint = str(pred.attrs.get("checkpoint", ""))
+    metrics = {
+        "variant": pred.attrs.get("variant"), "seed": None if seed < 0 else seed,
+        "dataset": dataset or pred.attrs.get("dataset", ""), "split": pred.attrs.get("split", ""),
+        "n_samples": len(pred), **score(cfg, norm, pred.prediction, pred.target), "predictions": str(predictions),
+        "checkpoint": checkpoint or None,
+        "settings": {"vmin": norm.vmin, "vmax": norm.vmax, "salt_threshold": cfg.evaluate.salt_threshold,
+                     "boundary_tolerance": cfg.evaluate.boundary_tolerance},
+    }
+    write_json(Path(out) / "metrics.json", metrics)
+    return metrics

@@ -150,14 +150,15 @@ class Predictor:
         """The network on a normalised input: float32 ``[B, 1, nz, nx]`` on [-1, 1], unclipped."""
         return self.model(x).float()
 
-    def velocity(self, y: torch.Tensor) -> torch.Tensor:
-        """The network's output ``[B, 1, nz, nx]`` -> m/s, clipped to ``[vmin, vmax]``."""
-        return self.normalizer.velocity_inverse(y, clip=True)
+    def velocity(self, y: torch.Tensor, clip: bool = True) -> torch.Tensor:
+        """The network's output ``[B, 1, nz, nx]`` -> m/s, clipped to ``[vmin, vmax]`` unless
+        ``clip`` is False (evaluation scores the raw output)."""
+        return self.normalizer.velocity_inverse(y, clip=clip)
 
     # -- whole predictions --------------------------------------------------------------
     @torch.no_grad()
     def predict_batches(self, batches: Iterable, n: int, *, grid: tuple[int, int] | None = None,
-                        timed: bool = False, progress: bool = False) -> tuple[np.ndarray, float]:
+                        timed: bool = False, progress: bool = False, clip: bool = True) -> tuple[np.ndarray, float]:
         """Predict raw gather batches ``[B, shot, time, receiver]`` (numpy or torch), in order.
 
         Args:
@@ -166,10 +167,11 @@ class Predictor:
             timed: run the first batch once more before timing it (first-call allocations and
                 kernel selection), and wait for the GPU around every forward pass.
             progress: a progress bar.
+            clip: limit the velocity to ``[vmin, vmax]`` (False: the raw network output, as
+                ``fwi-attn evaluate`` scores it).
 
         Returns:
-            ``(velocity, seconds_per_sample)``: float32 ``[n, nz, nx]`` in m/s within
-            ``[vmin, vmax]``, and the mean time of the forward passes alone per sample (data
+            ``(velocity, seconds_per_sample)``: float32 ``[n, nz, nx]`` in m/s, and the mean time of the forward passes alone per sample (data
             loading, normalisation and the inverse excluded).
         """
         nz, nx = grid or (self.shape["nz"], self.shape["nx"])
@@ -190,7 +192,7 @@ class Predictor:
             if sync:
                 torch.cuda.synchronize()
             seconds += time.perf_counter() - t0
-            v = resample_velocity(self.velocity(y), nz, nx)
+            v = resample_velocity(self.velocity(y, clip), nz, nx)
             out[i:i + len(v)] = v[:, 0].cpu().numpy()
             i += len(v)
             if bar is not None:

@@ -1,16 +1,28 @@
-"""Per-sample image metrics for predicted velocity models, on OpenFWI's scale and in m/s.
+"""Image metrics for predicted velocity models, computed as OpenFWI computes them, in m/s and for salt.
 
-Every function takes predictions and targets ``[n, nz, nx]`` (numpy or torch) and returns one
-value per sample, ``[n]`` float64, so tables can give means and spreads alike.
+Every per-sample function takes predictions and targets ``[n, nz, nx]`` (numpy or torch) and
+returns one value per sample, ``[n]`` float64, so tables can give means and spreads alike;
+:func:`pooled` gives the whole-test-set figures OpenFWI's tables report.
 
-Scales (as in OpenFWI's published tables, Deng et al. 2022, arXiv:2111.02926):
+As OpenFWI computes them (Deng et al. 2022, arXiv:2111.02926; ``test.py`` and ``pytorch_ssim.py``
+of lanl/OpenFWI), on the **raw network output** (no clipping):
 
-* ``mae``, ``rmse``: velocity min-max normalised to [-1, 1] with the physical bounds
-  ``vmin``/``vmax`` (``geology.vmin``/``vmax``); ``mae_ms``, ``rmse_ms`` in m/s.
-* ``ssim``: on [0, 1] (``(v - vmin) / (vmax - vmin)``), ``data_range=1``, an 11-pixel Gaussian
-  window with sigma 1.5, no padding (``pytorch_msssim``; equals scikit-image's
-  ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-  data_range=1)``). OpenFWI's own SSIM zero-pads the borders, so its values differ slightly.
+* ``mae``, ``mse``: velocity min-max normalised to [-1, 1] with the physical bounds
+  ``vmin``/``vmax`` (``geology.vmin``/``vmax``). OpenFWI's MAE and MSE are ``nn.L1Loss`` /
+  ``nn.MSELoss`` over every cell of the whole test set: :func:`pooled` gives those, and its
+  ``rmse`` is the square root of the pooled MSE. The per-sample ``rmse`` (square root of each
+  sample's MSE) is for statistics only: its mean is biased low against the pooled RMSE.
+* ``ssim``: OpenFWI's SSIM: images mapped to [0, 1] (``y / 2 + 0.5`` of the [-1, 1] scale), an
+  11 x 11 Gaussian window (sigma 1.5) applied with zero padding of 5 cells, C1 = 0.01², C2 = 0.03²,
+  and the mean of the full-size SSIM map. Over a test set of equal-sized samples, the mean of the
+  per-sample values is OpenFWI's figure.
+* ``ssim_valid``: the same window without padding, averaged over the valid part of the map
+  (``pytorch_msssim``'s and scikit-image's convention, ``structural_similarity(gaussian_weights=True,
+  sigma=1.5, use_sample_covariance=False, data_range=1)``); NaN for grids under 11 cells.
+
+Ours:
+
+* ``mae_ms``, ``rmse_ms``: in m/s.
 * ``psnr``: ``10 log10(1 / MSE)`` on [0, 1], i.e. peak = vmax - vmin; capped at 100 dB for a
   perfect prediction (JSON has no infinity).
 * ``salt_iou``: intersection over union of the salt masks (velocity > ``salt_threshold``).
@@ -23,8 +35,9 @@ Salt metrics when **neither** truth nor prediction has salt (or a boundary) are 
 sample says nothing about salt delineation. Means use ``nanmean`` and are None (JSON null) when
 every sample is NaN. When only one side has salt the score is 0.
 
-Predictions are clipped to [vmin, vmax] before every metric (the UNet's head is linear and
-may overshoot the physical range by a little; targets never leave it).
+Every model is scored the same way, on its raw output. ``compute_metrics(..., clip=True)`` gives
+the second view, predictions clipped to [vmin, vmax] first (a linear head may overshoot the
+physical range; a Tanh head cannot), which ``fwi-attn evaluate`` stores as ``clipped``.
 """
 from __future__ import annotations
 
@@ -37,9 +50,12 @@ from scipy import ndimage
 from fwi_attn.data.dataset import Normalizer
 
 #: Every per-sample metric, in the order tables show them.
-METRICS = ("mae", "rmse", "ssim", "mae_ms", "rmse_ms", "psnr", "salt_iou", "salt_boundary_f")
+METRICS = ("mae", "mse", "rmse", "ssim", "ssim_valid", "mae_ms", "rmse_ms", "psnr", "salt_iou", "salt_boundary_f")
+#: Whole-test-set figures of :func:`pooled` (OpenFWI's MAE, MSE, RMSE and SSIM, and ours in m/s).
+POOLED = ("mae", "mse", "rmse", "ssim", "mae_ms", "rmse_ms")
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
+SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2
 PSNR_CAP_DB = 100.0
 
 
@@ -101,31 +117,59 @@ def psnr(pred01, true01) -> np.ndarray:
     return np.minimum(10.0 * np.log10(1.0 / np.maximum(mse, 1e-300)), PSNR_CAP_DB)
 
 
-def ssim_torch(pred01: torch.Tensor, true01: torch.Tensor) -> torch.Tensor:
-    """SSIM per sample of ``[n, 1, nz, nx]`` images on [0, 1] (differentiable; used in training).
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, dtype=torch.float64) -> torch.Tensor:
+    """The normalised 2-D Gaussian window ``[1, 1, size, size]`` (outer product of the 1-D one)."""
+    x = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    return torch.outer(g, g)[None, None].to(dtype)
 
-    An 11-pixel Gaussian window (sigma 1.5), ``data_range=1``, valid (unpadded) filtering.
-    Both sides need at least 11 cells per axis.
+
+def ssim_torch(pred01: torch.Tensor, true01: torch.Tensor, padding: str = "zero") -> torch.Tensor:
+    """SSIM per sample of ``[n, 1, nz, nx]`` images on [0, 1]; differentiable (training's
+    ``l1_ssim`` loss uses it).
+
+    Args:
+        padding: ``"zero"``: OpenFWI's SSIM (the window zero-pads the image by 5 cells; the mean
+            of the full-size map); ``"valid"``: no padding, the mean of the valid part of the map
+            (needs at least 11 cells per axis).
+
+    Returns:
+        ``[n]`` in the inputs' dtype (float32 inputs are computed in float32, as OpenFWI does).
     """
-    from pytorch_msssim import ssim as _ssim
-
-    if min(pred01.shape[-2:]) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} cells, "
+    if padding not in ("zero", "valid"):
+        raise ValueError(f"SSIM padding must be 'zero' or 'valid', got {padding!r}")
+    if pred01.shape != true01.shape:
+        raise ValueError(f"prediction {list(pred01.shape)} and target {list(true01.shape)} differ in shape")
+    if padding == "valid" and min(pred01.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM without padding needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} cells, "
                          f"got {list(pred01.shape[-2:])}")
-    return _ssim(pred01.float(), true01.float(), data_range=1.0, size_average=False,
-                 win_size=SSIM_WINDOW, win_sigma=SSIM_SIGMA)
+    dtype = torch.float64 if pred01.dtype == torch.float64 else torch.float32
+    a, b = pred01.to(dtype), true01.to(dtype)
+    window = gaussian_window(dtype=dtype).to(a.device).expand(a.shape[1], 1, SSIM_WINDOW, SSIM_WINDOW)
+    pad = SSIM_WINDOW // 2 if padding == "zero" else 0
+
+    def blur(x):
+        return torch.nn.functional.conv2d(x, window, padding=pad, groups=a.shape[1])
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a ** 2
+    var_b = blur(b * b) - mu_b ** 2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = SSIM_C1, SSIM_C2
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return ssim_map.flatten(1).mean(dim=1)
 
 
-def ssim(pred01, true01) -> np.ndarray:
-    """SSIM per sample for images ``[n, nz, nx]`` on [0, 1] (see :func:`ssim_torch`); NaN for
-    grids smaller than the 11-cell window."""
+def ssim(pred01, true01, padding: str = "zero") -> np.ndarray:
+    """SSIM per sample for images ``[n, nz, nx]`` on [0, 1] (see :func:`ssim_torch`), in float64;
+    NaN for ``padding="valid"`` on grids smaller than the 11-cell window."""
     p, t = _pair(pred01, true01)
-    if min(p.shape[1:]) < SSIM_WINDOW:
+    if padding == "valid" and min(p.shape[1:]) < SSIM_WINDOW:
         return np.full(len(p), np.nan)
     with torch.no_grad():
-        # float64 so that the comparison with scikit-image is exact to rounding.
-        out = ssim_torch(torch.from_numpy(p)[:, None].double(), torch.from_numpy(t)[:, None].double())
-    return out.double().numpy()
+        out = ssim_torch(torch.from_numpy(p)[:, None], torch.from_numpy(t)[:, None], padding)
+    return out.numpy()
 
 
 def salt_iou(pred_ms, true_ms, threshold: float) -> np.ndarray:
@@ -174,33 +218,53 @@ def salt_boundary_f(pred_ms, true_ms, threshold: float, tolerance: int = 1) -> n
 
 
 def compute_metrics(pred_ms, true_ms, vmin: float, vmax: float, salt_threshold: float,
-                    boundary_tolerance: int = 1) -> dict[str, np.ndarray]:
+                    boundary_tolerance: int = 1, clip: bool = False) -> dict[str, np.ndarray]:
     """Every metric of :data:`METRICS` per sample.
 
     Args:
-        pred_ms, true_ms: velocity ``[n, nz, nx]`` in m/s (predictions are clipped to [vmin, vmax]).
+        pred_ms, true_ms: velocity ``[n, nz, nx]`` in m/s; predictions as the network gave them.
         vmin, vmax: physical bounds (m/s) defining OpenFWI's normalised scale.
         salt_threshold: m/s above which a cell is salt.
         boundary_tolerance: cells of slack for the boundary F-score.
+        clip: clip predictions to [vmin, vmax] first (the second view; OpenFWI's is unclipped).
 
     Returns:
         ``{name: float64 [n]}``.
     """
     p, t = _pair(pred_ms, true_ms)
-    p = np.clip(p, vmin, vmax)
+    if clip:
+        p = np.clip(p, vmin, vmax)
     scale = Normalizer.for_velocity(vmin, vmax)
     pn, tn = scale.velocity(p), scale.velocity(t)
     p01, t01 = scale.unit_interval(pn), scale.unit_interval(tn)
+    mse = np.square(pn - tn).mean(axis=(1, 2))
     return {
         "mae": mae(pn, tn),
-        "rmse": rmse(pn, tn),
-        "ssim": ssim(p01, t01),
+        "mse": mse,
+        "rmse": np.sqrt(mse),
+        "ssim": ssim(p01, t01, "zero"),
+        "ssim_valid": ssim(p01, t01, "valid"),
         "mae_ms": mae(p, t),
         "rmse_ms": rmse(p, t),
         "psnr": psnr(p01, t01),
         "salt_iou": salt_iou(p, t, salt_threshold),
         "salt_boundary_f": salt_boundary_f(p, t, salt_threshold, boundary_tolerance),
     }
+
+
+def pooled(per_sample: dict[str, np.ndarray]) -> dict[str, float | None]:
+    """The whole test set's figures as OpenFWI's tables give them, from per-sample values of
+    equal-sized samples: MAE and MSE over every cell (the mean of the per-sample means), RMSE as the
+    square root of that MSE, SSIM as the mean over every sample's full map; the same in m/s
+    (``rmse_ms`` from the per-sample ``rmse_ms``, squared and pooled)."""
+    def mean(name):
+        v = np.asarray(per_sample[name], dtype=np.float64)
+        return float(v.mean()) if v.size else math.nan
+
+    out = {"mae": mean("mae"), "mse": mean("mse"), "ssim": mean("ssim"), "mae_ms": mean("mae_ms")}
+    out["rmse"] = math.sqrt(out["mse"])
+    out["rmse_ms"] = math.sqrt(float(np.mean(np.square(np.asarray(per_sample["rmse_ms"], np.float64)))))
+    return {k: _json_float(out[k]) for k in POOLED}
 
 
 def _json_float(x: float) -> float | None:

@@ -8,6 +8,12 @@ Protocol (the same for every variant, so that they compare fairly):
   ``l1_ssim`` = L1 + ``ssim_weight`` * (1 - SSIM on [0, 1]); learning-rate schedule
   ``train.scheduler`` stepped per batch (``onecycle``: OneCycleLR peaking at ``lr``; ``cosine``:
   cosine decay from ``lr`` to 0; ``none``: constant); gradient-norm clipping ``train.grad_clip``;
+* salt deep supervision (:func:`make_loss`): with ``train.salt_aux_weight`` ``w > 0`` every UNet
+  variant gets salt heads (bottleneck and each decoder level) and the loss adds ``w`` times their
+  mean binary cross-entropy against the true salt mask (velocity above
+  ``evaluate.salt_threshold``); ``m2f``, whose masked attention follows those heads, always has
+  them and uses ``train.m2f_salt_weight`` while ``salt_aux_weight`` is 0 (:func:`salt_weight`), so
+  setting ``salt_aux_weight`` to the same value gives every variant m2f's supervision;
 * validation every epoch: MAE on OpenFWI's [-1, 1] scale and SSIM on [0, 1]
   (:mod:`fwi_attn.learn.metrics`), predictions clipped to [-1, 1];
 * speed: bf16 autocast (``train.bf16``) on CUDA and on CPUs with native bf16 instructions
@@ -134,22 +140,69 @@ def set_rng_state(state: dict) -> None:
 # ----------------------------------------------------------------------------- pieces
 
 
-def make_loss(name: str, ssim_weight: float = 0.1):
+def make_loss(name: str, ssim_weight: float = 0.1, salt_weight: float = 0.0, salt_level: float | None = None):
     """The training loss on the normalised scale: ``loss(pred, target) -> scalar``.
 
-    ``pred``, ``target``: ``[B, 1, nz, nx]`` in [-1, 1]. ``l1_ssim`` adds
-    ``ssim_weight * (1 - SSIM)`` with SSIM on [0, 1] (needs at least 11 x 11 cells).
+    ``pred``, ``target``: ``[B, 1, nz, nx]`` in [-1, 1]. ``l1_l2`` is L1 + L2 (OpenFWI's
+    InversionNet loss, ``lambda_g1v = lambda_g2v = 1``); ``l1_ssim`` adds
+    ``ssim_weight * (1 - SSIM)`` with OpenFWI's SSIM on [0, 1].
+
+    With ``salt_weight > 0`` the loss is a :class:`SaltAuxLoss` (``wants_salt`` is True): it takes
+    ``(pred, salt_logits)``, what ``model(x, salt=True)`` returns, and ``salt_level`` (the salt
+    threshold on the normalised scale) is required.
     """
     if name == "l1":
-        return F.l1_loss
-    if name == "l2":
-        return F.mse_loss
-    if name == "l1_ssim":
-        def l1_ssim(pred, target):
+        base = F.l1_loss
+    elif name == "l2":
+        base = F.mse_loss
+    elif name == "l1_l2":
+        def base(pred, target):
+            return F.l1_loss(pred, target) + F.mse_loss(pred, target)
+    elif name == "l1_ssim":
+        def base(pred, target):
             s = ssim_torch(Normalizer.unit_interval(pred), Normalizer.unit_interval(target)).mean()
             return F.l1_loss(pred, target) + ssim_weight * (1 - s)
-        return l1_ssim
-    raise TrainError(f"unknown loss {name!r}; valid: l1, l2, l1_ssim")
+    else:
+        raise TrainError(f"unknown loss {name!r}; valid: l1, l2, l1_l2, l1_ssim")
+    if salt_weight < 0:
+        raise TrainError(f"the salt loss weight must be >= 0, got {salt_weight}")
+    if salt_weight == 0:
+        return base
+    if salt_level is None:
+        raise TrainError("a salt loss needs the salt threshold on the normalised velocity scale (salt_level)")
+    return SaltAuxLoss(base, salt_weight, salt_level)
+
+
+class SaltAuxLoss:
+    """``base(pred, target) + weight * mean over levels of BCE(salt logits, target > salt_level)``.
+
+    Called with ``((pred, salt_logits), target)``: ``pred`` ``[B, 1, nz, nx]``, ``salt_logits`` a
+    list of ``[B, 1, nz, nx]`` logits (one per level, on the velocity grid; empty for a model
+    without salt heads, whose loss is then ``base`` alone), ``target`` ``[B, 1, nz, nx]``.
+    """
+
+    wants_salt = True
+
+    def __init__(self, base, weight: float, salt_level: float) -> None:
+        self.base, self.weight, self.salt_level = base, float(weight), float(salt_level)
+
+    def salt_loss(self, salt_logits: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        """Mean binary cross-entropy of the levels' logits against the true salt mask."""
+        truth = (target > self.salt_level).float()
+        losses = [F.binary_cross_entropy_with_logits(s.float(), truth) for s in salt_logits]
+        return torch.stack(losses).mean() if losses else target.new_zeros(())
+
+    def __call__(self, output, target: torch.Tensor) -> torch.Tensor:
+        pred, salt_logits = output
+        return self.base(pred.float(), target) + self.weight * self.salt_loss(salt_logits, target)
+
+
+def salt_weight(train_cfg, model: nn.Module) -> float:
+    """The salt loss weight of a run: ``train.salt_aux_weight``, or, while that is 0,
+    ``train.m2f_salt_weight`` for a model whose attention follows its salt heads (m2f)."""
+    if train_cfg.salt_aux_weight > 0:
+        return float(train_cfg.salt_aux_weight)
+    return float(train_cfg.m2f_salt_weight) if getattr(model, "needs_salt_supervision", False) else 0.0
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -226,11 +279,12 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(loader), desc=desc, unit="batch", leave=False, file=sys.stderr)
+    wants_salt = getattr(loss_fn, "wants_salt", False)  # a SaltAuxLoss needs the salt heads' logits
     for x, y in loader:
         x, y = _to(x, device, channels_last), y.to(device, non_blocking=True)
         with autocast(device, bf16):
-            pred = model(x)
-        loss = loss_fn(pred.float(), y)
+            pred = model(x, salt=True) if wants_salt else model(x)
+        loss = loss_fn(pred, y) if wants_salt else loss_fn(pred.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
@@ -261,9 +315,8 @@ def validate(model: nn.Module, loader, *, device: torch.device, bf16: bool = Fal
     """Validation MAE on [-1, 1] and SSIM on [0, 1], averaged over samples.
 
     Both are the per-sample metrics of :mod:`fwi_attn.learn.metrics` (:func:`mae_torch`,
-    :func:`ssim_torch`), on the device, in float32 summed in float64. Predictions are clipped to
-    [-1, 1] (the physical velocity range) first. SSIM is NaN for grids smaller than its
-    11-cell window.
+    :func:`ssim_torch`), on the device, in float32 summed in float64, on the raw network output
+    (unclipped, as evaluation scores it). SSIM is NaN for grids smaller than its 11-cell window.
     """
     model.eval()
     mae_sum, ssim_sum, n = 0.0, 0.0, 0
@@ -271,7 +324,7 @@ def validate(model: nn.Module, loader, *, device: torch.device, bf16: bool = Fal
         x, y = _to(x, device, channels_last), y.to(device, non_blocking=True)
         with autocast(device, bf16):
             pred = model(x)
-        pred = pred.float().clamp(-1.0, 1.0)
+        pred = pred.float()
         mae_sum += float(mae_torch(pred, y).sum())
         if min(y.shape[-2:]) >= SSIM_WINDOW:
             unit = Normalizer.unit_interval
@@ -282,11 +335,15 @@ def validate(model: nn.Module, loader, *, device: torch.device, bf16: bool = Fal
 
 
 def model_hyper(cfg) -> dict:
-    """The ``model`` section's keys that some registered model accepts (width, depth, ...)."""
+    """The ``model`` section's keys that some registered model accepts (width, depth, ...), and
+    ``salt_heads=True`` when ``train.salt_aux_weight`` asks for salt deep supervision."""
     from fwi_attn.nn.models import model_kwargs
 
     shape_keys = {"in_shots", "nt", "n_receivers", "nz", "nx"}
-    return {k: v for k, v in cfg.model.to_dict().items() if k in model_kwargs() - shape_keys}
+    hyper = {k: v for k, v in cfg.model.to_dict().items() if k in model_kwargs() - shape_keys}
+    if cfg.train.salt_aux_weight > 0:
+        hyper["salt_heads"] = True  # the salt deep supervision's heads, on every UNet variant
+    return hyper
 
 
 def write_history(path: str | os.PathLike, history: list[dict]) -> None:
@@ -311,7 +368,8 @@ def read_history(path: str | os.PathLike) -> list[dict]:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` did. ``finished`` is False when ``stop_after`` ended it early."""
+    """What :func:`train` did. ``finished`` is False when ``stop_after`` ended it early, True after
+    every epoch or a stop on a validation plateau (``train.patience``)."""
 
     out: Path
     variant: str
@@ -386,7 +444,9 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
 
     if variant not in list_models():
         raise TrainError(f"unknown variant {variant!r}; valid: {', '.join(list_models())}")
-    tc = cfg.train
+    from fwi_attn.config import train_settings
+
+    tc = train_settings(cfg, variant)
     epochs = int(tc.epochs if epochs is None else epochs)
     if epochs < 1:
         raise TrainError(f"epochs must be at least 1, got {epochs}")
@@ -420,7 +480,8 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
                                    device=device, generator=generator)
         val_loader = make_loader(val_ds, tc.batch_size, shuffle=False, num_workers=tc.num_workers, device=device)
         scheduler = make_scheduler(tc.scheduler, optimizer, tc.lr, epochs * len(train_loader))
-        loss_fn = make_loss(tc.loss, tc.ssim_weight)
+        loss_fn = make_loss(tc.loss, tc.ssim_weight, salt_weight(tc, model),
+                            float(norm.velocity(cfg.evaluate.salt_threshold)))
         step_model = torch.compile(model) if tc.compile else model
 
         history: list[dict] = []
@@ -439,7 +500,7 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
                     raise CheckpointError(f"cannot resume from {last_path}: not a readable checkpoint "
                                           f"({' '.join(str(e).split())[:200]}); delete it to start afresh") from None
                 problems = [f"it is not a readable checkpoint ({type(e).__name__})"]
-            if resume == "auto" and not problems and int(ckpt["epoch"]) >= epochs:
+            if resume == "auto" and not problems and (int(ckpt["epoch"]) >= epochs or ckpt.get("plateau")):
                 problems = ["it is a finished run"]
             if problems and resume != "auto":
                 raise TrainError(f"cannot resume from {last_path}: " + "; ".join(problems)
@@ -468,7 +529,9 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
             log(f"training {variant} seed {seed}: {count_params(model):,} parameters, {len(train_ds)} train / "
                 f"{len(val_ds)} val samples, {epochs} epochs on {device}")
         done_now = 0
-        for epoch in range(start, epochs):
+        # A run that stopped on a plateau (train.patience) is finished: resuming it adds nothing.
+        plateau = bool(ckpt is not None and ckpt.get("plateau"))
+        for epoch in range(start, start if plateau else epochs):
             if stop_after is not None and done_now >= stop_after:
                 break
             t0 = time.perf_counter()
@@ -486,15 +549,21 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
                 best_val, best_epoch = val["mae"], epoch + 1
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 save_checkpoint(best_path, model, epoch=epoch + 1, val_mae=val["mae"], **extra)
+            plateau = bool(tc.patience) and epoch + 1 - best_epoch >= tc.patience
             # last.pt carries the best weights too: a resumed run whose model.pt was removed
             # (Snakemake deletes an interrupted job's outputs) can write it again.
             save_checkpoint(last_path, model, epoch=epoch + 1, epochs=epochs, optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(), rng=rng_state(), history=history,
-                            best_val_mae=best_val, best_epoch=best_epoch, best_state_dict=best_state, **extra)
+                            best_val_mae=best_val, best_epoch=best_epoch, best_state_dict=best_state,
+                            plateau=plateau, **extra)
             write_history(out / "history.csv", history)
             done_now += 1
             log(f"{variant} seed {seed} epoch {epoch + 1}/{epochs}: train_loss {row['train_loss']:.4f} "
                 f"val_mae {row['val_mae']:.4f} val_ssim {row['val_ssim']:.3f} lr {row['lr']:.2e} {seconds:.1f} s")
+            if plateau:
+                log(f"{variant} seed {seed}: validation MAE has not improved for {tc.patience} epochs "
+                    f"(best {best_val:.4f} at epoch {best_epoch}): stopping on the plateau")
+                break
         if history and not (out / "history.csv").exists():
             write_history(out / "history.csv", history)
         if best_state is not None and not best_path.exists():
@@ -505,5 +574,5 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
             log(f"rewrote {best_path} (epoch {best_epoch}) from the best weights kept in {last_path}")
     epochs_done = len(history)
     return TrainResult(out=out, variant=variant, seed=seed, epochs_done=epochs_done, epochs=epochs,
-                       best_epoch=best_epoch, best_val_mae=best_val, finished=epochs_done >= epochs,
+                       best_epoch=best_epoch, best_val_mae=best_val, finished=epochs_done >= epochs or plateau,
                        history=history)

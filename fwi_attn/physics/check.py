@@ -189,22 +189,19 @@ def _as_batch(x: np.ndarray | torch.Tensor) -> np.ndarray:
 def model_metrics(velocity: np.ndarray, truth: np.ndarray, vmin: float, vmax: float) -> dict:
     """MAE (m/s) and SSIM of a model ``[nz, nx]`` against the truth (:mod:`fwi_attn.learn.metrics`).
 
-    SSIM is on OpenFWI's scale: velocity min-max scaled to [0, 1] with ``vmin``/``vmax``,
-    an 11-pixel window; None for grids under 11 cells a side, where that window does not fit.
+    SSIM is OpenFWI's (:func:`fwi_attn.learn.metrics.ssim`): velocity min-max scaled to [0, 1] with
+    ``vmin``/``vmax``, an 11-cell Gaussian window with zero padding.
     """
     from fwi_attn.data.dataset import Normalizer
-    from fwi_attn.learn.metrics import SSIM_WINDOW, mae, ssim
+    from fwi_attn.learn.metrics import mae, ssim
 
     v, t = np.asarray(velocity, np.float64)[None], np.asarray(truth, np.float64)[None]
-    out = {"mae_ms": float(mae(v, t)[0]), "ssim": None}
-    if min(t.shape[-2:]) >= SSIM_WINDOW:
-        scale = Normalizer.for_velocity(vmin, vmax)
+    scale = Normalizer.for_velocity(vmin, vmax)
 
-        def unit(x):
-            return np.clip(scale.unit_interval(scale.velocity(x)), 0.0, 1.0)
+    def unit(x):
+        return scale.unit_interval(scale.velocity(x))
 
-        out["ssim"] = float(ssim(unit(v), unit(t))[0])
-    return out
+    return {"mae_ms": float(mae(v, t)[0]), "ssim": float(ssim(unit(v), unit(t))[0])}
 
 
 # ----------------------------------------------------------------------------- physics check

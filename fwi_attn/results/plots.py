@@ -532,7 +532,7 @@ def plot_paired_samples(study, out, reference: str = "none", metric: str = "mae"
     """Per test sample: each variant's ``metric`` (mean over seeds) against the reference's.
 
     Points below the diagonal are samples where the variant beats the reference (for error
-    metrics); this is the pairing the report's Wilcoxon test uses.
+    metrics); the report's comparison pairs these samples (and adds the variance between trainings).
     """
     from fwi_attn.results.study import LABELS, per_sample
 

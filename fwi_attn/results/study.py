@@ -8,9 +8,12 @@ notebook ``notebooks/compare_attention.ipynb``, the figures (:mod:`fwi_attn.resu
   ``history.csv``) plus the mean-model baseline;
 * :func:`comparison_table` gives mean +/- std over seeds per variant, written by
   :func:`table_markdown` / :func:`write_table_csv`;
-* :func:`paired_comparison` and :func:`rank_variants` compare each variant with a reference
-  (``none``) sample by sample: per-sample MAE averaged over seeds, the mean difference with a 95%
-  t-interval, and a Wilcoxon signed-rank test (:func:`scipy.stats.wilcoxon`);
+* :func:`compare_runs` and :func:`rank_variants` compare each variant with a reference
+  (``none``) over training seeds and test samples together (a crossed random-effects model:
+  t interval and test with Satterthwaite's degrees of freedom), Holm-corrected over the variants,
+  with effect sizes and the smallest difference the study could detect
+  (:func:`detectable_difference`);
+* :func:`convergence` says from ``history.csv`` whether a run's validation MAE had stopped falling.
 """
 from __future__ import annotations
 
@@ -25,15 +28,20 @@ from pathlib import Path
 import numpy as np
 
 #: Metrics of metrics.json, in table order.
-METRICS = ("mae", "rmse", "ssim", "mae_ms", "rmse_ms", "psnr", "salt_iou", "salt_boundary_f")
+METRICS = ("mae", "mse", "rmse", "ssim", "ssim_valid", "mae_ms", "rmse_ms", "psnr", "salt_iou", "salt_boundary_f")
+#: Metrics whose study figure is the whole test set's (metrics.json's ``pooled``, OpenFWI's way:
+#: RMSE is the root of the MSE over every cell, not a mean of per-sample RMSEs).
+POOLED = ("mae", "mse", "rmse", "ssim", "mae_ms", "rmse_ms")
 #: Metrics where smaller is better (the others: larger is better).
-LOWER_IS_BETTER = frozenset({"mae", "rmse", "mae_ms", "rmse_ms"})
+LOWER_IS_BETTER = frozenset({"mae", "mse", "rmse", "mae_ms", "rmse_ms"})
 LABELS = {
     "rel_l2": "relative L2 data misfit",
     "trace_corr": "trace correlation",
     "mae": "MAE ([-1,1] scale)",
+    "mse": "MSE ([-1,1] scale)",
     "rmse": "RMSE ([-1,1] scale)",
     "ssim": "SSIM",
+    "ssim_valid": "SSIM (unpadded window)",
     "mae_ms": "MAE (m/s)",
     "rmse_ms": "RMSE (m/s)",
     "psnr": "PSNR (dB)",
@@ -99,6 +107,7 @@ def _run_identity(path: Path, m: dict) -> tuple[str, int]:
 
     if not isinstance(m.get("variant"), str) or not isinstance(m.get("seed"), int) or "mean" not in m:
         raise ReportError(f"{path}: not an fwi-attn evaluate result (no variant, seed or mean); rerun `fwi-attn evaluate`")
+    _check_scored_raw(path, m)
     own = (m["variant"], m["seed"])
     folder = run_folder_identity(path.parent)
     if folder != own:
@@ -110,6 +119,14 @@ def _run_identity(path: Path, m: dict) -> tuple[str, int]:
         raise ReportError(f"{path} was computed from another model than {model} (checkpoint hash differs): "
                           f"stale results; re-evaluate the run")
     return own
+
+
+def _check_scored_raw(path: Path, m: dict) -> None:
+    """Refuse results scored the old way (clipped predictions, unpadded SSIM, no pooled figures):
+    their SSIM and RMSE columns would not be OpenFWI's."""
+    if not isinstance(m.get("pooled"), dict) or "ssim_valid" not in m.get("per_sample", {}):
+        raise ReportError(f"{path}: scored by an older fwi-attn (no pooled OpenFWI figures; SSIM without "
+                          f"padding on clipped predictions); re-evaluate the run with `fwi-attn evaluate`")
 
 
 def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -163,6 +180,8 @@ def load_study(study_dir: str | os.PathLike, variants: list[str] | None = None,
         raise FileNotFoundError(f"{root}: no <variant>/seed<k>/metrics.json found (run the study first)")
     mean_path = root / BASELINE / "metrics.json"
     mean = read_json(mean_path) if mean_path.exists() else None
+    if mean is not None:
+        _check_scored_raw(mean_path, mean)
     order = variants or _variant_order(config)
     found = {v for v, _ in metrics}
     ordered = [v for v in order if v in found] + sorted(found - set(order))
@@ -174,10 +193,17 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
+def run_figure(result: dict, metric: str) -> float | None:
+    """A run's (or the baseline's) test-set figure of ``metric``: the pooled one for :data:`POOLED`
+    metrics (OpenFWI's), else the mean over samples."""
+    return result["pooled"][metric] if metric in POOLED else result["mean"][metric]
+
+
 def comparison_table(study: Study, variants: list[str] | None = None,
                      metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
                      include_baseline: bool = True) -> list[dict]:
-    """One row per variant: mean and std over seeds of each metric's test-set mean.
+    """One row per variant: mean and std over seeds of each metric's test-set figure
+    (:func:`run_figure`).
 
     Each row: ``variant, n_seeds, n_params, time_per_sample_s`` and, per metric ``m``,
     ``m`` (mean over seeds) and ``m_std`` (sample std over seeds; 0 for one seed). The
@@ -192,12 +218,12 @@ def comparison_table(study: Study, variants: list[str] | None = None,
         row = {"variant": v, "n_seeds": len(seeds), "n_params": runs[0].get("n_params"),
                "time_per_sample_s": float(np.mean([r.get("time_per_sample_s", np.nan) for r in runs]))}
         for m in metrics:
-            row[m], row[f"{m}_std"] = _mean_std([r["mean"][m] for r in runs])
+            row[m], row[f"{m}_std"] = _mean_std([run_figure(r, m) for r in runs])
         rows.append(row)
     if include_baseline and study.mean is not None:
         row = {"variant": BASELINE, "n_seeds": 0, "n_params": 0, "time_per_sample_s": None}
         for m in metrics:
-            row[m], row[f"{m}_std"] = float(study.mean["mean"][m]), None
+            row[m], row[f"{m}_std"] = run_figure(study.mean, m), None
         rows.append(row)
     return rows
 
@@ -258,15 +284,13 @@ def write_table_csv(rows: list[dict], path: str | os.PathLike,
 # ----------------------------------------------------------------------------- statistics
 
 
-def per_sample(study: Study, variant: str, metric: str = "mae") -> np.ndarray:
-    """Per-test-sample ``metric`` of a variant, averaged over its seeds (``[n_samples]``).
-
-    The mean baseline (``"mean"``) has a single, seedless set of values.
-    """
+def seed_sample_values(study: Study, variant: str, metric: str = "mae") -> np.ndarray:
+    """Per-sample ``metric`` of every run of a variant: ``[n_seeds, n_samples]`` float64 (seeds in
+    order). The mean baseline (``"mean"``) is one seedless row."""
     if variant == BASELINE:
         if study.mean is None:
             raise KeyError("the study has no mean-model baseline (mean/metrics.json)")
-        return np.asarray(study.mean["per_sample"][metric], dtype=float)
+        return np.asarray(study.mean["per_sample"][metric], dtype=float)[None]
     seeds = study.seeds(variant)
     if not seeds:
         raise KeyError(f"variant {variant!r} has no runs in {study.dir}")
@@ -274,80 +298,157 @@ def per_sample(study: Study, variant: str, metric: str = "mae") -> np.ndarray:
     if len({len(a) for a in arrays}) != 1:
         raise ValueError(f"{variant}: seeds were evaluated on different numbers of test samples "
                          f"({[len(a) for a in arrays]})")
-    return np.mean(arrays, axis=0)
+    return np.stack(arrays)
 
 
-@dataclass
-class PairedResult:
-    """``variant`` minus ``reference`` on one metric, paired over test samples."""
-
-    variant: str
-    reference: str
-    metric: str
-    n: int
-    mean_diff: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    statistic: float
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
+def per_sample(study: Study, variant: str, metric: str = "mae") -> np.ndarray:
+    """Per-test-sample ``metric`` of a variant, averaged over its seeds (``[n_samples]``)."""
+    return seed_sample_values(study, variant, metric).mean(axis=0)
 
 
-def t_interval(diff: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """Two-sided t confidence interval for the mean of paired differences."""
-    from scipy import stats
-
-    n = len(diff)
-    mean = float(np.mean(diff))
-    if n < 2:
-        return mean, mean
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * np.std(diff, ddof=1) / math.sqrt(n))
-    return mean - half, mean + half
+def _mean_squares(y: np.ndarray) -> tuple[float, float]:
+    """Seed and residual mean squares of a ``[seeds, samples]`` block (two-way layout, no replication)."""
+    a, n = y.shape
+    seed_means, sample_means = y.mean(axis=1), y.mean(axis=0)
+    ms_seed = n * float(np.var(seed_means, ddof=1))
+    resid = y - seed_means[:, None] - sample_means[None, :] + y.mean()
+    ms_res = float(np.sum(resid ** 2)) / ((a - 1) * (n - 1)) if n > 1 else 0.0
+    return ms_seed, ms_res
 
 
-def paired_comparison(study: Study, variant: str, reference: str = "none", metric: str = "mae",
-                      confidence: float = 0.95) -> PairedResult:
-    """Paired comparison of ``variant`` with ``reference`` on per-sample ``metric``.
+def compare_runs(y: np.ndarray, z: np.ndarray, confidence: float = 0.95, z_trained: bool = True) -> dict:
+    """Difference of two variants' mean metric over seeds and test samples together.
 
-    Per-sample values are first averaged over each variant's seeds, so the pairs are the test
-    samples (the same test split for every run). Returns the mean difference
-    (variant - reference; negative MAE difference = variant better) with a t-interval, and the
-    two-sided Wilcoxon signed-rank test of :func:`scipy.stats.wilcoxon` on the pairs (p = 1
-    when every difference is zero).
+    ``y`` ``[a, n]`` and ``z`` ``[b, n]`` are per-sample values of ``a`` and ``b`` training runs
+    (seeds) on the same ``n`` test samples. The model is a crossed random-effects one,
+    ``y[s, i] = mu_y + u_i + v_yi + b_ys + e_ysi`` (test sample ``u``, its interaction with the
+    variant ``v``, training run ``b`` with one variance for every variant, residual ``e``), whose
+    estimand is ``mu_y - mu_z``: the difference expected over training randomness and over test
+    samples like these. Its variance, ``Var(v)/n + Var(b) (1/a + 1/b) + Var(e_y)/(a n) +
+    Var(e_z)/(b n)``, is estimated without bias from mean squares (method of moments): the paired
+    per-sample differences give the sample terms; the seed and residual mean squares of both
+    variants, pooled, give the training term (truncated at 0). A t interval and two-sided t test use
+    Satterthwaite's degrees of freedom; with pure training variance this is Student's two-sample
+    t test on the runs' means, with one run a side the paired t test over samples.
+
+    Args:
+        z_trained: False for a reference without training randomness (the mean-model baseline):
+            no training term on its side.
+
+    Returns:
+        ``mean_diff`` (y - z), ``se``, ``df``, ``ci_low``, ``ci_high``, ``p_value``,
+        ``effect_size`` (``mean_diff`` over the standard deviation of the per-sample differences),
+        ``n`` samples, ``seeds`` (a, b), ``seed_variance`` (whether the training variance could be
+        estimated: some side has two runs or more).
     """
     from scipy import stats
 
-    a, b = per_sample(study, variant, metric), per_sample(study, reference, metric)
-    if len(a) != len(b):
-        raise ValueError(f"{variant} has {len(a)} test samples but {reference} has {len(b)}")
-    diff = a - b
-    lo, hi = t_interval(diff, confidence)
-    if np.all(diff == 0):
-        stat, p = 0.0, 1.0
-    else:
-        res = stats.wilcoxon(a, b)
-        stat, p = float(res.statistic), float(res.pvalue)
-    return PairedResult(variant, reference, metric, len(diff), float(diff.mean()), lo, hi, p, stat)
+    y, z = np.atleast_2d(np.asarray(y, float)), np.atleast_2d(np.asarray(z, float))
+    if y.shape[1] != z.shape[1]:
+        raise ValueError(f"the variants were scored on {y.shape[1]} and {z.shape[1]} test samples")
+    keep = ~(np.isnan(y).any(axis=0) | np.isnan(z).any(axis=0))  # salt metrics: samples without salt
+    y, z = y[:, keep], z[:, keep]
+    n = y.shape[1]
+    d = y.mean(axis=0) - z.mean(axis=0)
+    diff = float(d.mean()) if n else math.nan
+    trained = [y] + ([z] if z_trained else [])
+    blocks = [t for t in trained if len(t) > 1]
+    out = {"mean_diff": diff, "n": int(n), "seeds": [int(y.shape[0]), int(z.shape[0])],
+           "seed_variance": bool(blocks)}
+    if n < 2:
+        return {**out, "se": math.nan, "df": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+                "p_value": math.nan, "effect_size": math.nan}
+    parts = [(1.0 / n, float(np.var(d, ddof=1)), n - 1)]
+    if blocks:
+        squares = [_mean_squares(t) for t in blocks]
+        df_seed = sum(len(t) - 1 for t in blocks)
+        df_res = sum((len(t) - 1) * (n - 1) for t in blocks)
+        ms_seed = sum((len(t) - 1) * ms for t, (ms, _) in zip(blocks, squares)) / df_seed
+        ms_res = sum((len(t) - 1) * (n - 1) * mr for t, (_, mr) in zip(blocks, squares)) / df_res
+        if ms_seed > ms_res:  # else no training variance beyond the noise: the estimate truncates at 0
+            k = sum(1.0 / len(t) for t in trained) / n
+            parts += [(k, ms_seed, df_seed), (-k, ms_res, df_res)]
+    var = sum(k * m for k, m, _ in parts)
+    if var <= 0:  # identical predictions: no uncertainty at all
+        return {**out, "se": 0.0, "df": math.inf, "ci_low": diff, "ci_high": diff,
+                "p_value": 1.0 if diff == 0 else 0.0, "effect_size": 0.0 if diff == 0 else math.copysign(math.inf, diff)}
+    df = var ** 2 / sum((k * m) ** 2 / f for k, m, f in parts if f > 0)
+    se = math.sqrt(var)
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    p = float(2 * stats.t.sf(abs(diff) / se, df))
+    sd_d = float(np.std(d, ddof=1))
+    return {**out, "se": se, "df": float(df), "ci_low": diff - half, "ci_high": diff + half, "p_value": p,
+            "effect_size": diff / sd_d if sd_d > 0 else 0.0}
+
+
+def _versus(y: np.ndarray, ref: np.ndarray, y_baseline: bool, ref_baseline: bool, confidence: float = 0.95) -> dict:
+    """:func:`compare_runs` of ``y`` minus ``ref`` where either may be the untrained mean baseline."""
+    if not y_baseline:
+        return compare_runs(y, ref, confidence, z_trained=not ref_baseline)
+    res = compare_runs(ref, y, confidence, z_trained=False)  # the trained side first, then negate
+    return {**res, "mean_diff": -res["mean_diff"], "ci_low": -res["ci_high"], "ci_high": -res["ci_low"],
+            "effect_size": -res["effect_size"], "seeds": res["seeds"][::-1]}
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error over the comparisons), in input order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted, running = [1.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def detectable_difference(se: float, df: float, alpha: float, power: float = 0.8) -> float:
+    """The smallest true difference a two-sided t test at level ``alpha`` detects with ``power``
+    given the comparison's standard error (``(t_{1-alpha/2} + t_{power}) * se``)."""
+    from scipy import stats
+
+    if not (math.isfinite(se) and df > 0):
+        return math.nan
+    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se)
 
 
 def rank_variants(study: Study, reference: str = "none", metric: str = "mae",
-                  variants: list[str] | None = None) -> list[dict]:
-    """Variants (and the mean baseline) sorted best first on ``metric``, with paired statistics.
+                  variants: list[str] | None = None, alpha: float = 0.05) -> list[dict]:
+    """Variants (and the mean baseline) sorted best first on ``metric``, each compared with
+    ``reference`` over seeds and test samples together (:func:`compare_runs`).
 
-    Each entry: ``rank, variant, value`` (mean over seeds of the test mean), ``std`` (over
-    seeds), and, against ``reference`` (when it has runs): ``mean_diff, ci_low, ci_high,
-    p_value, n``.
+    Each entry: ``rank, variant, value`` (the study's figure: mean over seeds of the test mean;
+    pooled RMSE for ``rmse``), ``std`` (over seeds) and, against ``reference`` (when it has runs):
+    the :func:`compare_runs` fields, ``p_holm`` (Holm-adjusted over the networks compared with
+    the reference; the mean baseline is outside that family and keeps its raw p),
+    ``ci_low_adj``/``ci_high_adj`` (the interval at level ``1 - alpha/m``, Bonferroni's, so it
+    excludes 0 only where Holm's first step rejects), ``detectable`` (the smallest difference
+    detectable with 80% power at the corrected level), ``significant`` (the corrected interval
+    excludes 0 and ``p_holm < alpha``) and ``better`` (significant, in the good direction).
     """
     rows = comparison_table(study, variants, metrics=(metric,))
     has_ref = bool(study.seeds(reference)) if reference != BASELINE else study.mean is not None
-    out = []
-    for r in rows:
-        entry = {"variant": r["variant"], "value": r[metric], "std": r[f"{metric}_std"]}
-        if has_ref and r["variant"] != reference:
-            entry.update(paired_comparison(study, r["variant"], reference, metric).as_dict())
-        out.append(entry)
+    out = [{"variant": r["variant"], "value": r[metric], "std": r[f"{metric}_std"]} for r in rows]
+    if has_ref:
+        ref = seed_sample_values(study, reference, metric)
+        family = [e for e in out if e["variant"] not in (reference, BASELINE)]
+        m = max(len(family), 1)
+        for e in out:
+            if e["variant"] == reference:
+                continue
+            level = 1 - alpha / (m if e["variant"] not in (reference, BASELINE) else 1)
+            y = seed_sample_values(study, e["variant"], metric)
+            e.update(_versus(y, ref, e["variant"] == BASELINE, reference == BASELINE))
+            adj = _versus(y, ref, e["variant"] == BASELINE, reference == BASELINE, confidence=level)
+            e["ci_low_adj"], e["ci_high_adj"] = adj["ci_low"], adj["ci_high"]
+            e["detectable"] = detectable_difference(e["se"], e["df"], 1 - level)
+        for e, p in zip(family, holm([e["p_value"] for e in family])):
+            e["p_holm"] = p
+        for e in out:
+            if "mean_diff" in e:
+                e.setdefault("p_holm", e["p_value"])
+                e["significant"] = bool(e["p_holm"] < alpha and (e["ci_high_adj"] < 0 or e["ci_low_adj"] > 0))
+                gain = e["mean_diff"] < 0 if metric in LOWER_IS_BETTER else e["mean_diff"] > 0
+                e["better"] = e["significant"] and gain
     out.sort(key=lambda e: e["value"] if metric in LOWER_IS_BETTER else -e["value"])
     for i, e in enumerate(out, 1):
         e["rank"] = i
@@ -356,19 +457,84 @@ def rank_variants(study: Study, reference: str = "none", metric: str = "mae",
 
 def ranking_markdown(ranking: list[dict], reference: str, metric: str = "mae") -> str:
     label = LABELS.get(metric, metric)
-    lines = [f"| rank | variant | {label} | difference vs {reference} | 95% CI | Wilcoxon p |",
-             "|---:|---|---:|---:|---|---:|"]
+    lines = [f"| rank | variant | {label} | difference vs {reference} | 95% CI | Holm-corrected CI | "
+             f"Holm p | effect size |",
+             "|---:|---|---:|---:|---|---|---:|---:|"]
     for e in ranking:
         value = format_metric(e["value"], metric) + (f" ± {format_metric(e['std'], metric)}" if e.get("std") else "")
-        if "mean_diff" in e:
+        if "mean_diff" in e and math.isfinite(e.get("se", math.nan)):
             diff = f"{e['mean_diff']:+.4f}"
             ci = f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]"
-            p = f"{e['p_value']:.3g}"
-            if e["p_value"] < 0.05 and (e["ci_high"] < 0 or e["ci_low"] > 0):
-                p = f"**{p}**"
+            adj = f"[{e['ci_low_adj']:+.4f}, {e['ci_high_adj']:+.4f}]"
+            p = f"{e['p_holm']:.3g}"
+            if e["significant"]:
+                p, adj = f"**{p}**", f"**{adj}**"
+            if not e["seed_variance"]:
+                ci += " (samples only)"
+            effect = f"{e['effect_size']:+.2f}"
         else:
-            diff, ci, p = ("reference" if e["variant"] == reference else ""), "", ""
-        lines.append(f"| {e['rank']} | {e['variant']} | {value} | {diff} | {ci} | {p} |")
+            diff = "reference" if e["variant"] == reference else ""
+            ci = adj = p = effect = ""
+        lines.append(f"| {e['rank']} | {e['variant']} | {value} | {diff} | {ci} | {adj} | {p} | {effect} |")
+    return "\n".join(lines) + "\n"
+
+
+#: A run counts as converged when its validation MAE, fitted over the last quarter of its epochs
+#: (at least 3), falls by less than this fraction of its level per epoch.
+CONVERGED_SLOPE = 0.005
+
+
+def convergence(history: dict[str, np.ndarray], planned_epochs: int | None = None) -> dict:
+    """Whether a run's validation MAE had stopped falling, from its ``history.csv`` columns.
+
+    The slope is a least-squares line through ``val_mae`` over the last ``max(3, epochs // 4)``
+    epochs, relative to their mean (per epoch; -0.01 = falling 1% an epoch). A run that stopped
+    before ``planned_epochs`` stopped on a plateau (``train.patience``) and counts as converged.
+
+    Returns:
+        ``epochs, best_epoch, best_val_mae, window, slope`` (None with fewer than 3 epochs),
+        ``plateau`` (stopped early) and ``converged`` (True, False, or None when too short to say).
+    """
+    val = np.asarray(history.get("val_mae", []), dtype=float)
+    val = val[np.isfinite(val)]
+    epochs = int(len(val))
+    out = {"epochs": epochs, "best_epoch": int(np.argmin(val)) + 1 if epochs else None,
+           "best_val_mae": float(val.min()) if epochs else None, "window": 0, "slope": None,
+           "plateau": bool(planned_epochs and 0 < epochs < planned_epochs), "converged": None}
+    if epochs >= 3:
+        window = max(3, epochs // 4)
+        tail = val[-window:]
+        slope = float(np.polyfit(np.arange(window), tail, 1)[0]) / float(tail.mean())
+        out.update(window=window, slope=slope)
+        out["converged"] = out["plateau"] or slope > -CONVERGED_SLOPE
+    elif out["plateau"]:
+        out["converged"] = True
+    return out
+
+
+def convergence_table(study: Study, variants: list[str] | None = None) -> list[dict]:
+    """:func:`convergence` of every run with a ``history.csv``: ``{variant, seed, **convergence}``."""
+    planned = study.config.get("train", {}).get("epochs")
+    rows = []
+    for v in variants or study.variants:
+        for seed in study.seeds(v):
+            path = study.run_dir(v, seed) / "history.csv"
+            if path.exists():
+                rows.append({"variant": v, "seed": seed, **convergence(read_history(path), planned)})
+    return rows
+
+
+def convergence_markdown(rows: list[dict]) -> str:
+    lines = ["| variant | seed | epochs | best epoch | best val MAE | val MAE slope, last epochs | converged |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        slope = f"{100 * r['slope']:+.2f}% / epoch over {r['window']}" if r["slope"] is not None else ""
+        state = {True: "yes", False: "**no**: still falling", None: "too few epochs"}[r["converged"]]
+        if r["plateau"]:
+            state = "yes (stopped on a plateau)"
+        best = f"{r['best_val_mae']:.4f}" if r["best_val_mae"] is not None else ""
+        lines.append(f"| {r['variant']} | {r['seed']} | {r['epochs']} | {r['best_epoch'] or ''} | {best} | "
+                     f"{slope} | {state} |")
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
 from fwi_attn.config import ConfigError, load_config
+from fwi_attn.resources import job_resources, train_processes
 from fwi_attn.layout import (SHARD_GLOB, SPLITS, comparison_figure_paths, run_dir as layout_run_dir,
                              run_figure_paths, split_shards)
 
@@ -71,6 +72,15 @@ def sections(*keys):
 # On a GPU study every torch-heavy job asks the scheduler for one GPU; "auto" cannot know in
 # advance whether a GPU will be there, so it asks for none (and uses one if present).
 GPU = {"gpu": 1} if STUDY_CFG.device == "cuda" else {}
+# Training under torchrun (train.processes > 1): one GPU per process.
+TRAIN_PROCESSES = train_processes(CFG)
+TRAIN_GPU = {"gpu": TRAIN_PROCESSES} if TRAIN_PROCESSES > 1 else GPU
+
+
+def estimated(rule):
+    """A job's memory (mem_mb) and run time (runtime, minutes), estimated from the study's size
+    (fwi_attn.resources); a cluster profile's set-resources overrides them per rule."""
+    return job_resources(CFG, rule)
 
 
 wildcard_constraints:

@@ -8,6 +8,8 @@ rule study_config:
                       "physics"),
     log:
         f"{LOGS}/study_config.log",
+    resources:
+        **estimated("study_config"),
     conda:
         CONDA_ENV
     shell:
@@ -30,6 +32,7 @@ rule generate:
         f"{BENCH}/generate/{DATASET}-{{split}}-{{shard}}.tsv"
     threads: THREADS
     resources:
+        **estimated("generate"),
         **GPU,
     conda:
         CONDA_ENV
@@ -49,6 +52,8 @@ rule preview:
         ),
     log:
         f"{LOGS}/preview.log",
+    resources:
+        **estimated("preview"),
     conda:
         CONDA_ENV
     shell:
@@ -68,6 +73,8 @@ rule stats:
     benchmark:
         f"{BENCH}/stats-{DATASET}.tsv"
     threads: THREADS
+    resources:
+        **estimated("stats"),
     conda:
         CONDA_ENV
     shell:

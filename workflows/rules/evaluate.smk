@@ -21,6 +21,7 @@ rule evaluate:
         f"{BENCH}/evaluate/{{variant}}-seed{{seed}}.tsv"
     threads: THREADS
     resources:
+        **estimated("evaluate"),
         **GPU,
     conda:
         CONDA_ENV
@@ -44,6 +45,8 @@ rule evaluate_mean:
     benchmark:
         f"{BENCH}/evaluate/mean.tsv"
     threads: THREADS
+    resources:
+        **estimated("evaluate_mean"),
     conda:
         CONDA_ENV
     shell:

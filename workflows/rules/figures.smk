@@ -27,6 +27,8 @@ rule figures_run:
         f"{LOGS}/figures/{{variant}}-seed{{seed}}.log",
     benchmark:
         f"{BENCH}/figures/{{variant}}-seed{{seed}}.tsv"
+    resources:
+        **estimated("figures_run"),
     conda:
         CONDA_ENV
     shell:
@@ -66,6 +68,8 @@ rule figures_compare:
     benchmark:
         f"{BENCH}/figures/compare.tsv"
     threads: THREADS
+    resources:
+        **estimated("figures_compare"),
     conda:
         CONDA_ENV
     shell:

@@ -27,6 +27,7 @@ rule physics:
         f"{BENCH}/physics/{{variant}}-seed{{seed}}.tsv"
     threads: THREADS
     resources:
+        **estimated("physics"),
         **GPU,
     conda:
         CONDA_ENV
@@ -58,6 +59,7 @@ rule refine:
         f"{BENCH}/refine/{{variant}}-seed{{seed}}.tsv"
     threads: THREADS
     resources:
+        **estimated("refine"),
         **GPU,
     conda:
         CONDA_ENV

@@ -21,6 +21,8 @@ rule report:
         f"{LOGS}/report.log",
     benchmark:
         f"{BENCH}/report.tsv"
+    resources:
+        **estimated("report"),
     conda:
         CONDA_ENV
     shell:
@@ -45,6 +47,8 @@ rule notebook:
         f"{LOGS}/notebook.log",
     benchmark:
         f"{BENCH}/notebook.tsv"
+    resources:
+        **estimated("notebook"),
     conda:
         CONDA_ENV
     # papermill, not fwi-attn: the notebook only calls fwi_attn.results.report/plots on the results.

@@ -2,6 +2,14 @@
 # so an interrupted or failed job does not have Snakemake delete it, and the re-run continues
 # from it (`--resume auto`: only when it was made with the same settings and is unfinished).
 
+# With train.processes > 1, torchrun starts that many training processes on the job's node
+# (one GPU each, see TRAIN_GPU in common.smk); otherwise the command is plain `fwi-attn`.
+TRAIN_LAUNCH = (
+    f"torchrun --standalone --nproc_per_node={TRAIN_PROCESSES} -m fwi_attn.cli"
+    if TRAIN_PROCESSES > 1
+    else "fwi-attn"
+)
+
 
 rule train:
     input:
@@ -20,9 +28,10 @@ rule train:
         f"{BENCH}/train/{{variant}}-seed{{seed}}.tsv"
     threads: THREADS
     resources:
-        **GPU,
+        **estimated("train"),
+        **TRAIN_GPU,
     conda:
         CONDA_ENV
     shell:
-        "fwi-attn train --config \"$FWI_ATTN_STUDY_CONFIG\" --variant {wildcards.variant} --seed {wildcards.seed}"
+        TRAIN_LAUNCH + " train --config \"$FWI_ATTN_STUDY_CONFIG\" --variant {wildcards.variant} --seed {wildcards.seed}"
         " --out {params.out} --stats {input.stats} --resume auto --quiet > {log} 2>&1"

@@ -11,6 +11,11 @@ mask is trained by the task loss. With ``hard=True`` the forward pass uses a 0 /
 LayerNorm, a two-layer feed-forward network, residual, LayerNorm (post-norm, as the original
 Transformer and Mask2Former's decoder).
 
+Positions: attention over a set of tokens is blind to where they lie, so with ``pos="sine"``
+(the default) queries and keys (not values) receive the 2-D sine encoding of
+:func:`~fwi_attn.nn.layers.tokens.sine_positions` times a learnable gain ``pos_scale``
+(initially 1), as DETR and Mask2Former add it to their pixel features. ``pos="none"`` drops it.
+
 Cost grows with ``(H*W)^2``: use it only on coarse feature maps. The probe receives the mask
 probabilities ``sigmoid(logits)``, ``[B, 1, H, W]``.
 """
@@ -23,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .probe import AttnProbe
+from .tokens import sine_positions
 
 # Finite, so a query whose keys are all rejected gets a uniform softmax instead of NaN.
 _REJECT = -1.0e4
@@ -37,6 +43,7 @@ class MaskAttention(nn.Module):
         mlp_ratio: hidden width of the feed-forward network, in units of ``C``.
         hard: harden the mask with a straight-through threshold.
         threshold: probability above which a key is kept when ``hard``.
+        pos: ``"sine"`` (2-D sine positions on queries and keys, with a learnable gain) or ``"none"``.
 
     Shapes:
         x ``[B, C, H, W]`` -> ``[B, C, H, W]``; mask logits ``[B, 1, H, W]``; attention bias
@@ -50,14 +57,20 @@ class MaskAttention(nn.Module):
         mlp_ratio: float = 4.0,
         hard: bool = False,
         threshold: float = 0.5,
+        pos: str = "sine",
     ) -> None:
         super().__init__()
         if channels % num_heads != 0:
             raise ValueError(f"channels ({channels}) must be divisible by num_heads ({num_heads})")
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold is a probability in (0, 1), got {threshold}")
+        if pos not in ("sine", "none"):
+            raise ValueError(f"pos must be 'sine' or 'none', got {pos!r}")
         self.num_heads = num_heads
         self.hard = hard
+        # A parameter, not a constant: a checkpoint saved without positions then refuses to load
+        # (missing key) instead of running with positions it never saw.
+        self.pos_scale = nn.Parameter(torch.ones(1)) if pos == "sine" else None
         self.threshold_logit = math.log(threshold / (1.0 - threshold))
         self.mask_head = nn.Conv2d(channels, 1, 1)
         # Query and value biases only (as BEiT and timm): a key bias adds q.b_k to every score of
@@ -87,8 +100,14 @@ class MaskAttention(nn.Module):
         if self.probe.active:
             self.probe(torch.sigmoid(logits))
         tokens = x.flatten(2).transpose(1, 2)  # [B, N, C]
-        qkv_bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
-        q, k, v = F.linear(tokens, self.qkv.weight, qkv_bias).view(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        heads = (b, n, self.num_heads, c // self.num_heads)
+        w_qk, w_v = self.qkv.weight.split([2 * c, c])
+        qk_in = tokens
+        if self.pos_scale is not None:
+            qk_in = tokens + self.pos_scale * sine_positions(h, w, c, device=x.device, dtype=tokens.dtype)
+        qk_bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias)])
+        q, k = F.linear(qk_in, w_qk, qk_bias).view(b, n, 2, *heads[2:]).permute(2, 0, 3, 1, 4)
+        v = F.linear(tokens, w_v, self.v_bias).view(heads).transpose(1, 2)
         # SDPA wants the mask in the query's dtype (bf16 under autocast).
         bias = self.key_bias(logits.view(b, 1, 1, n)).to(q.dtype)
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # [B, heads, N, C/heads]

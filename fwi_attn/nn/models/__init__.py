@@ -1,12 +1,20 @@
 """Model registry, checkpoints and cost counting.
 
-Registry names are the study's variants: ``none, se, cbam, ca, psa, mask`` (UNet with that
+Registry names are the study's variants: ``none, se, cbam, ca, psa, mask, mask_hard`` (UNet with that
 attention at the bottleneck and after each decoder concatenation, or at the ``attn_levels``
-coarsest of those levels; ``mask`` at no more than the two coarsest), ``gate`` (UNet with attention gates on the skips) and ``inversionnet``
-(OpenFWI's baseline). Every model takes the input and output sizes ``in_shots, nt, n_receivers, nz, nx``
+coarsest of those levels; ``mask`` and ``mask_hard``, its straight-through binary mask, at no more
+than the two coarsest), ``gate`` (UNet with attention gates on the skips), ``m2f`` (UNet with
+Mask2Former masked attention at its decoder levels, guided by the salt the coarser level
+predicted; it always has salt heads), ``mixformer`` (the UNet's encoder with U-MixFormer's
+mix-attention decoder) and ``inversionnet`` (OpenFWI's baseline). Every model takes the input and output sizes ``in_shots, nt, n_receivers, nz, nx``
 and maps gathers ``[B, in_shots, nt, n_receivers]`` to ``[B, 1, nz, nx]`` on the normalised
 [-1, 1] velocity scale; it keeps its constructor arguments in ``model.config`` and its registry
 name in ``model.variant``, which is what a checkpoint stores.
+
+``model(x, salt=True)`` returns ``(velocity, salt_logits)``: the salt heads' logits on the
+velocity grid ``[B, 1, nz, nx]``, coarse to fine; an empty list for a model without salt heads
+(InversionNet, or a UNet built with ``salt_heads=False``). ``model.needs_salt_supervision`` is
+True where the heads steer attention (m2f), so that training must supervise them.
 """
 from __future__ import annotations
 
@@ -22,12 +30,14 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from .inversionnet import InversionNet
+from .mixformer import UMixFormer
 from .unet import UNet
 
 __all__ = [
     "CheckpointError",
     "InversionNet",
     "OPENFWI_SHAPE",
+    "UMixFormer",
     "UNet",
     "command_variants",
     "count_macs",
@@ -69,7 +79,11 @@ _VARIANTS: dict[str, _Variant] = {
     "psa": _unet("psa", attn_points=_POINTS),
     # (H*W)^2 attention: at most the bottleneck and the lowest decoder level.
     "mask": _unet("mask", attn_points=_POINTS, caps={"attn_levels": 2}),
+    "mask_hard": _unet("mask_hard", attn_points=_POINTS, caps={"attn_levels": 2}),
     "gate": _unet("none", gates=True),
+    # Masked attention needs a coarser level's salt prediction, so it sits at decoder levels only.
+    "m2f": _Variant(UNet, {"attn": "m2f", "gates": False, "attn_points": ("decoder",), "salt_heads": True}),
+    "mixformer": _Variant(UMixFormer),
     "inversionnet": _Variant(InversionNet),
 }
 

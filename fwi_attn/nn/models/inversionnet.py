@@ -84,7 +84,8 @@ class InversionNet(nn.Module):
             rescale the baseline.
 
     Shapes:
-        ``[B, in_shots, nt, n_receivers]`` -> ``[B, 1, nz, nx]`` in (-1, 1).
+        ``[B, in_shots, nt, n_receivers]`` -> ``[B, 1, nz, nx]`` in (-1, 1); with ``salt=True``
+        ``(velocity, [])``: there are no decoder levels with salt heads.
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class InversionNet(nn.Module):
         if not width_mult > 0:
             raise ValueError(f"InversionNet: width_mult must be > 0, got {width_mult!r}")
         self.config = dict(in_shots=in_shots, nt=nt, n_receivers=n_receivers, nz=nz, nx=nx, width_mult=width_mult)
+        self.needs_salt_supervision = False
         d1, d2, d3, d4, d5 = (max(1, round(d * width_mult)) for d in _BASE_DIMS)
 
         self.convblock1 = ConvBlock(in_shots, d1, kernel_size=(7, 1), stride=(2, 1), padding=(3, 0))
@@ -145,8 +147,8 @@ class InversionNet(nn.Module):
         extra_z, extra_x = 16 * kz - nz, 16 * kx - nx
         self.crop = (extra_z // 2, extra_x // 2)  # OpenFWI crops 5 cells per side of 80 x 80
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, in_shots, nt, n_receivers]`` -> ``[B, 1, nz, nx]``."""
+    def forward(self, x: torch.Tensor, salt: bool = False):
+        """``[B, in_shots, nt, n_receivers]`` -> ``[B, 1, nz, nx]`` (``(velocity, [])`` if ``salt``)."""
         expected = (self.config["in_shots"], self.config["nt"], self.config["n_receivers"])
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"InversionNet expects gathers [B, {', '.join(map(str, expected))}], got {list(x.shape)}")
@@ -161,4 +163,5 @@ class InversionNet(nn.Module):
             x = block(x)
         top, left = self.crop
         x = x[..., top : top + self.config["nz"], left : left + self.config["nx"]]
-        return self.deconv6(x)
+        x = self.deconv6(x)
+        return (x, []) if salt else x

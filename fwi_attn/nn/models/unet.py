@@ -20,6 +20,14 @@ is :class:`~fwi_attn.nn.layers.SkipPassthrough`, so ``forward`` never branches o
 The head is linear (no Tanh): targets live on OpenFWI's [-1, 1] scale and salt, the fastest
 rock, sits at +1, where a Tanh would need an infinite pre-activation and its gradient vanishes.
 Predictions may leave [-1, 1] slightly; clamp them when converting to m/s.
+
+Salt heads (``salt_heads=True``, and always with ``attn="m2f"``): a ``1x1`` conv to one salt logit
+at the bottleneck and after each decoder stage; ``model(x, salt=True)`` returns them too, coarse to
+fine and resampled onto the velocity grid, for the auxiliary salt loss of
+:mod:`fwi_attn.learn.train`. With ``attn="m2f"`` the decoder levels hold
+:class:`~fwi_attn.nn.layers.MaskedQueryAttention` (after the skip concatenation): level ``i``
+attends within the salt that the head of level ``i + 1`` predicted, and the learnable queries
+(:class:`~fwi_attn.nn.layers.SaltQueries`) pass from level to level, coarse to fine.
 """
 from __future__ import annotations
 
@@ -29,9 +37,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import AttentionGate, SkipPassthrough, create_attn, list_attn
+from ..layers import (AttentionGate, MaskedQueryAttention, NoQueries, QueryPassthrough, SaltQueries, SkipPassthrough,
+                      create_attn, list_attn)
 
 ATTN_POINTS = ("encoder", "bottleneck", "decoder")
+#: Attention that is not a single-input hook module: Mask2Former's salt-guided masked attention.
+GUIDED_ATTN = ("m2f",)
+
+
+class NoSalt(nn.Module):
+    """The "no salt head" twin of a salt head: ``x -> None``."""
+
+    def forward(self, x: torch.Tensor) -> None:
+        return None
+
+
+def salt_head(channels: int, on: bool) -> nn.Module:
+    """A ``1x1`` conv ``[B, C, H, W] -> [B, 1, H, W]`` salt logits, or :class:`NoSalt`."""
+    return nn.Conv2d(channels, 1, 1) if on else NoSalt()
+
+
+def check_sizes(owner: str, **sizes) -> None:
+    """Every value a positive integer, else ``ValueError`` naming ``owner`` and the key."""
+    for key, value in sizes.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{owner}: {key} must be a positive integer, got {value!r}")
 
 
 class ConvBNReLU(nn.Sequential):
@@ -95,128 +125,59 @@ class EncoderStage(nn.Module):
 
 
 class DecoderStage(nn.Module):
-    """Up-conv, gate the skip, concatenate, attention, DoubleConv.
+    """Up-conv, gate the skip, concatenate, guided attention, attention, DoubleConv.
+
+    ``guide`` is :class:`~fwi_attn.nn.layers.MaskedQueryAttention` (m2f) or its passthrough twin;
+    it sees the coarser level's salt logits and the queries, and hands the queries on.
 
     Shapes:
-        x ``[B, 2C, H/2, W/2]``, skip ``[B, C, H, W]`` -> ``[B, C, H, W]``; the attention sees
-        ``[B, 2C, H, W]``.
+        x ``[B, 2C, H/2, W/2]``, skip ``[B, C, H, W]``, salt_logits ``[B, 1, H/2, W/2]`` or None,
+        queries (or None) -> ``([B, C, H, W], queries)``; the attention sees ``[B, 2C, H, W]``.
     """
 
-    def __init__(self, c_out: int, attn: nn.Module, gate: nn.Module) -> None:
+    def __init__(self, c_out: int, attn: nn.Module, gate: nn.Module, guide: nn.Module | None = None) -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(2 * c_out, c_out, 2, stride=2)
         self.gate = gate
+        self.guide = QueryPassthrough() if guide is None else guide
         self.attn = attn
         self.conv = DoubleConv(2 * c_out, c_out)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor, salt_logits=None, queries=None):
         skip = self.gate(skip, x)
-        return self.conv(self.attn(torch.cat([self.up(x), skip], dim=1)))
+        h, queries = self.guide(torch.cat([self.up(x), skip], dim=1), salt_logits, queries)
+        return self.conv(self.attn(h)), queries
 
 
-class UNet(nn.Module):
-    """Gathers-to-velocity UNet with attention at configurable hook points.
+class GridNet(nn.Module):
+    """What the UNet-like networks share: replicate padding to a multiple of ``2**depth``, the
+    crop back to ``[nz, nx]``, and resampling of level maps onto the velocity grid."""
 
-    Args:
-        in_shots, nt, n_receivers: input gathers ``[B, in_shots, nt, n_receivers]``.
-        nz, nx: output model size, cells.
-        width: channels of the first level (level ``i`` has ``width * 2**i``).
-        depth: number of poolings; the bottleneck is at ``1 / 2**depth`` resolution.
-        attn: a :func:`~fwi_attn.nn.layers.list_attn` name used at every enabled hook point.
-        attn_points: subset of ``("encoder", "bottleneck", "decoder")`` (the registry's attention
-            variants use ``("bottleneck", "decoder")``).
-        attn_kwargs: passed to :func:`~fwi_attn.nn.layers.create_attn` (e.g. ``{"reduction": 8}``).
-        gates: attention gates (Oktay et al.) on the skip connections.
-        attn_levels: attention only at the ``attn_levels`` coarsest levels (the bottleneck is
-            level ``depth``; None: all). Mask attention costs ``(H*W)^2`` and uses 2: the
-            bottleneck and the lowest decoder level.
-
-    Shapes:
-        ``[B, in_shots, nt, n_receivers]`` -> ``[B, 1, nz, nx]`` (normalised velocity, linear head).
-    """
-
-    def __init__(
-        self,
-        in_shots: int,
-        nt: int,
-        n_receivers: int,
-        nz: int,
-        nx: int,
-        width: int = 16,
-        depth: int = 3,
-        attn: str = "none",
-        attn_points: tuple[str, ...] | list[str] = ATTN_POINTS,
-        attn_kwargs: dict | None = None,
-        gates: bool = False,
-        attn_levels: int | None = None,
-    ) -> None:
-        super().__init__()
-        for key, value in dict(in_shots=in_shots, nt=nt, n_receivers=n_receivers, nz=nz, nx=nx,
-                               width=width, depth=depth).items():
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"UNet: {key} must be a positive integer, got {value!r}")
-        attn_points = tuple(attn_points)
-        bad = [p for p in attn_points if p not in ATTN_POINTS]
-        if bad:
-            raise ValueError(f"UNet: unknown attn_points {bad}; valid: {', '.join(ATTN_POINTS)}")
-        if attn not in list_attn():
-            raise ValueError(f"UNet: unknown attn {attn!r}; valid: {', '.join(list_attn())}")
-        if attn_levels is not None and attn_levels < 1:
-            raise ValueError(f"UNet: attn_levels must be >= 1 or None, got {attn_levels}")
-        attn_kwargs = dict(attn_kwargs or {})
-        self.config = dict(
-            in_shots=in_shots, nt=nt, n_receivers=n_receivers, nz=nz, nx=nx, width=width, depth=depth,
-            attn=attn, attn_points=attn_points, attn_kwargs=attn_kwargs, gates=gates, attn_levels=attn_levels,
-        )
-        lowest = 0 if attn_levels is None else depth + 1 - attn_levels
-
-        def hook(point: str, level: int, channels: int) -> nn.Module:
-            on = point in attn_points and level >= lowest
-            return create_attn(attn if on else "none", channels, **attn_kwargs)
-
-        chans = [width * 2**i for i in range(depth + 1)]
-        self.stem = TimeStem(in_shots, nt, nz, nx, width)
-        self.encoder = nn.ModuleList(
-            EncoderStage(chans[max(i - 1, 0)], chans[i], hook("encoder", i, chans[i])) for i in range(depth)
-        )
-        self.bottleneck = EncoderStage(chans[depth - 1], chans[depth], hook("bottleneck", depth, chans[depth]))
-        # Indexed by level, so a map captured at "decoder.2.attn" is level 2 in any variant.
-        self.decoder = nn.ModuleList(
-            DecoderStage(
-                chans[i],
-                hook("decoder", i, 2 * chans[i]),
-                AttentionGate(chans[i], chans[i + 1]) if gates else SkipPassthrough(),
-            )
-            for i in range(depth)
-        )
-        self.head = nn.Conv2d(width, 1, 1)
+    def _init_grid(self, nz: int, nx: int, depth: int) -> None:
         multiple = 2**depth
         pad_z, pad_x = -nz % multiple, -nx % multiple
         # F.pad order: (left, right, top, bottom); centred so both borders see the same padding.
         self.pad = (pad_x // 2, pad_x - pad_x // 2, pad_z // 2, pad_z - pad_z // 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, in_shots, nt, n_receivers]`` -> ``[B, 1, nz, nx]``."""
+    def _check_input(self, x: torch.Tensor) -> None:
         expected = (self.config["in_shots"], self.config["nt"], self.config["n_receivers"])
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"UNet expects gathers [B, {', '.join(map(str, expected))}], got {list(x.shape)}")
-        x = self.stem(x)
-        if any(self.pad):
-            x = F.pad(x, self.pad, mode="replicate")
-        skips = []
-        for stage in self.encoder:
-            x = stage(x)
-            skips.append(x)
-            x = F.max_pool2d(x, 2)
-        x = self.bottleneck(x)
-        for stage, skip in zip(reversed(self.decoder), reversed(skips)):
-            x = stage(x, skip)
-        x = self.head(x)
-        return self._crop(x)
+            raise ValueError(f"{type(self).__name__} expects gathers [B, {', '.join(map(str, expected))}], "
+                             f"got {list(x.shape)}")
+
+    def _pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, self.pad, mode="replicate") if any(self.pad) else x
 
     def _crop(self, x: torch.Tensor) -> torch.Tensor:
         left, _, top, _ = self.pad
         return x[..., top : top + self.config["nz"], left : left + self.config["nx"]]
+
+    def _with_salt(self, velocity: torch.Tensor, salt_logits: list, salt: bool):
+        """``velocity``, or ``(velocity, [salt logits on the velocity grid, coarse to fine])``."""
+        if not salt:
+            return velocity
+        levels = {str(i): s for i, s in enumerate(salt_logits) if s is not None}
+        return velocity, list(self.maps_on_model_grid(levels).values())
 
     def maps_on_model_grid(self, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Bring maps from :func:`~fwi_attn.nn.layers.capture_attention` onto the velocity grid.
@@ -233,3 +194,124 @@ class UNet(nn.Module):
             key: self._crop(F.interpolate(m, size=full, mode="bilinear", align_corners=False))
             for key, m in maps.items()
         }
+
+
+class UNet(GridNet):
+    """Gathers-to-velocity UNet with attention at configurable hook points.
+
+    Args:
+        in_shots, nt, n_receivers: input gathers ``[B, in_shots, nt, n_receivers]``.
+        nz, nx: output model size, cells.
+        width: channels of the first level (level ``i`` has ``width * 2**i``).
+        depth: number of poolings; the bottleneck is at ``1 / 2**depth`` resolution.
+        attn: a :func:`~fwi_attn.nn.layers.list_attn` name used at every enabled hook point, or
+            ``"m2f"``: salt-guided masked attention at the enabled decoder levels (those with a
+            coarser salt head to follow).
+        attn_points: subset of ``("encoder", "bottleneck", "decoder")`` (the registry's attention
+            variants use ``("bottleneck", "decoder")``).
+        attn_kwargs: passed to :func:`~fwi_attn.nn.layers.create_attn` (e.g. ``{"reduction": 8}``).
+        gates: attention gates (Oktay et al.) on the skip connections.
+        attn_levels: attention only at the ``attn_levels`` coarsest levels (the bottleneck is
+            level ``depth``; None: all). Mask attention costs ``(H*W)^2`` and uses 2: the
+            bottleneck and the lowest decoder level.
+        salt_heads: a salt head at the bottleneck and after each decoder stage (implied by m2f).
+        num_queries: m2f's learnable queries (width ``2 * width``, 4 heads).
+        salt_band: cells by which m2f dilates the predicted salt before attending within it.
+
+    Shapes:
+        ``[B, in_shots, nt, n_receivers]`` -> ``[B, 1, nz, nx]`` (normalised velocity, linear head);
+        with ``salt=True`` also a list of ``depth + 1`` salt logits ``[B, 1, nz, nx]``, coarse to
+        fine (empty without salt heads).
+    """
+
+    def __init__(
+        self,
+        in_shots: int,
+        nt: int,
+        n_receivers: int,
+        nz: int,
+        nx: int,
+        width: int = 16,
+        depth: int = 3,
+        attn: str = "none",
+        attn_points: tuple[str, ...] | list[str] = ATTN_POINTS,
+        attn_kwargs: dict | None = None,
+        gates: bool = False,
+        attn_levels: int | None = None,
+        salt_heads: bool = False,
+        num_queries: int = 8,
+        salt_band: int = 1,
+    ) -> None:
+        super().__init__()
+        check_sizes("UNet", in_shots=in_shots, nt=nt, n_receivers=n_receivers, nz=nz, nx=nx, width=width,
+                    depth=depth, num_queries=num_queries)
+        attn_points = tuple(attn_points)
+        bad = [p for p in attn_points if p not in ATTN_POINTS]
+        if bad:
+            raise ValueError(f"UNet: unknown attn_points {bad}; valid: {', '.join(ATTN_POINTS)}")
+        if attn not in list_attn() + list(GUIDED_ATTN):
+            raise ValueError(f"UNet: unknown attn {attn!r}; valid: {', '.join(list_attn() + list(GUIDED_ATTN))}")
+        if attn_levels is not None and attn_levels < 1:
+            raise ValueError(f"UNet: attn_levels must be >= 1 or None, got {attn_levels}")
+        if not isinstance(salt_band, int) or salt_band < 0:
+            raise ValueError(f"UNet: salt_band must be an integer >= 0 cells, got {salt_band!r}")
+        attn_kwargs = dict(attn_kwargs or {})
+        self.config = dict(
+            in_shots=in_shots, nt=nt, n_receivers=n_receivers, nz=nz, nx=nx, width=width, depth=depth,
+            attn=attn, attn_points=attn_points, attn_kwargs=attn_kwargs, gates=gates, attn_levels=attn_levels,
+            salt_heads=salt_heads, num_queries=num_queries, salt_band=salt_band,
+        )
+        guided = attn in GUIDED_ATTN
+        #: True when the salt heads steer attention, so they must be trained (the auxiliary loss).
+        self.needs_salt_supervision = guided
+        lowest = 0 if attn_levels is None else depth + 1 - attn_levels
+
+        def hook(point: str, level: int, channels: int) -> nn.Module:
+            on = point in attn_points and level >= lowest and not guided
+            return create_attn(attn if on else "none", channels, **attn_kwargs)
+
+        chans = [width * 2**i for i in range(depth + 1)]
+        query_dim = 2 * width
+
+        def guide(level: int) -> nn.Module | None:
+            if guided and "decoder" in attn_points and level >= lowest:
+                return MaskedQueryAttention(2 * chans[level], query_dim, band=salt_band, **attn_kwargs)
+            return None
+
+        self.stem = TimeStem(in_shots, nt, nz, nx, width)
+        self.encoder = nn.ModuleList(
+            EncoderStage(chans[max(i - 1, 0)], chans[i], hook("encoder", i, chans[i])) for i in range(depth)
+        )
+        self.bottleneck = EncoderStage(chans[depth - 1], chans[depth], hook("bottleneck", depth, chans[depth]))
+        # Indexed by level, so a map captured at "decoder.2.attn" is level 2 in any variant.
+        self.decoder = nn.ModuleList(
+            DecoderStage(
+                chans[i],
+                hook("decoder", i, 2 * chans[i]),
+                AttentionGate(chans[i], chans[i + 1]) if gates else SkipPassthrough(),
+                guide(i),
+            )
+            for i in range(depth)
+        )
+        self.queries = SaltQueries(num_queries, query_dim) if guided else NoQueries()
+        # Indexed by level too: salt_heads[depth] is the bottleneck's.
+        self.salt_heads = nn.ModuleList(salt_head(chans[i], salt_heads or guided) for i in range(depth + 1))
+        self.head = nn.Conv2d(width, 1, 1)
+        self._init_grid(nz, nx, depth)
+
+    def forward(self, x: torch.Tensor, salt: bool = False):
+        """``[B, in_shots, nt, n_receivers]`` -> ``[B, 1, nz, nx]`` (and the salt logits if ``salt``)."""
+        self._check_input(x)
+        x = self._pad_input(self.stem(x))
+        skips = []
+        for stage in self.encoder:
+            x = stage(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottleneck(x)
+        queries = self.queries(x)
+        salt_logits = [self.salt_heads[-1](x)]
+        for level in reversed(range(len(self.decoder))):
+            x, queries = self.decoder[level](x, skips[level], salt_logits[-1], queries)
+            salt_logits.append(self.salt_heads[level](x))
+        return self._with_salt(self._crop(self.head(x)), salt_logits, salt)

@@ -1,0 +1,116 @@
+"""What each workflow job asks a scheduler for: memory and run time estimated from the study's
+survey, dataset and network size, with headroom. Free of heavy imports (the Snakefile calls it
+for every parse, also inside each SLURM job).
+
+The estimates are upper bounds of the arrays a job holds at once plus the interpreter with
+torch (about 0.5 GB; ``BASE_MB`` leaves room for deepwave's and matplotlib's imports too),
+times ``HEADROOM``. Run times come from throughputs measured on one CPU thread
+(docs/benchmarks.md: ~2e8 wavefield cell-updates/s for the simulator at accuracy 8, ~4e6
+input values/s for training the slowest variant), halved for headroom, divided by the job's
+threads, or by ``GPU_SPEEDUP`` on a CUDA study; every job gets at least ``MIN_RUNTIME``
+minutes. A cluster profile's ``set-resources`` still overrides any of them per rule.
+"""
+from __future__ import annotations
+
+import math
+
+BASE_MB = 1024           # interpreter + torch/deepwave/matplotlib imports, HDF5 buffers
+HEADROOM = 1.5           # on every estimated array size
+MIN_RUNTIME = 10         # minutes: queueing a job, starting Python, imports, writing outputs
+CELL_UPDATES_PER_S = 1e8  # simulator, per CPU thread (measured ~2e8 at accuracy 8; halved)
+TRAIN_VALUES_PER_S = 2e6  # training, input values (shot x time x receiver) per second per thread
+# CUDA over one CPU thread, kept low (any GPU, any variant): simulation, networks.
+GPU_SPEEDUP = {"simulate": 50.0, "network": 200.0}
+FLOAT = 4                 # bytes of a float32
+
+
+def _mb(nbytes: float) -> int:
+    """Memory request in MB: the base, plus the arrays with headroom, rounded up to 100 MB."""
+    return int(math.ceil((BASE_MB + HEADROOM * nbytes / 2**20) / 100.0) * 100)
+
+
+def _minutes(seconds: float) -> int:
+    """Run-time request in minutes: twice the estimate, at least MIN_RUNTIME."""
+    return max(MIN_RUNTIME, int(math.ceil(2 * seconds / 60.0)))
+
+
+def _sizes(cfg) -> dict:
+    s = cfg.survey
+    ds = cfg.datasets[cfg.study.dataset]
+    padded = (s.nz + 2 * s.pml_width) * (s.nx + 2 * s.pml_width)
+    return dict(
+        gather=s.n_shots * s.nt * s.n_receivers * FLOAT,          # one sample's gathers, bytes
+        grid=s.nz * s.nx * FLOAT,                                 # one velocity model, bytes
+        wavefield=s.n_shots * padded * FLOAT,                     # one model's wavefields, one buffer
+        cell_updates=s.n_shots * s.nt * padded,                   # one simulation of one model
+        samples=ds.samples, shard=min(ds.shard_size, max(ds.samples.values())),
+    )
+
+
+
+
+def train_processes(cfg) -> int:
+    """torchrun processes per training run (``train.processes``; 1 where the key is absent)."""
+    return int(cfg.train.to_dict().get("processes", 1))
+
+
+def job_resources(cfg, rule: str) -> dict:
+    """``{"mem_mb", "runtime"}`` (MB, minutes) for one job of workflow rule ``rule``.
+
+    ``cfg`` is a :class:`fwi_attn.config.Config`. Arrays that live on the GPU in a CUDA study
+    (wavefields, activations) are not counted in the host memory ``mem_mb``.
+    """
+    z = _sizes(cfg)
+    gpu = cfg.study.device == "cuda"
+    on_host = 0.0 if gpu else 1.0
+    cpus = float(max(1, cfg.study.threads))
+    sim_speed = GPU_SPEEDUP["simulate"] if gpu else cpus
+    net_speed = GPU_SPEEDUP["network"] if gpu else cpus
+    s, m, t = cfg.survey, cfg.model, cfg.train
+    n_train, n_val, n_test = z["samples"]["train"], z["samples"]["val"], z["samples"]["test"]
+    batch = t.batch_size
+    eval_batch = cfg.evaluate.batch_size or batch
+    # Feature maps of a UNet over the grid: ~2 x width channels summed over the levels, a few
+    # tensors per level kept for the backward pass.
+    features = 24 * m.width * z["grid"]
+    if rule == "generate":
+        # The whole shard's gathers (and their transposed copy for the file), plus one call's
+        # wavefields (deepwave keeps ~6 buffers) and records.
+        chunk = s.models_per_call
+        nbytes = (2 * z["shard"] * z["gather"] + on_host * chunk * (6 * z["wavefield"] + 2 * z["gather"]))
+        seconds = z["shard"] * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
+    elif rule == "stats":
+        nbytes = z["shard"] * z["gather"]  # one shard at a time
+        seconds = n_train * z["gather"] / FLOAT / 2e7
+    elif rule == "train":
+        # Under torchrun each of the N processes holds its own batch and splits the epoch.
+        procs = train_processes(cfg)
+        nbytes = procs * (on_host * batch * (6 * z["gather"] + 3 * features) + 2 * batch * z["gather"])
+        nbytes += (procs - 1) * BASE_MB * 2**20 / HEADROOM
+        values = (n_train + n_val) * t.epochs * z["gather"] / FLOAT * max(1.0, m.width / 16.0)
+        seconds = values / (TRAIN_VALUES_PER_S * net_speed * procs)
+    elif rule in ("evaluate", "evaluate_mean"):
+        nbytes = (on_host * eval_batch * (2 * z["gather"] + features) + 2 * eval_batch * z["gather"]
+                  + 4 * (n_test + (n_train if rule == "evaluate_mean" else 0)) * z["grid"])
+        seconds = n_test * z["gather"] / FLOAT / (10 * TRAIN_VALUES_PER_S * net_speed)
+    elif rule == "physics":
+        n = cfg.physics.samples
+        nbytes = 3 * n * z["gather"] + on_host * s.models_per_call * 6 * z["wavefield"]
+        seconds = 2 * n * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
+    elif rule == "refine":
+        r = cfg.physics.refine
+        # Backpropagation through the simulation keeps every time step's wavefield of one model.
+        nbytes = 3 * r.samples * z["gather"] + on_host * s.nt * z["wavefield"]
+        stages = max(1, len(r.frequencies))
+        seconds = 3 * r.samples * stages * r.iterations * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
+    elif rule == "figures_compare":
+        runs = len(cfg.study.variants) * len(cfg.study.seeds)
+        nbytes = 3 * len(cfg.study.variants) * n_test * z["grid"] + 2 * z["gather"] + runs * 2**20
+        seconds = 30 + 10 * runs
+    elif rule == "figures_run":
+        nbytes = 3 * n_test * z["grid"]
+        seconds = 30
+    else:  # study_config, preview, report, notebook: a config, one shard's first sample, figures
+        nbytes = 2 * z["gather"] + 3 * z["grid"]
+        seconds = 60
+    return {"mem_mb": _mb(nbytes), "runtime": _minutes(seconds)}
