@@ -390,6 +390,33 @@ def test_bad_salt_params_name_the_key(change, key):
     assert "\n" not in str(err.value)
 
 
+def test_docs_describe_every_geology_key_with_its_default():
+    # docs/geology.md is the reference for the salt family: every schema key of the geology
+    # section appears there (as `section.key`), with the schema's default on its row.
+    from pathlib import Path
+
+    from fwi_attn.config import load_schema
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "geology.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in doc.splitlines() if line.startswith("| `")}
+    geology = load_schema()["properties"]["geology"]["properties"]
+
+    def keys(props, prefix=""):
+        for name, spec in props.items():
+            if "properties" in spec and name != "kinds":
+                yield from keys(spec["properties"], f"{prefix}{name}.")
+            else:
+                yield f"{prefix}{name}", spec.get("default")
+
+    for key, default in keys(geology):
+        row = next((line for names, line in rows.items() if f"`{key}`" in names), None)
+        assert row is not None, f"docs/geology.md has no row for geology.{key}"
+        if isinstance(default, list) and key not in ("layers.v_top", "layers.v_bottom"):
+            assert f"[{default[0]:g}, {default[1]:g}]" in row or f"[{default[0]}, {default[1]}]" in row, key
+        elif isinstance(default, float) and key != "faults.probability":
+            assert f"{default:g}" in row.split("|")[2] or f"{default}" in row.split("|")[2], key
+
+
 def test_1000_small_models_in_one_call():
     # Speed is measured in benchmarks/bench_generate.py; here only that a large batch works.
     v = gen("salt", n=1000)
