@@ -65,13 +65,21 @@ def main() -> None:
 
     v = models["salt"][:24]
     fig, axes = plt.subplots(4, 6, figsize=(13, 9.4), constrained_layout=True)
-    extent = (0, s.nx * s.dx / 1000, s.nz * s.dx / 1000, 0)
+    extent = (0, s.nx * s.dx, s.nz * s.dx, 0)  # cell edges in m: offset, depth
+    kind_names = {c: k for k, c in KIND_CODES.items()}
     for k, ax in enumerate(axes.flat):
-        im = ax.imshow(v[k], cmap="jet", vmin=g.vmin, vmax=g.vmax, extent=extent, aspect="equal")
-        ax.set_title(f"draw {k}", fontsize=8)
-        ax.tick_params(labelsize=7)
-    fig.colorbar(im, ax=axes, shrink=0.6, label="velocity (m/s)")
-    fig.suptitle(f"geology family 'salt', preset {args.preset} ({s.nz} x {s.nx} at {s.dx:g} m; km), seed {args.seed}")
+        im = ax.imshow(v[k] / 1000, cmap="jet", vmin=g.vmin / 1000, vmax=g.vmax / 1000, extent=extent,
+                       aspect="equal", interpolation="nearest")
+        drawn = plan["salt_kind"][k][plan["salt_on"][k]]
+        ax.set_title(f"draw {k}: " + (", ".join(kind_names[c] for c in drawn) or "no salt"), fontsize=7)
+        ax.tick_params(labelsize=6)
+        if k % 6 == 0:
+            ax.set_ylabel("depth (m)", fontsize=7)
+        if k >= 18:
+            ax.set_xlabel("offset (m)", fontsize=7)
+    fig.colorbar(im, ax=axes, shrink=0.6, label="P-wave velocity (km/s)")
+    fig.suptitle(f"geology family 'salt': draws 0-23, preset {args.preset} ({s.nz} x {s.nx} cells at {s.dx:g} m), "
+                 f"seed {args.seed}")
     with atomic_path(args.out) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     print(f"\nwrote {args.out}")

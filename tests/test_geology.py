@@ -307,6 +307,55 @@ def test_sediment_velocity_rises_with_depth_from_the_seabed_trend():
     np.testing.assert_allclose(v[:, :, 0], np.broadcast_to(3700 - 2000 * np.exp(-depth / 2000), (4, 40)), rtol=1e-5)
 
 
+def sediment_under_salt(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per model, as fractions of its salt area: sediment cells with salt above them in their
+    column (sub-salt), and those with salt above and below (trapped under an overhang)."""
+    salt = v > SALT_THRESHOLD
+    above = np.maximum.accumulate(salt, axis=1)
+    below = np.maximum.accumulate(salt[:, ::-1], axis=1)[:, ::-1]
+    area = np.maximum(salt.sum(axis=(1, 2)), 1)
+    return (above & ~salt).sum(axis=(1, 2)) / area, (above & below & ~salt).sum(axis=(1, 2)) / area
+
+
+def test_overhangs_of_mushrooms_and_subsalt_sediment_of_sheets():
+    sub, trapped = {}, {}
+    for kind in KIND_CODES:
+        sub[kind], trapped[kind] = sediment_under_salt(gen("salt", n=48, nz=48, nx=48, seed=5, p=only(kind)))
+    # a mushroom's head overhangs the sediments that lie on its pedestal, far more than a
+    # diapir's cap or a large body's flank does
+    assert np.median(trapped["mushroom"]) > 0.2
+    assert np.median(trapped["mushroom"]) > 3 * max(np.median(trapped["diapir"]), np.median(trapped["massif"]))
+    # a sheet is thin and wide over sediments: more sub-salt sediment than salt; a large body
+    # reaches down past the bottom edge with little sediment under it
+    assert np.median(sub["sheet"]) > 1.0
+    assert np.median(sub["massif"]) < 0.3
+
+
+def test_salt_area_distribution_holds_small_and_large_bodies():
+    area = {kind: (gen("salt", n=64, nz=32, nx=32, seed=6, p=only(kind)) > SALT_THRESHOLD).mean(axis=(1, 2))
+            for kind in KIND_CODES}
+    assert np.median(area["massif"]) > 2 * np.median(area["diapir"])  # large bodies are large
+    assert np.percentile(area["massif"], 90) > 0.4
+    for kind in ("diapir", "mushroom", "sheet"):
+        assert 0.05 < np.median(area[kind]) < 0.25, kind
+    # the default mix (schema defaults): empty windows, mid-sized and large salt areas
+    v = generate_velocity("salt", 400, np.random.default_rng(6), 32, 32, DX, {})
+    mix = (v > SALT_THRESHOLD).mean(axis=(1, 2))
+    assert 0.07 < (mix == 0).mean() < 0.16  # salt.none_probability 0.1, and a few bodies off-window
+    assert 0.18 < mix.mean() < 0.35
+    assert (mix > 0.4).mean() > 0.1 and np.percentile(mix, 95) > 0.45
+
+
+def test_vmin_vmax_clip_every_part_of_the_model():
+    # Jitter and lateral variation push sediments past the bounds of their ranges; the output
+    # is clipped to [vmin, vmax], and the bounds are reached.
+    p = params(**{"vmin": 1600.0, "vmax": 4450.0, "layers.v_seabed": [1600.0, 1600.0], "layers.burial": [0.0, 0.0],
+                  "layers.jitter": 400.0, "layers.lateral": [0.1, 0.1], "salt.velocity": [4450.0, 4450.0],
+                  "layers.v_deep": [3700.0, 4000.0], "water.probability": 0.5, "water.velocity": 1600.0})
+    v = gen("salt", n=32, nz=32, nx=32, p=p)
+    assert v.min() == 1600.0 and v.max() == 4450.0
+
+
 def test_drag_raises_strata_along_rooted_salt():
     # With drag, sediments beside a diapir come from deeper: faster than without drag.
     base = {"salt.drag_width": [0.1, 0.1], "layers.curvature": [0.0, 0.0], "faults.count": [0, 0]}
@@ -339,6 +388,33 @@ def test_bad_salt_params_name_the_key(change, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as err:
         gen("salt", n=2, p=params(**change))
     assert "\n" not in str(err.value)
+
+
+def test_docs_describe_every_geology_key_with_its_default():
+    # docs/geology.md is the reference for the salt family: every schema key of the geology
+    # section appears there (as `section.key`), with the schema's default on its row.
+    from pathlib import Path
+
+    from fwi_attn.config import load_schema
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "geology.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in doc.splitlines() if line.startswith("| `")}
+    geology = load_schema()["properties"]["geology"]["properties"]
+
+    def keys(props, prefix=""):
+        for name, spec in props.items():
+            if "properties" in spec and name != "kinds":
+                yield from keys(spec["properties"], f"{prefix}{name}.")
+            else:
+                yield f"{prefix}{name}", spec.get("default")
+
+    for key, default in keys(geology):
+        row = next((line for names, line in rows.items() if f"`{key}`" in names), None)
+        assert row is not None, f"docs/geology.md has no row for geology.{key}"
+        if isinstance(default, list) and key not in ("layers.v_top", "layers.v_bottom"):
+            assert f"[{default[0]:g}, {default[1]:g}]" in row or f"[{default[0]}, {default[1]}]" in row, key
+        elif isinstance(default, float) and key != "faults.probability":
+            assert f"{default:g}" in row.split("|")[2] or f"{default}" in row.split("|")[2], key
 
 
 def test_1000_small_models_in_one_call():

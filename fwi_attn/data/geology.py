@@ -6,10 +6,19 @@ Every generator returns P-wave velocity in m/s as a float32 array ``[n, nz, nx]`
 Families
 --------
 ``salt``
-    Layered sediments whose velocity increases with depth (flat, folded or dipping
-    interfaces, optionally cut by one normal fault), an optional water layer, and one
-    or more salt bodies with irregular outlines: sheets (wide, thin, flat-based),
-    enclosed blobs, domes and diapirs (a cap on a stem rooted at the model bottom).
+    A window of a salt province (docs/geology.md): sediments whose velocity follows a
+    compaction trend of burial depth below the sea floor (from a mudline velocity towards a
+    deep limit), with per-layer steps, folds, a smooth lateral variation and up to a few
+    faults; an optional water layer; and, unless the window is salt-free, salt bodies of four
+    kinds at configured rates: diapirs/walls (a cap on a steep stem rooted below the section),
+    mushrooms (a wide head on a narrow neck that widens to a pedestal, so the head overhangs
+    sediments), sheets/canopies (wide, flat-based, on sediments, some on a feeder stem) and
+    large bodies whose base lies below the section. Tops are rugose; strata are dragged up
+    along rooted salt, thinned over its crest and truncated against it.
+``salt_blobs``
+    The earlier, simpler salt family: sediment velocities rising between two drawn values,
+    one optional fault, and bodies with irregular outlines: sheets, enclosed blobs, domes and
+    diapirs. Kept for family-transfer studies (train on one family, test on another).
 ``flatvel``, ``curvevel``, ``flatfault``, ``curvefault``
     OpenFWI-like families after Deng et al. (2022), "OpenFWI: Large-scale multi-structural
     benchmark datasets for full waveform inversion", arXiv:2111.02926: 2-5 layers with
@@ -99,17 +108,18 @@ def generate_velocity(
         params: the config's ``geology`` section: ``cfg.geology`` of a loaded config (used as
             validated), or a plain dict, which is validated and default-filled against the
             schema's ``geology`` section here (a missing key takes its default). Keys ``vmin``,
-            ``vmax`` (m/s), ``water``, ``layers``, ``faults``, ``salt`` (see the schema).
-            ``layers``, ``faults`` and ``salt`` shape the ``salt`` family; ``vmin``,
-            ``vmax`` and ``water`` apply to every family (OpenFWI layers then start at
-            the sea floor).
+            ``vmax`` (m/s), ``water``, ``layers``, ``faults``, ``salt`` (see the schema and
+            docs/geology.md, which say which keys shape which salt family). ``layers``,
+            ``faults`` and ``salt`` shape the two salt families; ``vmin``, ``vmax`` and
+            ``water`` apply to every family (OpenFWI layers then start at the sea floor).
 
-    Salt bodies: ``salt.top`` is the depth of a body's highest point and ``salt.width``
-    / ``salt.height`` its extent (fractions of nx / nz). Sheets take the wider and
-    thinner of two draws, domes and diapirs the narrower; for those two, which are
-    rooted, ``height`` is the cap's and a stem continues to the model bottom.
+    salt_blobs bodies: ``salt.top`` is the depth of a body's highest point and
+    ``salt.width`` / ``salt.height`` its extent (fractions of nx / nz). Sheets take the
+    wider and thinner of two draws, domes and diapirs the narrower; for those two, which
+    are rooted, ``height`` is the cap's and a stem continues to the model bottom.
     ``salt.roughness`` in [0, 1] scales the outline's Fourier harmonics (0: smooth
-    ellipse-like caps and smooth stems).
+    ellipse-like caps and smooth stems). The ``salt`` family's bodies are described in
+    :func:`_plan_province_bodies` and docs/geology.md.
 
     Returns:
         float32 array ``[n, nz, nx]`` of velocity in m/s, clipped to ``[vmin, vmax]``.
