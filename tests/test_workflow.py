@@ -16,24 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY
+from conftest import REPO, SNAKEFILE, TINY, snakemake, write_config
 from fwi_attn.layout import comparison_figure_paths, run_figure_paths
 
-REPO = Path(__file__).resolve().parent.parent
-SNAKEFILE = REPO / "Snakefile"
 PRESETS = REPO / "workflows" / "config"
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    args = list(args)
-    if "--configfile" in args:  # it takes several values: bind the one file so a target may follow
-        i = args.index("--configfile")
-        args[i:i + 2] = [f"--configfile={args[i + 1]}"]
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc
 
 
 def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
@@ -50,14 +36,6 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
         jobs[m.group(1)] = int(m.group(2))
     jobs.pop("total", None)
     return jobs
-
-
-def write_config(tmp_path: Path, raw: dict, name: str = "tiny.yaml") -> Path:
-    raw = copy.deepcopy(raw)
-    raw["study"].update(data_dir=str(tmp_path / "data"), results_dir=str(tmp_path / "results"))
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
 
 
 def test_lint_is_clean(tmp_path):
@@ -116,17 +94,6 @@ def test_invalid_config_is_rejected_naming_the_key(tmp_path, edit, key):
 
 
 # ----------------------------------------------------------------------------- the tiny study
-
-
-@pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory):
-    """The tiny config run end to end by Snakemake on CPU, once for this module."""
-    root = tmp_path_factory.mktemp("workflow")
-    raw = copy.deepcopy(TINY)
-    raw["physics"]["refine"]["enabled"] = True  # exercise the optional FWI stage too (2 iterations)
-    config = write_config(root, raw)
-    proc = snakemake(root, "--cores", "2", "--configfile", str(config), "all")
-    return {"root": root, "config": config, "study": root / "results" / "tiny", "log": proc.stderr}
 
 
 def expected_outputs(study: Path) -> list[Path]:
