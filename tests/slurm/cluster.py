@@ -12,7 +12,8 @@ Used by tests/test_slurm.py; runnable by hand to try the profile::
     python tests/slurm/cluster.py /tmp/loopback   # starts the daemons, prints the env, waits for Ctrl-C
 
 Ctrl-C, SIGTERM or SIGHUP stop every daemon it started (by PID) and remove the config copy; a
-daemon also gets SIGTERM when the process that started it dies of anything, SIGKILL included.
+daemon also gets SIGTERM when the process that started it dies of anything, SIGKILL included
+(only then is the marked ``/etc/slurm/slurm.conf`` left behind; the next start replaces it).
 """
 from __future__ import annotations
 
