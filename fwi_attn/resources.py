@@ -22,6 +22,8 @@ TRAIN_VALUES_PER_S = 2e6  # training, input values (shot x time x receiver) per 
 # CUDA over one CPU thread, kept low (any GPU, any variant): simulation, networks.
 GPU_SPEEDUP = {"simulate": 50.0, "network": 200.0}
 FLOAT = 4                 # bytes of a float32
+# Rules whose command runs torch on the study's device (the others read result files).
+TORCH_RULES = ("generate", "train", "evaluate", "physics", "refine")
 
 
 def _mb(nbytes: float) -> int:
@@ -47,15 +49,16 @@ def _sizes(cfg) -> dict:
     )
 
 
-
-
 def train_processes(cfg) -> int:
     """torchrun processes per training run (``train.processes``; 1 where the key is absent)."""
     return int(cfg.train.to_dict().get("processes", 1))
 
 
 def job_resources(cfg, rule: str) -> dict:
-    """``{"mem_mb", "runtime"}`` (MB, minutes) for one job of workflow rule ``rule``.
+    """``{"mem_mb", "runtime"}`` (MB, minutes) for one job of workflow rule ``rule``, plus
+    ``"gpu"`` (a count) for the torch rules (``TORCH_RULES``) of a study with ``study.device:
+    cuda``: one GPU, or one per torchrun process for ``train``. ``auto`` asks for none, since
+    it cannot know in advance whether a GPU will be there (it uses one if present).
 
     ``cfg`` is a :class:`fwi_attn.config.Config`. Arrays that live on the GPU in a CUDA study
     (wavefields, activations) are not counted in the host memory ``mem_mb``.
@@ -113,4 +116,7 @@ def job_resources(cfg, rule: str) -> dict:
     else:  # study_config, preview, report, notebook: a config, one shard's first sample, figures
         nbytes = 2 * z["gather"] + 3 * z["grid"]
         seconds = 60
-    return {"mem_mb": _mb(nbytes), "runtime": _minutes(seconds)}
+    out = {"mem_mb": _mb(nbytes), "runtime": _minutes(seconds)}
+    if gpu and rule in TORCH_RULES:
+        out["gpu"] = train_processes(cfg) if rule == "train" else 1
+    return out

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from fwi_attn.config import load_config
 
@@ -23,6 +27,41 @@ TINY = {
     "train": {"epochs": 2, "batch_size": 4, "lr": 0.003},
     "physics": {"samples": 2, "refine": {"samples": 1, "iterations": 2}},
 }
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEFILE = REPO / "Snakefile"
+
+
+def write_model_files(folder: Path) -> None:
+    """Seeded velocity models in three formats (.npy, SEG-Y, .mat) at the tiny study's 10 m cells:
+    5 windows of 24 x 32 cells (the tiny grid)."""
+    import numpy as np
+    import scipy.io
+
+    from fwi_attn.data.geology import generate_velocity, save_segy
+
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    models = generate_velocity("salt_blobs", 3, rng, 24, 64, 10.0, {"salt": {"bodies": [1, 2]}})
+    np.save(folder / "a.npy", models[:1])  # one row of two windows
+    save_segy(folder / "b.sgy", models[1], 10.0)  # two windows
+    scipy.io.savemat(folder / "c.mat", {"velocity": models[2][:, :32]})  # one window
+
+
+#: The tiny study's test sets: files of three formats (in ``<root>/models``), and one family-transfer set.
+TINY_TEST_SETS = {"test_sets": [{"name": "mixed", "path": "models", "seed": 3}],
+                  "transfer_families": ["flatfault"], "transfer_samples": 4}
+
+
+def tiny_study_dict(root: Path) -> dict:
+    """The tiny config as the workflow tests run it in ``root``: the optional FWI stage on
+    (2 iterations), a test set of model files (written into ``root/models``) and a family-transfer set."""
+    raw = copy.deepcopy(TINY)
+    raw["physics"]["refine"]["enabled"] = True
+    write_model_files(root / "models")
+    raw["study"].update(copy.deepcopy(TINY_TEST_SETS))
+    raw["study"]["test_sets"][0]["path"] = str(root / "models")
+    return raw
 
 
 @pytest.fixture(autouse=True)
@@ -77,3 +116,38 @@ def tiny_dataset(tiny_config):
     write_json(stats, compute_stats(split_sources(cfg, "train"), cfg.geology.vmin, cfg.geology.vmax, **cfg.normalize,
                                     dataset="salt"))
     return {"config": cfg, "dir": root, "shards": shards, "stats": stats}
+
+
+# ----------------------------------------------------------------------------- workflow runs
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    """The project's Snakefile run by this interpreter's Snakemake in ``workdir``."""
+    args = list(args)
+    if "--configfile" in args:  # it takes several values: bind the one file so a target may follow
+        i = args.index("--configfile")
+        args[i:i + 2] = [f"--configfile={args[i + 1]}"]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def write_config(tmp_path: Path, raw: dict, name: str = "tiny.yaml") -> Path:
+    raw = copy.deepcopy(raw)
+    raw["study"].update(data_dir=str(tmp_path / "data"), results_dir=str(tmp_path / "results"))
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """The tiny config (with FWI refinement) run end to end by local Snakemake on CPU, once per
+    test session (tests/test_workflow.py reads it; tests/test_slurm.py compares a SLURM run with it)."""
+    root = tmp_path_factory.mktemp("workflow")
+    config = write_config(root, tiny_study_dict(root))
+    proc = snakemake(root, "--cores", "2", "--configfile", str(config), "all")
+    return {"root": root, "config": config, "study": root / "results" / "tiny", "log": proc.stderr}

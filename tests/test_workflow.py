@@ -16,24 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY
+from conftest import REPO, SNAKEFILE, TINY, snakemake, write_config
 from fwi_attn.layout import comparison_figure_paths, run_figure_paths
 
-REPO = Path(__file__).resolve().parent.parent
-SNAKEFILE = REPO / "Snakefile"
 PRESETS = REPO / "workflows" / "config"
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    args = list(args)
-    if "--configfile" in args:  # it takes several values: bind the one file so a target may follow
-        i = args.index("--configfile")
-        args[i:i + 2] = [f"--configfile={args[i + 1]}"]
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc
 
 
 def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
@@ -50,14 +36,6 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
         jobs[m.group(1)] = int(m.group(2))
     jobs.pop("total", None)
     return jobs
-
-
-def write_config(tmp_path: Path, raw: dict, name: str = "tiny.yaml") -> Path:
-    raw = copy.deepcopy(raw)
-    raw["study"].update(data_dir=str(tmp_path / "data"), results_dir=str(tmp_path / "results"))
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
 
 
 def test_lint_is_clean(tmp_path):
@@ -119,42 +97,6 @@ def test_invalid_config_is_rejected_naming_the_key(tmp_path, edit, key):
 
 
 # ----------------------------------------------------------------------------- the tiny study
-
-
-def write_model_files(folder: Path) -> None:
-    """Seeded velocity models in three formats (.npy, SEG-Y, .mat) at the tiny study's 10 m cells:
-    5 windows of 24 x 32 cells (the tiny grid)."""
-    import numpy as np
-    import scipy.io
-
-    from fwi_attn.data.geology import generate_velocity, save_segy
-
-    folder.mkdir()
-    rng = np.random.default_rng(11)
-    models = generate_velocity("salt_blobs", 3, rng, 24, 64, 10.0, {"salt": {"bodies": [1, 2]}})
-    np.save(folder / "a.npy", models[:1])  # one row of two windows
-    save_segy(folder / "b.sgy", models[1], 10.0)  # two windows
-    scipy.io.savemat(folder / "c.mat", {"velocity": models[2][:, :32]})  # one window
-
-
-#: The tiny study's test sets: files of three formats, and one family-transfer set.
-TINY_TEST_SETS = {"test_sets": [{"name": "mixed", "path": "models", "seed": 3}],
-                  "transfer_families": ["flatfault"], "transfer_samples": 4}
-
-
-@pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory):
-    """The tiny config run end to end by Snakemake on CPU, once for this module, with a test set
-    of model files and a family-transfer set."""
-    root = tmp_path_factory.mktemp("workflow")
-    raw = copy.deepcopy(TINY)
-    raw["physics"]["refine"]["enabled"] = True  # exercise the optional FWI stage too (2 iterations)
-    write_model_files(root / "models")
-    raw["study"].update(copy.deepcopy(TINY_TEST_SETS))
-    raw["study"]["test_sets"][0]["path"] = str(root / "models")
-    config = write_config(root, raw)
-    proc = snakemake(root, "--cores", "2", "--configfile", str(config), "all")
-    return {"root": root, "config": config, "study": root / "results" / "tiny", "log": proc.stderr}
 
 
 def expected_outputs(study: Path) -> list[Path]:
@@ -342,17 +284,14 @@ def test_local_profile_runs_the_workflow(tmp_path):
     assert planned_jobs(proc)["train"] == len(TINY["study"]["variants"]) * len(TINY["study"]["seeds"])
 
 
-def test_slurm_profile_asks_for_gpus_on_gpu_studies():
+def test_slurm_profile_leaves_the_cluster_to_the_user():
+    """The project's SLURM profile sets nothing a cluster names (partition, account) and no
+    resources: those come from the rules (fwi_attn.resources) and from the user's own profile."""
     profile = yaml.safe_load((REPO / "workflows" / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
-    assert {"slurm_partition", "runtime", "mem_mb"} <= set(profile["default-resources"])
-    assert "train" in profile["set-resources"]
-    # The GPU request itself comes from the rules when the study runs on CUDA (paper.yaml).
-    from fwi_attn.config import load_config
-
-    assert load_config("paper").study.device == "cuda"
-    rules = (REPO / "workflows" / "rules" / "train.smk").read_text()
-    assert "**GPU" in rules
+    assert not {"default-resources", "set-resources"} & set(profile)
+    assert "slurm_partition" in yaml.safe_load((REPO / "tests" / "slurm" / "user-profile" / "config.yaml").read_text())[
+        "default-resources"]
 
 
 def test_parsing_the_workflow_imports_no_heavy_module():

@@ -10,13 +10,21 @@ only at its default place: :meth:`LoopbackCluster.start` puts a copy at ``/etc/s
 Used by tests/test_slurm.py; runnable by hand to try the profile::
 
     python tests/slurm/cluster.py /tmp/loopback   # starts the daemons, prints the env, waits for Ctrl-C
+
+Ctrl-C, SIGTERM or SIGHUP stop every daemon it started (by PID) and remove the config copy; a
+daemon also gets SIGTERM when the process that started it dies of anything, SIGKILL included
+(only then is the marked ``/etc/slurm/slurm.conf`` left behind; the next start replaces it).
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
+import ctypes
 import getpass
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -71,6 +79,31 @@ def system_conf_in_use() -> str | None:
     return None
 
 
+def _die_with_parent() -> None:
+    """In a daemon before it starts: SIGTERM it when the process that started it dies, even
+    of a SIGKILL, so no daemon outlives a killed test run (Linux prctl PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stopped_on_signals(cluster: "LoopbackCluster"):
+    """Run the block with SIGTERM and SIGHUP raising SystemExit (as SIGINT raises
+    KeyboardInterrupt), so that the cluster is stopped on the way out whichever ends it."""
+    def leave(signum, frame):
+        raise SystemExit(f"stopped by signal {signal.Signals(signum).name}")
+
+    previous = {s: signal.signal(s, leave) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield cluster
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
 def _sbin(name: str) -> str:
     return shutil.which(name) or str(Path("/usr/sbin", name))
 
@@ -120,14 +153,19 @@ class LoopbackCluster:
         return self.conf
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
-        log = open(self.root / f"{name}.out", "w")
-        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env(),
-                                            start_new_session=True)
+        with open(self.root / f"{name}.out", "w") as log:
+            self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env(),
+                                                start_new_session=True, preexec_fn=_die_with_parent)
+
+    def pids(self) -> list[int]:
+        """The daemons' PIDs (those still running)."""
+        return [p.pid for p in self.procs.values() if p.poll() is None]
 
     def start(self, timeout: float = 60) -> None:
         reason = system_conf_in_use()
         if reason:
             raise RuntimeError(reason)
+        atexit.register(self.stop)  # also when the caller dies of an exception it does not catch
         self.write_config()
         SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.conf, SYSTEM_CONF)
@@ -146,8 +184,9 @@ class LoopbackCluster:
         self._wait(lambda: self._ok(["sinfo", "-h", "-N", "-o", "%t"], "idle"), "slurmd (node idle)", timeout)
 
     def _ok(self, cmd: list[str], expect: str) -> bool:
+        """Whether ``cmd`` succeeds and prints ``expect`` ("" expects no output at all)."""
         proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env(), timeout=30)
-        return proc.returncode == 0 and expect in proc.stdout
+        return proc.returncode == 0 and (expect in proc.stdout if expect else not proc.stdout.strip())
 
     def _wait(self, ready, what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -168,7 +207,15 @@ class LoopbackCluster:
         return "\n".join(out)
 
     def stop(self) -> None:
-        """Stop the daemons this object started, newest first, by PID."""
+        """Cancel the cluster's jobs (their slurmstepd would outlive slurmd), then stop the
+        daemons this object started, newest first, by PID, and remove the config copy."""
+        if "slurmctld" in self.procs and self.procs["slurmctld"].poll() is None:
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                subprocess.run(["scancel", "--user", getpass.getuser()], env=self.env(), capture_output=True,
+                               timeout=30)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not self._ok(["squeue", "-h", "-t", "R,CG", "-o", "%i"], ""):
+                    time.sleep(0.5)
         for name in reversed(list(self.procs)):
             proc = self.procs.pop(name)
             if proc.poll() is None:
@@ -188,12 +235,12 @@ if __name__ == "__main__":
     if reason:
         sys.exit(reason)
     cluster = LoopbackCluster(sys.argv[1] if len(sys.argv) > 1 else "/tmp/fwi-attn-loopback")
-    cluster.start()
-    print(f"export SLURM_CONF={cluster.conf}  # partitions: {cluster.partition}, {cluster.gpu_partition}")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        cluster.stop()
+    with stopped_on_signals(cluster):
+        try:
+            cluster.start()
+            print(f"export SLURM_CONF={cluster.conf}  # partitions: {cluster.partition}, {cluster.gpu_partition}",
+                  flush=True)
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass

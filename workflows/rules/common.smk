@@ -73,17 +73,13 @@ def sections(*keys):
     return json.dumps(out, sort_keys=True)
 
 
-# On a GPU study every torch-heavy job asks the scheduler for one GPU; "auto" cannot know in
-# advance whether a GPU will be there, so it asks for none (and uses one if present).
-GPU = {"gpu": 1} if STUDY_CFG.device == "cuda" else {}
-# Training under torchrun (train.processes > 1): one GPU per process.
 TRAIN_PROCESSES = train_processes(CFG)
-TRAIN_GPU = {"gpu": TRAIN_PROCESSES} if TRAIN_PROCESSES > 1 else GPU
 
 
 def estimated(rule):
-    """A job's memory (mem_mb) and run time (runtime, minutes), estimated from the study's size
-    (fwi_attn.resources); a cluster profile's set-resources overrides them per rule."""
+    """A job's memory (mem_mb), run time (runtime, minutes) and, on a CUDA study's torch rules,
+    GPUs (gpu), estimated from the study's size (fwi_attn.resources); a cluster profile's
+    set-resources overrides them per rule."""
     return job_resources(CFG, rule)
 
 

@@ -33,7 +33,6 @@ rule generate:
     threads: THREADS
     resources:
         **estimated("generate"),
-        **GPU,
     conda:
         CONDA_ENV
     shell:

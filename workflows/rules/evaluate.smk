@@ -22,7 +22,6 @@ rule evaluate:
     threads: THREADS
     resources:
         **estimated("evaluate"),
-        **GPU,
     conda:
         CONDA_ENV
     shell:

@@ -28,7 +28,6 @@ rule physics:
     threads: THREADS
     resources:
         **estimated("physics"),
-        **GPU,
     conda:
         CONDA_ENV
     shell:
@@ -60,7 +59,6 @@ rule refine:
     threads: THREADS
     resources:
         **estimated("refine"),
-        **GPU,
     conda:
         CONDA_ENV
     shell:

@@ -3,7 +3,7 @@
 # from it (`--resume auto`: only when it was made with the same settings and is unfinished).
 
 # With train.processes > 1, torchrun starts that many training processes on the job's node
-# (one GPU each, see TRAIN_GPU in common.smk); otherwise the command is plain `fwi-attn`.
+# (one GPU each on a CUDA study, see fwi_attn.resources.job_resources); otherwise the command is plain `fwi-attn`.
 TRAIN_LAUNCH = (
     f"torchrun --standalone --nproc_per_node={TRAIN_PROCESSES} -m fwi_attn.cli"
     if TRAIN_PROCESSES > 1
@@ -29,7 +29,6 @@ rule train:
     threads: THREADS
     resources:
         **estimated("train"),
-        **TRAIN_GPU,
     conda:
         CONDA_ENV
     shell:
