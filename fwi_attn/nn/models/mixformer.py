@@ -82,14 +82,7 @@ class UMixFormer(GridNet):
 
     def forward(self, x: torch.Tensor, salt: bool = False):
         """``[B, in_shots, nt, n_receivers]`` -> ``[B, 1, nz, nx]`` (and the salt logits if ``salt``)."""
-        self._check_input(x)
-        x = self._pad_input(self.stem(x))
-        feats = []
-        for stage in self.encoder:
-            x = stage(x)
-            feats.append(x)
-            x = F.max_pool2d(x, 2)
-        feats.append(self.bottleneck(x))
+        feats = self._encode(x)
         lateral = [proj(f) for proj, f in zip(self.lateral, feats)]
         decoded: dict[int, torch.Tensor] = {}
         salt_logits = []

@@ -188,6 +188,20 @@ class GridNet(nn.Module):
     def _pad_input(self, x: torch.Tensor) -> torch.Tensor:
         return F.pad(x, self.pad, mode="replicate") if any(self.pad) else x
 
+    def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Gathers ``[B, in_shots, nt, n_receivers]`` -> the encoder's features ``[E_0, ..., E_depth]``
+        on the padded grid (``E_l`` at ``1 / 2**l`` resolution; ``E_depth`` the bottleneck's), for a
+        network with ``stem``, ``encoder`` and ``bottleneck``."""
+        self._check_input(x)
+        x = self._pad_input(self.stem(x))
+        feats = []
+        for stage in self.encoder:
+            x = stage(x)
+            feats.append(x)
+            x = F.max_pool2d(x, 2)
+        feats.append(self.bottleneck(x))
+        return feats
+
     def _crop(self, x: torch.Tensor) -> torch.Tensor:
         left, _, top, _ = self.pad
         return x[..., top : top + self.config["nz"], left : left + self.config["nx"]]
@@ -321,14 +335,7 @@ class UNet(GridNet):
 
     def forward(self, x: torch.Tensor, salt: bool = False):
         """``[B, in_shots, nt, n_receivers]`` -> ``[B, 1, nz, nx]`` (and the salt logits if ``salt``)."""
-        self._check_input(x)
-        x = self._pad_input(self.stem(x))
-        skips = []
-        for stage in self.encoder:
-            x = stage(x)
-            skips.append(x)
-            x = F.max_pool2d(x, 2)
-        x = self.bottleneck(x)
+        *skips, x = self._encode(x)
         queries = self.queries(x)
         salt_logits = [self.salt_heads[-1](x)]
         for level in reversed(range(len(self.decoder))):
