@@ -23,7 +23,6 @@ rule testset:
     threads: THREADS
     resources:
         **estimated("generate"),
-        **GPU,
     conda:
         CONDA_ENV
     # --overwrite: a rebuilt set replaces the shards of the previous one (testset.json, written
@@ -53,7 +52,6 @@ rule evaluate_testset:
     threads: THREADS
     resources:
         **estimated("evaluate"),
-        **GPU,
     conda:
         CONDA_ENV
     shell:
