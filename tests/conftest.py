@@ -32,20 +32,32 @@ REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
 
 
+_MODEL_FILES: dict[str, bytes] = {}
+
+
 def write_model_files(folder: Path) -> None:
     """Seeded velocity models in three formats (.npy, SEG-Y, .mat) at the tiny study's 10 m cells:
-    5 windows of 24 x 32 cells (the tiny grid)."""
+    5 windows of 24 x 32 cells (the tiny grid). Written once per session and copied byte for byte,
+    since a .mat file's header holds the time it was written (test sets record each file's hash)."""
+    import tempfile
+
     import numpy as np
     import scipy.io
 
     from fwi_attn.data.geology import generate_velocity, save_segy
 
+    if not _MODEL_FILES:
+        with tempfile.TemporaryDirectory() as tmp:
+            first = Path(tmp)
+            rng = np.random.default_rng(11)
+            models = generate_velocity("salt_blobs", 3, rng, 24, 64, 10.0, {"salt": {"bodies": [1, 2]}})
+            np.save(first / "a.npy", models[:1])  # one row of two windows
+            save_segy(first / "b.sgy", models[1], 10.0)  # two windows
+            scipy.io.savemat(first / "c.mat", {"velocity": models[2][:, :32]})  # one window
+            _MODEL_FILES.update({p.name: p.read_bytes() for p in sorted(first.iterdir())})
     folder.mkdir()
-    rng = np.random.default_rng(11)
-    models = generate_velocity("salt_blobs", 3, rng, 24, 64, 10.0, {"salt": {"bodies": [1, 2]}})
-    np.save(folder / "a.npy", models[:1])  # one row of two windows
-    save_segy(folder / "b.sgy", models[1], 10.0)  # two windows
-    scipy.io.savemat(folder / "c.mat", {"velocity": models[2][:, :32]})  # one window
+    for name, data in _MODEL_FILES.items():
+        (folder / name).write_bytes(data)
 
 
 #: The tiny study's test sets: files of three formats (in ``<root>/models``), and one family-transfer set.

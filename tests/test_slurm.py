@@ -82,7 +82,8 @@ def test_heavy_jobs_ran_as_slurm_jobs_in_the_users_partitions(slurm_study, clust
     # train goes to the user's set-resources partition, everything else to their default one.
     assert partitions == {cluster.gpu_partition: {"train"},
                           cluster.partition: {"generate", "stats", "evaluate", "evaluate_mean", "physics", "refine",
-                                              "figures_compare"}}, partitions
+                                              "figures_compare", "testset", "evaluate_testset",
+                                              "evaluate_testset_mean", "compare_testset"}}, partitions
     log = slurm_study["log"]
     for rule in ("generate", "stats", "train", "evaluate", "physics", "refine", "figures_compare"):
         assert re.search(rf"^rule {rule}:", log, re.M), f"{rule} was not submitted"
