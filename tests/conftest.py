@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,15 @@ TINY = {
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this PID exists (tests stop what they start by PID)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 _MODEL_FILES: dict[str, bytes] = {}

@@ -52,6 +52,8 @@ import pytest
 import torch
 import yaml
 
+from conftest import alive
+
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
 CLI = [sys.executable, "-m", "fwi_attn.cli"]
@@ -189,14 +191,6 @@ def wait_for_marker(marker: Path, proc: subprocess.Popen, log: Path) -> int:
             pytest.fail(f"the child never reached its fault point:\n{log.read_text(errors='replace')[-4000:]}")
         time.sleep(0.05)
     return int(marker.read_text())
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def kill9(proc: subprocess.Popen) -> None:

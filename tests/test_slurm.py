@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 import time
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, snakemake, tiny_study_dict, write_config
+from conftest import REPO, alive, snakemake, tiny_study_dict, write_config
 from slurm.cluster import LoopbackCluster, ensure_installed, stopped_on_signals, system_conf_in_use
 from slurm.overhead import parse_log
 
@@ -45,16 +44,8 @@ def cluster(tmp_path_factory):
         loop.start()
         started = loop.pids()
         yield loop
-    left = [pid for pid in started if _alive(pid)]
+    left = [pid for pid in started if alive(pid)]
     assert not left, f"daemons still running after stop: {left}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
