@@ -89,6 +89,8 @@ def bench_shape(label: str, shape: dict, args, device) -> str:
         hyper["width_mult"] = args.width_mult
     if args.attn_points:
         hyper["attn_points"] = tuple(args.attn_points)
+    if args.mix_pool is not None:
+        hyper["mix_pool"] = args.mix_pool
     names = [n for n in list_models() if n in args.variants] if args.variants else list_models()
     if "none" not in names:
         names.insert(0, "none")
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="model.attn_levels: attention at the n coarsest levels (default: every level)")
     parser.add_argument("--width-mult", type=float, default=None,
                         help="model.width_mult: InversionNet's widths relative to OpenFWI's (default 1)")
+    parser.add_argument("--mix-pool", type=int, default=None,
+                        help="model.mix_pool: mixformer's pooled key/value size per source (default 8)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--bf16-cl", action="store_true",

@@ -26,6 +26,13 @@ FLOAT = 4                 # bytes of a float32
 TORCH_RULES = ("generate", "train", "evaluate", "physics", "refine")
 
 
+def caches_samples(cfg, nbytes: float) -> bool:
+    """Whether training keeps the normalised train and val samples (``nbytes`` together) in
+    memory after their first epoch: when they fit in ``train.cache_mb``. Here, beside the
+    memory estimate that counts them, because the workflow's parse may not import torch."""
+    return nbytes <= cfg.train.cache_mb * 2**20
+
+
 def _mb(nbytes: float) -> int:
     """Memory request in MB: the base, plus the arrays with headroom, rounded up to 100 MB."""
     return int(math.ceil((BASE_MB + HEADROOM * nbytes / 2**20) / 100.0) * 100)
@@ -90,6 +97,9 @@ def job_resources(cfg, rule: str) -> dict:
         procs = train_processes(cfg)
         nbytes = procs * (on_host * batch * (6 * z["gather"] + 3 * features) + 2 * batch * z["gather"])
         nbytes += (procs - 1) * BASE_MB * 2**20 / HEADROOM
+        cached = (n_train + n_val) * (z["gather"] + z["grid"])
+        if caches_samples(cfg, cached):  # every process holds the whole split
+            nbytes += procs * max(1, t.num_workers) * cached
         values = (n_train + n_val) * t.epochs * z["gather"] / FLOAT * max(1.0, m.width / 16.0)
         seconds = values / (TRAIN_VALUES_PER_S * net_speed * procs)
     elif rule in ("evaluate", "evaluate_mean"):
@@ -97,9 +107,12 @@ def job_resources(cfg, rule: str) -> dict:
                   + 4 * (n_test + (n_train if rule == "evaluate_mean" else 0)) * z["grid"])
         seconds = n_test * z["gather"] / FLOAT / (10 * TRAIN_VALUES_PER_S * net_speed)
     elif rule == "physics":
+        # One job per seed checks every variant's run: their predictions, plus the shared true
+        # and mean models.
         n = cfg.physics.samples
-        nbytes = 3 * n * z["gather"] + on_host * s.models_per_call * 6 * z["wavefield"]
-        seconds = 2 * n * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
+        runs = len(cfg.study.variants)
+        nbytes = (runs + 3) * n * z["gather"] + on_host * s.models_per_call * 6 * z["wavefield"]
+        seconds = (runs + 1) * (n + 1) * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
     elif rule == "refine":
         r = cfg.physics.refine
         # Backpropagation through the simulation keeps every time step's wavefield of one model.

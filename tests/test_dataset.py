@@ -60,6 +60,19 @@ def test_loader_normalises(tiny_dataset, stats):
     assert allx.min() == pytest.approx(-1.0, abs=1e-6) and allx.max() == pytest.approx(1.0, abs=1e-6)
 
 
+def test_cached_samples_equal_the_uncached_ones(tiny_dataset, stats):
+    """cache=True returns the same tensors, read and normalised once: later reads are the cached objects."""
+    norm = Normalizer.from_stats(stats)
+    plain = ShardDataset(tiny_dataset["dir"] / "train", norm)
+    cached = ShardDataset(tiny_dataset["dir"] / "train", norm, cache=True)
+    first = [cached[i] for i in range(len(cached))]
+    for i, (x, y) in enumerate(first):
+        torch.testing.assert_close(x, plain[i][0], rtol=0, atol=0)
+        torch.testing.assert_close(y, plain[i][1], rtol=0, atol=0)
+        assert cached[i][0] is x and cached[i][1] is y
+    assert cached.nbytes() == 4 * 16 * (3 * 200 * 16 + 24 * 32)
+
+
 def test_loader_in_worker_processes(tiny_dataset, stats):
     """Forked workers open their own handles after the parent has opened the files."""
     ds = ShardDataset(tiny_dataset["dir"] / "val", Normalizer.from_stats(stats))

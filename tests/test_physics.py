@@ -52,11 +52,11 @@ def layered():
     return v, survey, observed
 
 
-def smoothed_predictions(dataset, path, n: int = 3, grid=None) -> None:
-    """A predictions.h5 whose "prediction" is the test truth smoothed by 30 m (a network-like answer)."""
+def smoothed_predictions(dataset, path, n: int = 3, grid=None, smooth: float = 30.0) -> None:
+    """A predictions.h5 whose "prediction" is the test truth smoothed by ``smooth`` m (a network-like answer)."""
     shard = read_shard(dataset["shards"]["test"][0])
     truth = shard.velocity[:n]
-    pred = np.stack([gaussian_smooth(t, 30.0, shard.attrs["dx"]) for t in truth])
+    pred = np.stack([gaussian_smooth(t, smooth, shard.attrs["dx"]) for t in truth])
     if grid is not None:  # a model on another grid, e.g. a network's raw output size
         pred = np.stack([np.resize(p, grid) for p in pred])
     write_predictions(path, pred, truth if grid is None else pred, np.arange(n),
@@ -145,9 +145,50 @@ def test_physics_cli_end_to_end(tiny_dataset, tmp_path, capsys):
     assert PHYSICS_KEYS <= set(summary["mean"]) and PHYSICS_KEYS <= set(summary["per_sample"])
     assert summary["n_samples"] == cfg.physics.samples == len(summary["per_sample"]["rel_l2"])
     assert summary["mean"]["true_rel_l2"] < 1e-5
-    assert (out / "physics.png").stat().st_size > 10_000
     assert (out / "gathers.h5").is_file()
     assert "rel. L2 misfit" in capsys.readouterr().out
+    assert not (out / "physics.png").exists()  # in a study `fwi-attn figures` draws it from the two files
+    from fwi_attn.physics.check import read_gathers
+    from fwi_attn.results.plots import plot_physics_run
+
+    plot_physics_run(read_gathers(out / "gathers.h5"), summary, tmp_path / "physics.png", cfg.geology.vmin,
+                     cfg.geology.vmax)
+    assert (tmp_path / "physics.png").stat().st_size > 10_000
+    assert main(["physics", "--config", config_file(cfg, tmp_path), "--predictions",
+                 str(tmp_path / "predictions.h5"), "--out", str(out), "--figure"]) == 0
+    assert (out / "physics.png").stat().st_size > 10_000
+
+
+def test_physics_of_several_runs_in_one_call_equals_one_call_each(tiny_dataset, tmp_path, capsys):
+    """One process checking several runs simulates their shared true and mean models once; every
+    run's physics.json and gathers.h5 must be what a call of its own writes."""
+    from fwi_attn.physics.check import read_gathers
+
+    cfg = tiny_dataset["config"]
+    config = config_file(cfg, tmp_path)
+    runs = []
+    for k, smooth in enumerate((20.0, 60.0)):
+        run = tmp_path / f"run{k}"
+        smoothed_predictions(tiny_dataset, run / "predictions.h5", n=4, smooth=smooth)
+        runs.append(run)
+    assert main(["physics", "--config", config, "--predictions", *(str(r / "predictions.h5") for r in runs)]) == 0
+    together = [(json.loads((r / "physics.json").read_text()), read_gathers(r / "gathers.h5")) for r in runs]
+    assert together[0][0]["mean"]["rel_l2"] != together[1][0]["mean"]["rel_l2"]  # two different runs
+    for run, (summary, shown) in zip(runs, together):
+        alone = tmp_path / f"{run.name}-alone"
+        assert main(["physics", "--config", config, "--predictions", str(run / "predictions.h5"),
+                     "--out", str(alone)]) == 0
+        expected = json.loads((alone / "physics.json").read_text())
+        for doc in (summary, expected):
+            doc.pop("seconds_per_sample")
+        assert summary == expected
+        np.testing.assert_array_equal(shown.predicted, read_gathers(alone / "gathers.h5").predicted)
+        np.testing.assert_array_equal(shown.baseline, read_gathers(alone / "gathers.h5").baseline)
+    capsys.readouterr()
+    assert main(["physics", "--config", config, "--predictions", *(str(r / "predictions.h5") for r in runs),
+                 "--out", str(tmp_path / "one")]) == 1
+    err = capsys.readouterr().err
+    assert "--out names one folder but 2 predictions files" in err and "\n" not in err.strip()
 
 
 @pytest.mark.parametrize("samples", [1, 8], ids=["showcase-extra", "showcase-scored"])

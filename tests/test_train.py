@@ -107,6 +107,19 @@ def test_resume_gives_the_same_weights(tiny, tmp_path):
     assert drop(ha) == drop(hb) and len(ha) == 2
 
 
+def test_training_on_cached_samples_gives_the_same_weights(tiny, tmp_path):
+    """train.cache_mb only moves where the normalised samples come from: the weights are bit-identical."""
+    from fwi_attn.config import load_config
+
+    cfg = tiny["config"]
+    uncached = load_config({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "cache_mb": 0}})
+    a = train(cfg, "none", 3, tmp_path / "cached", epochs=2, progress=False, log=lambda s: None)
+    b = train(uncached, "none", 3, tmp_path / "uncached", epochs=2, progress=False, log=lambda s: None)
+    assert a.finished and b.finished
+    wa, wb = _weights(tmp_path / "cached" / "model.pt"), _weights(tmp_path / "uncached" / "model.pt")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def test_resume_refuses_another_variant_or_seed(tiny, tmp_path):
     cfg = tiny["config"]
     train(cfg, "none", 0, tmp_path, epochs=2, stop_after=1, progress=False, log=lambda s: None)

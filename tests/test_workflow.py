@@ -54,7 +54,8 @@ def test_dry_run_of_each_preset(tmp_path, preset):
     full = load_config(PRESETS / f"{preset}.yaml")
     runs = len(full.study.variants) * len(full.study.seeds)
     ds = full.datasets[full.study.dataset]
-    assert jobs["train"] == jobs["evaluate"] == jobs["physics"] == jobs["figures_run"] == runs
+    assert jobs["train"] == jobs["evaluate"] == jobs["figures_run"] == runs
+    assert jobs["physics"] == len(full.study.seeds)  # one job per seed checks every variant
     assert jobs["generate"] == sum(len(shard_sizes(ds.samples[s], ds.shard_size)) for s in ("train", "val", "test"))
     assert jobs["evaluate_mean"] == jobs["stats"] == jobs["figures_compare"] == jobs["report"] == jobs["notebook"] == 1
     assert jobs.get("refine", 0) == (runs if full.physics.refine.enabled else 0)
@@ -250,8 +251,9 @@ def test_deleting_one_output_recomputes_only_its_dependents(tiny_study):
         proc = snakemake(tiny_study["root"], "-n", "--cores", "2", "--configfile", str(tiny_study["config"]), "all")
     finally:  # re-running restores the study (later tests in this module see it whole)
         snakemake(tiny_study["root"], "--cores", "2", "--configfile", str(tiny_study["config"]), "all")
-    # evaluate rewrites se's predictions, so se's physics, refinement and figures follow; the
-    # comparison, report and notebook read every run. No training, no data, nothing of `none`.
+    # evaluate rewrites se's predictions, so se's refinement, figures and the physics check of
+    # seed 0 (every variant's, in one job) follow; the comparison, report and notebook read every
+    # run. No training, no data, nothing of seed 1.
     assert planned_jobs(proc) == {"evaluate": 1, "physics": 1, "refine": 1, "figures_run": 1,
                                   "figures_compare": 1, "report": 1, "notebook": 1, "all": 1}
     assert (tiny_study["study"] / "se" / "seed0" / "metrics.json").is_file()

@@ -22,11 +22,18 @@ def add_config_argument(parser, required: bool = True) -> None:
 
 
 def set_threads(cfg) -> None:
-    """``torch.set_num_threads(study.threads)``: a command's torch CPU threads (Snakemake runs jobs
-    side by side, so each must stay within its share of the cores)."""
-    import torch
+    """A command's CPU threads: ``study.threads`` (Snakemake runs jobs side by side, so each must
+    stay within its share of the cores).
 
-    torch.set_num_threads(cfg.study.threads)
+    With torch loaded, ``torch.set_num_threads``; otherwise ``OMP_NUM_THREADS`` and
+    ``MKL_NUM_THREADS``, which torch (and deepwave's OpenMP loops) read when they load, so that a
+    command that may never need torch (the figures) does not pay ~3 s to import it.
+    """
+    threads = str(cfg.study.threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(cfg.study.threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads
 
 
 #: name -> (module that defines ``command_<name>``, one-line help)

@@ -12,39 +12,52 @@ from fwi_attn.cli import add_config_argument, set_threads
 
 
 def command_physics(parser: argparse.ArgumentParser):
-    """``fwi-attn physics --config C --predictions P --out DIR [--samples N]``: physics.json, gathers.h5
-    and physics.png in DIR."""
+    """``fwi-attn physics --config C --predictions P [P ...] [--out DIR] [--samples N]``:
+    physics.json and gathers.h5 beside each predictions file (or in DIR, for one)."""
     add_config_argument(parser)
-    parser.add_argument("--predictions", required=True, help="predictions.h5 written by `fwi-attn evaluate`")
-    parser.add_argument("--out", required=True, help="output folder: physics.json, gathers.h5 (the showcase "
-                        "sample's observed and re-simulated gathers, for the comparison figures) and physics.png")
+    parser.add_argument("--predictions", required=True, nargs="+",
+                        help="predictions.h5 file(s) written by `fwi-attn evaluate`; several are checked in one "
+                        "process, which simulates their shared true and mean models once")
+    parser.add_argument("--out", default=None, help="output folder for a single predictions file (default: the "
+                        "file's own folder): physics.json and gathers.h5 (the showcase sample's observed and "
+                        "re-simulated gathers, which `fwi-attn figures` draws)")
     parser.add_argument("--samples", type=int, default=None, help="re-simulate the first N samples "
                         "(default: physics.samples of the config)")
     parser.add_argument("--device", default=None, help="override study.device (auto, cpu, cuda)")
+    parser.add_argument("--figure", action="store_true", help="also draw physics.png beside each physics.json "
+                        "(in a study, `fwi-attn figures` draws it from the two files)")
 
     def run(args):
         from fwi_attn.config import load_config
         from fwi_attn.data.store import check_output, write_json
         from fwi_attn.physics.check import PhysicsError, physics_check, write_gathers
-        from fwi_attn.results.plots import plot_physics_run
 
         cfg = load_config(args.config)
-        check_output(args.out, folder=True)
-        set_threads(cfg)
+        if args.out is not None and len(args.predictions) > 1:
+            raise PhysicsError(f"--out names one folder but {len(args.predictions)} predictions files were given; "
+                               f"leave --out out to write each run's results beside its predictions.h5")
         if args.samples is not None and args.samples < 1:
             raise PhysicsError(f"--samples must be at least 1, got {args.samples}")
-        result = physics_check(cfg, args.predictions, samples=args.samples, device=args.device)
-        out = Path(args.out)
-        write_json(out / "physics.json", result.summary)
-        write_gathers(out / "gathers.h5", result.showcase)
-        plot_physics_run(result, out / "physics.png", cfg.geology.vmin, cfg.geology.vmax)
-        m = result.summary["mean"]
-        print(f"{result.summary['n_samples']} samples, {result.summary['seconds_per_sample']:.3f} s each: "
-              f"rel. L2 misfit {m['rel_l2']:.4f} (mean model {m['baseline_rel_l2']:.4f}, true model "
-              f"{m['true_rel_l2']:.1e}); trace correlation {m['trace_corr']:.4f} (mean model "
-              f"{m['baseline_trace_corr']:.4f})")
-        print(f"wrote {out / 'physics.json'}, {out / 'gathers.h5'} (test sample {result.showcase.index}) and "
-              f"{out / 'physics.png'}")
+        outs = [Path(args.out) if args.out is not None else Path(p).parent for p in args.predictions]
+        for out in dict.fromkeys(outs):  # every folder writable before the first simulation
+            check_output(out, folder=True)
+        set_threads(cfg)
+        simulated: dict = {}
+        for predictions, out in zip(args.predictions, outs):
+            result = physics_check(cfg, predictions, samples=args.samples, device=args.device, simulated=simulated)
+            write_json(out / "physics.json", result.summary)
+            write_gathers(out / "gathers.h5", result.showcase)
+            if args.figure:
+                from fwi_attn.results.plots import plot_physics_run
+
+                plot_physics_run(result.showcase, result.summary, out / "physics.png", cfg.geology.vmin,
+                                 cfg.geology.vmax)
+            m = result.summary["mean"]
+            print(f"{predictions}: {result.summary['n_samples']} samples, {result.summary['seconds_per_sample']:.3f} s "
+                  f"each: rel. L2 misfit {m['rel_l2']:.4f} (mean model {m['baseline_rel_l2']:.4f}, true model "
+                  f"{m['true_rel_l2']:.1e}); trace correlation {m['trace_corr']:.4f} (mean model "
+                  f"{m['baseline_trace_corr']:.4f}); wrote {out / 'physics.json'} and {out / 'gathers.h5'} "
+                  f"(test sample {result.showcase.index})")
 
     return run
 

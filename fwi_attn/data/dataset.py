@@ -440,6 +440,8 @@ class ShardDataset(Dataset):
         sources: a split folder, a list of shard paths, or :class:`Source` objects.
         normalizer: applied to every sample; None returns raw values.
         check_finite: refuse a sample with NaN/inf (one cheap pass over the sample).
+        cache: keep each sample's tensors in memory after its first read, so that later epochs
+            skip the read and the normalisation (:func:`cache_fits` says when a split fits).
 
     ``dataset[i]`` returns ``(x, y)``: gathers ``x`` float32 ``[shot, time, receiver]`` and
     velocity ``y`` float32 ``[1, nz, nx]``, normalised to [-1, 1] when a normaliser is given,
@@ -451,7 +453,7 @@ class ShardDataset(Dataset):
     """
 
     def __init__(self, sources: str | os.PathLike | Sequence[str | os.PathLike | Source],
-                 normalizer: Normalizer | None = None, check_finite: bool = True):
+                 normalizer: Normalizer | None = None, check_finite: bool = True, cache: bool = False):
         if isinstance(sources, (str, os.PathLike)):
             sources = find_sources(sources)
         else:
@@ -465,6 +467,7 @@ class ShardDataset(Dataset):
         self._offsets = np.cumsum([0] + [s.n for s in self.sources])
         self._handles: dict[int, tuple] = {}
         self._pid = os.getpid()
+        self._cache: list | None = [None] * len(self) if cache else None
 
     # -- shape --------------------------------------------------------------------------
     @property
@@ -539,13 +542,22 @@ class ShardDataset(Dataset):
         return g, v
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is not None and self._cache[index] is not None:
+            return self._cache[index]
         g, v = self.read(index)
         if self.normalizer is not None:
             g = self.normalizer.gathers(g)
             v = self.normalizer.velocity(v).astype(np.float32, copy=False)
         elif not g.flags.writeable:  # a read-only view of a chunk's bytes
             g, v = g.copy(), v.copy()
-        return torch.from_numpy(g), torch.from_numpy(v).unsqueeze(0)
+        sample = torch.from_numpy(g), torch.from_numpy(v).unsqueeze(0)
+        if self._cache is not None:
+            self._cache[index] = sample
+        return sample
+
+    def nbytes(self) -> int:
+        """Bytes of every sample's float32 gathers and velocity: what ``cache=True`` holds at most."""
+        return 4 * len(self) * (math.prod(self.sample_shape) + math.prod(self.grid))
 
     def velocities(self) -> np.ndarray:
         """Every sample's raw velocity, float32 ``[n, nz, nx]`` in m/s (velocity only, not gathers)."""

@@ -11,7 +11,9 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
+
+# torch is imported where a wavelet is made: reading a results file's acquisition (the figures)
+# must not pay for loading it.
 
 #: The Ricker wavelet's "high-frequency end": at 2.5x the peak frequency its amplitude
 #: spectrum is about 3% of the peak, so shorter wavelengths carry negligible energy.
@@ -96,11 +98,12 @@ class Survey:
         """Highest frequency with significant energy in the wavelet, Hz."""
         return RICKER_FMAX_FACTOR * self.freq
 
-    def wavelet(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The Ricker source wavelet, ``[nt]``, peak at ``peak_time``."""
+    def wavelet(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The Ricker source wavelet, ``[nt]``, peak at ``peak_time`` (``dtype``: float32 by default)."""
         import deepwave  # here, not at the top: commands that only compare surveys skip its import (~3-6 s)
+        import torch
 
-        return deepwave.wavelets.ricker(self.freq, self.nt, self.dt, self.peak_time, dtype=dtype)
+        return deepwave.wavelets.ricker(self.freq, self.nt, self.dt, self.peak_time, dtype=dtype or torch.float32)
 
     def inner_steps(self, max_vel: float | None = None) -> int:
         """Internal time steps per recorded sample that deepwave needs for CFL stability."""
@@ -169,7 +172,7 @@ def check_model_velocity(velocity: np.ndarray | torch.Tensor, survey: Survey, wh
         velocity: ``[..., nz, nx]`` in m/s.
         where: a label for the error message (a file name or sample index).
     """
-    v = velocity.detach().cpu().numpy() if isinstance(velocity, torch.Tensor) else np.asarray(velocity)
+    v = velocity.detach().cpu().numpy() if hasattr(velocity, "detach") else np.asarray(velocity)
     if v.shape[-2:] != (survey.nz, survey.nx):
         raise SurveyError(f"{where}: velocity grid {v.shape[-2:]} does not match the survey's "
                           f"(nz, nx) = ({survey.nz}, {survey.nx})")

@@ -45,6 +45,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy import ndimage
 
 from fwi_attn.data.dataset import Normalizer
@@ -117,12 +118,11 @@ def psnr(pred01, true01) -> np.ndarray:
     return np.minimum(10.0 * np.log10(1.0 / np.maximum(mse, 1e-300)), PSNR_CAP_DB)
 
 
-def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, dtype=torch.float64) -> torch.Tensor:
-    """The normalised 2-D Gaussian window ``[1, 1, size, size]`` (outer product of the 1-D one)."""
+def gaussian_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, dtype=torch.float64) -> torch.Tensor:
+    """The normalised 1-D Gaussian ``[size]``, centred on ``size // 2``."""
     x = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-x ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    return torch.outer(g, g)[None, None].to(dtype)
+    return (g / g.sum()).to(dtype)
 
 
 def ssim_torch(pred01: torch.Tensor, true01: torch.Tensor, padding: str = "zero") -> torch.Tensor:
@@ -146,16 +146,19 @@ def ssim_torch(pred01: torch.Tensor, true01: torch.Tensor, padding: str = "zero"
                          f"got {list(pred01.shape[-2:])}")
     dtype = torch.float64 if pred01.dtype == torch.float64 else torch.float32
     a, b = pred01.to(dtype), true01.to(dtype)
-    window = gaussian_window(dtype=dtype).to(a.device).expand(a.shape[1], 1, SSIM_WINDOW, SSIM_WINDOW)
     pad = SSIM_WINDOW // 2 if padding == "zero" else 0
-
-    def blur(x):
-        return torch.nn.functional.conv2d(x, window, padding=pad, groups=a.shape[1])
-
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a ** 2
-    var_b = blur(b * b) - mu_b ** 2
-    cov = blur(a * b) - mu_a * mu_b
+    # The window is the outer product of a 1-D Gaussian, so blurring with it is a column pass
+    # then a row pass (zero padding included: the row pass sees zeros wherever the 2-D window
+    # would): 22 taps instead of 121. The five blurred maps go through one call.
+    g = gaussian_1d(dtype=dtype).to(a.device)
+    col, row = g.view(1, 1, -1, 1), g.view(1, 1, 1, -1)
+    n, c, h, w = a.shape
+    stack = torch.cat([a, b, a * a, b * b, a * b]).reshape(5 * n * c, 1, h, w)
+    blurred = F.conv2d(F.conv2d(stack, col, padding=(pad, 0)), row, padding=(0, pad))
+    mu_a, mu_b, aa, bb, ab = blurred.reshape(5, n, c, *blurred.shape[-2:]).unbind(0)
+    var_a = aa - mu_a ** 2
+    var_b = bb - mu_b ** 2
+    cov = ab - mu_a * mu_b
     c1, c2 = SSIM_C1, SSIM_C2
     ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
     return ssim_map.flatten(1).mean(dim=1)

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
 from fwi_attn.config import resolve_device
 from fwi_attn.data.store import Predictions, atomic_path, open_result, read_predictions, read_shard
@@ -180,7 +179,7 @@ def trace_correlation(predicted: np.ndarray | torch.Tensor, observed: np.ndarray
 
 def _as_batch(x: np.ndarray | torch.Tensor) -> np.ndarray:
     """Gathers as a floating numpy batch ``[n, shot, time, receiver]`` (no copy when possible)."""
-    x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)  # a torch.Tensor
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64)
     return x[None] if x.ndim == 3 else x
@@ -265,7 +264,8 @@ class PhysicsResult:
 
 
 def physics_check(cfg, predictions: str | os.PathLike | Predictions, *, samples: int | None = None,
-                  device: str | None = None, progress: bool = False) -> PhysicsResult:
+                  device: str | None = None, progress: bool = False,
+                  simulated: dict | None = None) -> PhysicsResult:
     """Re-simulate predicted models with the test data's acquisition and measure the data misfit.
 
     For each of the first ``samples`` predictions (default ``cfg.physics.samples``): relative L2
@@ -275,6 +275,12 @@ def physics_check(cfg, predictions: str | os.PathLike | Predictions, *, samples:
     ``evaluate.salt_threshold``) is re-simulated too, when it is not among them, for
     ``gathers.h5``. Every model is simulated in batches of ``cfg.survey.models_per_call``
     through :func:`fwi_attn.data.simulate.simulate`.
+
+    ``simulated``: a dict shared by the checks of one process (``fwi-attn physics`` with several
+    predictions files): the data
+    of the true models and of the mean model, keyed by sample and by baseline, are simulated by
+    the first check that needs them and reused by the others (a study's runs are scored on the
+    same test samples).
 
     Raises:
         GridError: predictions on another grid than the data.
@@ -307,14 +313,22 @@ def physics_check(cfg, predictions: str | os.PathLike | Predictions, *, samples:
     clipped = float(np.mean((prediction[:n] < lo) | (prediction[:n] > hi)))
     prediction = np.clip(prediction, lo, hi)
 
-    # One batched simulation of every model: predictions (and the showcase's), truths, then
-    # the (shared) baseline.
+    # One batched simulation of the models not simulated yet: predictions (and the showcase's),
+    # truths, then the (shared) baseline.
+    simulated = {} if simulated is None else simulated
     m = len(rows)
-    models = np.concatenate([prediction, obs.velocity[:n], baseline[None]])
+    keys = [("truth", where) for where in obs.where[:n]] + [("baseline", baseline_from, *map(str, preds.shards))]
+    todo = [k for k in dict.fromkeys(keys) if k not in simulated]
+    references = {("truth", w): v for w, v in zip(obs.where[:n], obs.velocity[:n])}
+    models = np.concatenate([prediction] + [(references[k] if k[0] == "truth" else baseline)[None] for k in todo])
     dev = resolve_device(device or cfg.study.device)
     data = simulate(models, survey, device=str(dev), models_per_call=cfg.survey.models_per_call,
                     progress=progress, where=str(preds.path))
-    d_pred, d_true, d_base = data[:n], data[m:m + n], np.broadcast_to(data[m + n], (n, *data.shape[1:]))
+    simulated.update(zip(todo, data[m:]))
+    d_pred = data[:n]
+    d_true = np.stack([simulated[k] for k in keys[:n]])
+    d_base_one = simulated[keys[-1]]
+    d_base = np.broadcast_to(d_base_one, (n, *d_base_one.shape))
     observed = obs.gathers[:n]
 
     per = {
@@ -346,7 +360,7 @@ def physics_check(cfg, predictions: str | os.PathLike | Predictions, *, samples:
         "per_sample": {k: [float(x) for x in v] for k, v in per.items()},
     }
     j = rows.index(show)
-    showcase = Showcase(index=int(preds.index[show]), observed=obs.gathers[j], predicted=data[j], baseline=data[m + n],
+    showcase = Showcase(index=int(preds.index[show]), observed=obs.gathers[j], predicted=data[j], baseline=d_base_one,
                         truth=obs.velocity[j], prediction=prediction[j], dt=survey.dt, dx=survey.dx,
                         source_xz=np.asarray(survey.source_xz), receiver_xz=np.asarray(survey.receiver_xz),
                         attrs={"variant": summary["variant"], "seed": seed, "dataset": dataset,

@@ -96,35 +96,32 @@ def plot_preview(shard, out: str | os.PathLike, n_models: int = 4, vmin: float |
 # ----------------------------------------------------------------------------- physics stage figures
 
 
-def plot_physics_run(result, out: str | os.PathLike, vmin: float, vmax: float, n_rows: int = 2) -> None:
-    """One row per sample of a :class:`fwi_attn.physics.check.PhysicsResult`: true and predicted model, then observed, predicted and residual
-    gathers of the middle shot on one clip (so the residual reads against the data)."""
-    import matplotlib.pyplot as plt
+def plot_physics_run(showcase, summary: dict, out: str | os.PathLike, vmin: float, vmax: float) -> None:
+    """The physics check of one run on its showcase sample (``gathers.h5``, with ``physics.json``'s
+    summary): true and predicted model, then observed, predicted and residual gathers of the
+    middle shot on one clip (so the residual reads against the data), and the mean model's data."""
+    shot = showcase.observed.shape[0] // 2
+    fig, axes = plt.subplots(1, 6, figsize=(19, 3.6), squeeze=False, constrained_layout=True)
+    axes = axes[0]
+    im = show_velocity(axes[0], showcase.truth, showcase.dx, vmin, vmax, f"true model (index {showcase.index})")
+    show_velocity(axes[1], showcase.prediction, showcase.dx, vmin, vmax, "predicted model")
+    obs, pred, base = showcase.observed[shot], showcase.predicted[shot], showcase.baseline[shot]
+    # Clip from the record's later part, so reflections stay visible beside the direct wave.
+    clip = float(np.percentile(np.abs(obs[obs.shape[0] // 3:]), 99.5)) or float(np.abs(obs).max()) or 1.0
+    rx, dt = showcase.receiver_xz[:, 0], showcase.dt
 
-    from fwi_attn.results.plots import save_figure, show_gather, show_velocity
+    def rel(d):
+        return float(np.linalg.norm(d - obs) / (np.linalg.norm(obs) or 1.0))
 
-    s = result.survey
-    rows = min(n_rows, len(result.prediction))
-    shot = s.n_shots // 2
-    fig, axes = plt.subplots(rows, 5, figsize=(16, 3.3 * rows), squeeze=False, constrained_layout=True)
-    per = result.summary["per_sample"]
-    for r in range(rows):
-        index = result.summary["indices"][r]
-        im = show_velocity(axes[r, 0], result.truth[r], s.dx, vmin, vmax, f"true model (index {index})")
-        show_velocity(axes[r, 1], result.prediction[r], s.dx, vmin, vmax, "predicted model")
-        obs, pred = result.observed[r, shot], result.predicted[r, shot]
-        # Clip from the record's later part, so reflections stay visible beside the direct wave.
-        clip = float(np.percentile(np.abs(obs[obs.shape[0] // 3:]), 99.5)) or float(np.abs(obs).max()) or 1.0
-        rx = s.receiver_xz[:, 0]
-        show_gather(axes[r, 2], obs, s.dt, rx, f"observed, shot at x = {s.source_xz[shot, 0]:g} m", clip=clip)
-        show_gather(axes[r, 3], pred, s.dt, rx, f"predicted (rel. L2 {per['rel_l2'][r]:.2f}, "
-                    f"corr {per['trace_corr'][r]:.2f})", clip=clip)
-        show_gather(axes[r, 4], pred - obs, s.dt, rx, "residual (same clip)", clip=clip)
-    fig.colorbar(im, ax=axes[:, :2].ravel().tolist(), label="velocity (km/s)", shrink=0.8)
-    m = result.summary["mean"]
-    fig.suptitle(f"{result.summary.get('variant') or ''} seed {result.summary.get('seed')}: mean rel. L2 misfit "
+    show_gather(axes[2], obs, dt, rx, f"observed, shot at x = {showcase.source_xz[shot, 0]:g} m", clip=clip)
+    show_gather(axes[3], pred, dt, rx, f"predicted (rel. L2 {rel(pred):.2f} this shot)", clip=clip)
+    show_gather(axes[4], pred - obs, dt, rx, "residual (same clip)", clip=clip)
+    show_gather(axes[5], base, dt, rx, f"mean model (rel. L2 {rel(base):.2f})", clip=clip)
+    fig.colorbar(im, ax=axes[:2].tolist(), label="velocity (km/s)", shrink=0.8)
+    m = summary["mean"]
+    fig.suptitle(f"{summary.get('variant') or ''} seed {summary.get('seed')}: mean rel. L2 misfit "
                  f"{m['rel_l2']:.3f} (mean model {m['baseline_rel_l2']:.3f}, true model {m['true_rel_l2']:.1e}) "
-                 f"over {result.summary['n_samples']} samples")
+                 f"over {summary['n_samples']} samples")
     save_figure(fig, out)
 
 

@@ -120,6 +120,11 @@ def run_files(name, seeds=None):
     return [str(run_dir(v, s) / name) for v, s in runs() if seeds is None or s in seeds]
 
 
+def physics_files(name):
+    """``name`` of every variant's run with the rule's ``{seed}`` wildcard: one physics job per seed."""
+    return [f"{STUDY}/{v}/seed{{seed}}/{name}" for v in VARIANTS]
+
+
 def run_figures(variant, seed):
     return [str(p) for p in run_figure_paths(STUDY, variant, int(seed)).values()]
 
@@ -242,6 +247,7 @@ def all_outputs():
         str(REPORT / "report.html"),
         str(REPORT / "compare_attention.ipynb"),
         *run_files("physics.json"),
+        *run_files("physics.png"),
         *run_files("gathers.h5"),
         *refine_files(),
         *[f for v, s in runs() for f in run_figures(v, s)],

@@ -1,38 +1,42 @@
-# Physics checks: re-simulate each run's predicted test models and compare the data with the
-# observed gathers; optionally refine predictions by full-waveform inversion (expensive).
+# Physics checks: re-simulate the predicted test models and compare the data with the observed
+# gathers, one job per seed over every variant (the simulator loads once per job, the true and
+# mean models, the same for every run, are simulated once per job, and the two seeds' jobs run
+# side by side at the end of a study); optionally refine predictions by full-waveform inversion
+# (expensive, one job per run).
 
 
 rule physics:
     input:
-        predictions=f"{STUDY}/{{variant}}/seed{{seed}}/predictions.h5",
+        predictions=physics_files("predictions.h5"),
         test=shards("test"),
         stats=f"{DATA}/stats.json",  # its mean model is the baseline of the misfit
     output:
-        json=f"{STUDY}/{{variant}}/seed{{seed}}/physics.json",
-        # The showcase test sample's observed and re-simulated gathers, for the comparison figures.
-        gathers=f"{STUDY}/{{variant}}/seed{{seed}}/gathers.h5",
-        png=report(
-            f"{STUDY}/{{variant}}/seed{{seed}}/physics.png",
-            caption="../report/physics.rst",
-            category="4. Physics",
-            subcategory="{variant}",
-            labels={"variant": "{variant}", "seed": "{seed}", "figure": "physics check"},
-        ),
+        json=physics_files("physics.json"),
+        # Each run's showcase test sample, observed and re-simulated, for the comparison figures.
+        gathers=physics_files("gathers.h5"),
+        png=[
+            report(
+                f"{STUDY}/{v}/seed{{seed}}/physics.png",
+                caption="../report/physics.rst",
+                category="4. Physics",
+                subcategory=v,
+                labels={"variant": v, "seed": "{seed}", "figure": "physics check"},
+            )
+            for v in VARIANTS
+        ],
     params:
-        out=out_dir,
-        deps=sections("survey", "physics.samples", "evaluate.salt_threshold"),
+        deps=sections("survey", "physics.samples", "evaluate.salt_threshold", "geology.vmin", "geology.vmax"),
     log:
-        f"{LOGS}/physics/{{variant}}-seed{{seed}}.log",
+        f"{LOGS}/physics/seed{{seed}}.log",
     benchmark:
-        f"{BENCH}/physics/{{variant}}-seed{{seed}}.tsv"
+        f"{BENCH}/physics/seed{{seed}}.tsv"
     threads: THREADS
     resources:
         **estimated("physics"),
     conda:
         CONDA_ENV
     shell:
-        "fwi-attn physics --config \"$FWI_ATTN_STUDY_CONFIG\" --predictions {input.predictions} --out {params.out}"
-        " > {log} 2>&1"
+        "fwi-attn physics --config \"$FWI_ATTN_STUDY_CONFIG\" --predictions {input.predictions} --figure > {log} 2>&1"
 
 
 rule refine:

@@ -7,17 +7,27 @@ Data flow, for ``depth=3`` and width ``w`` (encoder as :class:`~fwi_attn.nn.mode
 
     gathers -> TimeStem -> pad -> encoder levels 0..depth-1, bottleneck (level depth): E_0..E_depth
     lateral 1x1 convs: E_l -> E'_l with D = 2w channels
-    decoder stage for level l = depth, depth-1, ..., 0 (coarse to fine):
+    decoder stage for level l = depth, depth-1, ..., 1 (coarse to fine):
         queries = E'_l (the stage's lateral encoder feature)
         keys/values = [E'_m for m <= l] + [D_m for m > l], each pooled to <= mix_pool x mix_pool
         D_l = MixAttention(queries, keys/values)          (attention, then FFN)
-    upsample every D_l to level 0, concatenate ((depth + 1) * D channels), 1x1 conv + ReLU to D,
-    1x1 conv head, crop                                   [B, 1, nz, nx]
+    upsample every D_l to level 1, concatenate (depth * D channels), 1x1 conv + ReLU to D
+    upsample to level 0, concatenate with E'_0, 1x1 conv + ReLU to D, 1x1 conv head, crop
+                                                          [B, 1, nz, nx]
 
 So each stage mixes what the encoder saw at every scale with what the earlier (coarser) decoder
 stages made of it: the encoder features of the levels already decoded are replaced by their
-decoder outputs, as in the paper. ``mix_pool`` sets the cost: ``HW_l x (depth + 1) mix_pool^2``
-per stage. Salt heads (``salt_heads=True``) sit on every ``D_l``.
+decoder outputs, as in the paper. As in the paper, whose decoder stages sit on its encoder's
+stages at 1/4 to 1/32 of the image and whose head upsamples, no stage queries the
+full-resolution grid: level 0 (the stem's resolution) enters every stage's keys and values,
+pooled, and joins the fused output through a 1x1 conv before the head, for the detail a velocity
+model needs at salt boundaries. A level-0 stage would cost more than the whole rest of the
+network (``H W`` tokens through attention, LayerNorms and the FFN: 2.9x the plain UNet's training
+step with it at width 16, docs/benchmarks.md). ``mix_pool`` sets the cost of the others:
+``H_l W_l x (depth + 1) mix_pool^2`` per stage. Salt heads (``salt_heads=True``) sit on every ``D_l``.
+
+Modules are indexed by level (``decoder.1`` is the finest stage); ``decoder.0`` and
+``salt_heads.0`` are parameter-free placeholders, so that a map's name still gives its level.
 """
 from __future__ import annotations
 
@@ -39,11 +49,11 @@ class UMixFormer(GridNet):
             decoder's common width is ``D = 2 * width``.
         depth: number of poolings.
         mix_pool: each key/value source is average-pooled to at most ``mix_pool x mix_pool``.
-        salt_heads: a salt head on every decoder stage's output.
+        salt_heads: a salt head on every decoder stage's output (levels 1..depth).
 
     Shapes:
         ``[B, in_shots, nt, n_receivers]`` -> ``[B, 1, nz, nx]``; with ``salt=True`` also
-        ``depth + 1`` salt logits ``[B, 1, nz, nx]``, coarse to fine (empty without salt heads).
+        ``depth`` salt logits ``[B, 1, nz, nx]``, coarse to fine (empty without salt heads).
     """
 
     def __init__(
@@ -71,12 +81,13 @@ class UMixFormer(GridNet):
         self.encoder = nn.ModuleList(EncoderStage(chans[max(i - 1, 0)], chans[i], none()) for i in range(depth))
         self.bottleneck = EncoderStage(chans[depth - 1], chans[depth], none())
         self.lateral = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in chans)
-        # Indexed by level, as the UNet's decoder: "decoder.0" is the finest stage, the last to run.
-        self.decoder = nn.ModuleList(MixAttention(dim, pool=mix_pool) for _ in chans)
-        self.salt_heads = nn.ModuleList(salt_head(dim, salt_heads) for _ in chans)
+        # Indexed by level, as the UNet's decoder: "decoder.1" is the finest stage, the last to run.
+        self.decoder = nn.ModuleList([nn.Identity()] + [MixAttention(dim, pool=mix_pool) for _ in chans[1:]])
+        self.salt_heads = nn.ModuleList([salt_head(dim, False)] + [salt_head(dim, salt_heads) for _ in chans[1:]])
         # No BatchNorm here: it would cancel the finest stage's constant offsets (its FFN bias
         # would get no gradient), and the stages' outputs come out of residual token blocks anyway.
-        self.fuse = nn.Sequential(nn.Conv2d(len(chans) * dim, dim, 1), nn.ReLU(inplace=True))
+        self.fuse = nn.Sequential(nn.Conv2d(depth * dim, dim, 1), nn.ReLU(inplace=True))
+        self.full = nn.Sequential(nn.Conv2d(2 * dim, dim, 1), nn.ReLU(inplace=True))
         self.head = nn.Conv2d(dim, 1, 1)
         self._init_grid(nz, nx, depth)
 
@@ -86,12 +97,13 @@ class UMixFormer(GridNet):
         lateral = [proj(f) for proj, f in zip(self.lateral, feats)]
         decoded: dict[int, torch.Tensor] = {}
         salt_logits = []
-        for level in reversed(range(len(feats))):
+        for level in reversed(range(1, len(feats))):
             sources = lateral[: level + 1] + [decoded[m] for m in range(level + 1, len(feats))]
             decoded[level] = self.decoder[level](lateral[level], sources)
             salt_logits.append(self.salt_heads[level](decoded[level]))
-        size = feats[0].shape[-2:]
-        up = [decoded[0]] + [F.interpolate(decoded[m], size=size, mode="bilinear", align_corners=False)
-                             for m in range(1, len(feats))]
-        y = self._crop(self.head(self.fuse(torch.cat(up, dim=1))))
+        half, full = feats[1].shape[-2:], feats[0].shape[-2:]
+        up = [decoded[1]] + [F.interpolate(decoded[m], size=half, mode="bilinear", align_corners=False)
+                             for m in range(2, len(feats))]
+        fused = F.interpolate(self.fuse(torch.cat(up, dim=1)), size=full, mode="bilinear", align_corners=False)
+        y = self._crop(self.head(self.full(torch.cat([fused, lateral[0]], dim=1))))
         return self._with_salt(y, salt_logits, salt)
