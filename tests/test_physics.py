@@ -189,6 +189,12 @@ def test_physics_of_several_runs_in_one_call_equals_one_call_each(tiny_dataset, 
                  "--out", str(tmp_path / "one")]) == 1
     err = capsys.readouterr().err
     assert "--out names one folder but 2 predictions files" in err and "\n" not in err.strip()
+    # A missing file among several is named before any run is simulated.
+    (runs[0] / "physics.json").unlink()
+    assert main(["physics", "--config", config, "--predictions", str(runs[0] / "predictions.h5"),
+                 str(tmp_path / "nope.h5")]) == 1
+    assert "nope.h5 does not exist" in capsys.readouterr().err
+    assert not (runs[0] / "physics.json").exists()
 
 
 @pytest.mark.parametrize("samples", [1, 8], ids=["showcase-extra", "showcase-scored"])

@@ -38,6 +38,10 @@ def command_physics(parser: argparse.ArgumentParser):
                                f"leave --out out to write each run's results beside its predictions.h5")
         if args.samples is not None and args.samples < 1:
             raise PhysicsError(f"--samples must be at least 1, got {args.samples}")
+        missing = [p for p in args.predictions if not Path(p).is_file()]
+        if missing:  # before the first run's simulation, not after it
+            raise PhysicsError(f"predictions file {missing[0]} does not exist (write it with `fwi-attn evaluate` "
+                               f"or `fwi-attn predict`)" + (f"; {len(missing) - 1} more missing" if len(missing) > 1 else ""))
         outs = [Path(args.out) if args.out is not None else Path(p).parent for p in args.predictions]
         for out in dict.fromkeys(outs):  # every folder writable before the first simulation
             check_output(out, folder=True)
