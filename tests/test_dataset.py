@@ -61,10 +61,11 @@ def test_loader_normalises(tiny_dataset, stats):
 
 
 def test_cached_samples_equal_the_uncached_ones(tiny_dataset, stats):
-    """cache=True returns the same tensors, read and normalised once: later reads are the cached objects."""
+    """keep_in_memory() returns the same tensors, read and normalised once: later reads are the cached objects."""
     norm = Normalizer.from_stats(stats)
     plain = ShardDataset(tiny_dataset["dir"] / "train", norm)
-    cached = ShardDataset(tiny_dataset["dir"] / "train", norm, cache=True)
+    cached = ShardDataset(tiny_dataset["dir"] / "train", norm)
+    cached.keep_in_memory()
     first = [cached[i] for i in range(len(cached))]
     for i, (x, y) in enumerate(first):
         torch.testing.assert_close(x, plain[i][0], rtol=0, atol=0)

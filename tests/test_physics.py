@@ -147,7 +147,7 @@ def test_physics_cli_end_to_end(tiny_dataset, tmp_path, capsys):
     assert summary["mean"]["true_rel_l2"] < 1e-5
     assert (out / "gathers.h5").is_file()
     assert "rel. L2 misfit" in capsys.readouterr().out
-    assert not (out / "physics.png").exists()  # in a study `fwi-attn figures` draws it from the two files
+    assert not (out / "physics.png").exists()  # only with --figure (the workflow passes it)
     from fwi_attn.physics.check import read_gathers
     from fwi_attn.results.plots import plot_physics_run
 

@@ -13,19 +13,20 @@ from fwi_attn.cli import add_config_argument, set_threads
 
 def command_physics(parser: argparse.ArgumentParser):
     """``fwi-attn physics --config C --predictions P [P ...] [--out DIR] [--samples N]``:
-    physics.json and gathers.h5 beside each predictions file (or in DIR, for one)."""
+    physics.json and gathers.h5 (and with --figure physics.png) beside each predictions file (or in DIR,
+    for one)."""
     add_config_argument(parser)
     parser.add_argument("--predictions", required=True, nargs="+",
                         help="predictions.h5 file(s) written by `fwi-attn evaluate`; several are checked in one "
                         "process, which simulates their shared true and mean models once")
     parser.add_argument("--out", default=None, help="output folder for a single predictions file (default: the "
                         "file's own folder): physics.json and gathers.h5 (the showcase sample's observed and "
-                        "re-simulated gathers, which `fwi-attn figures` draws)")
+                        "re-simulated gathers, which the comparison figures draw)")
     parser.add_argument("--samples", type=int, default=None, help="re-simulate the first N samples "
                         "(default: physics.samples of the config)")
     parser.add_argument("--device", default=None, help="override study.device (auto, cpu, cuda)")
-    parser.add_argument("--figure", action="store_true", help="also draw physics.png beside each physics.json "
-                        "(in a study, `fwi-attn figures` draws it from the two files)")
+    parser.add_argument("--figure", action="store_true", help="also draw physics.png (the showcase sample's "
+                        "models, data and residual) beside each physics.json, as the workflow does")
 
     def run(args):
         from fwi_attn.config import load_config

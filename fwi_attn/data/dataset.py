@@ -440,8 +440,6 @@ class ShardDataset(Dataset):
         sources: a split folder, a list of shard paths, or :class:`Source` objects.
         normalizer: applied to every sample; None returns raw values.
         check_finite: refuse a sample with NaN/inf (one cheap pass over the sample).
-        cache: keep each sample's tensors in memory after its first read, so that later epochs
-            skip the read and the normalisation (:func:`cache_fits` says when a split fits).
 
     ``dataset[i]`` returns ``(x, y)``: gathers ``x`` float32 ``[shot, time, receiver]`` and
     velocity ``y`` float32 ``[1, nz, nx]``, normalised to [-1, 1] when a normaliser is given,
@@ -453,7 +451,7 @@ class ShardDataset(Dataset):
     """
 
     def __init__(self, sources: str | os.PathLike | Sequence[str | os.PathLike | Source],
-                 normalizer: Normalizer | None = None, check_finite: bool = True, cache: bool = False):
+                 normalizer: Normalizer | None = None, check_finite: bool = True):
         if isinstance(sources, (str, os.PathLike)):
             sources = find_sources(sources)
         else:
@@ -467,7 +465,7 @@ class ShardDataset(Dataset):
         self._offsets = np.cumsum([0] + [s.n for s in self.sources])
         self._handles: dict[int, tuple] = {}
         self._pid = os.getpid()
-        self._cache: list | None = [None] * len(self) if cache else None
+        self._cache: list | None = None
 
     # -- shape --------------------------------------------------------------------------
     @property
@@ -555,8 +553,15 @@ class ShardDataset(Dataset):
             self._cache[index] = sample
         return sample
 
+    def keep_in_memory(self) -> None:
+        """From now on keep each sample's tensors in memory after its first read, so that later
+        epochs skip the read and the normalisation (:func:`fwi_attn.resources.caches_samples`
+        says when a split fits)."""
+        if self._cache is None:
+            self._cache = [None] * len(self)
+
     def nbytes(self) -> int:
-        """Bytes of every sample's float32 gathers and velocity: what ``cache=True`` holds at most."""
+        """Bytes of every sample's float32 gathers and velocity: what :meth:`keep_in_memory` holds at most."""
         return 4 * len(self) * (math.prod(self.sample_shape) + math.prod(self.grid))
 
     def velocities(self) -> np.ndarray:

@@ -603,8 +603,8 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
 
     if caches_samples(cfg, train_ds.nbytes() + val_ds.nbytes()):
         # Normalising a sample costs ~15% of its training step on a CPU at default-study size.
-        train_ds = ShardDataset(split_sources(cfg, "train"), norm, cache=True)
-        val_ds = ShardDataset(split_sources(cfg, "val"), norm, cache=True)
+        train_ds.keep_in_memory()
+        val_ds.keep_in_memory()
     for ds in (train_ds, val_ds):
         check_survey(cfg, ds)
         check_stats(stats, ds, stats_path)
