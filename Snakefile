@@ -2,7 +2,8 @@
 # Rules live in workflows/rules/, one file per stage; helpers in workflows/rules/common.smk.
 from snakemake.utils import min_version, validate
 
-min_version("9.0")
+# 9.27: priorities computed from wildcards (workflows/rules/common.smk).
+min_version("9.27")
 
 # A config given with --configfile replaces the default study instead of being merged into it
 # (Snakemake's default), so a user's config gets schema defaults, not default.yaml's values.

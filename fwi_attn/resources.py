@@ -26,6 +26,20 @@ FLOAT = 4                 # bytes of a float32
 TORCH_RULES = ("generate", "train", "evaluate", "physics", "refine")
 
 
+# Each variant's training job time relative to `none`'s, measured on the default study (2-core
+# CPU, docs/benchmarks.md); unlisted variants count 1. Only the order matters: the workflow
+# starts the costlier runs of a seed first, so that the last jobs to end are short.
+TRAIN_COST = {
+    "mask_hard": 1.75, "mask": 1.6, "inversionnet": 1.45, "m2f": 1.45, "mixformer": 1.4,
+    "ca": 1.15, "cbam": 1.1, "psa": 1.05, "gate": 1.05,
+}
+
+
+def train_cost(variant: str) -> float:
+    """A variant's training time relative to the plain UNet's (``TRAIN_COST``; 1 if unlisted)."""
+    return TRAIN_COST.get(variant, 1.0)
+
+
 def caches_samples(cfg, nbytes: float) -> bool:
     """Whether training keeps the normalised train and val samples (``nbytes`` together) in
     memory after their first epoch: when they fit in ``train.cache_mb``. Here, beside the

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import TINY
 from fwi_attn.config import load_config
-from fwi_attn.resources import BASE_MB, MIN_RUNTIME, TORCH_RULES, job_resources
+from fwi_attn.resources import BASE_MB, MIN_RUNTIME, TORCH_RULES, TRAIN_COST, job_resources, train_cost
 
 PRESETS = Path(__file__).resolve().parent.parent / "workflows" / "config"
 RULES = ("study_config", "generate", "preview", "stats", "train", "evaluate", "evaluate_mean", "physics", "refine",
@@ -107,3 +107,12 @@ def test_host_memory_leaves_out_what_lives_on_the_gpu():
     # Wavefields and activations are on the GPU in a CUDA study; the host keeps the records.
     for rule in ("physics", "refine", "train"):
         assert job_resources(paper(device="cuda"), rule)["mem_mb"] < job_resources(paper(), rule)["mem_mb"], rule
+
+
+def test_training_costs_name_registered_variants():
+    # A renamed variant would silently drop to cost 1 and lose its place in the scheduling order.
+    from fwi_attn.nn.models import list_models
+
+    assert set(TRAIN_COST) <= set(list_models())
+    assert all(train_cost(v) >= 1.0 for v in list_models())
+    assert train_cost("a-user-model") == 1.0

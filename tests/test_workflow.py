@@ -62,6 +62,40 @@ def test_dry_run_of_each_preset(tmp_path, preset):
     assert cfg["study"]["name"] == full.study.name
 
 
+def planned_priorities(proc: subprocess.CompletedProcess) -> list[tuple[str, dict, float]]:
+    """Each job of a dry run as (rule, wildcards, priority); Snakemake omits a priority of 0."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout + proc.stderr):
+        m = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if not m:
+            continue
+        wc = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        prio = re.search(r"^\s+priority: ([-\d.]+)$", block, re.M)
+        wildcards = dict(kv.split("=", 1) for kv in wc.group(1).split(", ")) if wc else {}
+        jobs.append((m.group(1), wildcards, float(prio.group(1)) if prio else 0.0))
+    return jobs
+
+
+def test_jobs_are_ordered_so_that_the_cores_stay_busy(tmp_path):
+    """Data before everything, results of finished runs before new training, training seed by
+    seed with the costlier variants first, per-run figures last (they fill the cores at the end)."""
+    proc = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(PRESETS / "default.yaml"), "all")
+    jobs = planned_priorities(proc)
+    by_rule: dict[str, list[float]] = {}
+    for rule, _, prio in jobs:
+        by_rule.setdefault(rule, []).append(prio)
+    train = {(w["variant"], int(w["seed"])): p for r, w, p in jobs if r == "train"}
+    assert len(train) == 22
+    assert min(by_rule["generate"]) > max(by_rule["evaluate"] + by_rule["physics"]) > max(train.values())
+    assert min(by_rule["figures_compare"] + by_rule["report"] + by_rule["notebook"]) > max(train.values())
+    assert max(by_rule["figures_run"] + by_rule["preview"]) < min(train.values())
+    assert min(p for (v, s), p in train.items() if s == 0) > max(p for (v, s), p in train.items() if s == 1)
+    for seed in (0, 1):
+        assert train[("mask_hard", seed)] > train[("m2f", seed)] > train[("cbam", seed)] > train[("none", seed)]
+    shards = {(w["split"], w["shard"]): p for r, w, p in jobs if r == "generate"}
+    assert shards[("train", "0000")] > shards[("val", "0000")]  # 120 models against 48
+
+
 def test_default_study_shape():
     """The quick study compares every variant and the baselines over at least two seeds; the
     paper study uses three or more seeds."""

@@ -13,10 +13,10 @@ from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
 from fwi_attn.config import ConfigError, load_config
-from fwi_attn.resources import job_resources, train_processes
+from fwi_attn.resources import job_resources, train_cost, train_processes
 from fwi_attn.layout import (SHARD_GLOB, SPLITS, TRANSFER_PREFIX, comparison_figure_paths, run_dir as layout_run_dir,
-                             generalisation_figure_path, run_figure_paths, split_shards, test_set_dir, test_set_names,
-                             test_set_results)
+                             generalisation_figure_path, run_figure_paths, shard_sizes, split_shards, test_set_dir,
+                             test_set_names, test_set_results)
 from fwi_attn.data.testset import TestSetError, model_files
 
 # The schema check above filled the defaults; load_config adds the checks a schema cannot
@@ -74,6 +74,29 @@ def sections(*keys):
 
 
 TRAIN_PROCESSES = train_processes(CFG)
+
+
+# Scheduling: Snakemake starts the ready job of the highest priority first, and training is most
+# of a study's time. The jobs that turn finished runs into results (evaluation, physics, the
+# comparison, the report) go first. Training goes seed by seed, the costlier variants of a seed
+# first (longest job first), so that one seed's physics job runs beside the next seed's training
+# and the last runs to end are short ones. The per-run figures and the dataset preview wait for a
+# free core: at the end of a study they fill the second one beside the last physics job and the
+# comparison, which would otherwise leave it idle.
+PRIORITY_RESULTS = 1000
+PRIORITY_FILL = 0
+
+
+def train_priority(wildcards):
+    return 100 + 10 * (len(SEEDS) - SEEDS.index(int(wildcards.seed))) + train_cost(wildcards.variant)
+
+
+def shard_priority(wildcards):
+    """Largest shards first (they end the data stage), above every other job: training needs them."""
+    ds = CFG.datasets[DATASET]
+    sizes = shard_sizes(ds.samples[wildcards.split], ds.shard_size)
+    i = int(wildcards.shard)
+    return PRIORITY_RESULTS + (sizes[i] if i < len(sizes) else 0)
 
 
 def estimated(rule):

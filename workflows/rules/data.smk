@@ -8,6 +8,7 @@ rule study_config:
                       "physics"),
     log:
         f"{LOGS}/study_config.log",
+    priority: PRIORITY_RESULTS
     resources:
         **estimated("study_config"),
     conda:
@@ -31,6 +32,7 @@ rule generate:
     benchmark:
         f"{BENCH}/generate/{DATASET}-{{split}}-{{shard}}.tsv"
     threads: THREADS
+    priority: shard_priority
     resources:
         **estimated("generate"),
     conda:
@@ -51,6 +53,7 @@ rule preview:
         ),
     log:
         f"{LOGS}/preview.log",
+    priority: PRIORITY_FILL
     resources:
         **estimated("preview"),
     conda:
@@ -72,6 +75,7 @@ rule stats:
     benchmark:
         f"{BENCH}/stats-{DATASET}.tsv"
     threads: THREADS
+    priority: PRIORITY_RESULTS
     resources:
         **estimated("stats"),
     conda:

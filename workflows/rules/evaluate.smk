@@ -20,6 +20,7 @@ rule evaluate:
     benchmark:
         f"{BENCH}/evaluate/{{variant}}-seed{{seed}}.tsv"
     threads: THREADS
+    priority: PRIORITY_RESULTS
     resources:
         **estimated("evaluate"),
     conda:
@@ -44,6 +45,7 @@ rule evaluate_mean:
     benchmark:
         f"{BENCH}/evaluate/mean.tsv"
     threads: THREADS
+    priority: PRIORITY_RESULTS
     resources:
         **estimated("evaluate_mean"),
     conda:

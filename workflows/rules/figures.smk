@@ -27,6 +27,7 @@ rule figures_run:
         f"{LOGS}/figures/{{variant}}-seed{{seed}}.log",
     benchmark:
         f"{BENCH}/figures/{{variant}}-seed{{seed}}.tsv"
+    priority: PRIORITY_FILL
     resources:
         **estimated("figures_run"),
     conda:
@@ -68,6 +69,7 @@ rule figures_compare:
     benchmark:
         f"{BENCH}/figures/compare.tsv"
     threads: THREADS
+    priority: PRIORITY_RESULTS
     resources:
         **estimated("figures_compare"),
     conda:

@@ -31,6 +31,7 @@ rule physics:
     benchmark:
         f"{BENCH}/physics/seed{{seed}}.tsv"
     threads: THREADS
+    priority: PRIORITY_RESULTS
     resources:
         **estimated("physics"),
     conda:
@@ -61,6 +62,7 @@ rule refine:
     benchmark:
         f"{BENCH}/refine/{{variant}}-seed{{seed}}.tsv"
     threads: THREADS
+    priority: PRIORITY_RESULTS
     resources:
         **estimated("refine"),
     conda:

@@ -24,6 +24,7 @@ rule report:
         f"{LOGS}/report.log",
     benchmark:
         f"{BENCH}/report.tsv"
+    priority: PRIORITY_RESULTS
     resources:
         **estimated("report"),
     conda:
@@ -50,6 +51,7 @@ rule notebook:
         f"{LOGS}/notebook.log",
     benchmark:
         f"{BENCH}/notebook.tsv"
+    priority: PRIORITY_RESULTS
     resources:
         **estimated("notebook"),
     conda:

@@ -21,6 +21,7 @@ rule testset:
     benchmark:
         f"{BENCH}/testset/{{testset}}.tsv"
     threads: THREADS
+    priority: PRIORITY_RESULTS
     resources:
         **estimated("generate"),
     conda:
@@ -50,6 +51,7 @@ rule evaluate_testset:
     benchmark:
         f"{BENCH}/evaluate/{{testset}}-{{variant}}-seed{{seed}}.tsv"
     threads: THREADS
+    priority: PRIORITY_RESULTS
     resources:
         **estimated("evaluate"),
     conda:
@@ -76,6 +78,7 @@ rule evaluate_testset_mean:
     benchmark:
         f"{BENCH}/evaluate/{{testset}}-mean.tsv"
     threads: THREADS
+    priority: PRIORITY_RESULTS
     resources:
         **estimated("evaluate_mean"),
     conda:
@@ -102,6 +105,7 @@ rule compare_testset:
         f"{LOGS}/compare_sets/{{testset}}.log",
     benchmark:
         f"{BENCH}/compare_sets/{{testset}}.tsv"
+    priority: PRIORITY_RESULTS
     resources:
         **estimated("compare_sets"),
     conda:

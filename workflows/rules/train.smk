@@ -27,6 +27,7 @@ rule train:
     benchmark:
         f"{BENCH}/train/{{variant}}-seed{{seed}}.tsv"
     threads: THREADS
+    priority: train_priority
     resources:
         **estimated("train"),
     conda:
