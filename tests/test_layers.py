@@ -229,6 +229,44 @@ def test_mask_attention_matches_reference_multihead_computation(pos):
 
 
 @pytest.mark.parametrize("hard", [False, True])
+def test_mask_attention_gradients_match_the_explicit_softmax(hard):
+    # The result and every gradient, the mask head's included, are those of
+    # softmax(q.k / sqrt(d) + bias) v, with the soft or the straight-through hard bias.
+    torch.manual_seed(3)
+    m = MaskAttention(16, num_heads=4, hard=hard).train()
+    with torch.no_grad():
+        m.mask_head.bias.fill_(0.2)  # some keys on either side of the hard threshold
+    x = torch.randn(2, 16, 4, 5)
+
+    def reference(x):
+        b, c, h, w = x.shape
+        n, d = h * w, c // 4
+        t = x.flatten(2).transpose(1, 2)
+        qk_in = t + m.pos_scale * sine_positions(h, w, c)
+        w_qk, w_v = m.qkv.weight.split([2 * c, c])
+        q, k = F.linear(qk_in, w_qk, torch.cat([m.q_bias, torch.zeros_like(m.q_bias)])).view(
+            b, n, 2, 4, d).permute(2, 0, 3, 1, 4)
+        v = F.linear(t, w_v, m.v_bias).view(b, n, 4, d).transpose(1, 2)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d) + m.key_bias(m.mask_head(x)).view(b, 1, 1, n)
+        a = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(b, n, c)
+        t = m.norm1(t + m.proj(a))
+        return m.norm2(t + m.ffn(t)).transpose(1, 2).reshape(b, c, h, w)
+
+    weights = torch.randn(2, 16, 4, 5)
+    grads = []
+    for fn in (m, reference):
+        m.zero_grad()
+        out = fn(x)
+        (out * weights).sum().backward()
+        grads.append((out.detach(), {k: p.grad.clone() for k, p in m.named_parameters()}))
+    (out_a, grad_a), (out_b, grad_b) = grads
+    torch.testing.assert_close(out_a, out_b, rtol=1e-5, atol=1e-5)
+    assert grad_a["mask_head.weight"].abs().sum() > 0
+    for name in grad_b:
+        torch.testing.assert_close(grad_a[name], grad_b[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("hard", [False, True])
 def test_mask_head_receives_gradient(hard):
     m = MaskAttention(16, hard=hard).train()
     m(torch.randn(2, 16, 4, 4)).square().mean().backward()
