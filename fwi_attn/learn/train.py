@@ -88,23 +88,12 @@ class TrainError(ValueError):
 # ----------------------------------------------------------------------------- settings
 
 
-def _use_deterministic(mode: bool, warn_only: bool, compiles: bool) -> None:
-    """``torch.use_deterministic_algorithms``, which also imports torch._inductor (~1.7 s per
-    training job on a 2-core CPU) only to set inductor's own flag: a process that never compiles
-    and has not imported inductor sets the ATen flag alone, which is all its kernels read."""
-    if compiles or "torch._inductor" in sys.modules:
-        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
-    else:
-        torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
-
-
 @contextlib.contextmanager
-def torch_settings(deterministic: bool, device: torch.device, compiles: bool = False):
+def torch_settings(deterministic: bool, device: torch.device):
     """Set torch's determinism (and cuDNN autotuning) for a run; restore both afterwards.
 
     Both are process-wide, so a caller (a test, a notebook) gets its own settings back. The thread
     count is the process's: the command line sets ``study.threads`` (``fwi_attn.cli.set_threads``).
-    ``compiles``: the run uses ``torch.compile``, whose inductor must get the setting too.
     """
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -115,14 +104,15 @@ def torch_settings(deterministic: bool, device: torch.device, compiles: bool = F
             # cuBLAS needs this before its first call to be deterministic.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         # warn_only: an op without a deterministic kernel (some CUDA backward passes) warns
-        # instead of stopping the run. Only called on a change.
+        # instead of stopping the run. Only called on a change: the call imports
+        # torch._inductor (~1 s), which a short evaluation job would otherwise pay for nothing.
         if change_det:
-            _use_deterministic(deterministic, True, compiles)
+            torch.use_deterministic_algorithms(deterministic, warn_only=True)
         torch.backends.cudnn.benchmark = not deterministic
         yield
     finally:
         if change_det:
-            _use_deterministic(old_det, old_warn, compiles)
+            torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
         torch.backends.cudnn.benchmark = old_bench
 
 
@@ -619,7 +609,7 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         check_survey(cfg, ds)
         check_stats(stats, ds, stats_path)
 
-    with distributed(ranks, device) as device, torch_settings(tc.deterministic, device, compiles=tc.compile):
+    with distributed(ranks, device) as device, torch_settings(tc.deterministic, device):
         rank_batch = tc.batch_size // ranks.world_size
         if not ranks.main:
             log, progress = (lambda line: None), False
