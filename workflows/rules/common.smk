@@ -88,7 +88,10 @@ PRIORITY_FILL = 0
 
 
 def train_priority(wildcards):
-    return 100 + 10 * (len(SEEDS) - SEEDS.index(int(wildcards.seed))) + train_cost(wildcards.variant)
+    seed = int(wildcards.seed)
+    # A run asked for by its path, of a seed the config does not list, goes last.
+    rank = len(SEEDS) - SEEDS.index(seed) if seed in SEEDS else 0
+    return 100 + 10 * rank + train_cost(wildcards.variant)
 
 
 def shard_priority(wildcards):
