@@ -29,6 +29,7 @@ include: "workflows/rules/report.smk"
 # submitting machine: a cluster job's queueing and start-up would cost more than they do.
 localrules:
     study_config,
+    select,
     preview,
     figures_run,
     report,
@@ -42,5 +43,6 @@ onstart:
 
 rule all:
     input:
-        all_outputs(),
+        study_outputs(),
+        result_outputs,
     default_target: True

@@ -9,6 +9,7 @@ torch, deepwave or matplotlib (Snakemake parses its workflow for every job and d
     <results_dir>/<name>/config.yaml                the study's resolved config, as run
     <results_dir>/<name>/<variant>/seed<k>/         train, evaluate, physics (one run)
     <results_dir>/<name>/mean/metrics.json          the mean-model baseline
+    <results_dir>/<name>/selection.json             select: the confirmation stage's arms (two-stage studies)
     <results_dir>/<name>/figures/                   figures
     <results_dir>/<name>/report/                    report
     <data_dir>/<dataset>/testsets/<set>/            testset (study.test_sets, study.transfer_families)
@@ -61,6 +62,11 @@ def study_dir(cfg) -> Path:
 def run_dir(study: str | os.PathLike, variant: str, seed: int) -> Path:
     """The folder of one (variant, seed) run."""
     return Path(study) / variant / f"seed{int(seed)}"
+
+
+def selection_path(study: str | os.PathLike) -> Path:
+    """``selection.json`` of a two-stage study: what the screening selected for confirmation, and why."""
+    return Path(study) / "selection.json"
 
 
 def run_figure_paths(study: str | os.PathLike, variant: str, seed: int) -> dict:

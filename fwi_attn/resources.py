@@ -121,10 +121,11 @@ def job_resources(cfg, rule: str) -> dict:
                   + 4 * (n_test + (n_train if rule == "evaluate_mean" else 0)) * z["grid"])
         seconds = n_test * z["gather"] / FLOAT / (10 * TRAIN_VALUES_PER_S * net_speed)
     elif rule == "physics":
-        # One job per seed checks every variant's run: their predictions, plus the shared true
-        # and mean models.
+        # One job per variant checks its result runs (one per seed of the compared stage): their
+        # predictions, plus the shared true and mean models.
         n = cfg.physics.samples
-        runs = len(cfg.study.variants)
+        confirm = cfg.study.confirm
+        runs = len(confirm.seeds if confirm else cfg.study.seeds)
         nbytes = (runs + 3) * n * z["gather"] + on_host * s.models_per_call * 6 * z["wavefield"]
         seconds = (runs + 1) * (n + 1) * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
     elif rule == "refine":

@@ -51,6 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("fwi_attn.cli.learn", "predict velocity for a user's gathers with a trained checkpoint"),
     "physics": ("fwi_attn.cli.physics", "re-simulate predicted models and measure the data misfit"),
     "refine": ("fwi_attn.cli.physics", "refine a starting model by full-waveform inversion with deepwave"),
+    "select": ("fwi_attn.cli.results", "pick the confirmation stage's arms from the screening runs' validation MAE -> selection.json"),
     "figures": ("fwi_attn.cli.results", "draw a study's per-run and comparison figures"),
     "compare-sets": ("fwi_attn.cli.results", "distances between two sets of velocity models (histograms, depth, salt) -> JSON, table, PNG"),
     "report": ("fwi_attn.cli.results", "write the weekly-report bundle (report.md, report.html)"),

@@ -72,6 +72,9 @@ def command_train(parser):
     parser.add_argument("--stop-after", type=int, default=None,
                         help="stop after this many epochs of this call (continue later with --resume)")
     parser.add_argument("--stats", default=None, help="stats.json (default: <data_dir>/<dataset>/stats.json)")
+    parser.add_argument("--width", type=int, default=None,
+                        help="the UNet's base width for this run instead of model.width (the parameter-matched "
+                             "control none_wide; the workflow takes it from selection.json)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.epilog = (f"{parser.epilog or ''}. Several processes (GPUs): torchrun --nproc_per_node=N "
                      "-m fwi_attn train ... (train.batch_size is the global batch, split over the N processes)")
@@ -85,7 +88,8 @@ def command_train(parser):
         check_output(args.out, folder=True)
         set_threads(cfg)
         result = train(cfg, args.variant, args.seed, args.out, resume=args.resume, epochs=args.epochs,
-                       stop_after=args.stop_after, stats_path=args.stats, progress=not args.quiet)
+                       stop_after=args.stop_after, stats_path=args.stats, width=args.width,
+                       progress=not args.quiet)
         if result.rank:  # under torchrun rank 0 reports for all
             return 0
         state = "finished" if result.finished else f"stopped after epoch {result.epochs_done}/{result.epochs}"

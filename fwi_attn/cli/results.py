@@ -1,4 +1,4 @@
-"""Results sub-commands of ``fwi-attn``: figures, report, compare-sets.
+"""Results sub-commands of ``fwi-attn``: select, figures, report, compare-sets.
 
 Each ``command_<name>(parser)`` adds the command's arguments and returns the function to run
 (see :mod:`fwi_attn.cli`).
@@ -6,6 +6,29 @@ Each ``command_<name>(parser)`` adds the command's arguments and returns the fun
 from __future__ import annotations
 
 from fwi_attn.cli import add_config_argument, set_threads
+
+
+def command_select(parser):
+    add_config_argument(parser)
+    parser.add_argument("--out", default=None, help="selection.json to write (default: <study>/selection.json)")
+
+    def run(args):
+        from fwi_attn.config import load_config
+        from fwi_attn.data.store import check_output
+        from fwi_attn.layout import selection_path, study_dir
+        from fwi_attn.results.design import select, write_selection
+
+        cfg = load_config(args.config)
+        out = args.out or selection_path(study_dir(cfg))
+        check_output(out)
+        record = select(cfg, study_dir(cfg))
+        write_selection(out, record)
+        for r in record["scores"]:
+            mark = "selected" if r["variant"] in record["selected"] else ""
+            print(f"{r['variant']:>12}  val MAE {r['val_mae']:.4f}  {mark}")
+        print(f"confirmation arms: {', '.join(record['arms'])} on seeds {record['confirm_seeds']}\nwrote {out}")
+
+    return run
 
 
 def command_figures(parser):

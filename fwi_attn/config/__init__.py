@@ -401,9 +401,29 @@ def _survey_problems(s: dict, g: dict) -> list[str]:
     return problems
 
 
+def _design_problems(st: dict) -> list[str]:
+    """The two-stage design's rules (docs/study.md): fresh confirmation seeds, something to select."""
+    confirm = st.get("confirm")
+    if not confirm:
+        return []
+    problems = []
+    reused = sorted(set(confirm["seeds"]) & set(st["seeds"]))
+    if reused:
+        problems.append(f"study.confirm.seeds {reused} are also screening seeds (study.seeds): the confirmation "
+                        f"needs fresh seeds, or its runs would be the very runs that were selected; choose others")
+    from fwi_attn.nn.catalogue import BASELINES
+
+    pool = [v for v in st["variants"] if v != st["reference"] and v not in BASELINES]
+    if confirm["top"] > len(pool):
+        problems.append(f"study.confirm.top {confirm['top']} exceeds the {len(pool)} attention variant(s) the "
+                        f"screening can select ({', '.join(pool) or 'none'}: study.variants without the reference "
+                        f"and {', '.join(BASELINES)}); lower it or list more variants")
+    return problems
+
+
 def _check_semantics(c: dict, source: str) -> None:
     """Checks the schema cannot express: orderings, geometry and record length (of a resolved config)."""
-    problems = _geology_problems(c["geology"]) + _survey_problems(c["survey"], c["geology"])
+    problems = _geology_problems(c["geology"]) + _survey_problems(c["survey"], c["geology"]) + _design_problems(c["study"])
     base = {k: v for k, v in c["train"].items() if k != "per_variant"}
     for variant, override in c["train"].get("per_variant", {}).items():
         unknown = sorted(set(override) - set(base))

@@ -465,13 +465,18 @@ def validate(model: nn.Module, loader, *, device: torch.device, bf16: bool = Fal
     return {"mae": mae_sum / max(n, 1), "ssim": ssim}
 
 
-def model_hyper(cfg) -> dict:
-    """The ``model`` section's keys that some registered model accepts (width, depth, ...), and
-    ``salt_heads=True`` when ``train.salt_aux_weight`` asks for salt deep supervision."""
+def model_hyper(cfg, width: int | None = None) -> dict:
+    """The ``model`` section's keys that some registered model accepts (width, depth, ...), with
+    ``width`` in place of ``model.width`` when given, and ``salt_heads=True`` when
+    ``train.salt_aux_weight`` asks for salt deep supervision."""
     from fwi_attn.nn.models import model_kwargs
 
     shape_keys = {"in_shots", "nt", "n_receivers", "nz", "nx"}
     hyper = {k: v for k, v in cfg.model.to_dict().items() if k in model_kwargs() - shape_keys}
+    if width is not None:
+        if width < 1:
+            raise TrainError(f"width must be at least 1, got {width}")
+        hyper["width"] = int(width)
     if cfg.train.salt_aux_weight > 0:
         hyper["salt_heads"] = True  # the salt deep supervision's heads, on every UNet variant
     return hyper
@@ -550,7 +555,7 @@ def _resume_problems(ckpt: dict, variant: str, seed: int, model_kwargs: dict, ep
 
 def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool = False,
           epochs: int | None = None, stop_after: int | None = None, stats_path: str | os.PathLike | None = None,
-          progress: bool = True, log=print) -> TrainResult:
+          width: int | None = None, progress: bool = True, log=print) -> TrainResult:
     """Train ``variant`` with ``seed`` on the config's dataset; write checkpoints and history.
 
     Args:
@@ -565,6 +570,8 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         stop_after: stop after this many epochs of this call (a time-limited job continues
             later with ``resume``).
         stats_path: normalisation file (default ``<data_dir>/<dataset>/stats.json``).
+        width: the UNet's base width for this run instead of ``model.width`` (the parameter-matched
+            control ``none_wide``; see :func:`fwi_attn.results.design.matched_width`).
         progress: show a tqdm bar per epoch.
         log: called with one summary line per epoch.
 
@@ -614,7 +621,7 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         if not ranks.main:
             log, progress = (lambda line: None), False
         seed_everything(seed)
-        model = create_model(variant, **train_ds.model_shape(), **model_hyper(cfg))
+        model = create_model(variant, **train_ds.model_shape(), **model_hyper(cfg, width))
         channels_last = bool(tc.channels_last)
         model = model.to(device)
         if channels_last:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import math
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 
-from fwi_attn.results.study import (BASELINE, DEPTH_BANDS, Study, TestSetResults, comparison_table,
-                                    convergence_markdown, convergence_table, format_metric, generalisation_table,
-                                    load_study, load_test_sets, physics_markdown, physics_table, rank_variants,
-                                    ranking_markdown, refine_markdown, run_figure, table_markdown)
+from fwi_attn.results import stats
+from fwi_attn.results.study import (BASELINE, DEPTH_BANDS, Study, TestSetResults, compare_variants, comparison_table,
+                                    comparisons_markdown, convergence_markdown, convergence_summary, convergence_table,
+                                    format_metric, generalisation_table, load_study, load_test_sets, physics_markdown,
+                                    physics_table, refine_markdown, run_figure, table_markdown, verdict)
 
 #: InversionNet's published test figures (Deng et al. 2022, OpenFWI, arXiv:2111.02926, Table of
 #: InversionNet results: MAE, RMSE on the [-1, 1] scale, SSIM), by the family of ours that imitates
@@ -35,14 +37,18 @@ METHOD_TEXT = (
     "[vmin, vmax], and the unpadded SSIM (`ssim_valid`).\n")
 
 STATS_TEXT = (
-    "Differences are variant minus `{reference}` in test MAE; negative is better. They are "
-    "estimated over training seeds and test samples together (a crossed random-effects model: "
-    "the per-sample differences give the test-sample variance, each variant's runs give the "
-    "variance between trainings), with a t interval on Satterthwaite's degrees of freedom. "
-    "Holm's correction covers the {m} variant(s) compared with `{reference}`; the corrected interval "
-    "is at level 1 - 0.05/{m}. Effect size: the difference over the standard deviation of the "
-    "per-sample differences. A gain is claimed only where the corrected interval excludes 0 "
-    "(bold).\n")
+    "Each row is one comparison of the family whose results this report states: arm minus the arm it "
+    "is compared with, in test MAE on the [-1, 1] scale (negative: the first arm is better). Differences "
+    "are estimated over training seeds and test samples together (a crossed random-effects model: the "
+    "per-sample differences give the test-sample variance; one training variance, pooled over all "
+    "{arms} trained arms, {seed_df} degrees of freedom), with t intervals on Satterthwaite's degrees of "
+    "freedom. Holm's procedure corrects the {m} comparison(s) together (adjusted p); the Bonferroni "
+    "interval at level 1 - 0.05/{m} holds for all of them at once. A difference is confirmed where Holm's "
+    "p is below 0.05 and the Bonferroni interval excludes 0; equivalence where two one-sided tests "
+    "(Holm-adjusted) put the difference within the margin, {margin:g} x `{reference}`'s MAE, fixed in the "
+    "config (`study.margin`) before the study ran. Anything else is inconclusive, with the smallest "
+    "difference this design detects at 80% power at the corrected level. `docs/study.md` explains the "
+    "protocol.\n")
 
 GENERALISATION_TEXT = (
     "Each network scored on the study's own test split (`test`, in-distribution) and on each test "
@@ -126,8 +132,11 @@ def distances_markdown(sets: dict[str, TestSetResults]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def best_network(study: Study) -> str | None:
-    """The variant with the lowest in-distribution test MAE (pooled, mean over seeds)."""
+def showcase_variant(study: Study) -> str | None:
+    """The variant the test-set figure shows: the first one the screening selected, or (one-stage
+    study) the one with the lowest point estimate of test MAE, which is not a claim that it is best."""
+    if study.selection and study.selection["selected"][0] in study.variants:
+        return study.selection["selected"][0]
     rows = [r for r in comparison_table(study, include_baseline=False) if np.isfinite(r["mae"])]
     return min(rows, key=lambda r: r["mae"])["variant"] if rows else None
 
@@ -147,11 +156,11 @@ def generalisation_section(study: Study, report_dir: Path) -> list[str]:
     distances = distances_markdown(sets)
     if distances:
         parts += ["### Distance from the training models\n", distances]
-    best = best_network(study)
+    shown = showcase_variant(study)
+    why = "selected by the screening" if study.selection else "lowest point estimate of test MAE"
     parts.append(_figure("True versus predicted on each set", generalisation_figure_path(study.dir), report_dir,
-                         f"`{best}` (lowest in-distribution test MAE), seed {min(study.seeds(best))}: the first "
-                         f"models of the study's test split and of each set, truth and prediction (km/s)."
-                         if best else ""))
+                         f"`{shown}` ({why}), seed {min(study.seeds(shown))}: the first models of the study's "
+                         f"test split and of each set, truth and prediction (km/s)." if shown else ""))
     return parts
 
 
@@ -160,7 +169,7 @@ def draw_generalisation_figure(study: Study, out) -> Path | None:
     from fwi_attn.data.store import read_predictions
     from fwi_attn.results.plots import plot_generalisation
 
-    sets, best = load_test_sets(study), best_network(study)
+    sets, best = load_test_sets(study), showcase_variant(study)
     if not sets or best is None:
         return None
     seed = min(study.seeds(best))
@@ -195,6 +204,17 @@ def attention_placement(study: Study | None) -> str:
     return f"attention at {common}" + (f" ({'; '.join(odd)})" if odd else "")
 
 
+def acquisition(config: dict) -> str:
+    """What the simulated survey is, in a geophysicist's words: water, surface, record length."""
+    s, g = config["survey"], config["geology"]
+    water = (g.get("water") or {}).get("probability", 0.0)
+    surface = ("a free surface (pressure-release top, with surface multiples and ghosts)" if s.get("free_surface")
+               else "no free surface (absorbing top: no surface multiples or ghosts)")
+    sea = (f"a water layer on top of {100 * water:g}% of the models" if water else
+           "no water layer: a land-like survey, or marine data redatumed to the top of the model")
+    return f"sources and receivers at {s['source_depth']:g} / {s['receiver_depth']:g} m depth; {sea}; {surface}"
+
+
 def config_summary(config: dict, study: Study | None = None) -> str:
     """A few markdown bullet lines describing the study's setup; attention placement is read
     from what was built (each run's metrics.json) when the study's results are given."""
@@ -214,6 +234,7 @@ def config_summary(config: dict, study: Study | None = None) -> str:
         f"({(s['nx'] - 1) * s['dx'] / 1000:g} x {(s['nz'] - 1) * s['dx'] / 1000:g} km); "
         f"{s['n_shots']} shots, {s['n_receivers']} receivers; {s['nt']} samples at {s['dt'] * 1000:g} ms "
         f"({s['nt'] * s['dt']:g} s); Ricker {s['freq']:g} Hz.",
+        f"- **Acquisition**: {acquisition(config)}.",
         f"- **Velocity range** {config['geology']['vmin']:g} to {config['geology']['vmax']:g} m/s "
         f"(the [-1, 1] scale of MAE/RMSE).",
         f"- **Networks**: UNet width {m['width']}, depth {m['depth']}, {levels}; InversionNet "
@@ -223,35 +244,106 @@ def config_summary(config: dict, study: Study | None = None) -> str:
     ])
 
 
-def claims_text(ranking: list[dict], reference: str, study: Study) -> str:
-    """What the study can claim against ``reference``: the significant gains and losses (corrected
-    intervals excluding 0) and the smallest difference it could have detected."""
-    compared = [e for e in ranking if "mean_diff" in e and e["variant"] != BASELINE]
-    if not compared:
+def _to_ms(config: dict) -> float | None:
+    """m/s per unit of the [-1, 1] scale."""
+    g = config.get("geology", {})
+    return (g["vmax"] - g["vmin"]) / 2 if "vmin" in g and "vmax" in g else None
+
+
+def answer_markdown(family: list[dict], study: Study, conv: list[dict]) -> str:
+    """The report's headline: the confirmed differences, the equivalences within the margin, or an
+    honest "inconclusive" with the smallest difference the design detects; then the convergence
+    evidence, which bounds what any of it means."""
+    if not family:
         return ""
-    vmin, vmax = study.config.get("geology", {}).get("vmin"), study.config.get("geology", {}).get("vmax")
-    to_ms = (vmax - vmin) / 2 if vmin is not None and vmax is not None else None
-    seeds = sorted({e["seeds"][0] for e in compared})
-    detect = [e["detectable"] for e in compared if np.isfinite(e.get("detectable", np.nan))]
-    size = f"{'/'.join(map(str, seeds))} seed(s) x {compared[0]['n']} test samples"
-    if detect:
-        mdd = float(np.median(detect))
-        size_line = (f"With {size}, MAE differences below about {mdd:.4f}"
-                     + (f" ({mdd * to_ms:.0f} m/s)" if to_ms else "")
-                     + f" cannot be told apart from `{reference}` (80% power at the Holm-corrected 5% level).")
+    to_ms = _to_ms(study.config)
+
+    def ms(x):
+        return f" ({x * to_ms:+.0f} m/s)" if to_ms else ""
+
+    stage = "confirmation stage (fresh seeds, test split)" if study.selection else "test split"
+    seeds = sorted({e["seeds"][0] for e in family} | {e["seeds"][1] for e in family})
+    design = (f"{'/'.join(map(str, seeds))} seeds an arm x {family[0]['n']} test samples, {family[0]['m']} "
+              f"comparison(s) corrected together")
+    lines = []
+    for e in family:
+        interval = f"Bonferroni interval [{e['ci_low_adj']:+.4f}, {e['ci_high_adj']:+.4f}], Holm p {e['p_holm']:.3g}"
+        if e["significant"]:
+            lines.append(f"- **Confirmed: `{e['arm']}` is {'better' if e['better'] else 'worse'} than `{e['against']}`** "
+                         f"by {e['mean_diff']:+.4f}{ms(e['mean_diff'])} in test MAE ({interval}); against "
+                         f"{e['isolates']}.")
+        elif e["equivalent"]:
+            lines.append(f"- **Equivalent: `{e['arm']}` and `{e['against']}`** within the margin ±{e['margin']:.4f} "
+                         f"(difference {e['mean_diff']:+.4f}{ms(e['mean_diff'])}, equivalence Holm p "
+                         f"{e['p_equivalence_holm']:.3g}); against {e['isolates']}.")
+    detect = max((e["detectable"] for e in family if math.isfinite(e.get("detectable", math.nan))), default=math.nan)
+    size = (f"this design ({design}) detects MAE differences of {detect:.4f}"
+            + (f" ({detect * to_ms:.0f} m/s)" if to_ms else "") + " at 80% power at the corrected 5% level")
+    if not math.isfinite(detect):
+        size = f"this design ({design}) cannot estimate its own precision"
+    if lines:
+        head = f"**Answer** on the {stage}, from {design}:\n\n" + "\n".join(lines)
+        rest = [e for e in family if not (e["significant"] or e["equivalent"])]
+        if rest:
+            head += ("\n- Inconclusive: " + ", ".join(f"`{e['arm']}` vs `{e['against']}` ({e['mean_diff']:+.4f})"
+                                                      for e in rest) + f"; {size}.")
     else:
-        size_line = f"With {size}, the training variance cannot be estimated: no claim is possible."
-    if any(not e["seed_variance"] for e in compared):
-        size_line += " With one seed a side, the intervals hold test-sample variance only."
-    better = [e["variant"] for e in compared if e.get("better")]
-    worse = [e["variant"] for e in compared if e.get("significant") and not e.get("better")]
-    if better:
-        claim = f"Better than `{reference}` (corrected interval excluding 0): {', '.join(f'`{v}`' for v in better)}."
-    else:
-        claim = f"No variant is shown better than `{reference}`: every corrected interval includes 0 or lies above it."
-    if worse:
-        claim += f" Worse than `{reference}`: {', '.join(f'`{v}`' for v in worse)}."
-    return f"{claim} {size_line}"
+        head = (f"**Answer: inconclusive.** On the {stage}, no difference is confirmed and no equivalence within "
+                f"the margin (±{100 * float(study.config.get('study', {}).get('margin', 0.05)):g}% of the reference's "
+                f"MAE) is shown: {size}. Point estimates: "
+                + "; ".join(f"`{e['arm']}` − `{e['against']}` {e['mean_diff']:+.4f}{ms(e['mean_diff'])}" for e in family)
+                + ".")
+    if not study.selection:
+        head += ("\n\nNo control isolates attention in this one-stage study: a difference from the reference may "
+                 "come from parameters or supervision as well.")
+    summary = convergence_summary([r for r in conv])
+    return head + ("\n\n" + summary if summary else "") + "\n"
+
+
+def baseline_line(study: Study, reference: str) -> str:
+    """The reference against the mean-model baseline (outside the corrected family): whether the
+    networks learn from the data at all."""
+    if study.mean is None or reference not in study.variants:
+        return ""
+    values = {reference: seed_values(study, reference), BASELINE: seed_values(study, BASELINE)}
+    e = stats.compare_family(values, [stats.Comparison(reference, BASELINE, against_trained=False)],
+                             lower_is_better=True)[0]
+    ref_mae, mean_mae = run_figure_mean(study, reference), run_figure(study.mean, "mae")
+    what = ("the network learns from the data" if e["better"] else
+            "it is not shown to beat predicting the mean model: train longer or on more data")
+    return (f"`{reference}` against the mean-model baseline: test MAE {ref_mae:.4f} vs {mean_mae:.4f} (ratio "
+            f"{ref_mae / mean_mae:.2f}; difference {e['mean_diff']:+.4f}, 95% interval [{e['ci_low']:+.4f}, "
+            f"{e['ci_high']:+.4f}]): {what}.\n")
+
+
+def seed_values(study: Study, variant: str):
+    from fwi_attn.results.study import seed_sample_values
+
+    return seed_sample_values(study, variant, "mae")
+
+
+def run_figure_mean(study: Study, variant: str) -> float:
+    return float(np.mean([run_figure(study.metrics[(variant, s)], "mae") for s in study.seeds(variant)]))
+
+
+def screening_markdown(selection: dict) -> str:
+    """The screening stage: validation MAE per variant (point estimates, no claims) and what it selected."""
+    rows = ["| variant | validation MAE, mean over screening seeds | per seed | selected |", "|---|---:|---|---|"]
+    for r in selection["scores"]:
+        per = ", ".join(f"{k}: {v:.4f}" for k, v in r["per_seed"].items())
+        rows.append(f"| {r['variant']} | {r['val_mae']:.4f} | {per} | {'yes' if r['variant'] in selection['selected'] else ''} |")
+    controls = selection.get("controls", {})
+    ctrl = "; ".join(f"`{c}` isolates {spec['isolates']}" + (f" (width {spec['width']}, {spec['parameters']:,} parameters)"
+                                                             if "width" in spec else "")
+                     for c, spec in controls.items()) or "none apply"
+    return ("Every variant trained on the screening seeds "
+            f"{selection['screen_seeds']}, scored on the **validation** split only ({selection['criterion']}). "
+            "These are point estimates for choosing what to confirm, not results: the selection is data-dependent, "
+            "so nothing here is compared or claimed.\n\n" + "\n".join(rows) + "\n\n"
+            f"Selected for confirmation: {', '.join(f'`{v}`' for v in selection['selected'])} (the "
+            f"{selection['top']} lowest); reference `{selection['reference']}`; controls: {ctrl}. Arms "
+            f"{', '.join(selection['arms'])} trained on the fresh seeds {selection['confirm_seeds']} and scored on "
+            "the test split below.\n")
 
 
 def published_markdown(study: Study) -> str:
@@ -296,40 +388,36 @@ def build_markdown(study: Study, reference: str | None = None, title: str | None
     report_dir = study.dir / "report"
     figs = comparison_figure_paths(study.dir)
     rows = comparison_table(study)
-    ranking = rank_variants(study, reference, "mae")
+    family = compare_variants(study, "mae", reference)
+    conv = convergence_table(study)
     parts = [f"# {title}\n", f"*{date.isoformat()} — study `{study.dir.name}`, fwi-attn {__version__}*\n"]
-
-    networks = [e for e in ranking if e["variant"] != BASELINE]
-    if networks:
-        best = networks[0]
-        line = (f"**Best variant: `{best['variant']}`**, test MAE {format_metric(best['value'], 'mae')} on the [-1, 1] "
-                f"scale (mean over {len(study.seeds(best['variant']))} seed(s))")
-        if study.mean is not None:
-            mean_mae = run_figure(study.mean, "mae")
-            ratio = best["value"] / mean_mae
-            verdict = ("the networks learn from the data" if ratio < 1 else
-                       "no network beats predicting the mean model: train longer or on more data")
-            line += (f", against {format_metric(mean_mae, 'mae')} for the mean-model baseline "
-                     f"(ratio {ratio:.2f}: {verdict})")
-        parts.append(line + ".\n")
-        parts.append(claims_text(ranking, reference, study) + "\n")
+    parts.append(answer_markdown(family, study, conv))
+    parts.append(baseline_line(study, reference))
     if config:
         parts += ["## Setup\n", config_summary(config, study) + "\n"]
     parts.append(_figure("Dataset preview", study.dir / "figures" / "dataset_preview.png", report_dir,
                          "Training models (top, km/s) and their middle-shot gathers (bottom)."))
-    parts += ["## Comparison\n",
-              "Test-set figures; mean ± sample standard deviation over seeds; best network in bold.\n",
+    if study.selection:
+        parts += ["## Screening (validation split; point estimates, no claims)\n", screening_markdown(study.selection)]
+    stage = "Confirmation (fresh seeds, test split): the results" if study.selection else "Comparison (test split)"
+    parts += [f"## {stage}\n",
+              "Test-set figures; mean ± sample standard deviation over seeds (point estimates: which differences "
+              "hold is the comparisons' table below to say).\n",
               METHOD_TEXT, table_markdown(rows)]
-    parts += ["## Ranking\n",
-              STATS_TEXT.format(reference=reference, m=len([e for e in ranking if e["variant"] not in (reference, BASELINE)]) or 1),
-              ranking_markdown(ranking, reference)]
-    conv = convergence_table(study)
+    if family:
+        trained = stats.training_variance(seed_values(study, v) for v in study.variants)
+        parts += ["### Comparisons\n",
+                  STATS_TEXT.format(reference=reference, m=family[0]["m"], arms=trained.arms if trained else 0,
+                                    seed_df=trained.seed_df if trained else 0,
+                                    margin=float(st.get("margin", 0.05))),
+                  comparisons_markdown(family, _to_ms(config))]
     if conv:
         parts += ["## Convergence\n",
-                  "Whether each run had stopped improving: the slope of a line through the validation MAE "
-                  "of its last epochs, relative to their level; below 0.5% an epoch (or a stop on a "
-                  "plateau, `train.patience`) counts as converged. A run still falling would have gained "
-                  "from more epochs, and its variant's figures are a lower bound on what it can do.\n",
+                  "What each compared run's validation curve shows. Under OneCycle or cosine annealing the learning "
+                  "rate falls to ~0 by the last planned epoch, which flattens every curve whatever the network could "
+                  "still learn: such a run is budget-limited unless it stopped on a validation plateau "
+                  "(`train.patience`). Under a constant rate a flat tail (slope above -0.5% an epoch over the last "
+                  "quarter of the epochs) counts as converged.\n",
                   convergence_markdown(conv)]
     parts += generalisation_section(study, report_dir)
     published = published_markdown(study)

@@ -8,12 +8,14 @@ notebook ``notebooks/compare_attention.ipynb``, the figures (:mod:`fwi_attn.resu
   ``history.csv``) plus the mean-model baseline;
 * :func:`comparison_table` gives mean +/- std over seeds per variant, written by
   :func:`table_markdown` / :func:`write_table_csv`;
-* :func:`compare_runs` and :func:`rank_variants` compare each variant with a reference
-  (``none``) over training seeds and test samples together (a crossed random-effects model:
-  t interval and test with Satterthwaite's degrees of freedom), Holm-corrected over the variants,
-  with effect sizes and the smallest difference the study could detect
-  (:func:`detectable_difference`);
-* :func:`convergence` says from ``history.csv`` whether a run's validation MAE had stopped falling.
+* :func:`compare_variants` compares the study's arms with the reference and the controls over
+  training seeds and test samples together, as one corrected family (the inference is
+  :mod:`fwi_attn.results.stats`; what the comparisons are, :mod:`fwi_attn.results.design`);
+* :func:`convergence` says from ``history.csv`` what a run's validation curve shows, under the
+  learning-rate schedule it was trained with.
+
+In a two-stage study (``study.confirm``) the results are the confirmation stage's: only runs on
+its seeds are loaded, and ``Study.selection`` holds what the screening selected.
 """
 from __future__ import annotations
 
@@ -27,8 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fwi_attn.results import stats
+
 #: Metrics of metrics.json, in table order.
-METRICS = ("mae", "mse", "rmse", "ssim", "ssim_valid", "mae_ms", "rmse_ms", "psnr", "salt_iou", "salt_boundary_f")
+METRICS = ("mae", "mse", "rmse", "ssim", "ssim_valid", "mae_ms", "rmse_ms", "psnr", "salt_iou", "salt_iou_band",
+           "salt_boundary_f")
 #: Metrics whose study figure is the whole test set's (metrics.json's ``pooled``, OpenFWI's way:
 #: RMSE is the root of the MSE over every cell, not a mean of per-sample RMSEs).
 POOLED = ("mae", "mse", "rmse", "ssim", "mae_ms", "rmse_ms")
@@ -46,6 +51,7 @@ LABELS = {
     "rmse_ms": "RMSE (m/s)",
     "psnr": "PSNR (dB)",
     "salt_iou": "salt IoU",
+    "salt_iou_band": "salt IoU (threshold band)",
     "salt_boundary_f": "salt boundary F",
 }
 #: The metrics the report's table shows by default (the OpenFWI scale plus the salt ones).
@@ -63,7 +69,8 @@ class Study:
         metrics: ``{(variant, seed): metrics.json}``.
         mean: the mean-model baseline's metrics.json, or None.
         physics, refine: ``{(variant, seed): physics.json / refine.json}`` where present.
-        variants: variants with at least one run, in the config's order.
+        variants: variants with at least one run, in the config's order (then the controls).
+        selection: ``selection.json`` of a two-stage study, or None.
     """
 
     dir: Path
@@ -73,6 +80,7 @@ class Study:
     physics: dict[tuple[str, int], dict] = field(default_factory=dict)
     refine: dict[tuple[str, int], dict] = field(default_factory=dict)
     variants: list[str] = field(default_factory=list)
+    selection: dict | None = None
 
     def seeds(self, variant: str) -> list[int]:
         return sorted(s for v, s in self.metrics if v == variant)
@@ -166,11 +174,17 @@ def load_study(study_dir: str | os.PathLike, variants: list[str] | None = None,
 
         config = yaml.safe_load(cfg_path.read_text()) or {}
     config = dict(config or {})
+    from fwi_attn.layout import selection_path
+    from fwi_attn.results.design import read_selection, stage_seeds
+
+    confirm_seeds = set(stage_seeds(config)["confirm"]) if config else set()
     metrics, physics, refine = {}, {}, {}
     for path in sorted(root.glob("*/seed*/metrics.json")):
         m = read_json(path)
         variant, seed = _run_identity(path, m)
         if variants is not None and variant not in variants:
+            continue
+        if confirm_seeds and seed not in confirm_seeds:  # a screening run scored by hand: not a result
             continue
         metrics[(variant, seed)] = m
         for name, store in (("physics.json", physics), ("refine.json", refine)):
@@ -185,7 +199,8 @@ def load_study(study_dir: str | os.PathLike, variants: list[str] | None = None,
     order = variants or _variant_order(config)
     found = {v for v, _ in metrics}
     ordered = [v for v in order if v in found] + sorted(found - set(order))
-    return Study(root, config, metrics, mean, physics, refine, ordered)
+    selection = read_selection(selection_path(root)) if confirm_seeds and selection_path(root).exists() else None
+    return Study(root, config, metrics, mean, physics, refine, ordered, selection)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -239,13 +254,8 @@ def format_metric(value: float | None, metric: str) -> str:
 
 
 def table_markdown(rows: list[dict], metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS) -> str:
-    """The comparison table in markdown: ``mean ± std`` over seeds, best value in bold."""
-    best = {}
-    for m in metrics:
-        vals = [r[m] for r in rows if r["variant"] != BASELINE]
-        # No bold when every network ties (say, a salt IoU of 0 everywhere): nothing is best.
-        if vals and min(vals) != max(vals):
-            best[m] = min(vals) if m in LOWER_IS_BETTER else max(vals)
+    """The comparison table in markdown: ``mean ± std`` over seeds, point estimates only (which
+    differences hold is :func:`compare_variants`'s to say, so no cell is marked best)."""
     head = ["variant", "seeds", "parameters", "ms / sample", *(LABELS.get(m, m) for m in metrics)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
     for r in rows:
@@ -257,8 +267,6 @@ def table_markdown(rows: list[dict], metrics: tuple[str, ...] | list[str] = DEFA
             text = format_metric(r[m], m)
             if r.get(f"{m}_std") is not None and r["n_seeds"] > 1:
                 text += f" ± {format_metric(r[f'{m}_std'], m)}"
-            if r["variant"] != BASELINE and best.get(m) == r[m]:
-                text = f"**{text}**"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -306,194 +314,109 @@ def per_sample(study: Study, variant: str, metric: str = "mae") -> np.ndarray:
     return seed_sample_values(study, variant, metric).mean(axis=0)
 
 
-def _mean_squares(y: np.ndarray) -> tuple[float, float]:
-    """Seed and residual mean squares of a ``[seeds, samples]`` block (two-way layout, no replication)."""
-    a, n = y.shape
-    seed_means, sample_means = y.mean(axis=1), y.mean(axis=0)
-    ms_seed = n * float(np.var(seed_means, ddof=1))
-    resid = y - seed_means[:, None] - sample_means[None, :] + y.mean()
-    ms_res = float(np.sum(resid ** 2)) / ((a - 1) * (n - 1)) if n > 1 else 0.0
-    return ms_seed, ms_res
-
-
-def compare_runs(y: np.ndarray, z: np.ndarray, confidence: float = 0.95, z_trained: bool = True) -> dict:
-    """Difference of two variants' mean metric over seeds and test samples together.
-
-    ``y`` ``[a, n]`` and ``z`` ``[b, n]`` are per-sample values of ``a`` and ``b`` training runs
-    (seeds) on the same ``n`` test samples. The model is a crossed random-effects one,
-    ``y[s, i] = mu_y + u_i + v_yi + b_ys + e_ysi`` (test sample ``u``, its interaction with the
-    variant ``v``, training run ``b`` with one variance for every variant, residual ``e``), whose
-    estimand is ``mu_y - mu_z``: the difference expected over training randomness and over test
-    samples like these. Its variance, ``Var(v)/n + Var(b) (1/a + 1/b) + Var(e_y)/(a n) +
-    Var(e_z)/(b n)``, is estimated without bias from mean squares (method of moments): the paired
-    per-sample differences give the sample terms; the seed and residual mean squares of both
-    variants, pooled, give the training term (truncated at 0). A t interval and two-sided t test use
-    Satterthwaite's degrees of freedom; with pure training variance this is Student's two-sample
-    t test on the runs' means, with one run a side the paired t test over samples.
-
-    Args:
-        z_trained: False for a reference without training randomness (the mean-model baseline):
-            no training term on its side.
-
-    Returns:
-        ``mean_diff`` (y - z), ``se``, ``df``, ``ci_low``, ``ci_high``, ``p_value``,
-        ``effect_size`` (``mean_diff`` over the standard deviation of the per-sample differences),
-        ``n`` samples, ``seeds`` (a, b), ``seed_variance`` (whether the training variance could be
-        estimated: some side has two runs or more).
-    """
-    from scipy import stats
-
-    y, z = np.atleast_2d(np.asarray(y, float)), np.atleast_2d(np.asarray(z, float))
-    if y.shape[1] != z.shape[1]:
-        raise ValueError(f"the variants were scored on {y.shape[1]} and {z.shape[1]} test samples")
-    keep = ~(np.isnan(y).any(axis=0) | np.isnan(z).any(axis=0))  # salt metrics: samples without salt
-    y, z = y[:, keep], z[:, keep]
-    n = y.shape[1]
-    d = y.mean(axis=0) - z.mean(axis=0)
-    diff = float(d.mean()) if n else math.nan
-    trained = [y] + ([z] if z_trained else [])
-    blocks = [t for t in trained if len(t) > 1]
-    out = {"mean_diff": diff, "n": int(n), "seeds": [int(y.shape[0]), int(z.shape[0])],
-           "seed_variance": bool(blocks)}
-    if n < 2:
-        return {**out, "se": math.nan, "df": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-                "p_value": math.nan, "effect_size": math.nan}
-    parts = [(1.0 / n, float(np.var(d, ddof=1)), n - 1)]
-    if blocks:
-        squares = [_mean_squares(t) for t in blocks]
-        df_seed = sum(len(t) - 1 for t in blocks)
-        df_res = sum((len(t) - 1) * (n - 1) for t in blocks)
-        ms_seed = sum((len(t) - 1) * ms for t, (ms, _) in zip(blocks, squares)) / df_seed
-        ms_res = sum((len(t) - 1) * (n - 1) * mr for t, (_, mr) in zip(blocks, squares)) / df_res
-        if ms_seed > ms_res:  # else no training variance beyond the noise: the estimate truncates at 0
-            k = sum(1.0 / len(t) for t in trained) / n
-            parts += [(k, ms_seed, df_seed), (-k, ms_res, df_res)]
-    var = sum(k * m for k, m, _ in parts)
-    if var <= 0:  # identical predictions: no uncertainty at all
-        return {**out, "se": 0.0, "df": math.inf, "ci_low": diff, "ci_high": diff,
-                "p_value": 1.0 if diff == 0 else 0.0, "effect_size": 0.0 if diff == 0 else math.copysign(math.inf, diff)}
-    df = var ** 2 / sum((k * m) ** 2 / f for k, m, f in parts if f > 0)
-    se = math.sqrt(var)
-    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
-    p = float(2 * stats.t.sf(abs(diff) / se, df))
-    sd_d = float(np.std(d, ddof=1))
-    return {**out, "se": se, "df": float(df), "ci_low": diff - half, "ci_high": diff + half, "p_value": p,
-            "effect_size": diff / sd_d if sd_d > 0 else 0.0}
-
-
-def _versus(y: np.ndarray, ref: np.ndarray, y_baseline: bool, ref_baseline: bool, confidence: float = 0.95) -> dict:
-    """:func:`compare_runs` of ``y`` minus ``ref`` where either may be the untrained mean baseline."""
-    if not y_baseline:
-        return compare_runs(y, ref, confidence, z_trained=not ref_baseline)
-    res = compare_runs(ref, y, confidence, z_trained=False)  # the trained side first, then negate
-    return {**res, "mean_diff": -res["mean_diff"], "ci_low": -res["ci_high"], "ci_high": -res["ci_low"],
-            "effect_size": -res["effect_size"], "seeds": res["seeds"][::-1]}
-
-
-def holm(p_values: list[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (family-wise error over the comparisons), in input order."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    adjusted, running = [1.0] * m, 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-def detectable_difference(se: float, df: float, alpha: float, power: float = 0.8) -> float:
-    """The smallest true difference a two-sided t test at level ``alpha`` detects with ``power``
-    given the comparison's standard error (``(t_{1-alpha/2} + t_{power}) * se``)."""
-    from scipy import stats
-
-    if not (math.isfinite(se) and df > 0):
-        return math.nan
-    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se)
-
-
-def rank_variants(study: Study, reference: str = "none", metric: str = "mae",
-                  variants: list[str] | None = None, alpha: float = 0.05) -> list[dict]:
-    """Variants (and the mean baseline) sorted best first on ``metric``, each compared with
-    ``reference`` over seeds and test samples together (:func:`compare_runs`).
-
-    Each entry: ``rank, variant, value`` (the study's figure: mean over seeds of the test mean;
-    pooled RMSE for ``rmse``), ``std`` (over seeds) and, against ``reference`` (when it has runs):
-    the :func:`compare_runs` fields, ``p_holm`` (Holm-adjusted over the networks compared with
-    the reference; the mean baseline is outside that family and keeps its raw p),
-    ``ci_low_adj``/``ci_high_adj`` (the interval at level ``1 - alpha/m``, Bonferroni's, so it
-    excludes 0 only where Holm's first step rejects), ``detectable`` (the smallest difference
-    detectable with 80% power at the corrected level), ``significant`` (the corrected interval
-    excludes 0 and ``p_holm < alpha``) and ``better`` (significant, in the good direction).
-    """
-    rows = comparison_table(study, variants, metrics=(metric,))
-    has_ref = bool(study.seeds(reference)) if reference != BASELINE else study.mean is not None
-    out = [{"variant": r["variant"], "value": r[metric], "std": r[f"{metric}_std"]} for r in rows]
-    if has_ref:
-        ref = seed_sample_values(study, reference, metric)
-        family = [e for e in out if e["variant"] not in (reference, BASELINE)]
-        m = max(len(family), 1)
-        for e in out:
-            if e["variant"] == reference:
-                continue
-            level = 1 - alpha / (m if e["variant"] not in (reference, BASELINE) else 1)
-            y = seed_sample_values(study, e["variant"], metric)
-            e.update(_versus(y, ref, e["variant"] == BASELINE, reference == BASELINE))
-            adj = _versus(y, ref, e["variant"] == BASELINE, reference == BASELINE, confidence=level)
-            e["ci_low_adj"], e["ci_high_adj"] = adj["ci_low"], adj["ci_high"]
-            e["detectable"] = detectable_difference(e["se"], e["df"], 1 - level)
-        for e, p in zip(family, holm([e["p_value"] for e in family])):
-            e["p_holm"] = p
-        for e in out:
-            if "mean_diff" in e:
-                e.setdefault("p_holm", e["p_value"])
-                e["significant"] = bool(e["p_holm"] < alpha and (e["ci_high_adj"] < 0 or e["ci_low_adj"] > 0))
-                gain = e["mean_diff"] < 0 if metric in LOWER_IS_BETTER else e["mean_diff"] > 0
-                e["better"] = e["significant"] and gain
-    out.sort(key=lambda e: e["value"] if metric in LOWER_IS_BETTER else -e["value"])
-    for i, e in enumerate(out, 1):
-        e["rank"] = i
+def arm_values(study: Study, metric: str = "mae") -> dict[str, np.ndarray]:
+    """:func:`seed_sample_values` of every arm of the study (and of the mean model, when scored)."""
+    out = {v: seed_sample_values(study, v, metric) for v in study.variants}
+    if study.mean is not None:
+        out[BASELINE] = seed_sample_values(study, BASELINE, metric)
     return out
 
 
-def ranking_markdown(ranking: list[dict], reference: str, metric: str = "mae") -> str:
-    label = LABELS.get(metric, metric)
-    lines = [f"| rank | variant | {label} | difference vs {reference} | 95% CI | Holm-corrected CI | "
-             f"Holm p | effect size |",
-             "|---:|---|---:|---:|---|---|---:|---:|"]
-    for e in ranking:
-        value = format_metric(e["value"], metric) + (f" ± {format_metric(e['std'], metric)}" if e.get("std") else "")
-        if "mean_diff" in e and math.isfinite(e.get("se", math.nan)):
-            diff = f"{e['mean_diff']:+.4f}"
-            ci = f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]"
-            adj = f"[{e['ci_low_adj']:+.4f}, {e['ci_high_adj']:+.4f}]"
-            p = f"{e['p_holm']:.3g}"
-            if e["significant"]:
-                p, adj = f"**{p}**", f"**{adj}**"
-            if not e["seed_variance"]:
-                ci += " (samples only)"
-            effect = f"{e['effect_size']:+.2f}"
-        else:
-            diff = "reference" if e["variant"] == reference else ""
-            ci = adj = p = effect = ""
-        lines.append(f"| {e['rank']} | {e['variant']} | {value} | {diff} | {ci} | {adj} | {p} | {effect} |")
+def compare_variants(study: Study, metric: str = "mae", reference: str | None = None,
+                     alpha: float = stats.ALPHA) -> list[dict]:
+    """The study's family of comparisons on ``metric``, corrected together
+    (:func:`fwi_attn.results.stats.compare_family`).
+
+    The family (:func:`fwi_attn.results.design.family`): in a two-stage study each selected
+    variant against the reference and against each control that applies to it; in a one-stage
+    study every variant against the reference. The training variance is pooled over every trained
+    arm of the study. Each comparison gets an equivalence margin of ``study.margin`` times the
+    reference's figure (fixed in the config before the study ran).
+
+    Returns:
+        Per comparison the :func:`~fwi_attn.results.stats.compare_family` fields plus ``value``
+        and ``value_against`` (the two arms' figures, :func:`run_figure` means over seeds),
+        ``isolates`` (what the arm compared with isolates) and ``metric``.
+    """
+    from fwi_attn.results.design import family
+
+    reference = reference or study.config.get("study", {}).get("reference", "none")
+    if reference not in study.variants:
+        return []
+    values = arm_values(study, metric)
+    pairs = family(study.config, study.variants, study.selection, reference)
+    if not pairs:
+        return []
+    figure = {r["variant"]: r[metric] for r in comparison_table(study, metrics=(metric,))}
+    share = float(study.config.get("study", {}).get("margin", 0.05))
+    margins = {(c.arm, c.against): share * abs(figure[reference]) for c in pairs}
+    trained = stats.training_variance(values[v] for v in study.variants)
+    out = stats.compare_family(values, [c for c in pairs], lower_is_better=metric in LOWER_IS_BETTER,
+                               margins=margins, alpha=alpha, training=trained)
+    for e, c in zip(out, pairs):
+        e.update(value=figure[c.arm], value_against=figure[c.against], isolates=c.isolates, metric=metric)
+    return out
+
+
+def comparisons_markdown(family: list[dict], to_ms: float | None = None) -> str:
+    """The family's table: difference, its 95% and Bonferroni intervals, Holm p, the equivalence
+    test and the detectable difference; a verdict per row that says only what the numbers hold."""
+    if not family:
+        return ""
+    metric = family[0]["metric"]
+    m = family[0]["m"]
+    level = 100 * (1 - stats.ALPHA / m)
+    lines = [f"| comparison | against what | {LABELS.get(metric, metric)} | difference | 95% CI | "
+             f"Bonferroni {level:.4g}% CI | Holm p | equivalence margin, Holm p | detectable (80% power) | verdict |",
+             "|---|---|---:|---:|---|---|---:|---:|---:|---|"]
+    for e in family:
+        values = f"{format_metric(e['value'], metric)} vs {format_metric(e['value_against'], metric)}"
+        if not math.isfinite(e.get("se", math.nan)):
+            lines.append(f"| {e['arm']} − {e['against']} | {e['isolates']} | {values} | | | | | | | too few samples |")
+            continue
+        ms = f" ({e['mean_diff'] * to_ms:+.0f} m/s)" if to_ms else ""
+        ci = f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]" + ("" if e["seed_variance"] else " (samples only)")
+        adj = f"[{e['ci_low_adj']:+.4f}, {e['ci_high_adj']:+.4f}]"
+        eq = (f"±{e['margin']:.4f}, {e['p_equivalence_holm']:.3g}" if e.get("p_equivalence_holm") is not None else "")
+        detect = f"{e['detectable']:.4f}" + (f" ({e['detectable'] * to_ms:.0f} m/s)" if to_ms else "")
+        lines.append(f"| {e['arm']} − {e['against']} | {e['isolates']} | {values} | {e['mean_diff']:+.4f}{ms} | {ci} | "
+                     f"{adj} | {e['p_holm']:.3g} | {eq} | {detect} | {verdict(e)} |")
     return "\n".join(lines) + "\n"
 
 
-#: A run counts as converged when its validation MAE, fitted over the last quarter of its epochs
-#: (at least 3), falls by less than this fraction of its level per epoch.
+def verdict(e: dict) -> str:
+    """What one comparison supports: a confirmed difference, an equivalence, or nothing."""
+    if e.get("significant"):
+        return f"**{e['arm']} {'better' if e['better'] else 'worse'}**"
+    if e.get("equivalent"):
+        return f"**equivalent** within ±{e['margin']:.4f}"
+    return "inconclusive"
+
+
+#: Under a constant learning rate, a run counts as converged when its validation MAE, fitted over
+#: the last quarter of its epochs (at least 3), falls by less than this fraction of its level per epoch.
 CONVERGED_SLOPE = 0.005
+#: Schedules that anneal the learning rate to ~0 by the planned last epoch: every curve flattens at
+#: their end whatever the network could still learn, so a flat tail there is no evidence.
+ANNEALING = frozenset({"onecycle", "cosine"})
 
 
-def convergence(history: dict[str, np.ndarray], planned_epochs: int | None = None) -> dict:
-    """Whether a run's validation MAE had stopped falling, from its ``history.csv`` columns.
+def convergence(history: dict[str, np.ndarray], planned_epochs: int | None = None,
+                scheduler: str = "none") -> dict:
+    """What a run's validation curve (``history.csv``) says about convergence, under its schedule.
 
-    The slope is a least-squares line through ``val_mae`` over the last ``max(3, epochs // 4)``
-    epochs, relative to their mean (per epoch; -0.01 = falling 1% an epoch). A run that stopped
-    before ``planned_epochs`` stopped on a plateau (``train.patience``) and counts as converged.
+    The evidence that counts: a stop on a plateau before ``planned_epochs`` (``train.patience``:
+    validation stopped improving while the learning rate still allowed it), or, under a constant
+    learning rate (``scheduler`` ``none``), a flat tail: the slope of a least-squares line through
+    ``val_mae`` over the last ``max(3, epochs // 4)`` epochs, relative to their mean, above
+    ``-CONVERGED_SLOPE`` per epoch. Under an annealing schedule (:data:`ANNEALING`) a run that ran
+    its planned epochs is budget-limited whatever its tail looks like.
 
     Returns:
         ``epochs, best_epoch, best_val_mae, window, slope`` (None with fewer than 3 epochs),
-        ``plateau`` (stopped early) and ``converged`` (True, False, or None when too short to say).
+        ``plateau`` (stopped early), ``converged`` (True, False, or None when too short to say)
+        and ``verdict``: ``"converged"``, ``"budget-limited"`` or ``"too few epochs"``, with
+        ``evidence`` saying why in words.
     """
     val = np.asarray(history.get("val_mae", []), dtype=float)
     val = val[np.isfinite(val)]
@@ -504,37 +427,61 @@ def convergence(history: dict[str, np.ndarray], planned_epochs: int | None = Non
     if epochs >= 3:
         window = max(3, epochs // 4)
         tail = val[-window:]
-        slope = float(np.polyfit(np.arange(window), tail, 1)[0]) / float(tail.mean())
-        out.update(window=window, slope=slope)
-        out["converged"] = out["plateau"] or slope > -CONVERGED_SLOPE
-    elif out["plateau"]:
-        out["converged"] = True
+        out.update(window=window, slope=float(np.polyfit(np.arange(window), tail, 1)[0]) / float(tail.mean()))
+    if out["plateau"]:
+        out.update(converged=True, verdict="converged",
+                   evidence=f"stopped on a validation plateau after {epochs} of {planned_epochs} epochs")
+    elif scheduler in ANNEALING:
+        out.update(converged=False, verdict="budget-limited",
+                   evidence=f"ran its {epochs} planned epochs under {scheduler}, whose annealed tail flattens "
+                            "any curve: no evidence of convergence")
+    elif out["slope"] is None:
+        out.update(verdict="too few epochs", evidence=f"{epochs} epoch(s): too few to fit a slope")
+    elif out["slope"] > -CONVERGED_SLOPE:
+        out.update(converged=True, verdict="converged",
+                   evidence=f"flat tail at a constant learning rate ({100 * out['slope']:+.2f}% / epoch)")
+    else:
+        out.update(converged=False, verdict="budget-limited",
+                   evidence=f"still falling {100 * -out['slope']:.2f}% / epoch at a constant learning rate")
     return out
 
 
 def convergence_table(study: Study, variants: list[str] | None = None) -> list[dict]:
-    """:func:`convergence` of every run with a ``history.csv``: ``{variant, seed, **convergence}``."""
+    """:func:`convergence` of every run with a ``history.csv``: ``{variant, seed, **convergence}``,
+    under each variant's own schedule (``train.per_variant`` may change it)."""
+    from fwi_attn.config import train_settings
+
     planned = study.config.get("train", {}).get("epochs")
     rows = []
     for v in variants or study.variants:
+        scheduler = train_settings(study.config, v).scheduler if study.config.get("train") else "none"
         for seed in study.seeds(v):
             path = study.run_dir(v, seed) / "history.csv"
             if path.exists():
-                rows.append({"variant": v, "seed": seed, **convergence(read_history(path), planned)})
+                rows.append({"variant": v, "seed": seed, **convergence(read_history(path), planned, scheduler)})
     return rows
 
 
+def convergence_summary(rows: list[dict]) -> str:
+    """One sentence: how many runs converged, with what evidence, and what that means for the claims."""
+    if not rows:
+        return ""
+    limited = [r for r in rows if r["verdict"] == "budget-limited"]
+    if not limited:
+        return f"All {len(rows)} compared runs show evidence of convergence ({rows[0]['evidence']})."
+    return (f"{len(limited)} of {len(rows)} compared runs are budget-limited ({limited[0]['evidence']}): the "
+            f"comparisons are of networks trained for this budget, not at convergence, and may change with "
+            f"longer training.")
+
+
 def convergence_markdown(rows: list[dict]) -> str:
-    lines = ["| variant | seed | epochs | best epoch | best val MAE | val MAE slope, last epochs | converged |",
+    lines = ["| variant | seed | epochs | best epoch | best val MAE | val MAE slope, last epochs | verdict |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         slope = f"{100 * r['slope']:+.2f}% / epoch over {r['window']}" if r["slope"] is not None else ""
-        state = {True: "yes", False: "**no**: still falling", None: "too few epochs"}[r["converged"]]
-        if r["plateau"]:
-            state = "yes (stopped on a plateau)"
         best = f"{r['best_val_mae']:.4f}" if r["best_val_mae"] is not None else ""
         lines.append(f"| {r['variant']} | {r['seed']} | {r['epochs']} | {r['best_epoch'] or ''} | {best} | "
-                     f"{slope} | {state} |")
+                     f"{slope} | {r['verdict']}: {r['evidence']} |")
     return "\n".join(lines) + "\n"
 
 

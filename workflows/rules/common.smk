@@ -15,8 +15,10 @@ from snakemake.settings.types import DeploymentMethod
 from fwi_attn.config import ConfigError, load_config
 from fwi_attn.resources import job_resources, train_cost, train_processes
 from fwi_attn.layout import (SHARD_GLOB, SPLITS, TRANSFER_PREFIX, comparison_figure_paths, run_dir as layout_run_dir,
-                             generalisation_figure_path, run_figure_paths, shard_sizes, split_shards, test_set_dir,
-                             test_set_names, test_set_results)
+                             generalisation_figure_path, run_figure_paths, selection_path, shard_sizes, split_shards,
+                             test_set_dir, test_set_names, test_set_results)
+from fwi_attn.nn.catalogue import CONTROLS
+from fwi_attn.results.design import control_width, read_selection
 from fwi_attn.data.testset import TestSetError, model_files
 
 # The schema check above filled the defaults; load_config adds the checks a schema cannot
@@ -29,6 +31,11 @@ except ConfigError as e:
 STUDY_CFG = CFG.study
 VARIANTS = list(STUDY_CFG.variants)
 SEEDS = list(STUDY_CFG.seeds)
+# A two-stage study (docs/study.md): the runs on SEEDS screen every variant on the validation
+# split; `select` (a checkpoint) picks the confirmation arms, trained on CONFIRM_SEEDS and the only
+# runs evaluated, checked and compared. A one-stage study evaluates and compares every run.
+CONFIRM = STUDY_CFG.confirm
+CONFIRM_SEEDS = list(CONFIRM.seeds) if CONFIRM else []
 DATASET = STUDY_CFG.dataset
 THREADS = STUDY_CFG.threads
 if STUDY_CFG.reference not in VARIANTS:
@@ -43,6 +50,7 @@ STUDY = Path(STUDY_CFG.results_dir) / STUDY_CFG.name
 LOGS = STUDY / "logs"
 BENCH = STUDY / "benchmarks"
 REPORT = STUDY / "report"
+SELECTION = selection_path(STUDY)
 
 # Jobs run `fwi-attn` and `python` from the interpreter running Snakemake (the project's venv),
 # put first on PATH, so the venv need not be activated. With --software-deployment-method conda
@@ -90,7 +98,8 @@ PRIORITY_FILL = 0
 def train_priority(wildcards):
     seed = int(wildcards.seed)
     # A run asked for by its path, of a seed the config does not list, goes last.
-    rank = len(SEEDS) - SEEDS.index(seed) if seed in SEEDS else 0
+    every = SEEDS + CONFIRM_SEEDS
+    rank = len(every) - every.index(seed) if seed in every else 0
     return 100 + 10 * rank + train_cost(wildcards.variant)
 
 
@@ -112,7 +121,7 @@ def estimated(rule):
 wildcard_constraints:
     split="|".join(SPLITS),
     shard=r"\d{4}",
-    variant="|".join(VARIANTS),
+    variant="|".join(VARIANTS + [c for c in CONTROLS if c not in VARIANTS]),
     seed=r"\d+",
 
 
@@ -138,21 +147,75 @@ def run_dir(variant, seed):
 
 
 def runs():
+    """The runs on study.seeds: every run of a one-stage study, the screening of a two-stage one."""
     return [(v, s) for v in VARIANTS for s in SEEDS]
 
 
+def selection():
+    """The confirmation stage's record (selection.json), once the `select` checkpoint has run."""
+    return read_selection(checkpoints.select.get().output[0])
+
+
+def result_runs():
+    """The runs whose test results the report compares: the confirmation arms on CONFIRM_SEEDS
+    (known once `select` has run), or every run of a one-stage study."""
+    if not CONFIRM:
+        return runs()
+    return [(a, s) for a in selection()["arms"] for s in CONFIRM_SEEDS]
+
+
 def run_files(name, seeds=None):
-    """``name`` (e.g. metrics.json) of every run, or of the given seeds only."""
+    """``name`` (e.g. history.csv) of every run on study.seeds, or of the given seeds only."""
     return [str(run_dir(v, s) / name) for v, s in runs() if seeds is None or s in seeds]
 
 
+def result_files(name, first_seed=False):
+    """An input function: ``name`` of every result run (of each arm's first seed only)."""
+
+    def files(wildcards):
+        chosen = result_runs()
+        if first_seed:
+            chosen = [(v, s) for v, s in chosen if s == min(t for u, t in chosen if u == v)]
+        return [str(run_dir(v, s) / name) for v, s in chosen]
+
+    return files
+
+
+# Physics re-simulates each result run's predictions: one job per variant over its seeds (the
+# simulator loads once per job), with the seeds of the stage whose results are compared.
+PHYSICS_SEEDS = CONFIRM_SEEDS or SEEDS
+
+
 def physics_files(name):
-    """``name`` of every variant's run with the rule's ``{seed}`` wildcard: one physics job per seed."""
-    return [f"{STUDY}/{v}/seed{{seed}}/{name}" for v in VARIANTS]
+    """``name`` of every seed's run of the rule's ``{variant}``: one physics job per variant."""
+    return [f"{STUDY}/{{variant}}/seed{s}/{name}" for s in PHYSICS_SEEDS]
+
+
+def train_width(wildcards):
+    """`--width N` for the parameter-matched control, from selection.json; else nothing."""
+    if wildcards.variant != "none_wide":
+        return ""
+    width = control_width(read_selection(SELECTION), "none_wide")
+    if width is None:
+        raise WorkflowError(f"{SELECTION} has no width for none_wide: rerun `select`")
+    return f"--width {width}"
+
+
+def train_inputs(wildcards):
+    """A confirmation run depends on the selection that asked for it."""
+    return [str(SELECTION)] if CONFIRM and int(wildcards.seed) in CONFIRM_SEEDS else []
 
 
 def run_figures(variant, seed):
     return [str(p) for p in run_figure_paths(STUDY, variant, int(seed)).values()]
+
+
+def result_figures(wildcards):
+    """The per-run figures of each result arm's first run (the report's appendix)."""
+    firsts = {}
+    for v, s in result_runs():
+        firsts.setdefault(v, s)
+    return [f for v, s in firsts.items() for f in run_figures(v, s)]
 
 
 def comparison_figures():
@@ -169,9 +232,9 @@ def out_dir(wildcards, output):
     return str(Path(output[0]).parent)
 
 
-def refine_files():
+def refine_files(wildcards):
     # FWI refinement is optional: when it is off, nothing asks for refine.json.
-    return run_files("refine.json") if CFG.physics.refine.enabled else []
+    return result_files("refine.json")(wildcards) if CFG.physics.refine.enabled else []
 
 
 # Test sets (study.test_sets: model files; study.transfer_families: drawn from another family of
@@ -239,15 +302,15 @@ def split_folder(wildcards, input):
 
 
 def test_set_files(name):
-    """Every result file of one test set (each run's and the mean model's scores, the comparison)."""
+    """Every result file of one test set (each result run's and the mean model's scores, the comparison)."""
     root = test_set_results(STUDY, name)
     out = [str(root / "mean" / "metrics.json"), str(root / "compare_sets.json"), str(root / "compare_sets.png")]
-    for v, s in runs():
+    for v, s in result_runs():
         out += [str(root / v / f"seed{s}" / f) for f in ("metrics.json", "predictions.h5", "attention.h5")]
     return out
 
 
-def generalisation_inputs():
+def generalisation_inputs(wildcards=None):
     return [f for name in SET_NAMES for f in test_set_files(name)]
 
 
@@ -256,9 +319,10 @@ def generalisation_figure():
     return [str(generalisation_figure_path(STUDY))] if SET_NAMES else []
 
 
-def all_outputs():
+def study_outputs():
     # Every file the study keeps is a target, so deleting any of them re-creates it (Snakemake
     # would otherwise treat a deleted intermediate as expendable while its dependents exist).
+    # These are known before any job runs; result_outputs names the rest.
     return [
         str(STUDY_CONFIG),
         str(DATA / "stats.json"),
@@ -266,19 +330,27 @@ def all_outputs():
         str(STUDY / "mean" / "metrics.json"),
         *run_files("model.pt"),
         *run_files("history.csv"),
-        *run_files("metrics.json"),
-        *run_files("predictions.h5"),
-        *run_files("attention.h5"),
+        *([str(SELECTION)] if CONFIRM else []),
+        *[str(test_set_data(name) / "testset.json") for name in SET_NAMES],
+    ]
+
+
+def result_outputs(wildcards):
+    """The result runs' files, their figures and the report (in a two-stage study, once `select` has run)."""
+    result = result_runs()
+    return [
+        *[str(run_dir(v, s) / f) for v, s in result for f in RESULT_RUN_FILES],
         str(REPORT / "report.md"),
         str(REPORT / "report.html"),
         str(REPORT / "compare_attention.ipynb"),
-        *run_files("physics.json"),
-        *run_files("physics.png"),
-        *run_files("gathers.h5"),
-        *refine_files(),
-        *[f for v, s in runs() for f in run_figures(v, s)],
+        *refine_files(wildcards),
+        *[f for v, s in result for f in run_figures(v, s)],
         *comparison_figures().values(),
-        *[str(test_set_data(name) / "testset.json") for name in SET_NAMES],
         *generalisation_inputs(),
         *generalisation_figure(),
     ]
+
+
+#: What each result run keeps beside its training files.
+RESULT_RUN_FILES = ("model.pt", "history.csv", "metrics.json", "predictions.h5", "attention.h5", "physics.json",
+                    "physics.png", "gathers.h5")

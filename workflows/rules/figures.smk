@@ -39,16 +39,16 @@ rule figures_run:
 
 rule figures_compare:
     input:
-        metrics=run_files("metrics.json"),
+        metrics=result_files("metrics.json"),
         mean=f"{STUDY}/mean/metrics.json",
-        history=run_files("history.csv"),
-        physics=run_files("physics.json"),
-        refine=refine_files(),
-        # The predictions, attention maps and gathers figures show each variant's seed-0 run, from
+        history=result_files("history.csv"),
+        physics=result_files("physics.json"),
+        refine=refine_files,
+        # The predictions, attention maps and gathers figures show each variant's first run, from
         # files only: evaluate wrote the attention maps and physics the re-simulated gathers.
-        predictions=run_files("predictions.h5", seeds=SEEDS[:1]),
-        attention=run_files("attention.h5", seeds=SEEDS[:1]),
-        gathers=run_files("gathers.h5", seeds=SEEDS[:1]),
+        predictions=result_files("predictions.h5", first_seed=True),
+        attention=result_files("attention.h5", first_seed=True),
+        gathers=result_files("gathers.h5", first_seed=True),
     output:
         table_csv=comparison_figures()["table_csv"],
         table_md=comparison_figures()["table_md"],
@@ -61,7 +61,7 @@ rule figures_compare:
         physics=comparison_output("physics", "physics_compare"),
     params:
         deps=sections(
-            "study.variants", "study.seeds", "survey.dx", "geology.vmin", "geology.vmax", "evaluate.n_examples",
+            "study.variants", "study.seeds", "study.confirm", "survey.dx", "geology.vmin", "geology.vmax", "evaluate.n_examples",
             "evaluate.salt_threshold",
         ),
     log:

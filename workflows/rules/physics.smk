@@ -1,7 +1,7 @@
-# Physics checks: re-simulate the predicted test models and compare the data with the observed
-# gathers, one job per seed over every variant (the simulator loads once per job, the true and
-# mean models, the same for every run, are simulated once per job, and the two seeds' jobs run
-# side by side at the end of a study); optionally refine predictions by full-waveform inversion
+# Physics checks: re-simulate the predicted test models of the result runs and compare the data
+# with the observed gathers, one job per variant over its seeds (the simulator loads once per job,
+# and the mean model, the same for every run, is simulated once per job; a variant's job starts as
+# soon as its runs are evaluated); optionally refine predictions by full-waveform inversion
 # (expensive, one job per run).
 
 
@@ -16,20 +16,20 @@ rule physics:
         gathers=physics_files("gathers.h5"),
         png=[
             report(
-                f"{STUDY}/{v}/seed{{seed}}/physics.png",
+                f"{STUDY}/{{variant}}/seed{s}/physics.png",
                 caption="../report/physics.rst",
                 category="4. Physics",
-                subcategory=v,
-                labels={"variant": v, "seed": "{seed}", "figure": "physics check"},
+                subcategory="{variant}",
+                labels={"variant": "{variant}", "seed": str(s), "figure": "physics check"},
             )
-            for v in VARIANTS
+            for s in PHYSICS_SEEDS
         ],
     params:
         deps=sections("survey", "physics.samples", "evaluate.salt_threshold", "geology.vmin", "geology.vmax"),
     log:
-        f"{LOGS}/physics/seed{{seed}}.log",
+        f"{LOGS}/physics/{{variant}}.log",
     benchmark:
-        f"{BENCH}/physics/seed{{seed}}.tsv"
+        f"{BENCH}/physics/{{variant}}.tsv"
     threads: THREADS
     priority: PRIORITY_RESULTS
     resources:

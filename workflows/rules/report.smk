@@ -6,12 +6,13 @@ rule report:
     input:
         comparison=list(comparison_figures().values()),
         preview=f"{STUDY}/figures/dataset_preview.png",
-        metrics=run_files("metrics.json"),
+        metrics=result_files("metrics.json"),
         mean=f"{STUDY}/mean/metrics.json",
-        physics=run_files("physics.json"),
-        refine=refine_files(),
-        examples=[f for v in VARIANTS for f in run_figures(v, SEEDS[0])],
-        generalisation=generalisation_inputs(),
+        physics=result_files("physics.json"),
+        refine=refine_files,
+        examples=result_figures,
+        generalisation=generalisation_inputs,
+        selection=[str(SELECTION)] if CONFIRM else [],
         config=STUDY_CONFIG,
     output:
         md=f"{REPORT}/report.md",
@@ -36,9 +37,9 @@ rule report:
 rule notebook:
     input:
         notebook=f"{REPO}/notebooks/compare_attention.ipynb",
-        metrics=run_files("metrics.json"),
+        metrics=result_files("metrics.json"),
         mean=f"{STUDY}/mean/metrics.json",
-        history=run_files("history.csv"),
+        history=result_files("history.csv"),
         # The notebook also shows the comparison figures, so it runs after them.
         figures=list(comparison_figures().values()),
         config=STUDY_CONFIG,

@@ -16,11 +16,13 @@ rule train:
         train=shards("train"),
         val=shards("val"),
         stats=f"{DATA}/stats.json",
+        selection=train_inputs,
     output:
         model=f"{STUDY}/{{variant}}/seed{{seed}}/model.pt",
         history=f"{STUDY}/{{variant}}/seed{{seed}}/history.csv",
     params:
         out=out_dir,
+        width=train_width,
         deps=sections("survey", "model", "train", f"datasets.{DATASET}"),
     log:
         f"{LOGS}/train/{{variant}}-seed{{seed}}.log",
@@ -34,4 +36,25 @@ rule train:
         CONDA_ENV
     shell:
         TRAIN_LAUNCH + " train --config \"$FWI_ATTN_STUDY_CONFIG\" --variant {wildcards.variant} --seed {wildcards.seed}"
-        " --out {params.out} --stats {input.stats} --resume auto --quiet > {log} 2>&1"
+        " --out {params.out} --stats {input.stats} {params.width} --resume auto --quiet > {log} 2>&1"
+
+
+# Two-stage studies: the screening runs' validation MAE picks the confirmation arms, decided at
+# run time (a checkpoint: the workflow then plans the confirmation runs it names).
+checkpoint select:
+    input:
+        history=run_files("history.csv"),
+        model=run_files("model.pt"),
+    output:
+        SELECTION,
+    params:
+        deps=sections("study", "model"),
+    log:
+        f"{LOGS}/select.log",
+    priority: PRIORITY_RESULTS
+    resources:
+        **estimated("select"),
+    conda:
+        CONDA_ENV
+    shell:
+        "fwi-attn select --config \"$FWI_ATTN_STUDY_CONFIG\" --out {output} > {log} 2>&1"

@@ -6,7 +6,9 @@ coarsest of those levels; ``mask`` and ``mask_hard``, its straight-through binar
 than the two coarsest), ``gate`` (UNet with attention gates on the skips), ``m2f`` (UNet with
 Mask2Former masked attention at its decoder levels, guided by the salt the coarser level
 predicted; it always has salt heads), ``mixformer`` (the UNet's encoder with U-MixFormer's
-mix-attention decoder) and ``inversionnet`` (OpenFWI's baseline). Every model takes the input and output sizes ``in_shots, nt, n_receivers, nz, nx``
+mix-attention decoder) and ``inversionnet`` (OpenFWI's baseline); and two controls that isolate
+attention (:data:`CONTROLS`): ``none_salt`` (the plain UNet with m2f's salt heads and salt loss) and
+``none_wide`` (the plain UNet, trained at a width that matches a larger variant's parameter count). Every model takes the input and output sizes ``in_shots, nt, n_receivers, nz, nx``
 and maps gathers ``[B, in_shots, nt, n_receivers]`` to ``[B, 1, nz, nx]`` on the normalised
 [-1, 1] velocity scale; it keeps its constructor arguments in ``model.config`` and its registry
 name in ``model.variant``, which is what a checkpoint stores.
@@ -29,17 +31,18 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from ..catalogue import CONTROLS
 from .inversionnet import InversionNet
 from .mixformer import UMixFormer
 from .unet import UNet
 
 __all__ = [
+    "CONTROLS",
     "CheckpointError",
     "InversionNet",
     "OPENFWI_SHAPE",
     "UMixFormer",
     "UNet",
-    "command_variants",
     "count_macs",
     "count_params",
     "create_model",
@@ -59,6 +62,7 @@ class _Variant:
     fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # what the name means
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # overridable
     caps: Mapping[str, int] = dataclasses.field(default_factory=dict)  # upper bounds (None: the cap)
+    salt_supervised: bool = False  # trained with m2f's salt loss although no attention follows the heads
 
 
 def _unet(attn: str, gates: bool = False, caps: Mapping[str, int] | None = None, **defaults: Any) -> _Variant:
@@ -85,6 +89,11 @@ _VARIANTS: dict[str, _Variant] = {
     "m2f": _Variant(UNet, {"attn": "m2f", "gates": False, "attn_points": ("decoder",), "salt_heads": True}),
     "mixformer": _Variant(UMixFormer),
     "inversionnet": _Variant(InversionNet),
+    # Controls of the confirmation stage (docs/study.md): the plain UNet with m2f's salt heads and
+    # salt loss, and the plain UNet at the width (``--width``) that gives it the parameter count
+    # of the attention variant it is compared with.
+    "none_salt": _Variant(UNet, {"attn": "none", "gates": False, "salt_heads": True}, salt_supervised=True),
+    "none_wide": _unet("none"),
 }
 
 
@@ -137,6 +146,8 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         merged[key] = cap if merged.get(key) is None else min(merged[key], cap)
     model = variant.builder(**merged)
     model.variant = name
+    if variant.salt_supervised:
+        model.needs_salt_supervision = True
     return model
 
 
