@@ -96,12 +96,6 @@ def bench_shape(label: str, shape: dict, args, device) -> str:
         names.insert(0, "none")
     torch.manual_seed(0)
     models = {n: create_model(n, **shape, **hyper).to(device).train() for n in names}
-    if args.mix_tokens:
-        from fwi_attn.nn.models.mixformer import UMixFormerTokens
-
-        mix = {k: hyper[k] for k in ("width", "depth", "mix_pool") if k in hyper}
-        models["mixformer_tokens"] = UMixFormerTokens(**shape, **mix).to(device).train()
-        names.append("mixformer_tokens")
     sample = (1, shape["in_shots"], shape["nt"], shape["n_receivers"])
     x = torch.randn(args.batch, *sample[1:], device=device)
     rows = {n: (count_params(m), count_macs(m, sample)) for n, m in models.items()}
@@ -157,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width-mult", type=float, default=None,
                         help="model.width_mult: InversionNet's widths relative to OpenFWI's (default 1)")
     parser.add_argument("--mix-pool", type=int, default=None,
-                        help="model.mix_pool: mixformer's pooled key/value size per source (default 8)")
-    parser.add_argument("--mix-tokens", action="store_true",
-                        help="also time UMixFormerTokens (pooled tokens concatenated at a common width)")
+                        help="model.mix_pool: mixformer's common pooled key/value grid (default 8)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--bf16-cl", action="store_true",

@@ -37,6 +37,10 @@ Where this differs from the official head, and why:
 * The fuse conv has no BatchNorm (the official ``linear_fuse`` has): it would cancel constant
   offsets of the stages' outputs, so the Mix-FFNs' last biases would get no gradient.
 
+An earlier version of this network concatenated the pooled sources as *tokens* at a common
+width with a plain FFN; its training step cost 1.5-2.7x the plain UNet's against this one's
+1.3-1.5x at the default study's sizes (docs/benchmarks.md), so it was removed.
+
 Salt heads (``salt_heads=True``) sit on every ``D_l``. Modules are indexed by level
 (``decoder.1`` is the finest stage); ``decoder.0`` and ``salt_heads.0`` are parameter-free
 placeholders, so that a map's name still gives its level.
@@ -47,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.mix import MixAttention, MixTokenAttention
+from ..layers.mix import MixAttention
 from .unet import EncoderStage, GridNet, TimeStem, check_sizes, salt_head
 
 #: Channels per attention head, as the official head's stages (e.g. 256 / 8, 160 / 5, 64 / 2).
@@ -128,74 +132,4 @@ class UMixFormer(GridNet):
                              for m in range(2, len(feats))]
         fused = F.interpolate(self.fuse(torch.cat(up, dim=1)), size=full, mode="bilinear", align_corners=False)
         y = self._crop(self.head(self.full(torch.cat([fused, feats[0]], dim=1))))
-        return self._with_salt(y, salt_logits, salt)
-
-
-class UMixFormerTokens(GridNet):
-    """Gathers-to-velocity network: UNet encoder, U-MixFormer decoder.
-
-    Args:
-        in_shots, nt, n_receivers: input gathers ``[B, in_shots, nt, n_receivers]``.
-        nz, nx: output model size, cells.
-        width: channels of the first encoder level (level ``i`` has ``width * 2**i``); the
-            decoder's common width is ``D = 2 * width``.
-        depth: number of poolings.
-        mix_pool: each key/value source is average-pooled to at most ``mix_pool x mix_pool``.
-        salt_heads: a salt head on every decoder stage's output (levels 1..depth).
-
-    Shapes:
-        ``[B, in_shots, nt, n_receivers]`` -> ``[B, 1, nz, nx]``; with ``salt=True`` also
-        ``depth`` salt logits ``[B, 1, nz, nx]``, coarse to fine (empty without salt heads).
-    """
-
-    def __init__(
-        self,
-        in_shots: int,
-        nt: int,
-        n_receivers: int,
-        nz: int,
-        nx: int,
-        width: int = 16,
-        depth: int = 3,
-        mix_pool: int = 8,
-        salt_heads: bool = False,
-    ) -> None:
-        super().__init__()
-        check_sizes("UMixFormerTokens", in_shots=in_shots, nt=nt, n_receivers=n_receivers, nz=nz, nx=nx, width=width,
-                    depth=depth, mix_pool=mix_pool)
-        self.config = dict(in_shots=in_shots, nt=nt, n_receivers=n_receivers, nz=nz, nx=nx, width=width,
-                           depth=depth, mix_pool=mix_pool, salt_heads=salt_heads)
-        self.needs_salt_supervision = False
-        chans = [width * 2**i for i in range(depth + 1)]
-        dim = 2 * width
-        self.stem = TimeStem(in_shots, nt, nz, nx, width)
-        none = nn.Identity
-        self.encoder = nn.ModuleList(EncoderStage(chans[max(i - 1, 0)], chans[i], none()) for i in range(depth))
-        self.bottleneck = EncoderStage(chans[depth - 1], chans[depth], none())
-        self.lateral = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in chans)
-        # Indexed by level, as the UNet's decoder: "decoder.1" is the finest stage, the last to run.
-        self.decoder = nn.ModuleList([nn.Identity()] + [MixTokenAttention(dim, pool=mix_pool) for _ in chans[1:]])
-        self.salt_heads = nn.ModuleList([salt_head(dim, False)] + [salt_head(dim, salt_heads) for _ in chans[1:]])
-        # No BatchNorm here: it would cancel the finest stage's constant offsets (its FFN bias
-        # would get no gradient), and the stages' outputs come out of residual token blocks anyway.
-        self.fuse = nn.Sequential(nn.Conv2d(depth * dim, dim, 1), nn.ReLU(inplace=True))
-        self.full = nn.Sequential(nn.Conv2d(2 * dim, dim, 1), nn.ReLU(inplace=True))
-        self.head = nn.Conv2d(dim, 1, 1)
-        self._init_grid(nz, nx, depth)
-
-    def forward(self, x: torch.Tensor, salt: bool = False):
-        """``[B, in_shots, nt, n_receivers]`` -> ``[B, 1, nz, nx]`` (and the salt logits if ``salt``)."""
-        feats = self._encode(x)
-        lateral = [proj(f) for proj, f in zip(self.lateral, feats)]
-        decoded: dict[int, torch.Tensor] = {}
-        salt_logits = []
-        for level in reversed(range(1, len(feats))):
-            sources = lateral[: level + 1] + [decoded[m] for m in range(level + 1, len(feats))]
-            decoded[level] = self.decoder[level](lateral[level], sources)
-            salt_logits.append(self.salt_heads[level](decoded[level]))
-        half, full = feats[1].shape[-2:], feats[0].shape[-2:]
-        up = [decoded[1]] + [F.interpolate(decoded[m], size=half, mode="bilinear", align_corners=False)
-                             for m in range(2, len(feats))]
-        fused = F.interpolate(self.fuse(torch.cat(up, dim=1)), size=full, mode="bilinear", align_corners=False)
-        y = self._crop(self.head(self.full(torch.cat([fused, lateral[0]], dim=1))))
         return self._with_salt(y, salt_logits, salt)
