@@ -35,11 +35,14 @@ Where this differs from the official head, and why:
   encoder stage's grid, which is what ``mix_pool >= H / 2**depth`` gives (8 at 64 x 64 cells and
   ``depth=3``). A smaller ``mix_pool`` pools further, for the CPU budget.
 * The fuse conv has no BatchNorm (the official ``linear_fuse`` has): it would cancel constant
-  offsets of the stages' outputs, so the Mix-FFNs' last biases would get no gradient.
+  offsets of the finest stage's output, so that stage's Mix-FFN output bias would get no gradient.
+* The query and value projections have biases (:class:`~fwi_attn.nn.layers.TokenAttention`'s;
+  the official ``qkv_bias`` is False), there is no drop path, and weights keep PyTorch's
+  default initialisation instead of the official truncated normal.
 
 An earlier version of this network concatenated the pooled sources as *tokens* at a common
 width with a plain FFN; its training step cost 1.5-2.7x the plain UNet's against this one's
-1.3-1.5x at the default study's sizes (docs/benchmarks.md), so it was removed.
+1.3-1.6x at the default study's sizes (docs/benchmarks.md), so it was removed.
 
 Salt heads (``salt_heads=True``) sit on every ``D_l``. Modules are indexed by level
 (``decoder.1`` is the finest stage); ``decoder.0`` and ``salt_heads.0`` are parameter-free
