@@ -411,6 +411,7 @@ def test_mixformer_stages_mix_every_level_along_channels_with_a_mix_ffn():
     are the depth + 1 levels concatenated along channels on one pooled grid, its FFN is a Mix-FFN."""
     from fwi_attn.nn.layers.mix import MixAttention, MixFFN
 
+    torch.manual_seed(0)
     width, depth = 4, 3
     model = create_model("mixformer", **SALT, width=width, depth=depth, mix_pool=4)
     chans = [width * 2**i for i in range(depth + 1)]
