@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width-mult", type=float, default=None,
                         help="model.width_mult: InversionNet's widths relative to OpenFWI's (default 1)")
     parser.add_argument("--mix-pool", type=int, default=None,
-                        help="model.mix_pool: mixformer's pooled key/value size per source (default 8)")
+                        help="model.mix_pool: mixformer's common pooled key/value grid (default 8)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--bf16-cl", action="store_true",

@@ -490,14 +490,58 @@ def test_m2f_count_macs_counts_its_matmuls():
 
 # --- mixformer: mix-attention --------------------------------------------------------------------
 
-def test_mix_attention_shapes_gradients_pooling_and_parameter_count():
+def test_mix_ffn_mixes_exactly_the_3x3_neighbourhood_through_a_depthwise_conv():
+    """Linear, 3x3 depthwise conv, GELU, linear: changing one token changes the output at that
+    token and its 8 neighbours and nowhere else (a plain FFN would change only that token)."""
+    from fwi_attn.nn.layers.mix import MixFFN
+
     torch.manual_seed(0)
-    d = 16
-    block = MixAttention(d, num_heads=4, mlp_ratio=2.0, pool=3).train()
+    d, hidden, h, w = 6, 12, 6, 7
+    ffn = MixFFN(d, hidden)
+    conv = ffn.dwconv
+    assert conv.kernel_size == (3, 3) and conv.groups == hidden == conv.in_channels == conv.out_channels
+    assert [type(m).__name__ for m in ffn.children()] == ["Linear", "Conv2d", "GELU", "Linear"]
+    x = torch.randn(2, h * w, d)
+    y = ffn(x, (h, w))
+    assert y.shape == x.shape
+    x2 = x.clone()
+    x2[:, 2 * w + 3] += torch.randn(d)  # the token at row 2, column 3
+    changed = (ffn(x2, (h, w)) - y).abs().amax((0, 2)).view(h, w) > 1e-6
+    expected = torch.zeros(h, w, dtype=torch.bool)
+    expected[1:4, 2:5] = True
+    assert torch.equal(changed, expected)
+    assert n_params(ffn) == (d * hidden + hidden) + (9 * hidden + hidden) + (hidden * d + d)
+
+
+def test_mix_attention_concatenates_the_pooled_sources_along_channels():
+    """Every source is pooled to one common grid and through its own 1x1 conv; the key tokens are
+    the grid's positions, ``sum C_s`` channels wide (not one token set per source)."""
+    torch.manual_seed(0)
+    dims = [4, 8, 16]
+    block = MixAttention(8, dims, num_heads=2, pool=3).eval()
+    sources = [torch.randn(2, c, 12 // 2**i, 14 // 2**i) for i, c in enumerate(dims)]  # 12x14, 6x7, 3x3
+    kv, grid = block.mix(sources)
+    assert grid == (3, 3) and kv.shape == (2, 9, sum(dims))
+    assert block.attn.k.in_features == block.attn.v.in_features == sum(dims)
+    start = 0
+    for conv, s, c in zip(block.reduce, sources, dims):
+        expected = conv(F.adaptive_avg_pool2d(s, grid)).flatten(2).transpose(1, 2)
+        torch.testing.assert_close(kv[..., start:start + c], expected)
+        start += c
+    # The grid is capped by the smallest source, never enlarged: a 2 x 2 source sets a 2 x 2 grid.
+    small = [torch.randn(1, 4, 12, 14), torch.randn(1, 8, 2, 2), torch.randn(1, 16, 6, 7)]
+    kv, grid = block.mix(small)
+    assert grid == (2, 2) and kv.shape == (1, 4, sum(dims))
+    with pytest.raises(ValueError, match="sources"):
+        block.mix(sources[:2])
+
+
+def test_mix_attention_shapes_gradients_and_parameter_count():
+    torch.manual_seed(0)
+    d, dims, hidden = 16, [8, 16, 32], 32
+    block = MixAttention(d, dims, num_heads=4, mlp_ratio=2.0, pool=3).train()
     q = torch.randn(2, d, 6, 7, requires_grad=True)
-    sources = [torch.randn(2, d, 12, 14, requires_grad=True), torch.randn(2, d, 2, 2, requires_grad=True)]
-    kv, grids = block.pooled(sources)
-    assert grids == [(3, 3), (2, 2)] and kv.shape == (2, 13, d)  # small sources are not enlarged
+    sources = [torch.randn(2, c, 12 // 2**i, 14 // 2**i, requires_grad=True) for i, c in enumerate(dims)]
     y = block(q, sources)
     assert y.shape == q.shape
     (y * torch.randn(y.shape)).sum().backward()
@@ -505,9 +549,14 @@ def test_mix_attention_shapes_gradients_pooling_and_parameter_count():
     largest = max(p.grad.abs().max() for p in block.parameters())
     for name, p in block.named_parameters():
         assert p.grad is not None and p.grad.abs().max() > 1e-6 * largest, name
-    assert n_params(block) == 3 * 2 * d + (4 * d * d + 3 * d) + (2 * d * 2 * d + 2 * d + d)
+    c = sum(dims)
+    expected = (sum(k * k + k for k in dims)                       # per-source 1x1 convs
+                + 2 * d + 2 * c + 2 * d                             # LayerNorms: queries, mix, FFN
+                + (d * d + d) + c * d + (c * d + d) + (d * d + d)   # q, k (no bias), v, out
+                + (d * hidden + hidden) + 10 * hidden + (hidden * d + d))  # Mix-FFN
+    assert n_params(block) == expected
     with pytest.raises(ValueError, match="pool"):
-        MixAttention(d, pool=0)
+        MixAttention(d, dims, pool=0)
 
 
 def test_mix_attention_map_follows_the_keys_and_counts_macs():
@@ -515,7 +564,7 @@ def test_mix_attention_map_follows_the_keys_and_counts_macs():
 
     torch.manual_seed(0)
     d = 16
-    block = MixAttention(d, pool=4).eval()
+    block = MixAttention(d, [d, d], pool=4).eval()
     q = torch.randn(1, d, 5, 6)
     early = torch.randn(1, d, 8, 8)
     with torch.no_grad(), capture_attention(block) as maps:
@@ -529,11 +578,14 @@ def test_mix_attention_map_follows_the_keys_and_counts_macs():
     class Wrapped(nn.Module):
         def __init__(self):
             super().__init__()
-            self.block = MixAttention(d, mlp_ratio=4.0, pool=4)
+            self.block = MixAttention(d, [d, d], mlp_ratio=4.0, pool=4)
 
         def forward(self, x):
             return self.block(x, [x, x])
 
-    n, m = 5 * 6, 2 * 4 * 4  # two 5 x 6 sources pooled to 4 x 4
-    expected = n * d * d + 2 * m * d * d + 2 * n * m * d + n * d * d + 2 * n * d * 4 * d
+    n, m, c, hidden = 5 * 6, 4 * 4, 2 * d, 4 * d  # two 5 x 6 sources pooled to one 4 x 4 grid
+    expected = (2 * m * d * d                       # the sources' 1x1 convs
+                + n * d * d + 2 * m * c * d         # q; k and v from the concatenated channels
+                + 2 * n * m * d + n * d * d         # Q K^T, A V, out
+                + n * d * hidden + 9 * n * hidden + n * hidden * d)  # Mix-FFN (depthwise conv)
     assert count_macs(Wrapped(), (1, d, 5, 6)) == expected

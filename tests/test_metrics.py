@@ -11,7 +11,7 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from fwi_attn.learn.metrics import (METRICS, POOLED, boundary, compute_metrics, mae, pooled, psnr, rmse,
-                                    salt_boundary_f, salt_iou, ssim, ssim_torch, summarize, to_json_lists)
+                                    salt_band, salt_boundary_f, salt_iou, salt_iou_band, ssim, ssim_torch, summarize, to_json_lists)
 
 VMIN, VMAX = 1500.0, 4500.0
 
@@ -130,6 +130,61 @@ def test_salt_iou_by_hand():
     no_salt = np.full((1, 10, 10), 2500.0)
     assert salt_iou(pred, no_salt, 4200.0)[0] == 0.0
     assert math.isnan(salt_iou(no_salt, no_salt, 4200.0)[0])
+
+
+def _layered_with_salt(salt_rows, salt_cols, salt=4450.0, shape=(24, 32)):
+    """A true model: sediments 2000 -> 3000 m/s down the rows (the sediment maximum 3000 m/s on the
+    last row) and a salt block at ``salt`` m/s."""
+    v = np.repeat(np.linspace(2000.0, 3000.0, shape[0])[:, None], shape[1], axis=1)
+    v[salt_rows[0]:salt_rows[1], salt_cols[0]:salt_cols[1]] = salt
+    return v[None]
+
+
+def test_salt_iou_band_scores_a_right_shape_predicted_slow_and_not_a_wrong_shape():
+    true = _layered_with_salt((6, 14), (8, 20))
+    assert salt_band(true[0], 4200.0) == (3000.0, 4450.0)
+    rng = np.random.default_rng(0)
+    # The right shape, predicted 100-150 m/s below the 4200 m/s threshold; the sediments right.
+    slow = true.copy()
+    slow[true > 4200] = rng.uniform(4050.0, 4100.0, size=int((true > 4200).sum()))
+    assert salt_iou(slow, true, 4200.0)[0] == 0.0
+    band = salt_iou_band(slow, true, 4200.0)[0]
+    # Thresholds tau_k = 3000 + (k - 1/2) 1450 / 20: those below the slowest predicted salt cell
+    # (4050 m/s at the least) give IoU 1, those above the fastest (4100 m/s) give 0.
+    below, above = (3000 + (np.arange(20) + 0.5) * 72.5 < 4050).sum(), (3000 + (np.arange(20) + 0.5) * 72.5 > 4100).sum()
+    assert below == 14 and above == 5
+    assert 14 / 20 <= band <= 15 / 20
+    # A wrong shape at the right velocity: a block of the same size elsewhere (no overlap) and
+    # one shifted by half its width score low on both.
+    elsewhere = _layered_with_salt((15, 23), (0, 12))
+    shifted = _layered_with_salt((6, 14), (14, 26))
+    for pred, iou in ((elsewhere, 0.0), (shifted, 48 / 144)):
+        assert salt_iou(pred, true, 4200.0)[0] == pytest.approx(iou)
+        assert salt_iou_band(pred, true, 4200.0)[0] == pytest.approx(iou)
+    # Perfect: 1; too slow to stand out from the sediments (below the sediment maximum): 0.
+    assert salt_iou_band(true, true, 4200.0)[0] == 1.0
+    buried = true.copy()
+    buried[true > 4200] = 2900.0
+    assert salt_iou_band(buried, true, 4200.0)[0] == 0.0
+
+
+def test_salt_iou_band_penalises_fast_sediments_and_matches_salt_iou_without_true_salt():
+    true = _layered_with_salt((6, 14), (8, 20))
+    fast = true.copy()
+    fast[:, -4:] = 3700.0  # the deepest four rows of sediment predicted 700 m/s fast (in the band)
+    band = salt_iou_band(fast, true, 4200.0)[0]
+    taus = 3000 + (np.arange(20) + 0.5) * 72.5
+    # Below 3700 m/s the four rows (128 cells) join the predicted salt (96 cells): IoU 96 / 224.
+    expected = np.where(taus < 3700, 96 / (96 + 128), 1.0).mean()
+    assert band == pytest.approx(expected)
+    assert salt_iou(fast, true, 4200.0)[0] == 1.0
+    no_salt = np.full((1, 10, 10), 2500.0)
+    pred = _block((2, 6), (3, 7))
+    assert salt_band(no_salt[0], 4200.0) == (4200.0, 4200.0)
+    assert salt_iou_band(pred, no_salt, 4200.0)[0] == 0.0
+    assert math.isnan(salt_iou_band(no_salt, no_salt, 4200.0)[0])
+    m = compute_metrics(fast, true, VMIN, VMAX, salt_threshold=4200.0)
+    assert m["salt_iou_band"][0] == pytest.approx(expected) and "salt_iou_band" in METRICS
 
 
 def test_boundary_by_hand():

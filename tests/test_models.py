@@ -406,6 +406,31 @@ def test_mixformer_later_stage_attention_follows_earlier_stage_output():
         assert not torch.allclose(maps[later], reference[later], atol=1e-4), later
 
 
+def test_mixformer_stages_mix_every_level_along_channels_with_a_mix_ffn():
+    """As the official head: each stage's queries keep their level's width, its keys and values
+    are the depth + 1 levels concatenated along channels on one pooled grid, its FFN is a Mix-FFN."""
+    from fwi_attn.nn.layers.mix import MixAttention, MixFFN
+
+    torch.manual_seed(0)
+    width, depth = 4, 3
+    model = create_model("mixformer", **SALT, width=width, depth=depth, mix_pool=4)
+    chans = [width * 2**i for i in range(depth + 1)]
+    stages = [model.decoder[level] for level in range(1, depth + 1)]
+    assert all(isinstance(s, MixAttention) for s in stages)
+    for level, stage in zip(range(1, depth + 1), stages):
+        assert stage.source_dims == tuple(chans)
+        assert stage.attn.q.in_features == chans[level] and stage.attn.k.in_features == sum(chans)
+        assert isinstance(stage.ffn, MixFFN) and stage.ffn.dwconv.groups == stage.ffn.dwconv.in_channels
+    seen = {}
+    hooks = [s.register_forward_hook(lambda m, i, out, s=s: seen.__setitem__(s, m.mix(i[1])[0].shape))
+             for s in stages]
+    with torch.no_grad():
+        model.eval()(gathers(SALT, 1))
+    for h in hooks:
+        h.remove()
+    assert all(seen[s] == (1, 16, sum(chans)) for s in stages)  # one 4 x 4 grid, every level's channels
+
+
 def test_mixformer_pool_sets_the_key_value_size():
     small, large = (create_model("mixformer", **SALT, width=4, depth=2, mix_pool=p) for p in (2, 8))
     assert count_params(small) == count_params(large)  # pooling has no parameters
