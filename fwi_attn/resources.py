@@ -124,8 +124,7 @@ def job_resources(cfg, rule: str) -> dict:
         # One job per variant checks its result runs (one per seed of the compared stage): their
         # predictions, plus the shared true and mean models.
         n = cfg.physics.samples
-        confirm = cfg.study.confirm
-        runs = len(confirm.seeds if confirm else cfg.study.seeds)
+        runs = len(cfg.study.confirm.seeds or cfg.study.seeds)
         nbytes = (runs + 3) * n * z["gather"] + on_host * s.models_per_call * 6 * z["wavefield"]
         seconds = (runs + 1) * (n + 1) * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
     elif rule == "refine":

@@ -18,8 +18,8 @@
 #
 # Loads one study's results (`results/<study>/`, written by `snakemake all` or the `fwi-attn`
 # commands) and reproduces the weekly report's comparison table, ranking and plots for the
-# variants and metrics chosen below. All analysis code lives in `fwi_attn.results.study` and
-# `fwi_attn.results.plots`; this notebook only calls it.
+# variants and metrics chosen below. All analysis code lives in `fwi_attn.results` (study, stats,
+# plots); this notebook only calls it.
 #
 # The workflow runs it with papermill into `results/<study>/report/`; to run it by hand, edit the
 # parameters cell (or `papermill compare_attention.ipynb out.ipynb -p study_dir results/paper`).
@@ -27,7 +27,7 @@
 # %% tags=["parameters"]
 study_dir = "results/default"  # <results_dir>/<study name>
 variants = None  # a list such as ["none", "se", "cbam"]; None: every variant of the study
-metrics = ["mae", "rmse", "ssim", "mae_ms", "salt_iou", "salt_boundary_f"]  # keys of metrics.json
+metrics = ["mae", "rmse", "ssim", "mae_ms", "salt_iou", "salt_iou_band", "salt_boundary_f"]  # keys of metrics.json
 reference = "none"  # the variant the others are compared with, sample by sample
 
 # %%
@@ -51,24 +51,25 @@ print(f"{study.dir}: variants {study.variants}; runs {len(study.metrics)}; "
 
 # %% [markdown]
 # ## Comparison table
-# Test-set means, mean ± standard deviation over seeds; best network in bold.
+# Test-set figures, mean ± standard deviation over seeds: point estimates (which differences hold
+# is the comparisons' table below to say). In a two-stage study these are the confirmation runs.
 
 # %%
 rows = results.comparison_table(study, metrics=metrics)
 display(Markdown(results.table_markdown(rows, metrics)))
 
 # %% [markdown]
-# ## Ranking against the reference
-# Mean difference (variant minus reference) over training seeds and test samples together, with
-# a 95% interval, a Holm-corrected interval and p-value, and the effect size
-# (`fwi_attn.results.study.compare_runs`).
+# ## The study's comparisons
+# The family the report states, per metric: each arm against the reference (and, in a two-stage
+# study, against its controls), over training seeds and test samples together, with 95% and
+# Bonferroni intervals, Holm-adjusted p-values, the equivalence test within `study.margin` and the
+# smallest detectable difference (`fwi_attn.results.study.compare_variants`, `docs/study.md`).
 
 # %%
 for metric in metrics:
     if reference in study.variants:
-        ranking = results.rank_variants(study, reference=reference, metric=metric)
-        display(Markdown(f"**{results.LABELS.get(metric, metric)}**\n\n"
-                         + results.ranking_markdown(ranking, reference, metric)))
+        family = results.compare_variants(study, metric=metric, reference=reference)
+        display(Markdown(f"**{results.LABELS.get(metric, metric)}**\n\n" + results.comparisons_markdown(family)))
 
 # %% [markdown]
 # ## Plots

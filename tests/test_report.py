@@ -10,14 +10,13 @@ from scipy import stats
 
 from fwi_attn.results.report import markdown_to_html, write_report
 from fwi_attn.learn.metrics import pooled
+from fwi_attn.results.stats import compare_runs, holm
 from fwi_attn.results.study import (
-    compare_runs,
+    compare_variants,
     comparison_table,
+    comparisons_markdown,
     convergence,
-    holm,
     load_study,
-    rank_variants,
-    ranking_markdown,
     seed_sample_values,
     table_markdown,
     write_table_csv,
@@ -32,7 +31,7 @@ def _metrics(variant, seed, mae):
     mae = np.asarray(mae, dtype=float)
     per = {"mae": mae, "mse": (1.2 * mae) ** 2, "rmse": 1.2 * mae, "ssim": 1 - mae, "ssim_valid": 1 - 1.1 * mae,
            "mae_ms": 1500 * mae, "rmse_ms": 1800 * mae, "psnr": 20 - mae,
-           "salt_iou": 0.8 - mae, "salt_boundary_f": 0.6 - mae}
+           "salt_iou": 0.8 - mae, "salt_iou_band": 0.85 - mae, "salt_boundary_f": 0.6 - mae}
     mean = {k: float(np.mean(v)) for k, v in per.items()}
     return {"variant": variant, "seed": seed, "dataset": "salt", "split": "test", "n_samples": len(mae),
             "n_params": 1000 + 10 * len(variant), "macs": 10**6, "time_per_sample_s": 0.002,
@@ -97,73 +96,23 @@ def test_comparison_table_mean_and_std_over_seeds(study_dir):
     assert rows[-1]["variant"] == "mean" and rows[-1]["mae_std"] is None
 
 
-def test_comparison_with_one_seed_a_side_is_the_paired_t_test():
-    rng = np.random.default_rng(5)
-    z = rng.uniform(0.2, 0.4, 30)
-    y = z - 0.01 + rng.normal(0, 0.02, 30)
-    res = compare_runs(y[None], z[None])
-    lo, hi = stats.t.interval(0.95, 29, loc=(y - z).mean(), scale=stats.sem(y - z))
-    assert res["mean_diff"] == pytest.approx((y - z).mean())
-    assert (res["ci_low"], res["ci_high"]) == pytest.approx((lo, hi))
-    assert res["p_value"] == pytest.approx(stats.ttest_rel(y, z).pvalue)
-    assert res["seed_variance"] is False and res["seeds"] == [1, 1]
-
-
-def test_comparison_of_pure_training_variance_is_students_test():
-    # Every test sample alike within a run: only the runs (seeds) differ, so the comparison
-    # reduces to Student's two-sample t test on the runs' means (one training variance).
-    y_runs, z_runs = np.array([0.21, 0.25, 0.22]), np.array([0.30, 0.26, 0.29, 0.31])
-    y, z = np.repeat(y_runs[:, None], 8, axis=1), np.repeat(z_runs[:, None], 8, axis=1)
-    shape = np.linspace(0, 0.1, 8)  # a per-sample difficulty shared by both: cancels in the pairs
-    res = compare_runs(y + shape, z + shape)
-    student = stats.ttest_ind(y_runs, z_runs, equal_var=True)
-    assert res["mean_diff"] == pytest.approx(y_runs.mean() - z_runs.mean())
-    assert res["p_value"] == pytest.approx(student.pvalue, rel=1e-9)
-    assert res["df"] == pytest.approx(len(y_runs) + len(z_runs) - 2, rel=1e-9)
-    assert res["seed_variance"] is True
-
-
-def _simulated_study(rng, seeds, n, delta, seed_sd, interaction_sd, noise_sd):
-    difficulty = rng.normal(0, 0.05, n)
-    y = 0.2 + delta + difficulty + rng.normal(0, interaction_sd, n) + rng.normal(0, seed_sd, (seeds, 1)) \
-        + rng.normal(0, noise_sd, (seeds, n))
-    z = 0.2 + difficulty + rng.normal(0, seed_sd, (seeds, 1)) + rng.normal(0, noise_sd, (seeds, n))
-    return y, z
-
-
-@pytest.mark.parametrize("seeds, seed_sd, interaction_sd", [(2, 0.02, 0.005), (3, 0.01, 0.01), (5, 0.005, 0.02)])
-def test_intervals_cover_the_true_difference_95_percent_of_the_time(seeds, seed_sd, interaction_sd):
-    # 1000 simulated studies with a known difference and known variance between trainings:
-    # the interval over seeds and samples covers the truth 93-97% of the time; one that ignores
-    # the training variance (per-sample pairs of seed-averaged values) does not.
-    rng = np.random.default_rng(2024 + seeds)
-    delta, hits, naive_hits = -0.01, 0, 0
-    for _ in range(1000):
-        y, z = _simulated_study(rng, seeds, 48, delta, seed_sd, interaction_sd, 0.01)
-        res = compare_runs(y, z)
-        hits += res["ci_low"] <= delta <= res["ci_high"]
-        naive = compare_runs(y.mean(axis=0)[None], z.mean(axis=0)[None])
-        naive_hits += naive["ci_low"] <= delta <= naive["ci_high"]
-    assert 0.93 <= hits / 1000 <= 0.97
-    if seed_sd >= 0.01:
-        assert naive_hits / 1000 < 0.85
-
-
-def test_holm_by_hand():
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert holm([0.5]) == [0.5]
-    assert holm([0.02, 0.9]) == pytest.approx([0.04, 0.9])
-
-
-def test_convergence_from_the_validation_curve():
+def test_convergence_only_where_the_schedule_lets_the_curve_say_so():
     falling = {"val_mae": np.array([0.5, 0.4, 0.33, 0.29, 0.26, 0.24, 0.22, 0.205])}
     flat = {"val_mae": np.array([0.5, 0.3, 0.25, 0.2401, 0.2399, 0.2402, 0.2400, 0.2398])}
-    c = convergence(falling, 8)
-    assert c["converged"] is False and c["slope"] < -0.005 and c["window"] == 3 and c["best_epoch"] == 8
-    assert convergence(flat, 8)["converged"] is True
-    stopped = convergence({"val_mae": flat["val_mae"][:6]}, 20)
-    assert stopped["plateau"] and stopped["converged"]
-    assert convergence({"val_mae": np.array([0.5, 0.4])}, 2)["converged"] is None
+    # A constant learning rate: the tail's slope is evidence.
+    c = convergence(falling, 8, "none")
+    assert c["converged"] is False and c["verdict"] == "budget-limited" and c["slope"] < -0.005
+    assert c["window"] == 3 and c["best_epoch"] == 8
+    assert convergence(flat, 8, "none")["verdict"] == "converged"
+    # An annealing schedule flattens every tail: a run of its planned epochs is budget-limited.
+    for scheduler in ("onecycle", "cosine"):
+        annealed = convergence(flat, 8, scheduler)
+        assert annealed["converged"] is False and annealed["verdict"] == "budget-limited"
+        assert scheduler in annealed["evidence"]
+    # A stop on a validation plateau (train.patience) is evidence under any schedule.
+    stopped = convergence({"val_mae": flat["val_mae"][:6]}, 20, "onecycle")
+    assert stopped["plateau"] and stopped["converged"] and stopped["verdict"] == "converged"
+    assert convergence({"val_mae": np.array([0.5, 0.4])}, 2, "none")["verdict"] == "too few epochs"
 
 
 def test_identical_variants_differ_by_nothing(study_dir):
@@ -178,25 +127,23 @@ def test_identical_variants_differ_by_nothing(study_dir):
     assert res["mean_diff"] == 0 and res["p_value"] == 1.0 and res["ci_low"] == res["ci_high"] == 0
 
 
-def test_rank_variants_best_first_with_paired_stats(study_dir):
-    ranking = rank_variants(load_study(study_dir), "none", "mae")
-    assert [e["variant"] for e in ranking] == ["cbam", "none", "se", "mean"]
-    assert [e["rank"] for e in ranking] == [1, 2, 3, 4]
-    assert "mean_diff" in ranking[0] and "mean_diff" not in ranking[1]
-    cbam = ranking[0]
+def test_one_stage_family_compares_every_variant_with_the_reference(study_dir):
     study = load_study(study_dir)
+    family = compare_variants(study, "mae")
+    assert [(e["arm"], e["against"]) for e in family] == [("se", "none"), ("cbam", "none")]  # config order, no ranking
+    cbam = family[1]
     assert cbam["mean_diff"] == pytest.approx((_per_sample(study_dir, "cbam") - _per_sample(study_dir, "none")).mean())
-    assert cbam["seeds"] == [2, 2] and cbam["n"] == N_TEST
-    # Holm over the two networks compared with none; the corrected interval is wider.
-    se = next(e for e in ranking if e["variant"] == "se")
-    assert [cbam["p_holm"], se["p_holm"]] == pytest.approx(holm([cbam["p_value"], se["p_value"]]))
+    assert cbam["seeds"] == [2, 2] and cbam["n"] == N_TEST and cbam["m"] == 2
+    assert [e["p_holm"] for e in family] == pytest.approx(holm([e["p_value"] for e in family]))
     assert cbam["ci_low_adj"] <= cbam["ci_low"] and cbam["ci_high_adj"] >= cbam["ci_high"]
     assert cbam["better"] == (cbam["significant"] and cbam["mean_diff"] < 0)
     assert cbam["detectable"] > 0
-    assert study.mean is not None
-    # Higher-is-better metrics rank the other way round.
-    ssim = rank_variants(load_study(study_dir), "none", "ssim")
-    assert ssim[0]["variant"] == "cbam"
+    # The margin is study.margin times the reference's MAE.
+    none_mae = comparison_table(study, metrics=("mae",))[0]["mae"]
+    assert cbam["margin"] == pytest.approx(0.05 * none_mae)
+    # Higher-is-better metrics: "better" means larger.
+    ssim = compare_variants(study, "ssim")
+    assert ssim[1]["better"] == (ssim[1]["significant"] and ssim[1]["mean_diff"] > 0)
 
 
 def test_table_markdown_and_csv(study_dir, tmp_path):
@@ -204,7 +151,7 @@ def test_table_markdown_and_csv(study_dir, tmp_path):
     md = table_markdown(rows)
     assert md.count("\n") == len(rows) + 2
     cbam = next(line for line in md.splitlines() if line.startswith("| cbam"))
-    assert "**" in cbam and "±" in cbam
+    assert "±" in cbam and "**" not in md  # point estimates: no cell marked best
     write_table_csv(rows, tmp_path / "t.csv")
     lines = (tmp_path / "t.csv").read_text().splitlines()
     assert lines[0].startswith("variant,n_seeds,n_params,time_per_sample_s,mae,mae_std")
@@ -230,11 +177,12 @@ def test_write_report_on_hand_made_results(study_dir):
     md_path, html_path = write_report(study_dir)
     md = md_path.read_text()
     assert md_path == study_dir / "report" / "report.md"
-    for text in ("# fwi-attn weekly report", "## Setup", "## Comparison", "## Ranking", "Holm",
-                 "How the numbers are computed", "cannot be told apart",
-                 "Best variant: `cbam`", "mean-model baseline",
-                 "input sign(x) log1p(10 (t/T)^2 |x|)", "attention at every level"):
+    for text in ("# fwi-attn weekly report", "## Setup", "## Comparison (test split)", "### Comparisons", "Holm",
+                 "How the numbers are computed", "it detects MAE differences of", "mean-model baseline",
+                 "input sign(x) log1p(10 (t/T)^2 |x|)", "attention at every level", "No control isolates attention",
+                 "no free surface"):
         assert text in md
+    assert "Best variant" not in md and "best" not in md.lower().replace("best epoch", "").replace("best val", "")
     # The figures of a real run are absent here: the report leaves them out instead of failing.
     assert "![" not in md
     assert html_path.read_text().startswith("<!DOCTYPE html>")
@@ -250,10 +198,14 @@ def test_report_command(study_dir, tmp_path):
     assert "cbam" in html and "<table>" in html
 
 
-def test_ranking_markdown_marks_significance(study_dir):
-    ranking = rank_variants(load_study(study_dir), "none")
-    md = ranking_markdown(ranking, "none")
-    assert "| 1 | cbam |" in md and "reference" in md
+def test_comparisons_markdown_says_only_what_holds(study_dir):
+    family = compare_variants(load_study(study_dir), "mae")
+    md = comparisons_markdown(family, to_ms=1500.0)
+    assert md.count("\n") == len(family) + 2
+    for e, line in zip(family, md.splitlines()[2:]):
+        assert line.startswith(f"| {e['arm']} − none |")
+        word = "better" if e["better"] else "worse" if e["significant"] else "equivalent" if e["equivalent"] else "inconclusive"
+        assert word in line
 
 
 def test_results_filed_under_another_run_are_refused(study_dir):

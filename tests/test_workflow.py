@@ -54,11 +54,18 @@ def test_dry_run_of_each_preset(tmp_path, preset):
     full = load_config(PRESETS / f"{preset}.yaml")
     runs = len(full.study.variants) * len(full.study.seeds)
     ds = full.datasets[full.study.dataset]
-    assert jobs["train"] == jobs["evaluate"] == jobs["figures_run"] == runs
-    assert jobs["physics"] == len(full.study.seeds)  # one job per seed checks every variant
+    assert jobs["train"] == runs
     assert jobs["generate"] == sum(len(shard_sizes(ds.samples[s], ds.shard_size)) for s in ("train", "val", "test"))
-    assert jobs["evaluate_mean"] == jobs["stats"] == jobs["figures_compare"] == jobs["report"] == jobs["notebook"] == 1
-    assert jobs.get("refine", 0) == (runs if full.physics.refine.enabled else 0)
+    assert jobs["evaluate_mean"] == jobs["stats"] == 1
+    if full.study.confirm.seeds:
+        # Two stages: the screening is planned up to `select`; the checkpoint plans the rest.
+        assert jobs["select"] == 1
+        assert not {"evaluate", "physics", "figures_run", "report"} & set(jobs)
+    else:
+        assert jobs["train"] == jobs["evaluate"] == jobs["figures_run"] == runs
+        assert jobs["physics"] == len(full.study.variants)  # one job per variant checks its seeds' runs
+        assert jobs["figures_compare"] == jobs["report"] == jobs["notebook"] == 1
+        assert jobs.get("refine", 0) == (runs if full.physics.refine.enabled else 0)
     assert cfg["study"]["name"] == full.study.name
 
 
@@ -78,8 +85,13 @@ def planned_priorities(proc: subprocess.CompletedProcess) -> list[tuple[str, dic
 
 def test_jobs_are_ordered_so_that_the_cores_stay_busy(tmp_path):
     """Data before everything, results of finished runs before new training, training seed by
-    seed with the costlier variants first, per-run figures last (they fill the cores at the end)."""
-    proc = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(PRESETS / "default.yaml"), "all")
+    seed with the costlier variants first, per-run figures last (they fill the cores at the end).
+    The default study's sizes in one stage (its screening seed and two more), where every job is planned."""
+    raw = yaml.safe_load((PRESETS / "default.yaml").read_text())
+    raw["study"].update(seeds=[0, 1], confirm={})
+    config = tmp_path / "one-stage.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    proc = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(config), "all")
     jobs = planned_priorities(proc)
     by_rule: dict[str, list[float]] = {}
     for rule, _, prio in jobs:
@@ -97,19 +109,21 @@ def test_jobs_are_ordered_so_that_the_cores_stay_busy(tmp_path):
 
 
 def test_default_study_shape():
-    """The quick study compares every variant and the baselines over at least two seeds; the
-    paper study uses three or more seeds."""
+    """Both presets screen every attention variant and the baselines, then confirm on fresh seeds
+    with the controls (the controls are not screened: they exist to be compared with)."""
     from fwi_attn.config import load_config
+    from fwi_attn.catalogue import CONTROLS
     from fwi_attn.nn.models import list_models
 
-    default, paper = load_config("default"), load_config("paper")
-    assert set(default.study.variants) == set(list_models())
-    assert len(default.study.seeds) >= 2 and len(paper.study.seeds) >= 3
+    for study in (load_config("default").study, load_config("paper").study):
+        assert set(study.variants) == set(list_models()) - set(CONTROLS)
+        assert study.confirm.controls and len(study.confirm.seeds) >= 6
+        assert not set(study.confirm.seeds) & set(study.seeds)
 
 
 def test_without_configfile_the_default_study_is_used(tmp_path):
     proc = snakemake(tmp_path, "-n", "--cores", "1", "all")
-    assert "results/default/report/report.md" in proc.stdout + proc.stderr
+    assert "results/default/selection.json" in proc.stdout + proc.stderr  # the default study's checkpoint
 
 
 @pytest.mark.parametrize("edit, key", [
@@ -285,9 +299,9 @@ def test_deleting_one_output_recomputes_only_its_dependents(tiny_study):
         proc = snakemake(tiny_study["root"], "-n", "--cores", "2", "--configfile", str(tiny_study["config"]), "all")
     finally:  # re-running restores the study (later tests in this module see it whole)
         snakemake(tiny_study["root"], "--cores", "2", "--configfile", str(tiny_study["config"]), "all")
-    # evaluate rewrites se's predictions, so se's refinement, figures and the physics check of
-    # seed 0 (every variant's, in one job) follow; the comparison, report and notebook read every
-    # run. No training, no data, nothing of seed 1.
+    # evaluate rewrites se's predictions, so se's refinement, figures and physics check (se's
+    # job, over its seeds) follow; the comparison, report and notebook read every run. No
+    # training, no data, nothing of none.
     assert planned_jobs(proc) == {"evaluate": 1, "physics": 1, "refine": 1, "figures_run": 1,
                                   "figures_compare": 1, "report": 1, "notebook": 1, "all": 1}
     assert (tiny_study["study"] / "se" / "seed0" / "metrics.json").is_file()
@@ -339,3 +353,43 @@ def test_parsing_the_workflow_imports_no_heavy_module():
     code += "import sys\nprint(sorted(m for m in ('torch', 'deepwave', 'matplotlib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"the workflow's imports load {out.strip()}"
+
+
+# ----------------------------------------------------------------------------- two stages
+
+
+def test_two_stage_study_screens_selects_and_confirms_with_controls(tmp_path):
+    """Screening on study.seeds (validation only), `select` as a checkpoint, then the selected
+    variant, the reference and both controls on fresh seeds, compared on the test split."""
+    import torch
+
+    raw = copy.deepcopy(TINY)
+    raw["study"].update(variants=["none", "m2f"], seeds=[0], confirm={"top": 1, "seeds": [1, 2]})
+    config = write_config(tmp_path, raw)
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(config), "all")
+    study = tmp_path / "results" / "tiny"
+    selection = json.loads((study / "selection.json").read_text())
+    assert selection["selected"] == ["m2f"] and selection["scores"][0]["variant"] == "m2f"
+    assert set(selection["controls"]) == {"none_salt", "none_wide"}
+    assert selection["arms"] == ["m2f", "none", "none_salt", "none_wide"]
+    # Screening runs are trained, never scored on the test split.
+    assert (study / "m2f" / "seed0" / "history.csv").is_file()
+    assert not (study / "m2f" / "seed0" / "metrics.json").exists()
+    for arm in selection["arms"]:
+        for seed in (1, 2):
+            for name in ("model.pt", "metrics.json", "physics.json"):
+                assert (study / arm / f"seed{seed}" / name).is_file(), (arm, seed, name)
+    # The controls are what they say: none_wide at the selected width, none_salt with m2f's salt loss.
+    wide = torch.load(study / "none_wide" / "seed1" / "model.pt", weights_only=True)
+    assert wide["kwargs"]["width"] == selection["controls"]["none_wide"]["width"] != raw["model"]["width"]
+    salted = torch.load(study / "none_salt" / "seed1" / "model.pt", weights_only=True)
+    assert salted["kwargs"]["salt_heads"] is True and salted["kwargs"]["attn"] == "none"
+    md = (study / "report" / "report.md").read_text()
+    for text in ("## Screening (validation split; point estimates, no claims)", "## Confirmation (fresh seeds, test split)",
+                 "| m2f − none |", "| m2f − none_salt |", "| m2f − none_wide |", "**Design**: 2 seeds an arm",
+                 "budget-limited"):
+        assert text in md, text
+    assert "Answer" in md.split("## Setup")[0]
+    # Finished: nothing left to do, the checkpoint included.
+    proc = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(config), "all")
+    assert planned_jobs(proc) == {}

@@ -403,15 +403,18 @@ def _survey_problems(s: dict, g: dict) -> list[str]:
 
 def _design_problems(st: dict) -> list[str]:
     """The two-stage design's rules (docs/study.md): fresh confirmation seeds, something to select."""
-    confirm = st.get("confirm")
-    if not confirm:
+    confirm = st.get("confirm") or {}
+    if not confirm.get("seeds"):
         return []
     problems = []
+    if len(confirm["seeds"]) < 2:
+        problems.append(f"study.confirm.seeds {confirm['seeds']}: the confirmation needs at least 2 seeds (the "
+                        f"training variance is estimated from them); add seeds, or drop study.confirm for one stage")
     reused = sorted(set(confirm["seeds"]) & set(st["seeds"]))
     if reused:
         problems.append(f"study.confirm.seeds {reused} are also screening seeds (study.seeds): the confirmation "
                         f"needs fresh seeds, or its runs would be the very runs that were selected; choose others")
-    from fwi_attn.nn.catalogue import BASELINES
+    from fwi_attn.catalogue import BASELINES
 
     pool = [v for v in st["variants"] if v != st["reference"] and v not in BASELINES]
     if confirm["top"] > len(pool):

@@ -22,7 +22,7 @@ import math
 import os
 from pathlib import Path
 
-from fwi_attn.nn.catalogue import BASELINES, CONTROLS
+from fwi_attn.catalogue import BASELINES, CONTROLS
 
 SELECTION_SCHEMA = "fwi-attn-selection/1"
 
@@ -32,8 +32,9 @@ class SelectionError(ValueError):
 
 
 def confirm_settings(config: dict) -> dict | None:
-    """``study.confirm`` of a config dict, or None for a one-stage study."""
-    return (config.get("study") or {}).get("confirm") or None
+    """``study.confirm`` of a config dict, or None for a one-stage study (no confirmation seeds)."""
+    confirm = (config.get("study") or {}).get("confirm") or {}
+    return confirm if confirm.get("seeds") else None
 
 
 def stage_seeds(config: dict) -> dict[str, list[int]]:

@@ -175,6 +175,8 @@ VARIANT_COLORS = {
     "none": "#1f77b4", "se": "#ff7f0e", "cbam": "#2ca02c", "ca": "#d62728", "psa": "#9467bd",
     "mask": "#8c564b", "gate": "#e377c2", "inversionnet": "#7f7f7f", "m2f": "#bcbd22",
     "mixformer": "#17becf", "mask_hard": "#c49c94",
+    # The confirmation stage's controls: shades of the plain UNet's blue.
+    "none_salt": "#aec7e8", "none_wide": "#393b79",
 }
 # Black, not grey: inversionnet is grey.
 BASELINE_COLOR = "black"

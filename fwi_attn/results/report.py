@@ -165,19 +165,19 @@ def generalisation_section(study: Study, report_dir: Path) -> list[str]:
 
 
 def draw_generalisation_figure(study: Study, out) -> Path | None:
-    """Draw the true-versus-predicted figure of the best network on every set; None without sets."""
+    """Draw the true-versus-predicted figure of :func:`showcase_variant` on every set; None without sets."""
     from fwi_attn.data.store import read_predictions
     from fwi_attn.results.plots import plot_generalisation
 
-    sets, best = load_test_sets(study), showcase_variant(study)
-    if not sets or best is None:
+    sets, shown = load_test_sets(study), showcase_variant(study)
+    if not sets or shown is None:
         return None
-    seed = min(study.seeds(best))
-    files = {"test": study.run_dir(best, seed) / "predictions.h5"}
-    files.update({n: r.dir / best / f"seed{seed}" / "predictions.h5" for n, r in sets.items()})
+    seed = min(study.seeds(shown))
+    files = {"test": study.run_dir(shown, seed) / "predictions.h5"}
+    files.update({n: r.dir / shown / f"seed{seed}" / "predictions.h5" for n, r in sets.items()})
     preds = {n: read_predictions(p) for n, p in files.items() if p.exists()}
     c = study.config
-    plot_generalisation(preds, out, c["survey"]["dx"], c["geology"]["vmin"], c["geology"]["vmax"], best)
+    plot_generalisation(preds, out, c["survey"]["dx"], c["geology"]["vmin"], c["geology"]["vmax"], shown)
     return Path(out)
 
 
@@ -277,22 +277,26 @@ def answer_markdown(family: list[dict], study: Study, conv: list[dict]) -> str:
                          f"(difference {e['mean_diff']:+.4f}{ms(e['mean_diff'])}, equivalence Holm p "
                          f"{e['p_equivalence_holm']:.3g}); against {e['isolates']}.")
     detect = max((e["detectable"] for e in family if math.isfinite(e.get("detectable", math.nan))), default=math.nan)
-    size = (f"this design ({design}) detects MAE differences of {detect:.4f}"
-            + (f" ({detect * to_ms:.0f} m/s)" if to_ms else "") + " at 80% power at the corrected 5% level")
-    if not math.isfinite(detect):
-        size = f"this design ({design}) cannot estimate its own precision"
+    if math.isfinite(detect):
+        size = (f"**Design**: {design}; it detects MAE differences of {detect:.4f}"
+                + (f" ({detect * to_ms:.0f} m/s)" if to_ms else "")
+                + " at 80% power at the corrected 5% level (the largest over its comparisons).")
+    else:
+        size = f"**Design**: {design}; too few samples to estimate its own precision."
+    margin = 100 * float(study.config.get("study", {}).get("margin", 0.05))
     if lines:
-        head = f"**Answer** on the {stage}, from {design}:\n\n" + "\n".join(lines)
+        head = f"**Answer** on the {stage}:\n\n" + "\n".join(lines)
         rest = [e for e in family if not (e["significant"] or e["equivalent"])]
         if rest:
-            head += ("\n- Inconclusive: " + ", ".join(f"`{e['arm']}` vs `{e['against']}` ({e['mean_diff']:+.4f})"
-                                                      for e in rest) + f"; {size}.")
+            head += ("\n- Inconclusive (no difference confirmed, no equivalence within the margin): "
+                     + ", ".join(f"`{e['arm']}` vs `{e['against']}` ({e['mean_diff']:+.4f}{ms(e['mean_diff'])})"
+                                 for e in rest) + ".")
     else:
         head = (f"**Answer: inconclusive.** On the {stage}, no difference is confirmed and no equivalence within "
-                f"the margin (±{100 * float(study.config.get('study', {}).get('margin', 0.05)):g}% of the reference's "
-                f"MAE) is shown: {size}. Point estimates: "
+                f"the margin (±{margin:g}% of the reference's MAE) is shown. Point estimates: "
                 + "; ".join(f"`{e['arm']}` − `{e['against']}` {e['mean_diff']:+.4f}{ms(e['mean_diff'])}" for e in family)
                 + ".")
+    head += "\n\n" + size
     if not study.selection:
         head += ("\n\nNo control isolates attention in this one-stage study: a difference from the reference may "
                  "come from parameters or supervision as well.")

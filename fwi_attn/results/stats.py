@@ -228,8 +228,8 @@ def compare_family(values: dict[str, np.ndarray], comparisons: Sequence[Comparis
         comparisons: the family; each is corrected for all ``m`` of them.
         lower_is_better: the metric's direction (MAE: True), for ``better``.
         margins: per ``(arm, against)`` the equivalence margin (metric units, > 0); None: none.
-        training: the training variance pooled over every trained arm; default: pooled over the
-            trained arms of ``values``.
+        training: the training variance pooled over every trained arm; default: pooled over every
+            arm of ``values`` with two seeds or more.
 
     Returns:
         Per comparison the :func:`compare_runs` fields plus ``arm``, ``against``, ``m``,
@@ -238,9 +238,8 @@ def compare_family(values: dict[str, np.ndarray], comparisons: Sequence[Comparis
         Bonferroni interval excludes 0), ``better``, ``margin``, ``p_equivalence`` (the larger
         one-sided p of the two one-sided tests), ``p_equivalence_holm``, ``equivalent``.
     """
-    if training is None:
-        trained = {c.arm for c in comparisons if c.arm_trained} | {c.against for c in comparisons if c.against_trained}
-        training = training_variance(values[a] for a in values if a in trained)
+    if training is None:  # an untrained arm has one row and adds nothing to the pool
+        training = training_variance(values.values())
     m = max(len(comparisons), 1)
     level = 1 - alpha / m
     out = []

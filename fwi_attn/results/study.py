@@ -55,7 +55,7 @@ LABELS = {
     "salt_boundary_f": "salt boundary F",
 }
 #: The metrics the report's table shows by default (the OpenFWI scale plus the salt ones).
-DEFAULT_METRICS = ("mae", "rmse", "ssim", "mae_ms", "salt_iou", "salt_boundary_f")
+DEFAULT_METRICS = ("mae", "rmse", "ssim", "mae_ms", "salt_iou", "salt_iou_band", "salt_boundary_f")
 BASELINE = "mean"
 
 

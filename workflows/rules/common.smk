@@ -17,7 +17,7 @@ from fwi_attn.resources import job_resources, train_cost, train_processes
 from fwi_attn.layout import (SHARD_GLOB, SPLITS, TRANSFER_PREFIX, comparison_figure_paths, run_dir as layout_run_dir,
                              generalisation_figure_path, run_figure_paths, selection_path, shard_sizes, split_shards,
                              test_set_dir, test_set_names, test_set_results)
-from fwi_attn.nn.catalogue import CONTROLS
+from fwi_attn.catalogue import CONTROLS
 from fwi_attn.results.design import control_width, read_selection
 from fwi_attn.data.testset import TestSetError, model_files
 
@@ -34,8 +34,8 @@ SEEDS = list(STUDY_CFG.seeds)
 # A two-stage study (docs/study.md): the runs on SEEDS screen every variant on the validation
 # split; `select` (a checkpoint) picks the confirmation arms, trained on CONFIRM_SEEDS and the only
 # runs evaluated, checked and compared. A one-stage study evaluates and compares every run.
-CONFIRM = STUDY_CFG.confirm
-CONFIRM_SEEDS = list(CONFIRM.seeds) if CONFIRM else []
+CONFIRM_SEEDS = list(STUDY_CFG.confirm.seeds)
+CONFIRM = STUDY_CFG.confirm if CONFIRM_SEEDS else None
 DATASET = STUDY_CFG.dataset
 THREADS = STUDY_CFG.threads
 if STUDY_CFG.reference not in VARIANTS:

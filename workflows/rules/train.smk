@@ -35,8 +35,9 @@ rule train:
     conda:
         CONDA_ENV
     shell:
-        TRAIN_LAUNCH + " train --config \"$FWI_ATTN_STUDY_CONFIG\" --variant {wildcards.variant} --seed {wildcards.seed}"
-        " --out {params.out} --stats {input.stats} {params.width} --resume auto --quiet > {log} 2>&1"
+        f"{TRAIN_LAUNCH} train --config \"$FWI_ATTN_STUDY_CONFIG\" --variant {{wildcards.variant}}"
+        " --seed {wildcards.seed} --out {params.out} --stats {input.stats} {params.width} --resume auto --quiet"
+        " > {log} 2>&1"
 
 
 # Two-stage studies: the screening runs' validation MAE picks the confirmation arms, decided at

@@ -40,13 +40,9 @@ of a coarse-to-fine sweep. Counted by :func:`fwi_attn.nn.models.count_macs` at t
 ``attn_levels: 3``: ``none`` 156 M MACs per sample, ``m2f`` 170 M, ``mask`` (pixel attention at
 two levels) 237 M. Measured (``benchmarks/bench_models.py``, docs/benchmarks.md: batch 16, one
 CPU thread, forward + backward, m2f with its salt loss): ``m2f`` 1.34x ``none``'s step time in
-fp32 and 1.58x in bf16 + channels_last, ``mask`` 1.62x and 1.96x. Trained in a default study at
-width 16 (768 models x 6 epochs, 2 seeds, 48 test models): test MAE on the [-1, 1] scale ``m2f``
-0.2088 +- 0.0053, ``mask`` 0.2155 +- 0.0103, ``mask_hard`` 0.2121 +- 0.0005 (``none`` 0.2070);
-salt IoU 0.458, 0.434, 0.440 (``none`` 0.442). In the current default study (width 8, 512 models
-x 6 epochs): ``m2f`` 0.2524 +- 0.0052, ``mask`` 0.2800 +- 0.0081, ``mask_hard`` 0.2846 +- 0.0077
-(``none`` 0.2540); salt IoU 0.351, 0.269, 0.236 (``none`` 0.332). So the query design costs less
-and is at least as accurate, though no difference between the three is significant at these sizes.
+fp32 and 1.58x in bf16 + channels_last, ``mask`` 1.62x and 1.96x. Whether m2f's accuracy differs
+from the other mask designs' or the plain UNet's is the study's to say (its report's corrected
+comparisons, ``docs/study.md``); no study so far has confirmed a difference either way.
 
 The probe receives the mask the cross-attention used (1: attended, 0: excluded; all ones where
 the predicted mask was empty), ``[B, 1, H, W]``.

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from ..catalogue import CONTROLS
+from fwi_attn.catalogue import CONTROLS
 from .inversionnet import InversionNet
 from .mixformer import UMixFormer
 from .unet import UNet
