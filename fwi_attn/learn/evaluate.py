@@ -178,6 +178,131 @@ def read_attention(path: str | os.PathLike) -> Attention:
                      pad=tuple(int(p) for p in pad), attrs=attrs)
 
 
+# ----------------------------------------------------------------------------- attention_salt.json
+
+ATTENTION_SALT_SCHEMA = "fwi-attn-attention-salt/1"
+ATTENTION_SALT_FILE = "attention_salt.json"
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Area under the ROC curve of ``scores`` as a detector of ``labels``, tie-aware.
+
+    The Mann-Whitney form: with average ranks ``R`` of all scores (ties share their mean rank),
+    ``AUC = (sum of R over positives - P (P + 1) / 2) / (P N)`` for ``P`` positives and ``N``
+    negatives: the probability that a random positive scores above a random negative, ties
+    counting one half. 1: every positive above every negative; 0.5: no better than chance.
+
+    Args:
+        scores: any shape; labels: bool of the same shape.
+
+    Returns:
+        The AUC in [0, 1], or None when either class is empty.
+    """
+    from scipy.stats import rankdata
+
+    s, y = np.asarray(scores, np.float64).ravel(), np.asarray(labels, bool).ravel()
+    if s.shape != y.shape:
+        raise EvaluateError(f"roc_auc: {s.size} scores for {y.size} labels")
+    pos = int(y.sum())
+    neg = len(y) - pos
+    if pos == 0 or neg == 0:
+        return None
+    ranks = rankdata(s)  # average ranks for ties
+    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def map_on_grid(amap: np.ndarray, pad: tuple[int, int, int, int], nz: int, nx: int) -> np.ndarray:
+    """An attention map on the velocity grid: ``[h, w]`` on a level of the network's padded grid
+    -> float64 ``[nz, nx]``.
+
+    The map is upsampled bilinearly (cell centres aligned: ``align_corners=False``) to the padded
+    grid ``[nz + top + bottom, nx + left + right]`` and cropped by ``pad`` = ``(left, right,
+    top, bottom)`` cells, so that every velocity cell gets one score and counts once.
+    """
+    import torch
+
+    left, right, top, bottom = pad
+    full = (nz + top + bottom, nx + left + right)
+    x = torch.as_tensor(np.asarray(amap, np.float64))[None, None]
+    up = torch.nn.functional.interpolate(x, size=full, mode="bilinear", align_corners=False)[0, 0].numpy()
+    return up[top:top + nz, left:left + nx]
+
+
+def attention_salt_scores(maps: list[dict[str, np.ndarray]], target_ms: np.ndarray, pad: tuple[int, int, int, int],
+                          salt_threshold: float) -> dict[str, dict]:
+    """Per map, per sample: the ROC AUC of the map as a detector of salt and of the salt boundary.
+
+    Args:
+        maps: per sample ``{module path: [h, w]}`` (:meth:`Predictor.attention`), one dict per
+            row of ``target_ms``.
+        target_ms: true models ``[n, nz, nx]`` (m/s).
+        pad: the network's ``(left, right, top, bottom)`` padding (:attr:`Predictor.pad`).
+        salt_threshold: m/s; salt cells are ``target > salt_threshold``, boundary cells the salt
+            cells with a non-salt 4-neighbour (:func:`fwi_attn.learn.metrics.boundary`; every
+            other cell, salt interior or sediment, is a negative).
+
+    Returns:
+        ``{module path: {"kind", "shape", "stride", "salt_auc", "boundary_auc", "mean_salt_auc",
+        "mean_boundary_auc"}}`` in forward order: ``kind`` is ``"salt_head"`` for a salt head's
+        predicted probability (``salt_heads.<level>``), else ``"attention"``; ``shape`` ``[h, w]``
+        of the map; ``stride`` the padded grid's cells per map cell (2 ** level); the AUC lists
+        hold one value per sample, None where the sample has no salt or no non-salt (no
+        boundary); means over the samples that have a value (None if none).
+    """
+    from fwi_attn.learn.metrics import boundary
+
+    target_ms = np.asarray(target_ms)
+    if len(maps) != len(target_ms):
+        raise EvaluateError(f"attention maps of {len(maps)} samples for {len(target_ms)} true models")
+    n, nz, nx = target_ms.shape
+    salt = target_ms > salt_threshold
+    edges = np.stack([boundary(m) for m in salt]) if n else salt
+    out: dict[str, dict] = {}
+    for key in (maps[0] if n else {}):
+        h, w = maps[0][key].shape
+        salt_auc, edge_auc = [], []
+        for k in range(n):
+            on_grid = map_on_grid(maps[k][key], pad, nz, nx)
+            salt_auc.append(roc_auc(on_grid, salt[k]))
+            edge_auc.append(roc_auc(on_grid, edges[k]))
+        out[key] = {"kind": "salt_head" if key.startswith("salt_heads.") else "attention", "shape": [h, w],
+                    "stride": int(round((nz + pad[2] + pad[3]) / h)),
+                    "salt_auc": salt_auc, "boundary_auc": edge_auc,
+                    "mean_salt_auc": _mean_or_none(salt_auc), "mean_boundary_auc": _mean_or_none(edge_auc)}
+    return out
+
+
+def _mean_or_none(values: list) -> float | None:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def read_attention_salt(path: str | os.PathLike) -> dict:
+    """Read and check an ``attention_salt.json`` (layout: :func:`evaluate_checkpoint`).
+
+    Raises:
+        FileNotFoundError: no such file (it names the command that writes one).
+        EvaluateError: not JSON, another schema, or AUC lists that do not match ``indices``.
+    """
+    path = Path(path)
+    fix = "rerun `fwi-attn evaluate --checkpoint DIR/model.pt --out DIR` for this run"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no attention-salt scores; {fix}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise EvaluateError(f"{path}: not readable JSON ({e}); {fix}") from None
+    if not isinstance(data, dict) or data.get("schema") != ATTENTION_SALT_SCHEMA:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise EvaluateError(f"{path}: schema {got!r}, expected {ATTENTION_SALT_SCHEMA!r}; {fix}")
+    n = len(data.get("indices", []))
+    bad = [k for k, v in data.get("levels", {}).items()
+           if len(v.get("salt_auc", [])) != n or len(v.get("boundary_auc", [])) != n]
+    if bad:
+        raise EvaluateError(f"{path}: AUC lists of {', '.join(bad)} do not have one value per index ({n}); {fix}")
+    return data
+
+
 # ----------------------------------------------------------------------------- scoring
 
 
@@ -273,10 +398,20 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
         macs = extra.get("macs") or count_macs(model, (1, *data.sample_shape))
         pred_ms, per_sample_s = predictor.predict_batches((x for x, _ in loader), len(data), timed=True,
                                                           progress=progress, clip=False)
-        gathers, _ = data.read(k)
-        maps = predictor.attention(np.array(gathers)[None])[0]
-    write_attention(out / "attention.h5", maps, velocity=target_ms[k], index=k, pad=predictor.pad, variant=variant,
-                    seed=extra.get("seed"), dataset=dataset, split=split, checkpoint=str(checkpoint),
+        t0 = time.perf_counter()
+        # Every test sample's maps, one forward pass each (the showcase's go to attention.h5).
+        maps = [m for x, _ in loader for m in predictor.attention(x)]
+    scores = attention_salt_scores(maps, target_ms, predictor.pad, cfg.evaluate.salt_threshold)
+    write_json(out / ATTENTION_SALT_FILE, {
+        "schema": ATTENTION_SALT_SCHEMA, "variant": variant, "seed": extra.get("seed"), "dataset": dataset,
+        "split": split, "checkpoint": str(checkpoint), "n_samples": len(target_ms),
+        "indices": list(range(len(target_ms))), "salt_threshold": cfg.evaluate.salt_threshold,
+        "grid": "each map upsampled bilinearly (align_corners=False) to the padded velocity grid, then cropped",
+        "spatial": bool(scores),
+        "note": None if scores else "no spatial attention map (channel attention only, or no attention)",
+        "levels": scores, "seconds": time.perf_counter() - t0})
+    write_attention(out / "attention.h5", maps[k], velocity=target_ms[k], index=k, pad=predictor.pad,
+                    variant=variant, seed=extra.get("seed"), dataset=dataset, split=split, checkpoint=str(checkpoint),
                     salt_threshold=cfg.evaluate.salt_threshold)
     return _write_outputs(cfg, out, variant=variant, seed=extra.get("seed"), data=data, split=split,
                           pred_ms=pred_ms, target_ms=target_ms, norm=norm, checkpoint=str(checkpoint),
