@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from scipy.stats import mannwhitneyu
 
 from fwi_attn.data.dataset import Normalizer, ShardDataset, load_stats
 from fwi_attn.data.store import read_shard
@@ -61,6 +62,8 @@ def test_roc_auc_equals_the_pair_count_with_many_ties():
         labels = rng.random(300) < 0.3
         scores = np.round(rng.random(300) + 0.4 * labels, 1)  # coarse values: many ties
         assert roc_auc(scores, labels) == pytest.approx(brute_force_auc(scores, labels), abs=1e-12)
+        u = mannwhitneyu(scores[labels], scores[~labels]).statistic  # U of the positives
+        assert roc_auc(scores, labels) == pytest.approx(u / (labels.sum() * (~labels).sum()), abs=1e-12)
 
 
 # ----------------------------------------------------------------------------- maps on the grid

@@ -198,8 +198,6 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     Returns:
         The AUC in [0, 1], or None when either class is empty.
     """
-    from scipy.stats import rankdata
-
     s, y = np.asarray(scores, np.float64).ravel(), np.asarray(labels, bool).ravel()
     if s.shape != y.shape:
         raise EvaluateError(f"roc_auc: {s.size} scores for {y.size} labels")
@@ -207,7 +205,11 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     neg = len(y) - pos
     if pos == 0 or neg == 0:
         return None
-    ranks = rankdata(s)  # average ranks for ties
+    # Average 1-based ranks (scipy.stats.rankdata's default) without importing scipy.stats
+    # (half a second per evaluate job): a value's equals span ranks cum - count + 1 .. cum.
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    cum = np.cumsum(counts)
+    ranks = (cum - (counts - 1) / 2.0)[inverse]
     return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
