@@ -38,6 +38,10 @@ Outputs in ``--out DIR`` (formats in ``docs/architecture.md``), written atomical
 * ``attention.h5`` (checkpoint mode only; schema ``fwi-attn-attention/1``, :func:`write_attention`):
   the network's spatial attention maps on the showcase sample (:func:`showcase_index`), that
   sample's index and true velocity. The comparison figures draw it without loading a network.
+* ``attention_salt.json`` (checkpoint mode only; schema ``fwi-attn-attention-salt/1``,
+  :func:`read_attention_salt`): per spatial map (attention and salt heads), the ROC AUC of the
+  map as a detector of salt and of salt-boundary cells on every sample of the split
+  (:func:`attention_salt_scores`); ``levels`` is empty for a network without a spatial map.
 """
 from __future__ import annotations
 
@@ -351,8 +355,17 @@ def _write_outputs(cfg, out: Path, *, variant: str, seed, data: ShardDataset, sp
 def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLike, *, split: str = "test",
                         stats_path: str | os.PathLike | None = None, progress: bool = True,
                         test_set: tuple[str, str | os.PathLike] | None = None) -> dict:
-    """Predict ``split`` with a trained checkpoint; write ``predictions.h5``, ``metrics.json`` and
-    ``attention.h5``.
+    """Predict ``split`` with a trained checkpoint; write ``predictions.h5``, ``metrics.json``,
+    ``attention.h5`` and ``attention_salt.json``.
+
+    ``attention_salt.json``: ``{"schema": "fwi-attn-attention-salt/1", "variant", "seed",
+    "dataset", "split", "checkpoint", "n_samples", "indices" (the split's sample indices, in the
+    order of every AUC list), "salt_threshold" (m/s), "grid" (how maps meet the velocity grid),
+    "spatial" (false for a network without a spatial map: channel attention only, or none),
+    "note", "levels": {module path: {"kind", "shape", "stride", "salt_auc", "boundary_auc",
+    "mean_salt_auc", "mean_boundary_auc"}} (:func:`attention_salt_scores`), "seconds" (the
+    maps' forward passes and their scoring)}``. Every sample's maps come from one forward pass
+    of its own (:meth:`Predictor.attention`); the showcase sample's are ``attention.h5``'s.
 
     Args:
         stats_path: a ``stats.json`` to check the checkpoint's normalisation against; a checkpoint
