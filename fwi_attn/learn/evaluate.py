@@ -48,6 +48,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,13 +235,14 @@ def map_on_grid(amap: np.ndarray, pad: tuple[int, int, int, int], nz: int, nx: i
     return up[top:top + nz, left:left + nx]
 
 
-def attention_salt_scores(maps: list[dict[str, np.ndarray]], target_ms: np.ndarray, pad: tuple[int, int, int, int],
-                          salt_threshold: float) -> dict[str, dict]:
+def attention_salt_scores(maps: Iterable[dict[str, np.ndarray]], target_ms: np.ndarray,
+                          pad: tuple[int, int, int, int], salt_threshold: float) -> dict[str, dict]:
     """Per map, per sample: the ROC AUC of the map as a detector of salt and of the salt boundary.
 
     Args:
         maps: per sample ``{module path: [h, w]}`` (:meth:`Predictor.attention`), one dict per
-            row of ``target_ms``.
+            row of ``target_ms``, every dict with the same keys; any iterable (a generator
+            keeps only one sample's maps in memory).
         target_ms: true models ``[n, nz, nx]`` (m/s).
         pad: the network's ``(left, right, top, bottom)`` padding (:attr:`Predictor.pad`).
         salt_threshold: m/s; salt cells are ``target > salt_threshold``, boundary cells the salt
@@ -254,27 +256,34 @@ def attention_salt_scores(maps: list[dict[str, np.ndarray]], target_ms: np.ndarr
         of the map; ``stride`` the padded grid's cells per map cell (2 ** level); the AUC lists
         hold one value per sample, None where the sample has no salt or no non-salt (no
         boundary); means over the samples that have a value (None if none).
+
+    Raises:
+        EvaluateError: not one dict of maps per true model.
     """
     from fwi_attn.learn.metrics import boundary
 
     target_ms = np.asarray(target_ms)
-    if len(maps) != len(target_ms):
-        raise EvaluateError(f"attention maps of {len(maps)} samples for {len(target_ms)} true models")
     n, nz, nx = target_ms.shape
-    salt = target_ms > salt_threshold
-    edges = np.stack([boundary(m) for m in salt]) if n else salt
     out: dict[str, dict] = {}
-    for key in (maps[0] if n else {}):
-        h, w = maps[0][key].shape
-        salt_auc, edge_auc = [], []
-        for k in range(n):
-            on_grid = map_on_grid(maps[k][key], pad, nz, nx)
-            salt_auc.append(roc_auc(on_grid, salt[k]))
-            edge_auc.append(roc_auc(on_grid, edges[k]))
-        out[key] = {"kind": "salt_head" if key.startswith("salt_heads.") else "attention", "shape": [h, w],
-                    "stride": int(round((nz + pad[2] + pad[3]) / h)),
-                    "salt_auc": salt_auc, "boundary_auc": edge_auc,
-                    "mean_salt_auc": _mean_or_none(salt_auc), "mean_boundary_auc": _mean_or_none(edge_auc)}
+    count = 0
+    for k, sample in enumerate(maps):
+        count += 1
+        if k >= n:
+            continue  # counted for the message below
+        salt = target_ms[k] > salt_threshold
+        edge = boundary(salt)
+        for key, amap in sample.items():
+            if key not in out:
+                h, w = amap.shape
+                out[key] = {"kind": "salt_head" if key.startswith("salt_heads.") else "attention", "shape": [h, w],
+                            "stride": int(round((nz + pad[2] + pad[3]) / h)), "salt_auc": [], "boundary_auc": []}
+            on_grid = map_on_grid(amap, pad, nz, nx)
+            out[key]["salt_auc"].append(roc_auc(on_grid, salt))
+            out[key]["boundary_auc"].append(roc_auc(on_grid, edge))
+    if count != n or any(len(v["salt_auc"]) != n for v in out.values()):
+        raise EvaluateError(f"attention maps of {count} samples for {n} true models")
+    for v in out.values():
+        v["mean_salt_auc"], v["mean_boundary_auc"] = _mean_or_none(v["salt_auc"]), _mean_or_none(v["boundary_auc"])
     return out
 
 
@@ -414,9 +423,17 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
         pred_ms, per_sample_s = predictor.predict_batches((x for x, _ in loader), len(data), timed=True,
                                                           progress=progress, clip=False)
         t0 = time.perf_counter()
-        # Every test sample's maps, one forward pass each (the showcase's go to attention.h5).
-        maps = [m for x, _ in loader for m in predictor.attention(x)]
-    scores = attention_salt_scores(maps, target_ms, predictor.pad, cfg.evaluate.salt_threshold)
+        # Every test sample's maps, one forward pass each, scored as they come; the showcase's
+        # go to attention.h5.
+        show: dict[str, np.ndarray] = {}
+
+        def each_sample():
+            for j, sample in enumerate(m for x, _ in loader for m in predictor.attention(x)):
+                if j == k:
+                    show.update(sample)
+                yield sample
+
+        scores = attention_salt_scores(each_sample(), target_ms, predictor.pad, cfg.evaluate.salt_threshold)
     write_json(out / ATTENTION_SALT_FILE, {
         "schema": ATTENTION_SALT_SCHEMA, "variant": variant, "seed": extra.get("seed"), "dataset": dataset,
         "split": split, "checkpoint": str(checkpoint), "n_samples": len(target_ms),
@@ -425,7 +442,7 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
         "spatial": bool(scores),
         "note": None if scores else "no spatial attention map (channel attention only, or no attention)",
         "levels": scores, "seconds": time.perf_counter() - t0})
-    write_attention(out / "attention.h5", maps[k], velocity=target_ms[k], index=k, pad=predictor.pad,
+    write_attention(out / "attention.h5", show, velocity=target_ms[k], index=k, pad=predictor.pad,
                     variant=variant, seed=extra.get("seed"), dataset=dataset, split=split, checkpoint=str(checkpoint),
                     salt_threshold=cfg.evaluate.salt_threshold)
     return _write_outputs(cfg, out, variant=variant, seed=extra.get("seed"), data=data, split=split,
