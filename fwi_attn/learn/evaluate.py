@@ -397,6 +397,7 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
     from fwi_attn.config import resolve_device
     from fwi_attn.learn.inference import Predictor
     from fwi_attn.learn.train import torch_settings
+    from fwi_attn.nn.layers import AttnProbe
     from fwi_attn.nn.models import count_macs, count_params
 
     out = Path(out)
@@ -428,6 +429,9 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
         show: dict[str, np.ndarray] = {}
 
         def each_sample():
+            if not any(isinstance(m, AttnProbe) for m in model.modules()):  # no map to capture (se, none)
+                yield from ({} for _ in range(len(target_ms)))
+                return
             for j, sample in enumerate(m for x, _ in loader for m in predictor.attention(x)):
                 if j == k:
                     show.update(sample)
