@@ -239,6 +239,33 @@ def test_physics_check_reports_misfits(tiny_dataset, tmp_path):
     assert np.allclose(baseline, train.mean(axis=0), atol=1e-3) and "stats.json" in source
 
 
+def test_physics_figures_show_the_reflection_misfits(tiny_dataset, tmp_path):
+    """The study figure gets reflection panels from physics.json: per variant the mean over seeds
+    of each run's mean, with the std over seeds; a physics.json without them keeps two panels."""
+    from fwi_attn.results.plots import _reflection_rows, plot_physics, plot_physics_run
+    from fwi_attn.results.study import Study, physics_table
+
+    cfg = tiny_dataset["config"]
+    smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=2)
+    result = physics_check(cfg, tmp_path / "predictions.h5", samples=2)
+    s0 = result.summary
+    s1 = json.loads(json.dumps(s0))
+    s1["mean"]["rel_l2_reflection"] = s0["mean"]["rel_l2_reflection"] + 0.1
+    study = Study(tmp_path, {}, {("smooth", 0): {}, ("smooth", 1): {}}, None,
+                  physics={("smooth", 0): s0, ("smooth", 1): s1}, variants=["smooth"])
+    rows = physics_table(study)
+    _reflection_rows(study, rows)
+    assert rows[0]["rel_l2_reflection"] == pytest.approx(s0["mean"]["rel_l2_reflection"] + 0.05)
+    assert rows[0]["rel_l2_reflection_std"] == pytest.approx(0.1 / np.sqrt(2))
+    plot_physics(study, tmp_path / "physics.png")
+    old = {k: {**v, "mean": {m: x for m, x in v["mean"].items() if not m.endswith("_reflection")}}
+           for k, v in study.physics.items()}
+    plot_physics(Study(tmp_path, {}, study.metrics, None, physics=old, variants=["smooth"]), tmp_path / "old.png")
+    plot_physics_run(result.showcase, s0, tmp_path / "run.png", cfg.geology.vmin, cfg.geology.vmax)
+    for png in ("physics.png", "old.png", "run.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
 def test_mean_model_needs_stats(tiny_dataset, tmp_path):
     cfg = tiny_dataset["config"].to_dict()
     cfg["study"]["data_dir"] = str(tmp_path)  # a data folder without stats.json

@@ -119,8 +119,12 @@ def plot_physics_run(showcase, summary: dict, out: str | os.PathLike, vmin: floa
     show_gather(axes[5], base, dt, rx, f"mean model (rel. L2 {rel(base):.2f})", clip=clip)
     fig.colorbar(im, ax=axes[:2].tolist(), label="velocity (km/s)", shrink=0.8)
     m = summary["mean"]
+    refl = ""
+    if m.get("rel_l2_reflection") is not None and m.get("baseline_rel_l2_reflection") is not None:
+        refl = (f"; on the reflections (direct wave muted, t^2 gain) {m['rel_l2_reflection']:.3f} "
+                f"(mean model {m['baseline_rel_l2_reflection']:.3f})")
     fig.suptitle(f"{summary.get('variant') or ''} seed {summary.get('seed')}: mean rel. L2 misfit "
-                 f"{m['rel_l2']:.3f} (mean model {m['baseline_rel_l2']:.3f}, true model {m['true_rel_l2']:.1e}) "
+                 f"{m['rel_l2']:.3f} (mean model {m['baseline_rel_l2']:.3f}, true model {m['true_rel_l2']:.1e}){refl} "
                  f"over {summary['n_samples']} samples")
     save_figure(fig, out)
 
@@ -502,17 +506,38 @@ def plot_gathers(study, out, vmin: float, vmax: float, dx: float) -> None:
     return _finish(fig, out)
 
 
+def _reflection_rows(study, rows: list[dict]) -> None:
+    """Add the reflection misfits of ``physics.json`` (mean over seeds of each run's mean, and the
+    std over seeds) to the rows of :func:`fwi_attn.results.study.physics_table`, where present."""
+    keys = [f"{p}{m}_reflection" for p in ("", "baseline_", "true_") for m in ("rel_l2", "trace_corr")]
+    for row in rows:
+        runs = [study.physics[(row["variant"], s)] for s in study.seeds(row["variant"])
+                if (row["variant"], s) in study.physics]
+        for key in keys:
+            vals = [r["mean"][key] for r in runs if r.get("mean", {}).get(key) is not None]
+            if vals and key not in row:
+                row[key] = float(np.mean(vals))
+                row[f"{key}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+
+
 def plot_physics(study, out) -> None:
-    """Relative L2 data misfit and trace correlation of re-simulated predictions, per variant."""
+    """Relative L2 data misfit and trace correlation of re-simulated predictions, per variant: on
+    the raw traces and, where physics.json holds them, on the reflections (direct wave muted,
+    late arrivals gained: :func:`fwi_attn.physics.check.reflection_window`)."""
     from fwi_attn.results.study import physics_table
 
     rows = physics_table(study)
     if not rows:
         return _placeholder(out, "no physics.json found")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    _reflection_rows(study, rows)
+    panels = [("rel_l2", "relative L2 data misfit (lower is better)"),
+              ("trace_corr", "trace correlation (higher is better)")]
+    if any("rel_l2_reflection" in r for r in rows):
+        panels += [("rel_l2_reflection", "relative L2, reflections only (lower is better)"),
+                   ("trace_corr_reflection", "trace correlation, reflections only (higher is better)")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), constrained_layout=True)
     x = np.arange(len(rows))
-    for ax, key, label in ((axes[0], "rel_l2", "relative L2 data misfit (lower is better)"),
-                           (axes[1], "trace_corr", "trace correlation (higher is better)")):
+    for ax, (key, label) in zip(axes, panels):
         vals = [r.get(key, np.nan) for r in rows]
         errs = [r.get(f"{key}_std", 0.0) for r in rows]
         ax.bar(x, vals, yerr=errs, capsize=3, color=[variant_color(r["variant"]) for r in rows])
