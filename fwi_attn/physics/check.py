@@ -462,11 +462,15 @@ def physics_check(cfg, predictions: str | os.PathLike | Predictions, *, samples:
         "baseline_trace_corr": trace_correlation(d_base, observed),
         "true_rel_l2": relative_l2(d_true, observed), "true_trace_corr": trace_correlation(d_true, observed),
     }
-    # The same misfits on the reflections: one window per sample, from its true model.
-    window = reflection_window(obs.velocity[:n], survey)
-    for prefix, d in (("", d_pred), ("baseline_", d_base), ("true_", d_true)):
-        for key, value in reflection_misfits(d, observed, window).items():
-            per[f"{prefix}{key}_reflection"] = value
+    # The same misfits on the reflections: one window per sample, from its true model (sample by
+    # sample: the window of a large check would otherwise hold every gather in float64 twice).
+    for prefix in ("", "baseline_", "true_"):
+        per.update({f"{prefix}{key}_reflection": np.empty(n) for key in ("rel_l2", "trace_corr")})
+    for i in range(n):
+        window = reflection_window(obs.velocity[i:i + 1], survey)
+        for prefix, d in (("", d_pred), ("baseline_", d_base), ("true_", d_true)):
+            for key, value in reflection_misfits(d[i:i + 1], observed[i:i + 1], window).items():
+                per[f"{prefix}{key}_reflection"][i] = value[0]
     worst = int(np.argmax(per["true_rel_l2"]))
     if per["true_rel_l2"][worst] > TRUE_MISFIT_TOLERANCE:
         raise AcquisitionError(
