@@ -63,7 +63,8 @@ def command_physics(parser: argparse.ArgumentParser):
                   f"{m['true_rel_l2']:.1e}); trace correlation {m['trace_corr']:.4f} (mean model "
                   f"{m['baseline_trace_corr']:.4f}); on the reflections (direct wave muted, t^2 gain): rel. L2 "
                   f"{_fmt(m['rel_l2_reflection'])} (mean model {_fmt(m['baseline_rel_l2_reflection'])}), trace "
-                  f"correlation {_fmt(m['trace_corr_reflection'])}; wrote {out / 'physics.json'} and {out / 'gathers.h5'} "
+                  f"correlation {_fmt(m['trace_corr_reflection'])}; wrote {out / 'physics.json'} and "
+                  f"{out / 'gathers.h5'} "
                   f"(test sample {result.showcase.index})")
 
     return run
