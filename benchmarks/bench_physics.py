@@ -11,6 +11,12 @@ Three tables, all on the study config's survey (default: ``workflows/config/defa
 2. **FWI iteration**: seconds per iteration of :func:`fwi_attn.physics.check.refine` (Adam; L-BFGS per
    function evaluation; Adam with compressed storage) against a bare deepwave forward + backward of
    the same model and shots.
+4. **Salt-base sensitivity** (before 2 and 3): on the test models with salt, the raw-trace and
+   the reflection misfits (:func:`fwi_attn.physics.check.reflection_misfits`) of the true model
+   with its salt base raised by ``--base-cells`` cells, on each misfit's own scale (0 = perfect,
+   1 = no data / uncorrelated traces) and divided by the same misfit of two reference
+   perturbations: the model with its salt replaced by the row's sediment and the mean model.
+   ``--skip-fwi`` stops after it.
 3. **Payoff**: Adam FWI from a network-like prediction and from the conventional start (the
    truth smoothed with ``physics.refine.smooth_sigma``): model error per iteration, and the
    iterations the conventional start needs to reach the error the prediction starts with and
@@ -149,6 +155,69 @@ def bare_gradient(model: np.ndarray, observed: np.ndarray, survey: Survey, devic
     return time.perf_counter() - t0
 
 
+def raise_salt_base(model: np.ndarray, cells: int, threshold: float) -> np.ndarray:
+    """``model`` ``[nz, nx]`` (m/s) with the lowest ``cells`` salt cells of every column (the salt
+    base raised by ``cells`` cells) given the velocity just below the base."""
+    out = model.copy()
+    salt = model > threshold
+    for ix in range(model.shape[1]):
+        z = np.nonzero(salt[:, ix])[0]
+        if len(z):
+            below = model[min(z.max() + 1, model.shape[0] - 1), ix]
+            out[max(z.min(), z.max() - cells + 1):z.max() + 1, ix] = below
+    return out
+
+
+def remove_salt(model: np.ndarray, threshold: float) -> np.ndarray:
+    """``model`` with every salt cell given the mean sediment velocity of its row (m/s)."""
+    out = model.copy()
+    for row in out:
+        salt = row > threshold
+        if salt.any():
+            row[salt] = row[~salt].mean() if (~salt).any() else threshold
+    return out
+
+
+def salt_base_sensitivity(cfg, obs, baseline: np.ndarray, device, cells: int, n_max: int = 4) -> None:
+    """Print table 4 (see the module docstring) for up to ``n_max`` test models with >= 2% salt."""
+    from fwi_attn.data.simulate import simulate
+    from fwi_attn.physics.check import reflection_misfits, reflection_window, relative_l2, trace_correlation
+
+    thr = cfg.evaluate.salt_threshold
+    rows = [i for i in range(len(obs.velocity)) if (obs.velocity[i] > thr).mean() >= 0.02][:n_max]
+    if not rows:
+        print("no test model with salt: salt-base sensitivity skipped")
+        return
+    truth = obs.velocity[rows]
+    models = np.concatenate([np.stack([raise_salt_base(v, cells, thr) for v in truth]),
+                             np.stack([remove_salt(v, thr) for v in truth]), baseline[None]])
+    data = simulate(models, obs.survey, device=str(device), models_per_call=cfg.survey.models_per_call)
+    n = len(rows)
+    observed, window = obs.gathers[rows], reflection_window(truth, obs.survey)
+
+    def misfits(d):  # [4, n]: raw rel. L2, raw 1 - corr, reflection rel. L2, reflection 1 - corr
+        r = reflection_misfits(d, observed, window)
+        return np.stack([relative_l2(d, observed), 1 - trace_correlation(d, observed), r["rel_l2"],
+                         1 - r["trace_corr"]])
+
+    moved, nosalt = misfits(data[:n]), misfits(data[n:2 * n])
+    mean = misfits(np.broadcast_to(data[-1], (n, *data.shape[1:])))
+    print(f"### Salt-base sensitivity: salt base raised by {cells} cells ({cells * obs.survey.dx:g} m), "
+          f"test rows {', '.join(map(str, rows))}")
+    print()
+    print("| normalisation | raw rel. L2 | reflection rel. L2 | gain | raw 1 - corr | reflection 1 - corr | gain |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for label, m in (("own scale (the misfit itself)", moved), ("/ misfit of the model without salt", moved / nosalt),
+                     ("/ misfit of the mean model", moved / mean)):
+        med = np.median(m, axis=1)
+        gains = np.median(m[2] / m[0]), np.median(m[3] / m[1])
+        print(f"| {label} | {med[0]:.4g} | {med[2]:.4g} | {gains[0]:.1f}x | {med[1]:.3g} | {med[3]:.3g} | "
+              f"{gains[1]:.1f}x |")
+    print()
+    print("medians over the models; gain = median over models of reflection / raw")
+    print()
+
+
 def first_reaching(history: list[float], target: float) -> int | None:
     """Iterations (0 = the start) until the model error is at or below ``target``."""
     for i, value in enumerate(history):
@@ -168,6 +237,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="physics-check timings (each: ours, then bare)")
     parser.add_argument("--iterations", type=int, default=5, help="iterations per FWI timing")
     parser.add_argument("--payoff-samples", type=int, default=2)
+    parser.add_argument("--base-cells", type=int, default=3, help="cells the salt base is raised by in table 4")
+    parser.add_argument("--skip-fwi", action="store_true", help="stop after the physics check and table 4")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: study.threads)")
     parser.add_argument("--payoff-iterations", type=int, default=15,
                         help="Adam iterations from the prediction; the conventional start gets twice as many")
@@ -228,7 +299,15 @@ def main() -> None:
     print()
     print(f"misfits: prediction rel. L2 {m['rel_l2']:.4f} (trace corr {m['trace_corr']:.4f}), mean model "
           f"{m['baseline_rel_l2']:.4f} ({m['baseline_trace_corr']:.4f}), true model {m['true_rel_l2']:.1e}")
+    print(f"reflection misfits: prediction rel. L2 {m['rel_l2_reflection']:.4f} (trace corr "
+          f"{m['trace_corr_reflection']:.4f}), mean model {m['baseline_rel_l2_reflection']:.4f} "
+          f"({m['baseline_trace_corr_reflection']:.4f}), true model {m['true_rel_l2_reflection']:.1e}")
     print()
+
+    # ---- 4. salt-base sensitivity of the raw and the reflection misfits ------------------------
+    salt_base_sensitivity(cfg, obs, baseline, device, args.base_cells)
+    if args.skip_fwi:
+        return tmp.cleanup()
 
     # ---- 2. FWI iteration ----------------------------------------------------------------------
     vmin, vmax = float(cfg.geology.vmin), min(float(cfg.geology.vmax), survey.max_vel)

@@ -21,13 +21,15 @@ from fwi_attn.config import load_config
 from fwi_attn.data.dataset import StatsError
 from fwi_attn.data.store import read_predictions, write_predictions
 from fwi_attn.data.survey import AcquisitionError, GridError, check_acquisition
-from fwi_attn.physics.check import PhysicsError, mean_model, physics_check, read_samples, relative_l2, trace_correlation
+from fwi_attn.physics.check import (PhysicsError, direct_arrival_times, mean_model, physics_check, read_samples,
+                                    reflection_misfits, reflection_window, relative_l2, trace_correlation)
 from fwi_attn.physics.fwi import gaussian_smooth, lowpass, plan_memory, refine, starting_model
 from fwi_attn.data.simulate import forward, simulate, survey_from_shard
 from fwi_attn.data.store import read_shard
 from fwi_attn.data.survey import Survey, snap_to_grid
 
 PHYSICS_KEYS = {"rel_l2", "trace_corr", "baseline_rel_l2", "baseline_trace_corr", "true_rel_l2"}
+REFLECTION_KEYS = {f"{p}{m}_reflection" for p in ("", "baseline_", "true_") for m in ("rel_l2", "trace_corr")}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -97,6 +99,112 @@ def test_lowpass_is_a_zero_phase_butterworth():
     assert np.abs(ours - ref).max() < 0.02 * np.abs(ref).max()
 
 
+# ----------------------------------------------------------------------------- reflection misfits
+
+
+def surface_survey(nz: int, nx: int, source_x, n_receivers: int, dx: float = 10.0, nt: int = 250) -> Survey:
+    """Sources at ``source_x`` (m) and ``n_receivers`` receivers across the model, all 10 m deep."""
+    src = snap_to_grid(np.stack([np.asarray(source_x, float), np.full(len(source_x), dx)], 1), dx)
+    rec = snap_to_grid(np.stack([np.linspace(0, (nx - 1) * dx, n_receivers), np.full(n_receivers, dx)], 1), dx)
+    return Survey(nz=nz, nx=nx, dx=dx, dt=0.002, nt=nt, freq=15.0, peak_time=0.1, source_xz=src, receiver_xz=rec,
+                  accuracy=4, pml_width=10, max_vel=4500.0)
+
+
+def test_direct_arrival_times_integrate_the_surface_slowness():
+    """offset / v on a uniform surface; on a surface of two velocities, the sum of the two legs."""
+    survey = surface_survey(10, 40, [0.0, 200.0], 5)
+    v = np.full((10, 40), 2000.0, np.float32)
+    offsets = np.abs(survey.receiver_xz[None, :, 0] - survey.source_xz[:, None, 0])
+    np.testing.assert_allclose(direct_arrival_times(v, survey), offsets / 2000.0, rtol=1e-12)
+    v[:, 20:] = 4000.0  # x >= 200 m: the receivers' row is twice as fast there
+    t = direct_arrival_times(np.stack([v, v]), survey)
+    assert t.shape == (2, 2, 5)
+    # From x = 0 to the last receiver (390 m): 190 m at 2000 m/s, the 10 m across the jump
+    # (190 to 200 m) at the mean slowness (trapezoid), 190 m at 4000 m/s.
+    np.testing.assert_allclose(t[0, 0, -1], 190 / 2000 + 10 * (1 / 2000 + 1 / 4000) / 2 + 190 / 4000, rtol=1e-12)
+    np.testing.assert_allclose(t[1, 1, -1], 190 / 4000, rtol=1e-12)  # from x = 200 m, all fast
+
+
+def test_reflection_window_follows_its_formula():
+    survey = surface_survey(10, 40, [0.0], 3)
+    v = np.full((10, 40), 2000.0, np.float32)
+    w = reflection_window(v, survey, gain_power=2.0, delay=0.1, taper=0.05)
+    assert w.shape == (1, survey.nt, 3) and w.dtype == np.float32
+    t = np.arange(survey.nt) * survey.dt
+    t_m = survey.receiver_xz[:, 0] / 2000.0 + 0.1  # offset / v + delay
+    gain = (t / t[-1]) ** 2
+    for r in range(3):
+        assert np.all(w[0, t < t_m[r] - 1e-9, r] == 0)
+        after = t >= t_m[r] + 0.05 + 1e-9
+        np.testing.assert_allclose(w[0, after, r], gain[after], rtol=1e-6)
+        inside = (t > t_m[r]) & (t < t_m[r] + 0.05)
+        ramp = 0.5 * (1 - np.cos(np.pi * (t[inside] - t_m[r]) / 0.05))
+        np.testing.assert_allclose(w[0, inside, r], ramp * gain[inside], rtol=1e-5)
+    with pytest.raises(PhysicsError, match="must be >= 0"):
+        reflection_window(v, survey, taper=-0.01)
+
+
+def test_reflection_window_removes_the_direct_wave_and_keeps_the_reflection():
+    """A homogeneous model's data are the direct wave alone: the window removes it. Over a 2000 /
+    3000 m/s interface at 250 m the window keeps the reflection, at its two-way time at zero offset."""
+    nz, nx, dx = 40, 48, 10.0
+    survey = surface_survey(nz, nx, [230.0], 24)
+    survey = Survey(**{**survey.__dict__, "receiver_xz": np.concatenate([survey.source_xz, survey.receiver_xz])})
+    homogeneous = np.full((nz, nx), 2000.0, np.float32)
+    layered = homogeneous.copy()
+    layered[25:] = 3000.0
+    d = simulate(np.stack([homogeneous, layered]), survey, device="cpu")
+    w = reflection_window(homogeneous, survey)
+    t = np.arange(survey.nt) * survey.dt
+    gained = d[0] * ((t / t[-1]) ** 2)[None, :, None]
+    assert np.square(d[0] * w).sum() < 5e-3 * np.square(gained).sum()  # measured 1.6e-3 (PML, 2-D tail)
+    kept = d[1] * w
+    reflection = (d[1] - d[0]) * w
+    assert np.square(reflection).sum() > 0.98 * np.square(kept).sum()  # measured 0.992
+    # Zero offset (receiver 0 sits on the source): the peak at peak_time + 2 (250 - 10) m / 2000 m/s.
+    k = int(np.argmax(np.abs(kept[0, :, 0])))
+    assert abs(t[k] - (0.1 + 2 * 240 / 2000)) <= 2 * survey.dt
+
+
+def test_reflection_misfit_sees_a_moved_salt_base():
+    """Raising a salt body's base by 3 cells (30 m) barely moves the raw-trace misfits, which the
+    direct wave dominates; the reflection misfits see it.
+
+    Normalisation: each misfit on its own scale, where 0 is a perfect fit and 1 is a prediction
+    of no data at all (relative L2) or of uncorrelated traces (1 - trace correlation); both the
+    raw and the reflection measure have that scale, so their values compare directly. As a
+    second, harder reference, the same misfits of the model without salt (which shares the
+    moved model's direct wave, so the mute helps only by weighting the late data).
+    Measured: rel. L2 0.037 -> 0.70 (19x), 1 - corr 0.0011 -> 0.45 (416x); against the
+    no-salt model: rel. L2 0.21 -> 0.72 (3.4x), 1 - corr 0.042 -> 0.58 (14x).
+    """
+    nz, nx, dx = 40, 48, 10.0
+    survey = surface_survey(nz, nx, np.linspace(0, (nx - 1) * dx, 3), 24)
+    sediment = np.broadcast_to(1800.0 + 1.5 * dx * np.arange(nz)[:, None], (nz, nx)).astype(np.float32)
+
+    def with_salt(base: int) -> np.ndarray:
+        v = sediment.copy()
+        v[12:base, 14:34] = 4400.0
+        return v
+
+    true, moved = with_salt(28), with_salt(25)
+    d = simulate(np.stack([true, moved, sediment]), survey, device="cpu")
+    observed, window = d[:1], reflection_window(true[None], survey)
+
+    def misfits(k: int) -> tuple[float, float, float, float]:
+        refl = reflection_misfits(d[k:k + 1], observed, window)
+        return (relative_l2(d[k:k + 1], observed)[0], 1 - trace_correlation(d[k:k + 1], observed)[0],
+                refl["rel_l2"][0], 1 - refl["trace_corr"][0])
+
+    old_l2, old_corr, new_l2, new_corr = misfits(1)
+    assert new_l2 >= 5 * old_l2 and new_corr >= 5 * old_corr
+    ref = misfits(2)
+    assert (new_l2 / ref[2]) >= 2 * (old_l2 / ref[0]) and (new_corr / ref[3]) >= 5 * (old_corr / ref[1])
+    assert all(m < r for m, r in zip(misfits(1), ref))  # the moved base is still nearer than no salt
+    self = reflection_misfits(observed, observed, window)
+    assert self["rel_l2"][0] == 0 and np.isclose(self["trace_corr"][0], 1.0)
+
+
 # ----------------------------------------------------------------------------- physics check
 
 
@@ -120,9 +228,42 @@ def test_physics_check_reports_misfits(tiny_dataset, tmp_path):
     # A 30 m smoothing of the truth explains the data far better than the train mean model.
     assert all(0 < p < b for p, b in zip(per["rel_l2"], per["baseline_rel_l2"]))
     assert all(p > b for p, b in zip(per["trace_corr"], per["baseline_trace_corr"]))
+    # The reflection misfits: per sample, self-check about zero, and the same ranking.
+    assert REFLECTION_KEYS <= set(per) and all(len(per[k]) == 2 for k in REFLECTION_KEYS)
+    assert max(per["true_rel_l2_reflection"]) < 1e-4 and min(per["true_trace_corr_reflection"]) > 0.9999
+    assert all(0 < p < b for p, b in zip(per["rel_l2_reflection"], per["baseline_rel_l2_reflection"]))
+    assert all(r > p for r, p in zip(per["rel_l2_reflection"], per["rel_l2"]))  # the harder view
+    assert s["reflection"]["gain_power"] == 2.0 and s["reflection"]["delay_s"] > cfg.survey.peak_time
     train = np.concatenate([read_shard(p).velocity for p in tiny_dataset["shards"]["train"]])
     baseline, source = mean_model(cfg, "salt", 24, 32)
     assert np.allclose(baseline, train.mean(axis=0), atol=1e-3) and "stats.json" in source
+
+
+def test_physics_figures_show_the_reflection_misfits(tiny_dataset, tmp_path):
+    """The study figure gets reflection panels from physics.json: per variant the mean over seeds
+    of each run's mean, with the std over seeds; a physics.json without them keeps two panels."""
+    from fwi_attn.results.plots import _reflection_rows, plot_physics, plot_physics_run
+    from fwi_attn.results.study import Study, physics_table
+
+    cfg = tiny_dataset["config"]
+    smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=2)
+    result = physics_check(cfg, tmp_path / "predictions.h5", samples=2)
+    s0 = result.summary
+    s1 = json.loads(json.dumps(s0))
+    s1["mean"]["rel_l2_reflection"] = s0["mean"]["rel_l2_reflection"] + 0.1
+    study = Study(tmp_path, {}, {("smooth", 0): {}, ("smooth", 1): {}}, None,
+                  physics={("smooth", 0): s0, ("smooth", 1): s1}, variants=["smooth"])
+    rows = physics_table(study)
+    _reflection_rows(study, rows)
+    assert rows[0]["rel_l2_reflection"] == pytest.approx(s0["mean"]["rel_l2_reflection"] + 0.05)
+    assert rows[0]["rel_l2_reflection_std"] == pytest.approx(0.1 / np.sqrt(2))
+    plot_physics(study, tmp_path / "physics.png")
+    old = {k: {**v, "mean": {m: x for m, x in v["mean"].items() if not m.endswith("_reflection")}}
+           for k, v in study.physics.items()}
+    plot_physics(Study(tmp_path, {}, study.metrics, None, physics=old, variants=["smooth"]), tmp_path / "old.png")
+    plot_physics_run(result.showcase, s0, tmp_path / "run.png", cfg.geology.vmin, cfg.geology.vmax)
+    for png in ("physics.png", "old.png", "run.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_mean_model_needs_stats(tiny_dataset, tmp_path):

@@ -61,10 +61,17 @@ def command_physics(parser: argparse.ArgumentParser):
             print(f"{predictions}: {result.summary['n_samples']} samples, {result.summary['seconds_per_sample']:.3f} s "
                   f"each: rel. L2 misfit {m['rel_l2']:.4f} (mean model {m['baseline_rel_l2']:.4f}, true model "
                   f"{m['true_rel_l2']:.1e}); trace correlation {m['trace_corr']:.4f} (mean model "
-                  f"{m['baseline_trace_corr']:.4f}); wrote {out / 'physics.json'} and {out / 'gathers.h5'} "
+                  f"{m['baseline_trace_corr']:.4f}); on the reflections (direct wave muted, t^2 gain): rel. L2 "
+                  f"{_fmt(m['rel_l2_reflection'])} (mean model {_fmt(m['baseline_rel_l2_reflection'])}), trace "
+                  f"correlation {_fmt(m['trace_corr_reflection'])}; wrote {out / 'physics.json'} and "
+                  f"{out / 'gathers.h5'} "
                   f"(test sample {result.showcase.index})")
 
     return run
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
 
 
 def command_refine(parser: argparse.ArgumentParser):

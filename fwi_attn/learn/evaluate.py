@@ -38,12 +38,17 @@ Outputs in ``--out DIR`` (formats in ``docs/architecture.md``), written atomical
 * ``attention.h5`` (checkpoint mode only; schema ``fwi-attn-attention/1``, :func:`write_attention`):
   the network's spatial attention maps on the showcase sample (:func:`showcase_index`), that
   sample's index and true velocity. The comparison figures draw it without loading a network.
+* ``attention_salt.json`` (checkpoint mode only; schema ``fwi-attn-attention-salt/1``,
+  :func:`read_attention_salt`): per spatial map (attention and salt heads), the ROC AUC of the
+  map as a detector of salt and of salt-boundary cells on every sample of the split
+  (:func:`attention_salt_scores`); ``levels`` is empty for a network without a spatial map.
 """
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,6 +183,141 @@ def read_attention(path: str | os.PathLike) -> Attention:
                      pad=tuple(int(p) for p in pad), attrs=attrs)
 
 
+# ----------------------------------------------------------------------------- attention_salt.json
+
+ATTENTION_SALT_SCHEMA = "fwi-attn-attention-salt/1"
+ATTENTION_SALT_FILE = "attention_salt.json"
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Area under the ROC curve of ``scores`` as a detector of ``labels``, tie-aware.
+
+    The Mann-Whitney form: with average ranks ``R`` of all scores (ties share their mean rank),
+    ``AUC = (sum of R over positives - P (P + 1) / 2) / (P N)`` for ``P`` positives and ``N``
+    negatives: the probability that a random positive scores above a random negative, ties
+    counting one half. 1: every positive above every negative; 0.5: no better than chance.
+
+    Args:
+        scores: any shape; labels: bool of the same shape.
+
+    Returns:
+        The AUC in [0, 1], or None when either class is empty.
+    """
+    s, y = np.asarray(scores, np.float64).ravel(), np.asarray(labels, bool).ravel()
+    if s.shape != y.shape:
+        raise EvaluateError(f"roc_auc: {s.size} scores for {y.size} labels")
+    pos = int(y.sum())
+    neg = len(y) - pos
+    if pos == 0 or neg == 0:
+        return None
+    # Average 1-based ranks (scipy.stats.rankdata's default) without importing scipy.stats
+    # (half a second per evaluate job): a value's equals span ranks cum - count + 1 .. cum.
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    cum = np.cumsum(counts)
+    ranks = (cum - (counts - 1) / 2.0)[inverse]
+    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def map_on_grid(amap: np.ndarray, pad: tuple[int, int, int, int], nz: int, nx: int) -> np.ndarray:
+    """An attention map on the velocity grid: ``[h, w]`` on a level of the network's padded grid
+    -> float64 ``[nz, nx]``.
+
+    The map is upsampled bilinearly (cell centres aligned: ``align_corners=False``) to the padded
+    grid ``[nz + top + bottom, nx + left + right]`` and cropped by ``pad`` = ``(left, right,
+    top, bottom)`` cells, so that every velocity cell gets one score and counts once.
+    """
+    import torch
+
+    left, right, top, bottom = pad
+    full = (nz + top + bottom, nx + left + right)
+    x = torch.as_tensor(np.asarray(amap, np.float64))[None, None]
+    up = torch.nn.functional.interpolate(x, size=full, mode="bilinear", align_corners=False)[0, 0].numpy()
+    return up[top:top + nz, left:left + nx]
+
+
+def attention_salt_scores(maps: Iterable[dict[str, np.ndarray]], target_ms: np.ndarray,
+                          pad: tuple[int, int, int, int], salt_threshold: float) -> dict[str, dict]:
+    """Per map, per sample: the ROC AUC of the map as a detector of salt and of the salt boundary.
+
+    Args:
+        maps: per sample ``{module path: [h, w]}`` (:meth:`Predictor.attention`), one dict per
+            row of ``target_ms``, every dict with the same keys; any iterable (a generator
+            keeps only one sample's maps in memory).
+        target_ms: true models ``[n, nz, nx]`` (m/s).
+        pad: the network's ``(left, right, top, bottom)`` padding (:attr:`Predictor.pad`).
+        salt_threshold: m/s; salt cells are ``target > salt_threshold``, boundary cells the salt
+            cells with a non-salt 4-neighbour (:func:`fwi_attn.learn.metrics.boundary`; every
+            other cell, salt interior or sediment, is a negative).
+
+    Returns:
+        ``{module path: {"kind", "shape", "stride", "salt_auc", "boundary_auc", "mean_salt_auc",
+        "mean_boundary_auc"}}`` in forward order: ``kind`` is ``"salt_head"`` for a salt head's
+        predicted probability (``salt_heads.<level>``), else ``"attention"``; ``shape`` ``[h, w]``
+        of the map; ``stride`` the padded grid's cells per map cell (2 ** level); the AUC lists
+        hold one value per sample, None where the sample has no salt or no non-salt (no
+        boundary); means over the samples that have a value (None if none).
+
+    Raises:
+        EvaluateError: not one dict of maps per true model.
+    """
+    from fwi_attn.learn.metrics import boundary
+
+    target_ms = np.asarray(target_ms)
+    n, nz, nx = target_ms.shape
+    out: dict[str, dict] = {}
+    count = 0
+    for k, sample in enumerate(maps):
+        count += 1
+        if k >= n:
+            continue  # counted for the message below
+        salt = target_ms[k] > salt_threshold
+        edge = boundary(salt)
+        for key, amap in sample.items():
+            if key not in out:
+                h, w = amap.shape
+                out[key] = {"kind": "salt_head" if key.startswith("salt_heads.") else "attention", "shape": [h, w],
+                            "stride": int(round((nz + pad[2] + pad[3]) / h)), "salt_auc": [], "boundary_auc": []}
+            on_grid = map_on_grid(amap, pad, nz, nx)
+            out[key]["salt_auc"].append(roc_auc(on_grid, salt))
+            out[key]["boundary_auc"].append(roc_auc(on_grid, edge))
+    if count != n or any(len(v["salt_auc"]) != n for v in out.values()):
+        raise EvaluateError(f"attention maps of {count} samples for {n} true models")
+    for v in out.values():
+        v["mean_salt_auc"], v["mean_boundary_auc"] = _mean_or_none(v["salt_auc"]), _mean_or_none(v["boundary_auc"])
+    return out
+
+
+def _mean_or_none(values: list) -> float | None:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def read_attention_salt(path: str | os.PathLike) -> dict:
+    """Read and check an ``attention_salt.json`` (layout: :func:`evaluate_checkpoint`).
+
+    Raises:
+        FileNotFoundError: no such file (it names the command that writes one).
+        EvaluateError: not JSON, another schema, or AUC lists that do not match ``indices``.
+    """
+    path = Path(path)
+    fix = "rerun `fwi-attn evaluate --checkpoint DIR/model.pt --out DIR` for this run"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no attention-salt scores; {fix}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise EvaluateError(f"{path}: not readable JSON ({e}); {fix}") from None
+    if not isinstance(data, dict) or data.get("schema") != ATTENTION_SALT_SCHEMA:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise EvaluateError(f"{path}: schema {got!r}, expected {ATTENTION_SALT_SCHEMA!r}; {fix}")
+    n = len(data.get("indices", []))
+    bad = [k for k, v in data.get("levels", {}).items()
+           if len(v.get("salt_auc", [])) != n or len(v.get("boundary_auc", [])) != n]
+    if bad:
+        raise EvaluateError(f"{path}: AUC lists of {', '.join(bad)} do not have one value per index ({n}); {fix}")
+    return data
+
+
 # ----------------------------------------------------------------------------- scoring
 
 
@@ -224,8 +364,17 @@ def _write_outputs(cfg, out: Path, *, variant: str, seed, data: ShardDataset, sp
 def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLike, *, split: str = "test",
                         stats_path: str | os.PathLike | None = None, progress: bool = True,
                         test_set: tuple[str, str | os.PathLike] | None = None) -> dict:
-    """Predict ``split`` with a trained checkpoint; write ``predictions.h5``, ``metrics.json`` and
-    ``attention.h5``.
+    """Predict ``split`` with a trained checkpoint; write ``predictions.h5``, ``metrics.json``,
+    ``attention.h5`` and ``attention_salt.json``.
+
+    ``attention_salt.json``: ``{"schema": "fwi-attn-attention-salt/1", "variant", "seed",
+    "dataset", "split", "checkpoint", "n_samples", "indices" (the split's sample indices, in the
+    order of every AUC list), "salt_threshold" (m/s), "grid" (how maps meet the velocity grid),
+    "spatial" (false for a network without a spatial map: channel attention only, or none),
+    "note", "levels": {module path: {"kind", "shape", "stride", "salt_auc", "boundary_auc",
+    "mean_salt_auc", "mean_boundary_auc"}} (:func:`attention_salt_scores`), "seconds" (the
+    maps' forward passes and their scoring)}``. Every sample's maps come from one forward pass
+    of its own (:meth:`Predictor.attention`); the showcase sample's are ``attention.h5``'s.
 
     Args:
         stats_path: a ``stats.json`` to check the checkpoint's normalisation against; a checkpoint
@@ -248,6 +397,7 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
     from fwi_attn.config import resolve_device
     from fwi_attn.learn.inference import Predictor
     from fwi_attn.learn.train import torch_settings
+    from fwi_attn.nn.layers import AttnProbe
     from fwi_attn.nn.models import count_macs, count_params
 
     out = Path(out)
@@ -273,10 +423,31 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
         macs = extra.get("macs") or count_macs(model, (1, *data.sample_shape))
         pred_ms, per_sample_s = predictor.predict_batches((x for x, _ in loader), len(data), timed=True,
                                                           progress=progress, clip=False)
-        gathers, _ = data.read(k)
-        maps = predictor.attention(np.array(gathers)[None])[0]
-    write_attention(out / "attention.h5", maps, velocity=target_ms[k], index=k, pad=predictor.pad, variant=variant,
-                    seed=extra.get("seed"), dataset=dataset, split=split, checkpoint=str(checkpoint),
+        t0 = time.perf_counter()
+        # Every test sample's maps, one forward pass each, scored as they come; the showcase's
+        # go to attention.h5.
+        show: dict[str, np.ndarray] = {}
+
+        def each_sample():
+            if not any(isinstance(m, AttnProbe) for m in model.modules()):  # no map to capture (se, none)
+                yield from ({} for _ in range(len(target_ms)))
+                return
+            for j, sample in enumerate(m for x, _ in loader for m in predictor.attention(x)):
+                if j == k:
+                    show.update(sample)
+                yield sample
+
+        scores = attention_salt_scores(each_sample(), target_ms, predictor.pad, cfg.evaluate.salt_threshold)
+    write_json(out / ATTENTION_SALT_FILE, {
+        "schema": ATTENTION_SALT_SCHEMA, "variant": variant, "seed": extra.get("seed"), "dataset": dataset,
+        "split": split, "checkpoint": str(checkpoint), "n_samples": len(target_ms),
+        "indices": list(range(len(target_ms))), "salt_threshold": cfg.evaluate.salt_threshold,
+        "grid": "each map upsampled bilinearly (align_corners=False) to the padded velocity grid, then cropped",
+        "spatial": bool(scores),
+        "note": None if scores else "no spatial attention map (channel attention only, or no attention)",
+        "levels": scores, "seconds": time.perf_counter() - t0})
+    write_attention(out / "attention.h5", show, velocity=target_ms[k], index=k, pad=predictor.pad,
+                    variant=variant, seed=extra.get("seed"), dataset=dataset, split=split, checkpoint=str(checkpoint),
                     salt_threshold=cfg.evaluate.salt_threshold)
     return _write_outputs(cfg, out, variant=variant, seed=extra.get("seed"), data=data, split=split,
                           pred_ms=pred_ms, target_ms=target_ms, norm=norm, checkpoint=str(checkpoint),

@@ -14,9 +14,17 @@ Shapes follow the project's conventions: velocity ``[n, nz, nx]`` in m/s, gather
 
     {"variant", "seed", "dataset", "n_samples", "indices", "seconds_per_sample", "device",
      "baseline", "clipped_fraction",
+     "reflection": {"gain_power", "delay_s", "taper_s"},
      "mean": {"rel_l2", "trace_corr", "baseline_rel_l2", "baseline_trace_corr",
-              "true_rel_l2", "true_trace_corr"},
-     "per_sample": {same keys: one value per sample}}
+              "true_rel_l2", "true_trace_corr",
+              "rel_l2_reflection", "trace_corr_reflection", "baseline_rel_l2_reflection",
+              "baseline_trace_corr_reflection", "true_rel_l2_reflection", "true_trace_corr_reflection"},
+     "per_sample": {same keys: one value per sample, in the order of "indices"}}
+
+The ``*_reflection`` misfits are the same measures on the data the network had to explain:
+direct wave and first arrivals muted and late arrivals gained (:func:`reflection_window`,
+whose settings ``reflection`` records; ``delay_s`` and ``taper_s`` in s, ``gain_power``
+dimensionless); null for a sample whose window keeps no observed energy.
 
 ``gathers.h5`` beside it (schema ``fwi-attn-gathers/1``, :func:`write_gathers` / :func:`read_gathers`):
 the observed and re-simulated gathers of the showcase sample
@@ -177,6 +185,121 @@ def trace_correlation(predicted: np.ndarray | torch.Tensor, observed: np.ndarray
     return np.array([c[m].mean() if m.any() else np.nan for c, m in zip(corr, live)])
 
 
+#: Exponent ``p`` of the reflection window's time gain ``(t / T)^p`` (:func:`reflection_window`).
+REFLECTION_GAIN_POWER = 2.0
+
+
+def direct_arrival_times(velocity: np.ndarray, survey: Survey) -> np.ndarray:
+    """Direct-wave traveltime (s) from each source to each receiver along the surface.
+
+    ``t_d(s, r) = |integral of 1 / v(x, z_r) dx from x_s to x_r| + |z_s - z_r| / v(x_s, z_r)``: the
+    slowness of the receivers' row (depth ``z_r``) integrated by the trapezoid rule between the
+    source's and the receiver's x (positions snapped to the grid), plus the vertical leg between
+    source and receiver depth. For a laterally constant near surface this is ``offset / v``.
+    Diving waves, head waves and wide-angle reflections that beat the direct wave at long
+    offsets arrive before ``t_d``, so a mute that starts after it removes every first arrival.
+
+    Args:
+        velocity: ``[n, nz, nx]`` or ``[nz, nx]`` in m/s.
+        survey: the acquisition (positions in m, ``dx`` in m).
+
+    Returns:
+        float64 ``[n, shot, receiver]`` (``[shot, receiver]`` for one model) in s.
+    """
+    v = np.asarray(velocity, dtype=np.float64)
+    one = v.ndim == 2
+    v = v[None] if one else v
+    dx = float(survey.dx)
+    src = np.rint(np.asarray(survey.source_xz, np.float64) / dx).astype(np.int64)  # [shot, (x, z)] cells
+    rec = np.rint(np.asarray(survey.receiver_xz, np.float64) / dx).astype(np.int64)
+    row = int(np.clip(np.median(rec[:, 1]), 0, v.shape[1] - 1))
+    slow = 1.0 / v[:, row, :]  # [n, nx] s/m
+    # cum[i]: traveltime from x = 0 to x = i * dx along the row.
+    cum = np.concatenate([np.zeros((len(v), 1)), np.cumsum(0.5 * dx * (slow[:, 1:] + slow[:, :-1]), axis=1)], axis=1)
+    sx = np.clip(src[:, 0], 0, v.shape[2] - 1)
+    rx = np.clip(rec[:, 0], 0, v.shape[2] - 1)
+    t = np.abs(cum[:, rx][:, None, :] - cum[:, sx][:, :, None])  # [n, shot, receiver]
+    t += (np.abs(src[:, 1] - row) * dx)[None, :, None] * slow[:, sx][:, :, None]
+    return t[0] if one else t
+
+
+def reflection_window(velocity: np.ndarray, survey: Survey, *, gain_power: float = REFLECTION_GAIN_POWER,
+                      delay: float | None = None, taper: float | None = None) -> np.ndarray:
+    """Weights that keep the reflections of a gather: a mute of the direct wave and first
+    arrivals times a time gain that balances late arrivals.
+
+    With ``t = k dt`` (s, ``k = 0 .. nt - 1``, time since the source started), ``T = (nt - 1) dt``
+    and ``t_d`` the direct-wave traveltime of :func:`direct_arrival_times` (s)::
+
+        w(t) = m(t) * (t / T)^p
+        m(t) = 0                                          for t < t_m,  t_m = t_d + delay
+             = (1 - cos(pi (t - t_m) / taper)) / 2        for t_m <= t < t_m + taper
+             = 1                                          after
+
+    ``delay`` defaults to ``peak_time + 1 / freq`` (s): the Ricker wavelet peaks ``peak_time``
+    after ignition and ``1 / freq`` after its peak it has decayed to 1e-3 of it, so the direct
+    wave (and every earlier arrival) lies in the zeroed part. ``taper`` defaults to ``1 / freq``
+    (one dominant period, s). The gain is dimensionless, 1 at the last sample; ``p = 2`` is the
+    classic ``t^2`` correction (one power for geometric spreading, one for the loss of
+    transmitted energy), which brings the deep reflections of these models to the order of the
+    shallow ones. The weights depend on the model only through its near-surface row, and
+    the same weights must be applied to the data being compared: the physics check takes them
+    from the true model, so that every prediction is scored on the same window.
+
+    Args:
+        velocity: ``[n, nz, nx]`` (or ``[nz, nx]``) in m/s: the models whose near surface sets ``t_d``.
+        survey: the acquisition (``dt``, ``nt``, ``freq``, ``peak_time``, positions).
+        gain_power: ``p`` (dimensionless, >= 0).
+        delay, taper: in s (>= 0).
+
+    Returns:
+        float32 ``[n, shot, time, receiver]`` (``[shot, time, receiver]`` for one model) in [0, 1].
+    """
+    delay = float(survey.peak_time + 1.0 / survey.freq) if delay is None else float(delay)
+    taper = float(1.0 / survey.freq) if taper is None else float(taper)
+    if gain_power < 0 or delay < 0 or taper < 0:
+        raise PhysicsError(f"reflection window: gain_power, delay and taper must be >= 0, got {gain_power}, "
+                           f"{delay} s, {taper} s")
+    t_d = direct_arrival_times(velocity, survey)
+    one = t_d.ndim == 2
+    t_d = t_d[None] if one else t_d
+    t = np.arange(survey.nt, dtype=np.float64) * survey.dt  # [time]
+    since = t[None, None, :, None] - (t_d[:, :, None, :] + delay)  # [n, shot, time, receiver] s
+    if taper > 0:
+        mute = 0.5 * (1.0 - np.cos(np.pi * np.clip(since / taper, 0.0, 1.0)))
+    else:
+        mute = (since >= 0).astype(np.float64)
+    gain = (t / max(t[-1], survey.dt)) ** gain_power
+    w = (mute * gain[None, None, :, None]).astype(np.float32)
+    return w[0] if one else w
+
+
+def reflection_misfits(predicted: np.ndarray, observed: np.ndarray, window: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`relative_l2` and :func:`trace_correlation` of the windowed data ``window * d``.
+
+    Args:
+        predicted, observed: ``[n, shot, time, receiver]``.
+        window: :func:`reflection_window` of the true models, ``[n, shot, time, receiver]``.
+
+    Returns:
+        ``{"rel_l2": float64 [n], "trace_corr": float64 [n]}``; NaN for a sample whose window
+        leaves no observed energy (every trace muted).
+    """
+    p, o = _as_batch(predicted) * window, _as_batch(observed) * window
+    rel = relative_l2(p, o)
+    empty = np.square(o).reshape(len(o), -1).sum(axis=1, dtype=np.float64) == 0
+    rel[empty] = np.nan
+    corr = trace_correlation(p, o)
+    corr[empty] = np.nan
+    return {"rel_l2": rel, "trace_corr": corr}
+
+
+def _json_float(x) -> float | None:
+    """A float for JSON, None for NaN (a reflection misfit of a sample whose window is empty)."""
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
 def _as_batch(x: np.ndarray | torch.Tensor) -> np.ndarray:
     """Gathers as a floating numpy batch ``[n, shot, time, receiver]`` (no copy when possible)."""
     x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)  # a torch.Tensor
@@ -270,7 +393,9 @@ def physics_check(cfg, predictions: str | os.PathLike | Predictions, *, samples:
 
     For each of the first ``samples`` predictions (default ``cfg.physics.samples``): relative L2
     misfit and trace correlation of the prediction's data, of the train split's mean model's data
-    (baseline) and of the true model's data, all against the recorded gathers. The showcase
+    (baseline) and of the true model's data, all against the recorded gathers, once on the raw
+    traces and once on their reflections (``*_reflection``: :func:`reflection_misfits` in the
+    :func:`reflection_window` of the sample's true model). The showcase
     sample (:func:`fwi_attn.learn.evaluate.showcase_index` of all the file's targets, with
     ``evaluate.salt_threshold``) is re-simulated too, when it is not among them, for
     ``gathers.h5``. Every model is simulated in batches of ``cfg.survey.models_per_call``
@@ -337,6 +462,15 @@ def physics_check(cfg, predictions: str | os.PathLike | Predictions, *, samples:
         "baseline_trace_corr": trace_correlation(d_base, observed),
         "true_rel_l2": relative_l2(d_true, observed), "true_trace_corr": trace_correlation(d_true, observed),
     }
+    # The same misfits on the reflections: one window per sample, from its true model (sample by
+    # sample: the window of a large check would otherwise hold every gather in float64 twice).
+    for prefix in ("", "baseline_", "true_"):
+        per.update({f"{prefix}{key}_reflection": np.empty(n) for key in ("rel_l2", "trace_corr")})
+    for i in range(n):
+        window = reflection_window(obs.velocity[i:i + 1], survey)
+        for prefix, d in (("", d_pred), ("baseline_", d_base), ("true_", d_true)):
+            for key, value in reflection_misfits(d[i:i + 1], observed[i:i + 1], window).items():
+                per[f"{prefix}{key}_reflection"][i] = value[0]
     worst = int(np.argmax(per["true_rel_l2"]))
     if per["true_rel_l2"][worst] > TRUE_MISFIT_TOLERANCE:
         raise AcquisitionError(
@@ -356,8 +490,12 @@ def physics_check(cfg, predictions: str | os.PathLike | Predictions, *, samples:
         "device": str(dev),
         "baseline": baseline_from,
         "clipped_fraction": clipped,
-        "mean": {k: float(np.mean(v)) for k, v in per.items()},
-        "per_sample": {k: [float(x) for x in v] for k, v in per.items()},
+        "reflection": {"gain_power": REFLECTION_GAIN_POWER, "delay_s": float(survey.peak_time + 1.0 / survey.freq),
+                       "taper_s": float(1.0 / survey.freq)},
+        "mean": {k: _json_float(np.nanmean(v) if np.isfinite(v).any() else np.nan) if k.endswith("_reflection")
+                 else float(np.mean(v)) for k, v in per.items()},
+        "per_sample": {k: [_json_float(x) if k.endswith("_reflection") else float(x) for x in v]
+                       for k, v in per.items()},
     }
     j = rows.index(show)
     showcase = Showcase(index=int(preds.index[show]), observed=obs.gathers[j], predicted=data[j], baseline=d_base_one,

@@ -119,8 +119,12 @@ def plot_physics_run(showcase, summary: dict, out: str | os.PathLike, vmin: floa
     show_gather(axes[5], base, dt, rx, f"mean model (rel. L2 {rel(base):.2f})", clip=clip)
     fig.colorbar(im, ax=axes[:2].tolist(), label="velocity (km/s)", shrink=0.8)
     m = summary["mean"]
+    refl = ""
+    if m.get("rel_l2_reflection") is not None and m.get("baseline_rel_l2_reflection") is not None:
+        refl = (f"; on the reflections (direct wave muted, t^2 gain) {m['rel_l2_reflection']:.3f} "
+                f"(mean model {m['baseline_rel_l2_reflection']:.3f})")
     fig.suptitle(f"{summary.get('variant') or ''} seed {summary.get('seed')}: mean rel. L2 misfit "
-                 f"{m['rel_l2']:.3f} (mean model {m['baseline_rel_l2']:.3f}, true model {m['true_rel_l2']:.1e}) "
+                 f"{m['rel_l2']:.3f} (mean model {m['baseline_rel_l2']:.3f}, true model {m['true_rel_l2']:.1e}){refl} "
                  f"over {summary['n_samples']} samples")
     save_figure(fig, out)
 
@@ -504,17 +508,38 @@ def plot_gathers(study, out, vmin: float, vmax: float, dx: float) -> None:
     return _finish(fig, out)
 
 
+def _reflection_rows(study, rows: list[dict]) -> None:
+    """Add the reflection misfits of ``physics.json`` (mean over seeds of each run's mean, and the
+    std over seeds) to the rows of :func:`fwi_attn.results.study.physics_table`, where present."""
+    keys = [f"{p}{m}_reflection" for p in ("", "baseline_", "true_") for m in ("rel_l2", "trace_corr")]
+    for row in rows:
+        runs = [study.physics[(row["variant"], s)] for s in study.seeds(row["variant"])
+                if (row["variant"], s) in study.physics]
+        for key in keys:
+            vals = [r["mean"][key] for r in runs if r.get("mean", {}).get(key) is not None]
+            if vals and key not in row:
+                row[key] = float(np.mean(vals))
+                row[f"{key}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+
+
 def plot_physics(study, out) -> None:
-    """Relative L2 data misfit and trace correlation of re-simulated predictions, per variant."""
+    """Relative L2 data misfit and trace correlation of re-simulated predictions, per variant: on
+    the raw traces and, where physics.json holds them, on the reflections (direct wave muted,
+    late arrivals gained: :func:`fwi_attn.physics.check.reflection_window`)."""
     from fwi_attn.results.study import physics_table
 
     rows = physics_table(study)
     if not rows:
         return _placeholder(out, "no physics.json found")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    _reflection_rows(study, rows)
+    panels = [("rel_l2", "relative L2 data misfit (lower is better)"),
+              ("trace_corr", "trace correlation (higher is better)")]
+    if any("rel_l2_reflection" in r for r in rows):
+        panels += [("rel_l2_reflection", "relative L2, reflections only (lower is better)"),
+                   ("trace_corr_reflection", "trace correlation, reflections only (higher is better)")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), constrained_layout=True)
     x = np.arange(len(rows))
-    for ax, key, label in ((axes[0], "rel_l2", "relative L2 data misfit (lower is better)"),
-                           (axes[1], "trace_corr", "trace correlation (higher is better)")):
+    for ax, (key, label) in zip(axes, panels):
         vals = [r.get(key, np.nan) for r in rows]
         errs = [r.get(f"{key}_std", 0.0) for r in rows]
         ax.bar(x, vals, yerr=errs, capsize=3, color=[variant_color(r["variant"]) for r in rows])
@@ -639,6 +664,179 @@ def plot_attention_maps(maps_by_variant: dict[str, dict[str, np.ndarray]], pads:
                      + ("; predicted salt probability" if salt_maps else ""))
     what = "Spatial attention maps" + (" and predicted salt" if salt_maps else "")
     fig.suptitle(f"{what} on one test model (seed-0 models; cyan: true salt outline)")
+    return _finish(fig, out)
+
+
+# ----------------------------------------------------------------------------- attention against the salt
+
+
+def _level_label(key: str) -> str:
+    """A map's short name: ``salt_heads.2`` -> ``salt head 2``, ``decoder.1.attn`` -> ``decoder.1``."""
+    return f"salt head {key.rpartition('.')[2]}" if _is_salt_map(key) else key.removesuffix(".attn")
+
+
+def attention_salt_summary(files) -> list[dict]:
+    """One row per (variant, map) of a study's ``attention_salt.json`` files (any seeds).
+
+    Args:
+        files: paths of ``attention_salt.json`` files (:func:`fwi_attn.learn.evaluate.read_attention_salt`).
+
+    Returns:
+        Rows ``{"variant", "level" (module path), "kind", "stride", "n_seeds", "n_samples",
+        "salt_auc", "salt_auc_err", "boundary_auc", "boundary_auc_err"}`` sorted by variant, then
+        coarse to fine. An AUC is the mean over seeds of each seed's mean over its samples
+        (samples without a value left out); ``*_err`` the standard deviation over seeds with two
+        or more seeds, else the standard error over samples; None without any value. Variants
+        whose files hold no spatial map (``levels`` empty) give no row.
+    """
+    from fwi_attn.learn.evaluate import read_attention_salt
+
+    values: dict[tuple[str, str], dict] = {}
+    for path in files:
+        data = read_attention_salt(path)
+        for key, lv in data["levels"].items():
+            row = values.setdefault((data["variant"], key), {"kind": lv["kind"], "stride": lv["stride"], "seeds": []})
+            row["seeds"].append({m: [v for v in lv[f"{m}_auc"] if v is not None] for m in ("salt", "boundary")})
+    rows = []
+    for (variant, key), row in values.items():
+        out = {"variant": variant, "level": key, "kind": row["kind"], "stride": row["stride"],
+               "n_seeds": len(row["seeds"]), "n_samples": sum(len(s["salt"]) for s in row["seeds"])}
+        for m in ("salt", "boundary"):
+            per_seed = [s[m] for s in row["seeds"] if s[m]]
+            means = [float(np.mean(v)) for v in per_seed]
+            out[f"{m}_auc"] = float(np.mean(means)) if means else None
+            if len(means) >= 2:
+                out[f"{m}_auc_err"] = float(np.std(means, ddof=1))
+            elif means and len(per_seed[0]) >= 2:
+                out[f"{m}_auc_err"] = float(np.std(per_seed[0], ddof=1) / np.sqrt(len(per_seed[0])))
+            else:
+                out[f"{m}_auc_err"] = None
+        rows.append(out)
+    return sorted(rows, key=lambda r: (r["variant"], -r["stride"], r["level"]))
+
+
+def plot_attention_salt(files, out, variants_without_map: list[str] | None = None) -> None:
+    """ROC AUC of each variant's attention maps (and salt heads) as detectors of salt (left) and
+    of the salt boundary (right): one bar per map, grouped by variant, coarse to fine levels,
+    coloured by stride; hatched bars are salt heads' predicted salt. Dashed line: chance (0.5).
+
+    Args:
+        files: a study's ``attention_salt.json`` paths (every variant and seed).
+        out: PNG path (None: return the figure).
+        variants_without_map: names to list as having no spatial map (default: the variants
+            whose files hold no map, e.g. ``se``, ``none``, ``inversionnet``).
+    """
+    from fwi_attn.learn.evaluate import read_attention_salt
+
+    files = list(files)
+    rows = attention_salt_summary(files)
+    if variants_without_map is None:
+        spatial = {r["variant"] for r in rows}
+        variants_without_map = sorted({read_attention_salt(f)["variant"] for f in files} - spatial)
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    strides = sorted({r["stride"] for r in rows}, reverse=True)
+    cmap = plt.get_cmap("viridis")
+    colors = {st: cmap(i / max(len(strides) - 1, 1)) for i, st in enumerate(strides)}
+    fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 0.7 * len(rows) + 3), 4.6), constrained_layout=True,
+                             squeeze=False)
+    for ax, m, title in ((axes[0, 0], "salt", "salt cells"), (axes[0, 1], "boundary", "salt boundary cells")):
+        x, ticks = 0.0, []
+        for v in variants:
+            mine = [r for r in rows if r["variant"] == v]
+            start = x
+            for r in mine:
+                if r[f"{m}_auc"] is not None:
+                    ax.bar(x, r[f"{m}_auc"], yerr=r[f"{m}_auc_err"] or 0.0, capsize=2, width=0.8,
+                           color=colors[r["stride"]], hatch="//" if r["kind"] == "salt_head" else None,
+                           edgecolor="black" if r["kind"] == "salt_head" else None, linewidth=0.5)
+                x += 1
+            ticks.append(((start + x - 1) / 2, v))
+            x += 0.8
+        ax.axhline(0.5, color="gray", ls="--", lw=1)
+        ax.set_xticks([t for t, _ in ticks], [v for _, v in ticks], rotation=45, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("ROC AUC")
+        ax.set_title(f"attention as a detector of {title}", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=colors[st], label=f"stride {st}") for st in strides]
+    handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="salt head"))
+    fig.legend(handles=handles, loc="outside right center", fontsize=8)
+    n_seeds = sorted({r["n_seeds"] for r in rows})
+    title = (f"Attention maps against the true salt: mean over samples and {'/'.join(map(str, n_seeds)) or 0} "
+             f"seed(s)\nerror bars: std over seeds (s.e. over samples with one seed); dashed: chance")
+    if variants_without_map:
+        title += f"\nno spatial map: {', '.join(variants_without_map)}"
+    fig.suptitle(title, fontsize=10)
+    return _finish(fig, out)
+
+
+def _attention_iou_pairs(run_dirs, kind: str) -> dict[str, tuple[list, list]]:
+    """Per map, the (AUC, salt IoU) pairs of every sample of ``run_dirs`` (both values present)."""
+    import json
+    from pathlib import Path
+
+    from fwi_attn.learn.evaluate import ATTENTION_SALT_FILE, read_attention_salt
+
+    pairs: dict[str, tuple[list, list]] = {}
+    for d in run_dirs:
+        att = read_attention_salt(Path(d) / ATTENTION_SALT_FILE)
+        iou = json.loads((Path(d) / "metrics.json").read_text())["per_sample"]["salt_iou"]
+        if len(iou) != len(att["indices"]):
+            raise ValueError(f"{d}: metrics.json scores {len(iou)} samples, {ATTENTION_SALT_FILE} "
+                             f"{len(att['indices'])}; rerun `fwi-attn evaluate` for this run")
+        for key, lv in att["levels"].items():
+            a, b = pairs.setdefault(key, ([], []))
+            for auc, i in zip(lv[f"{kind}_auc"], (iou[k] for k in att["indices"])):
+                if auc is not None and i is not None and np.isfinite(i):
+                    a.append(auc)
+                    b.append(i)
+    return pairs
+
+
+def attention_iou_correlation(run_dirs, kind: str = "salt") -> dict[str, dict]:
+    """Spearman rank correlation, per map, of a variant's per-sample attention AUC (``kind``:
+    ``"salt"`` or ``"boundary"``) with its per-sample salt IoU, pooled over ``run_dirs`` (the
+    variant's seeds: folders holding ``attention_salt.json`` and ``metrics.json``).
+
+    Returns:
+        ``{module path: {"rho", "p_value", "n"}}``; rho and p None with fewer than 3 pairs or
+        constant values.
+    """
+    from scipy.stats import spearmanr
+
+    out = {}
+    for key, (auc, iou) in _attention_iou_pairs(run_dirs, kind).items():
+        rho, p = (None, None)
+        if len(auc) >= 3 and np.ptp(auc) > 0 and np.ptp(iou) > 0:
+            r = spearmanr(auc, iou)
+            rho, p = float(r.statistic), float(r.pvalue)
+        out[key] = {"rho": rho, "p_value": p, "n": len(auc)}
+    return out
+
+
+def plot_attention_vs_iou(run_dirs, out, kind: str = "salt", title: str = "") -> None:
+    """Per-sample attention AUC (``kind``: salt or boundary) against the sample's salt IoU, one
+    panel per map, pooled over ``run_dirs`` (one variant's seeds), with Spearman's rho
+    (:func:`attention_iou_correlation`) in each panel's title."""
+    pairs = _attention_iou_pairs(run_dirs, kind)
+    corr = attention_iou_correlation(run_dirs, kind)
+    if not pairs:
+        return _placeholder(out, "no spatial attention map: nothing to relate to salt IoU")
+    fig, axes = plt.subplots(1, len(pairs), figsize=(3.2 * len(pairs), 3.4), constrained_layout=True, squeeze=False)
+    for ax, (key, (auc, iou)) in zip(axes[0], pairs.items()):
+        ax.scatter(auc, iou, s=12, alpha=0.7)
+        c = corr[key]
+        rho = "n/a" if c["rho"] is None else f"{c['rho']:.2f} (p {c['p_value']:.2g})"
+        ax.set_title(f"{_level_label(key)}: rho {rho}, n {c['n']}", fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.axvline(0.5, color="gray", ls="--", lw=0.8)
+        ax.set_xlabel(f"{kind} ROC AUC of the map")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("salt IoU of the prediction")
+    fig.suptitle(title or f"Per-sample attention {kind} AUC against salt IoU (Spearman rho)", fontsize=10)
     return _finish(fig, out)
 
 
