@@ -83,7 +83,8 @@ def comparison_figure_paths(study: str | os.PathLike) -> dict:
             "bars": d / "metrics_bars.png", "cost": d / "accuracy_vs_cost.png",
             "curves": d / "training_curves.png", "predictions": d / "predictions.png",
             "attention": d / "attention_maps.png", "gathers": d / "gathers.png",
-            "physics": d / "physics_misfit.png"}
+            "physics": d / "physics_misfit.png", "attention_salt": d / "attention_salt_auc.png",
+            "attention_iou": d / "attention_auc_vs_iou.png"}
 
 
 #: Family-transfer sets (``study.transfer_families``) are named ``transfer-<family>``.

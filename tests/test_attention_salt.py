@@ -16,8 +16,9 @@ from scipy.stats import mannwhitneyu
 
 from fwi_attn.data.dataset import Normalizer, ShardDataset, load_stats
 from fwi_attn.data.store import read_shard
-from fwi_attn.learn.evaluate import (ATTENTION_SALT_FILE, EvaluateError, attention_salt_scores, evaluate_checkpoint,
-                                     map_on_grid, read_attention, read_attention_salt, roc_auc)
+from fwi_attn.io.attention_salt import ATTENTION_SALT_FILE, AttentionSaltError, read_attention_salt
+from fwi_attn.learn.evaluate import (EvaluateError, attention_salt_scores, evaluate_checkpoint, map_on_grid,
+                                     read_attention, roc_auc)
 from fwi_attn.learn.inference import Predictor
 from fwi_attn.learn.metrics import boundary
 from fwi_attn.nn.models import create_model, save_checkpoint
@@ -149,11 +150,11 @@ def test_attention_salt_reader_names_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="fwi-attn evaluate"):
         read_attention_salt(tmp_path / ATTENTION_SALT_FILE)
     (tmp_path / "a.json").write_text(json.dumps({"schema": "other/1"}))
-    with pytest.raises(EvaluateError, match=r"a\.json: schema 'other/1', expected 'fwi-attn-attention-salt/1'"):
+    with pytest.raises(AttentionSaltError, match=r"a\.json: schema 'other/1', expected 'fwi-attn-attention-salt/1'"):
         read_attention_salt(tmp_path / "a.json")
     (tmp_path / "b.json").write_text(json.dumps({"schema": "fwi-attn-attention-salt/1", "indices": [0, 1],
                                                  "levels": {"gates.1": {"salt_auc": [0.5], "boundary_auc": [0.5, 1]}}}))
-    with pytest.raises(EvaluateError, match=r"gates\.1 do not have one value per index \(2\)"):
+    with pytest.raises(AttentionSaltError, match=r"gates\.1 do not have one value per index \(2\)"):
         read_attention_salt(tmp_path / "b.json")
 
 

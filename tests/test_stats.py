@@ -165,3 +165,19 @@ def test_the_mean_baseline_has_no_training_term():
     flipped = compare_family(values, [Comparison("mean", "a1", arm_trained=False)], lower_is_better=True)[0]
     assert flipped["mean_diff"] == pytest.approx(-e["mean_diff"])
     assert (flipped["ci_low"], flipped["ci_high"]) == pytest.approx((-e["ci_high"], -e["ci_low"]))
+
+
+def test_an_arms_mean_interval_covers_95_percent_and_reduces_to_the_t_interval():
+    from fwi_attn.results.stats import mean_interval
+
+    rng = np.random.default_rng(12)
+    hits = 0
+    for _ in range(1000):
+        y = simulated_study(rng, 1, 4, 30)["a0"]
+        r = mean_interval(y)
+        hits += r["ci_low"] <= 0.25 <= r["ci_high"]
+    assert 0.92 <= hits / 1000 <= 0.98
+    x = rng.normal(0.7, 0.1, 25)
+    r = mean_interval(x[None])
+    lo, hi = scipy_stats.t.interval(0.95, 24, loc=x.mean(), scale=scipy_stats.sem(x))
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((lo, hi))

@@ -39,7 +39,7 @@ Outputs in ``--out DIR`` (formats in ``docs/architecture.md``), written atomical
   the network's spatial attention maps on the showcase sample (:func:`showcase_index`), that
   sample's index and true velocity. The comparison figures draw it without loading a network.
 * ``attention_salt.json`` (checkpoint mode only; schema ``fwi-attn-attention-salt/1``,
-  :func:`read_attention_salt`): per spatial map (attention and salt heads), the ROC AUC of the
+  :func:`fwi_attn.io.attention_salt.read_attention_salt`): per spatial map (attention and salt heads), the ROC AUC of the
   map as a detector of salt and of salt-boundary cells on every sample of the split
   (:func:`attention_salt_scores`); ``levels`` is empty for a network without a spatial map.
 """
@@ -57,6 +57,7 @@ import numpy as np
 
 from fwi_attn.data.dataset import (Normalizer, ShardDataset, check_survey, load_stats, mean_velocity, split_sources,
                                    test_set_sources)
+from fwi_attn.io.attention_salt import ATTENTION_SALT_FILE, ATTENTION_SALT_SCHEMA
 from fwi_attn.layout import default_stats_path
 from fwi_attn.learn.metrics import compute_metrics, pooled, summarize, to_json_lists
 from fwi_attn.data.store import (atomic_path, file_sha256, open_result, read_predictions, run_folder_identity,
@@ -185,8 +186,6 @@ def read_attention(path: str | os.PathLike) -> Attention:
 
 # ----------------------------------------------------------------------------- attention_salt.json
 
-ATTENTION_SALT_SCHEMA = "fwi-attn-attention-salt/1"
-ATTENTION_SALT_FILE = "attention_salt.json"
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
@@ -290,32 +289,6 @@ def attention_salt_scores(maps: Iterable[dict[str, np.ndarray]], target_ms: np.n
 def _mean_or_none(values: list) -> float | None:
     kept = [v for v in values if v is not None]
     return float(np.mean(kept)) if kept else None
-
-
-def read_attention_salt(path: str | os.PathLike) -> dict:
-    """Read and check an ``attention_salt.json`` (layout: :func:`evaluate_checkpoint`).
-
-    Raises:
-        FileNotFoundError: no such file (it names the command that writes one).
-        EvaluateError: not JSON, another schema, or AUC lists that do not match ``indices``.
-    """
-    path = Path(path)
-    fix = "rerun `fwi-attn evaluate --checkpoint DIR/model.pt --out DIR` for this run"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no attention-salt scores; {fix}")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise EvaluateError(f"{path}: not readable JSON ({e}); {fix}") from None
-    if not isinstance(data, dict) or data.get("schema") != ATTENTION_SALT_SCHEMA:
-        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise EvaluateError(f"{path}: schema {got!r}, expected {ATTENTION_SALT_SCHEMA!r}; {fix}")
-    n = len(data.get("indices", []))
-    bad = [k for k, v in data.get("levels", {}).items()
-           if len(v.get("salt_auc", [])) != n or len(v.get("boundary_auc", [])) != n]
-    if bad:
-        raise EvaluateError(f"{path}: AUC lists of {', '.join(bad)} do not have one value per index ({n}); {fix}")
-    return data
 
 
 # ----------------------------------------------------------------------------- scoring

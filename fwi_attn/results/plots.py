@@ -689,7 +689,7 @@ def attention_salt_summary(files) -> list[dict]:
         or more seeds, else the standard error over samples; None without any value. Variants
         whose files hold no spatial map (``levels`` empty) give no row.
     """
-    from fwi_attn.learn.evaluate import read_attention_salt
+    from fwi_attn.io.attention_salt import read_attention_salt
 
     values: dict[tuple[str, str], dict] = {}
     for path in files:
@@ -726,7 +726,7 @@ def plot_attention_salt(files, out, variants_without_map: list[str] | None = Non
         variants_without_map: names to list as having no spatial map (default: the variants
             whose files hold no map, e.g. ``se``, ``none``, ``inversionnet``).
     """
-    from fwi_attn.learn.evaluate import read_attention_salt
+    from fwi_attn.io.attention_salt import read_attention_salt
 
     files = list(files)
     rows = attention_salt_summary(files)
@@ -777,7 +777,7 @@ def _attention_iou_pairs(run_dirs, kind: str) -> dict[str, tuple[list, list]]:
     import json
     from pathlib import Path
 
-    from fwi_attn.learn.evaluate import ATTENTION_SALT_FILE, read_attention_salt
+    from fwi_attn.io.attention_salt import ATTENTION_SALT_FILE, read_attention_salt
 
     pairs: dict[str, tuple[list, list]] = {}
     for d in run_dirs:
@@ -878,7 +878,29 @@ def draw_comparison_figures(cfg) -> list:
     draw_attention_figure(cfg, study, paths["attention"])
     plot_gathers(study, paths["gathers"], g.vmin, g.vmax, dx)
     plot_physics(study, paths["physics"])
+    draw_attention_salt_figures(study, paths["attention_salt"], paths["attention_iou"])
     return list(paths.values())
+
+
+def draw_attention_salt_figures(study, out_auc, out_iou) -> None:
+    """The attention-against-salt figures of the compared runs: AUC by variant and map, and the
+    per-sample AUC against salt IoU of one variant (the screening's selection, else the first
+    variant with a spatial map)."""
+    files = [study.run_dir(v, s) / "attention_salt.json" for v, s in study.metrics]
+    files = [f for f in files if f.exists()]
+    if not files:
+        _placeholder(out_auc, "no attention_salt.json found")
+        _placeholder(out_iou, "no attention_salt.json found")
+        return
+    plot_attention_salt(files, out_auc)
+    spatial = [v for v in study.variants if any(study.attention.get((v, s), {}).get("levels") for s in study.seeds(v))]
+    chosen = [v for v in (study.selection or {}).get("selected", []) if v in spatial] or spatial[:1]
+    if not chosen:
+        _placeholder(out_iou, "no variant with a spatial attention map")
+        return
+    v = chosen[0]
+    plot_attention_vs_iou([study.run_dir(v, s) for s in study.seeds(v)], out_iou,
+                          title=f"{v}: per-sample salt AUC of each map against the prediction's salt IoU (all seeds)")
 
 
 def draw_attention_figure(cfg, study, out) -> None:

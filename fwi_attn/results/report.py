@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from fwi_attn.results import stats
-from fwi_attn.results.study import (BASELINE, DEPTH_BANDS, Study, TestSetResults, compare_variants, comparison_table,
+from fwi_attn.results.study import (BASELINE, DEPTH_BANDS, Study, TestSetResults, attention_salt_markdown,
+                                    attention_salt_table, compare_variants, comparison_table,
                                     comparisons_markdown, convergence_markdown, convergence_summary, convergence_table,
                                     format_metric, generalisation_table, load_study, load_test_sets, physics_markdown,
                                     physics_table, refine_markdown, run_figure, table_markdown, verdict)
@@ -49,6 +50,25 @@ STATS_TEXT = (
     "config (`study.margin`) before the study ran. Anything else is inconclusive, with the smallest "
     "difference this design detects at 80% power at the corrected level. `docs/study.md` explains the "
     "protocol.\n")
+
+MISFIT_TEXT = (
+    "The physics check re-simulates each run's first {n} test predictions with the study's survey and "
+    "compares the data with the observed gathers on the **reflections**: the direct wave and first "
+    "arrivals muted (zero before the direct arrival through the true model's top row plus the "
+    "wavelet's length, a half-cosine taper after), late arrivals gained by (t/T)^2, so that the misfit "
+    "measures the data the network had to explain (`fwi_attn.physics.check.reflection_window`). Relative "
+    "L2 misfit: ||w (d_pred - d_obs)|| / ||w d_obs|| per sample (lower is better). The same inference and "
+    "Holm correction over the {m} comparison(s) as for MAE; no equivalence margin is set for misfits.\n")
+
+ATTENTION_TEXT = (
+    "Does the attention look at the salt? Each spatial attention map (and each salt head's predicted "
+    "salt) is scored, on every test sample of every compared run, by its ROC AUC as a detector of salt "
+    "cells (true velocity above `evaluate.salt_threshold`) and of salt-boundary cells: 0.5 means the map "
+    "does not separate them from the rest, 1 that it ranks every such cell above every other. Means over "
+    "seeds and samples with their 95% interval and their interval corrected over all {m} maps (Bonferroni); "
+    "**bold**: the corrected interval lies above 0.5. Spearman's rho relates a map's per-sample salt AUC to "
+    "the prediction's per-sample salt IoU (pooled over seeds; association, not cause).\n")
+
 
 GENERALISATION_TEXT = (
     "Each network scored on the study's own test split (`test`, in-distribution) and on each test "
@@ -350,6 +370,40 @@ def screening_markdown(selection: dict) -> str:
             "the test split below.\n")
 
 
+def attention_section(study: Study) -> list[str]:
+    """The report's Attention and salt section: the scores, the figures, and what they show about
+    the hypothesis that attention focuses on salt, and no more."""
+    from fwi_attn.layout import comparison_figure_paths
+
+    rows = attention_salt_table(study)
+    if not rows:
+        return []
+    maps = [r for r in rows if r["kind"] == "attention"]
+    above = [r for r in maps if r["salt_above_chance"]]
+    below = [r for r in maps if r["salt_high_adj"] < 0.5]
+    if not maps:
+        finding = "No compared variant has a spatial attention map: the hypothesis cannot be examined here."
+    elif above:
+        finding = (f"{len(above)} of {len(maps)} attention maps rank salt cells above the rest beyond chance (corrected): "
+                   + ", ".join(f"`{r['variant']}` {r['level']} ({r['salt_auc']:.2f})" for r in above)
+                   + ". That the map concentrates on salt says where the network looks, not that looking there makes "
+                   "its velocity better: the comparisons above say whether the variant is more accurate.")
+    else:
+        finding = (f"None of the {len(maps)} attention maps ranks salt cells above the rest beyond chance (corrected): "
+                   "these numbers give no support to the idea that attention focuses on salt here.")
+    if below:
+        finding += (" Maps whose corrected interval lies below 0.5 suppress salt relative to the rest: "
+                    + ", ".join(f"`{r['variant']}` {r['level']}" for r in below) + ".")
+    figs = comparison_figure_paths(study.dir)
+    report_dir = study.dir / "report"
+    return ["## Attention and salt\n", ATTENTION_TEXT.format(m=len(rows)), attention_salt_markdown(rows),
+            finding + "\n",
+            _figure("Attention AUC by variant and map", figs["attention_salt"], report_dir,
+                    "ROC AUC of each map as a detector of salt (left) and salt-boundary (right) cells; 0.5 = chance."),
+            _figure("Attention AUC against salt IoU", figs["attention_iou"], report_dir,
+                    "Per test sample, a map's salt AUC against the prediction's salt IoU, pooled over seeds.")]
+
+
 def published_markdown(study: Study) -> str:
     """Our InversionNet beside OpenFWI's published figures for the dataset it imitates, scored by the
     same code (pooled MAE / RMSE, OpenFWI's SSIM); "" when the study's family has none."""
@@ -415,6 +469,11 @@ def build_markdown(study: Study, reference: str | None = None, title: str | None
                                     seed_df=trained.seed_df if trained else 0,
                                     margin=float(st.get("margin", 0.05))),
                   comparisons_markdown(family, _to_ms(config))]
+    misfit = compare_variants(study, "rel_l2_reflection", reference)
+    if misfit:
+        parts += ["### Data misfit on the reflections\n", MISFIT_TEXT.format(n=misfit[0]["n"], m=misfit[0]["m"]),
+                  comparisons_markdown(misfit)]
+    parts += attention_section(study)
     if conv:
         parts += ["## Convergence\n",
                   "What each compared run's validation curve shows. Under OneCycle or cosine annealing the learning "

@@ -283,3 +283,38 @@ def _tost(res: dict, delta: float) -> float:
     lower = _t_cdf(-(res["mean_diff"] + delta) / res["se"], res["df"])  # H0: diff <= -delta
     upper = _t_cdf((res["mean_diff"] - delta) / res["se"], res["df"])  # H0: diff >= +delta
     return max(lower, upper)
+
+
+def mean_interval(y: np.ndarray, confidence: float = 0.95) -> dict:
+    """An arm's grand mean over seeds and samples, with its interval under the same crossed model.
+
+    ``y`` ``[a, n]`` (NaN samples left out). The grand mean's variance is
+    ``sigma_u^2 / n + sigma_b^2 / a + sigma_e^2 / (a n)``, estimated without bias by
+    ``(MS_seed + MS_sample - MS_res) / (a n)`` (truncated at 0), with Satterthwaite's degrees of
+    freedom; with one seed, the sample mean's t interval.
+
+    Returns:
+        ``mean, se, df, ci_low, ci_high, n, seeds``.
+    """
+    y = _finite_columns(np.atleast_2d(np.asarray(y, dtype=float)))
+    a, n = y.shape
+    mean = float(y.mean()) if y.size else math.nan
+    out = {"mean": mean, "n": int(n), "seeds": int(a)}
+    if n < 2:
+        return {**out, "se": math.nan, "df": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    sample_means = y.mean(axis=0)
+    ms_sample = a * float(np.var(sample_means, ddof=1))
+    parts = [(1.0, ms_sample, n - 1)]
+    if a > 1:
+        seed_means = y.mean(axis=1)
+        ms_seed = n * float(np.var(seed_means, ddof=1))
+        r = y - seed_means[:, None] - sample_means[None, :] + y.mean()
+        ms_res = float(np.sum(r ** 2)) / ((a - 1) * (n - 1))
+        parts += [(1.0, ms_seed, a - 1), (-1.0, ms_res, (a - 1) * (n - 1))]
+    var = max(sum(k * m for k, m, _ in parts), 0.0) / (a * n)
+    if var == 0:
+        return {**out, "se": 0.0, "df": math.inf, "ci_low": mean, "ci_high": mean}
+    df = (var * a * n) ** 2 / sum((k * m) ** 2 / f for k, m, f in parts if f > 0)
+    se = math.sqrt(var)
+    half = _t_ppf(0.5 + confidence / 2, df) * se
+    return {**out, "se": se, "df": float(df), "ci_low": mean - half, "ci_high": mean + half}

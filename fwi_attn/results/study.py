@@ -38,10 +38,12 @@ METRICS = ("mae", "mse", "rmse", "ssim", "ssim_valid", "mae_ms", "rmse_ms", "psn
 #: RMSE is the root of the MSE over every cell, not a mean of per-sample RMSEs).
 POOLED = ("mae", "mse", "rmse", "ssim", "mae_ms", "rmse_ms")
 #: Metrics where smaller is better (the others: larger is better).
-LOWER_IS_BETTER = frozenset({"mae", "mse", "rmse", "mae_ms", "rmse_ms"})
+LOWER_IS_BETTER = frozenset({"mae", "mse", "rmse", "mae_ms", "rmse_ms", "rel_l2", "rel_l2_reflection"})
 LABELS = {
-    "rel_l2": "relative L2 data misfit",
-    "trace_corr": "trace correlation",
+    "rel_l2": "relative L2 data misfit (raw traces)",
+    "trace_corr": "trace correlation (raw traces)",
+    "rel_l2_reflection": "relative L2 data misfit (reflections)",
+    "trace_corr_reflection": "trace correlation (reflections)",
     "mae": "MAE ([-1,1] scale)",
     "mse": "MSE ([-1,1] scale)",
     "rmse": "RMSE ([-1,1] scale)",
@@ -68,7 +70,8 @@ class Study:
         config: the default-filled config (``config.yaml`` written by the workflow), or ``{}``.
         metrics: ``{(variant, seed): metrics.json}``.
         mean: the mean-model baseline's metrics.json, or None.
-        physics, refine: ``{(variant, seed): physics.json / refine.json}`` where present.
+        physics, refine, attention: ``{(variant, seed): physics.json / refine.json /
+            attention_salt.json}`` where present.
         variants: variants with at least one run, in the config's order (then the controls).
         selection: ``selection.json`` of a two-stage study, or None.
     """
@@ -81,6 +84,7 @@ class Study:
     refine: dict[tuple[str, int], dict] = field(default_factory=dict)
     variants: list[str] = field(default_factory=list)
     selection: dict | None = None
+    attention: dict[tuple[str, int], dict] = field(default_factory=dict)
 
     def seeds(self, variant: str) -> list[int]:
         return sorted(s for v, s in self.metrics if v == variant)
@@ -174,11 +178,12 @@ def load_study(study_dir: str | os.PathLike, variants: list[str] | None = None,
 
         config = yaml.safe_load(cfg_path.read_text()) or {}
     config = dict(config or {})
+    from fwi_attn.io.attention_salt import ATTENTION_SALT_FILE, read_attention_salt
     from fwi_attn.layout import selection_path
     from fwi_attn.results.design import read_selection, stage_seeds
 
     confirm_seeds = set(stage_seeds(config)["confirm"]) if config else set()
-    metrics, physics, refine = {}, {}, {}
+    metrics, physics, refine, attention = {}, {}, {}, {}
     for path in sorted(root.glob("*/seed*/metrics.json")):
         m = read_json(path)
         variant, seed = _run_identity(path, m)
@@ -190,6 +195,8 @@ def load_study(study_dir: str | os.PathLike, variants: list[str] | None = None,
         for name, store in (("physics.json", physics), ("refine.json", refine)):
             if (path.parent / name).exists():
                 store[(variant, seed)] = read_json(path.parent / name)
+        if (path.parent / ATTENTION_SALT_FILE).exists():
+            attention[(variant, seed)] = read_attention_salt(path.parent / ATTENTION_SALT_FILE)
     if not metrics:
         raise FileNotFoundError(f"{root}: no <variant>/seed<k>/metrics.json found (run the study first)")
     mean_path = root / BASELINE / "metrics.json"
@@ -200,7 +207,7 @@ def load_study(study_dir: str | os.PathLike, variants: list[str] | None = None,
     found = {v for v, _ in metrics}
     ordered = [v for v in order if v in found] + sorted(found - set(order))
     selection = read_selection(selection_path(root)) if confirm_seeds and selection_path(root).exists() else None
-    return Study(root, config, metrics, mean, physics, refine, ordered, selection)
+    return Study(root, config, metrics, mean, physics, refine, ordered, selection, attention)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -322,6 +329,26 @@ def arm_values(study: Study, metric: str = "mae") -> dict[str, np.ndarray]:
     return out
 
 
+#: The physics check's per-sample data misfits (physics.json) that the report compares like the
+#: velocity metrics: on the reflections (direct wave muted, late arrivals gained) and on raw traces.
+DATA_MISFITS = ("rel_l2_reflection", "trace_corr_reflection", "rel_l2", "trace_corr")
+
+
+def physics_values(study: Study, key: str) -> dict[str, np.ndarray]:
+    """Per arm the ``[seeds, samples]`` per-sample data misfit ``key`` of its physics.json files
+    (arms whose runs checked different test samples, or lack the key, are left out)."""
+    out = {}
+    for v in study.variants:
+        runs = [study.physics.get((v, s)) for s in study.seeds(v)]
+        if not runs or any(r is None or key not in r.get("per_sample", {}) for r in runs):
+            continue
+        if len({tuple(r["indices"]) for r in runs}) != 1:
+            raise ReportError(f"{v}: its seeds' physics checks re-simulated different test samples; rerun the physics "
+                              f"check with one physics.samples for every run")
+        out[v] = np.array([[np.nan if x is None else x for x in r["per_sample"][key]] for r in runs], dtype=float)
+    return out
+
+
 def compare_variants(study: Study, metric: str = "mae", reference: str | None = None,
                      alpha: float = stats.ALPHA) -> list[dict]:
     """The study's family of comparisons on ``metric``, corrected together
@@ -330,28 +357,38 @@ def compare_variants(study: Study, metric: str = "mae", reference: str | None = 
     The family (:func:`fwi_attn.results.design.family`): in a two-stage study each selected
     variant against the reference and against each control that applies to it; in a one-stage
     study every variant against the reference. The training variance is pooled over every trained
-    arm of the study. Each comparison gets an equivalence margin of ``study.margin`` times the
-    reference's figure (fixed in the config before the study ran).
+    arm of the study. A velocity metric's comparison gets an equivalence margin of ``study.margin``
+    times the reference's figure (fixed in the config before the study ran); a data misfit
+    (:data:`DATA_MISFITS`, from physics.json over the re-simulated samples) gets none.
 
     Returns:
         Per comparison the :func:`~fwi_attn.results.stats.compare_family` fields plus ``value``
-        and ``value_against`` (the two arms' figures, :func:`run_figure` means over seeds),
-        ``isolates`` (what the arm compared with isolates) and ``metric``.
+        and ``value_against`` (the two arms' figures: :func:`run_figure` means over seeds, or the
+        mean misfit over seeds and samples), ``isolates`` (what the arm compared with isolates)
+        and ``metric``.
     """
     from fwi_attn.results.design import family
 
     reference = reference or study.config.get("study", {}).get("reference", "none")
-    if reference not in study.variants:
+    if metric in DATA_MISFITS:
+        values = physics_values(study, metric)
+        figure = {v: float(np.nanmean(y)) for v, y in values.items()}
+        margins = None
+    else:
+        values = arm_values(study, metric)
+        figure = {r["variant"]: r[metric] for r in comparison_table(study, metrics=(metric,))}
+        share = float(study.config.get("study", {}).get("margin", 0.05))
+        margins = {}
+    if reference not in values:
         return []
-    values = arm_values(study, metric)
-    pairs = family(study.config, study.variants, study.selection, reference)
+    pairs = [c for c in family(study.config, study.variants, study.selection, reference)
+             if c.arm in values and c.against in values]
     if not pairs:
         return []
-    figure = {r["variant"]: r[metric] for r in comparison_table(study, metrics=(metric,))}
-    share = float(study.config.get("study", {}).get("margin", 0.05))
-    margins = {(c.arm, c.against): share * abs(figure[reference]) for c in pairs}
-    trained = stats.training_variance(values[v] for v in study.variants)
-    out = stats.compare_family(values, [c for c in pairs], lower_is_better=metric in LOWER_IS_BETTER,
+    if margins is not None:
+        margins = {(c.arm, c.against): share * abs(figure[reference]) for c in pairs}
+    trained = stats.training_variance(values[v] for v in study.variants if v in values)
+    out = stats.compare_family(values, pairs, lower_is_better=metric in LOWER_IS_BETTER,
                                margins=margins, alpha=alpha, training=trained)
     for e, c in zip(out, pairs):
         e.update(value=figure[c.arm], value_against=figure[c.against], isolates=c.isolates, metric=metric)
@@ -482,6 +519,71 @@ def convergence_markdown(rows: list[dict]) -> str:
         best = f"{r['best_val_mae']:.4f}" if r["best_val_mae"] is not None else ""
         lines.append(f"| {r['variant']} | {r['seed']} | {r['epochs']} | {r['best_epoch'] or ''} | {best} | "
                      f"{slope} | {r['verdict']}: {r['evidence']} |")
+    return "\n".join(lines) + "\n"
+
+
+def attention_salt_table(study: Study, alpha: float = stats.ALPHA) -> list[dict]:
+    """How well each variant's attention maps (and salt heads) pick out salt, per map, over every
+    seed and test sample (each run's ``attention_salt.json``).
+
+    Each row: ``variant, level, kind, stride``, and for ``salt`` and ``boundary``: the mean ROC AUC
+    of the map as a detector of those cells with its 95% interval and its interval corrected for
+    the number of maps scored (Bonferroni; ``*_low_adj``/``*_high_adj``), by
+    :func:`fwi_attn.results.stats.mean_interval` over ``[seeds, samples]``; ``*_above_chance``:
+    the corrected interval lies above 0.5. ``rho_iou``: Spearman's rank correlation of the
+    per-sample salt AUC with the prediction's per-sample salt IoU, pooled over seeds (None where
+    undefined).
+    """
+    from scipy.stats import spearmanr
+
+    maps: dict[tuple[str, str], dict] = {}
+    for v in study.variants:
+        runs = [(s, study.attention.get((v, s))) for s in study.seeds(v)]
+        if not runs or any(r is None for _, r in runs):
+            continue
+        for key, level in runs[0][1]["levels"].items():
+            if not all(key in r["levels"] for _, r in runs):
+                continue
+            row = maps.setdefault((v, key), {"variant": v, "level": key, "kind": level["kind"], "stride": level["stride"]})
+            for what in ("salt", "boundary"):
+                row[f"_{what}"] = np.array([[np.nan if x is None else x for x in r["levels"][key][f"{what}_auc"]]
+                                            for _, r in runs], dtype=float)
+            auc, iou = row["_salt"].ravel(), np.concatenate([
+                np.asarray(study.metrics[(v, s)]["per_sample"]["salt_iou"], dtype=float)[r["indices"]]
+                for s, r in runs])
+            keep = np.isfinite(auc) & np.isfinite(iou)
+            rho = None
+            if keep.sum() >= 3 and np.ptp(auc[keep]) > 0 and np.ptp(iou[keep]) > 0:
+                rho = float(spearmanr(auc[keep], iou[keep]).statistic)
+            row["rho_iou"] = rho
+    level = 1 - alpha / max(len(maps), 1)
+    rows = []
+    for row in maps.values():
+        for what in ("salt", "boundary"):
+            y = row.pop(f"_{what}")
+            plain, adj = stats.mean_interval(y), stats.mean_interval(y, level)
+            row.update({f"{what}_auc": plain["mean"], f"{what}_low": plain["ci_low"], f"{what}_high": plain["ci_high"],
+                        f"{what}_low_adj": adj["ci_low"], f"{what}_high_adj": adj["ci_high"],
+                        f"{what}_above_chance": bool(adj["ci_low"] > 0.5)})
+        row["n_samples"], row["n_seeds"] = plain["n"], plain["seeds"]
+        rows.append(row)
+    return rows
+
+
+def attention_salt_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    m = len(rows)
+    lines = [f"| variant | map | kind | stride | salt AUC [95%] [Bonferroni over {m}] | boundary AUC [95%] "
+             f"[Bonferroni] | Spearman rho, salt AUC vs salt IoU |", "|---|---|---|---:|---|---|---:|"]
+    for r in rows:
+        cells = []
+        for what in ("salt", "boundary"):
+            text = (f"{r[f'{what}_auc']:.3f} [{r[f'{what}_low']:.3f}, {r[f'{what}_high']:.3f}] "
+                    f"[{r[f'{what}_low_adj']:.3f}, {r[f'{what}_high_adj']:.3f}]")
+            cells.append(f"**{text}**" if r[f"{what}_above_chance"] else text)
+        rho = "" if r["rho_iou"] is None else f"{r['rho_iou']:+.2f}"
+        lines.append(f"| {r['variant']} | {r['level']} | {r['kind']} | {r['stride']} | {cells[0]} | {cells[1]} | {rho} |")
     return "\n".join(lines) + "\n"
 
 

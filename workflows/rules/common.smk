@@ -306,7 +306,8 @@ def test_set_files(name):
     root = test_set_results(STUDY, name)
     out = [str(root / "mean" / "metrics.json"), str(root / "compare_sets.json"), str(root / "compare_sets.png")]
     for v, s in result_runs():
-        out += [str(root / v / f"seed{s}" / f) for f in ("metrics.json", "predictions.h5", "attention.h5")]
+        out += [str(root / v / f"seed{s}" / f) for f in ("metrics.json", "predictions.h5", "attention.h5",
+                                                          "attention_salt.json")]
     return out
 
 
@@ -352,5 +353,5 @@ def result_outputs(wildcards):
 
 
 #: What each result run keeps beside its training files.
-RESULT_RUN_FILES = ("model.pt", "history.csv", "metrics.json", "predictions.h5", "attention.h5", "physics.json",
-                    "physics.png", "gathers.h5")
+RESULT_RUN_FILES = ("model.pt", "history.csv", "metrics.json", "predictions.h5", "attention.h5",
+                    "attention_salt.json", "physics.json", "physics.png", "gathers.h5")

@@ -12,6 +12,8 @@ rule evaluate:
         metrics=f"{STUDY}/{{variant}}/seed{{seed}}/metrics.json",
         # The showcase test sample's attention maps: the comparison figures never load a network.
         attention=f"{STUDY}/{{variant}}/seed{{seed}}/attention.h5",
+        # How well each attention map picks out salt, on every test sample.
+        attention_salt=f"{STUDY}/{{variant}}/seed{{seed}}/attention_salt.json",
     params:
         out=out_dir,
         deps=sections("geology.vmin", "geology.vmax", "evaluate.salt_threshold", "evaluate.boundary_tolerance"),

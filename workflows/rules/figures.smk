@@ -49,6 +49,7 @@ rule figures_compare:
         predictions=result_files("predictions.h5", first_seed=True),
         attention=result_files("attention.h5", first_seed=True),
         gathers=result_files("gathers.h5", first_seed=True),
+        attention_salt=result_files("attention_salt.json"),
     output:
         table_csv=comparison_figures()["table_csv"],
         table_md=comparison_figures()["table_md"],
@@ -59,6 +60,8 @@ rule figures_compare:
         attention=comparison_output("attention", "attention"),
         gathers=comparison_output("gathers", "gathers"),
         physics=comparison_output("physics", "physics_compare"),
+        attention_salt=comparison_output("attention_salt", "attention_salt"),
+        attention_iou=comparison_output("attention_iou", "attention_iou"),
     params:
         deps=sections(
             "study.variants", "study.seeds", "study.confirm", "survey.dx", "geology.vmin", "geology.vmax", "evaluate.n_examples",

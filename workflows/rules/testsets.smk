@@ -42,6 +42,7 @@ rule evaluate_testset:
         predictions=f"{STUDY}/testsets/{{testset}}/{{variant}}/seed{{seed}}/predictions.h5",
         metrics=f"{STUDY}/testsets/{{testset}}/{{variant}}/seed{{seed}}/metrics.json",
         attention=f"{STUDY}/testsets/{{testset}}/{{variant}}/seed{{seed}}/attention.h5",
+        attention_salt=f"{STUDY}/testsets/{{testset}}/{{variant}}/seed{{seed}}/attention_salt.json",
     params:
         out=out_dir,
         folder=test_set_folder,
