@@ -181,3 +181,12 @@ def test_an_arms_mean_interval_covers_95_percent_and_reduces_to_the_t_interval()
     r = mean_interval(x[None])
     lo, hi = scipy_stats.t.interval(0.95, 24, loc=x.mean(), scale=scipy_stats.sem(x))
     assert (r["ci_low"], r["ci_high"]) == pytest.approx((lo, hi))
+
+
+def test_no_claim_without_the_training_variance():
+    # One seed an arm: a difference the test samples alone would call significant is no claim.
+    rng = np.random.default_rng(13)
+    values = simulated_study(rng, 2, 1, 96, effects={"a1": -0.1})
+    e = compare_family(values, [Comparison("a1", "a0")], lower_is_better=True, margins={("a1", "a0"): 0.5})[0]
+    assert e["p_holm"] < 1e-6 and not e["seed_variance"]
+    assert not e["claimable"] and not e["significant"] and not e["better"] and not e["equivalent"]

@@ -304,7 +304,13 @@ def answer_markdown(family: list[dict], study: Study, conv: list[dict]) -> str:
     else:
         size = f"**Design**: {design}; too few samples to estimate its own precision."
     margin = 100 * float(study.config.get("study", {}).get("margin", 0.05))
-    if lines:
+    if not any(e["claimable"] for e in family):
+        head = (f"**Answer: none possible.** Every arm on the {stage} has one seed, so the variance between "
+                "trainings is unknown and the intervals hold the test samples' variance only: no difference or "
+                "equivalence between trained networks can be claimed. Train at least two seeds an arm. Point "
+                "estimates: " + "; ".join(f"`{e['arm']}` − `{e['against']}` {e['mean_diff']:+.4f}{ms(e['mean_diff'])}"
+                                          for e in family) + ".")
+    elif lines:
         head = f"**Answer** on the {stage}:\n\n" + "\n".join(lines)
         rest = [e for e in family if not (e["significant"] or e["equivalent"])]
         if rest:

@@ -236,7 +236,9 @@ def compare_family(values: dict[str, np.ndarray], comparisons: Sequence[Comparis
         ``ci_low_adj``/``ci_high_adj`` (Bonferroni interval at ``1 - alpha/m``), ``p_holm``,
         ``detectable`` (at ``alpha/m``, 80% power), ``significant`` (Holm rejects and the
         Bonferroni interval excludes 0), ``better``, ``margin``, ``p_equivalence`` (the larger
-        one-sided p of the two one-sided tests), ``p_equivalence_holm``, ``equivalent``.
+        one-sided p of the two one-sided tests), ``p_equivalence_holm``, ``equivalent``, and
+        ``claimable`` (False where no arm has two seeds: the training variance is unknown, so
+        neither a difference nor an equivalence is claimed).
     """
     if training is None:  # an untrained arm has one row and adds nothing to the pool
         training = training_variance(values.values())
@@ -265,10 +267,13 @@ def compare_family(values: dict[str, np.ndarray], comparisons: Sequence[Comparis
     for e, p in zip(tested, holm([_p(e["p_equivalence"]) for e in tested])):
         e["p_equivalence_holm"] = p
     for e in out:
-        e["significant"] = bool(e["p_holm"] < alpha and (e["ci_high_adj"] < 0 or e["ci_low_adj"] > 0))
+        # Without any arm's second seed the training variance is unknown: the intervals hold the
+        # test samples' variance only, and no claim about trained networks can rest on them.
+        e["claimable"] = bool(e["seed_variance"])
+        e["significant"] = bool(e["claimable"] and e["p_holm"] < alpha and (e["ci_high_adj"] < 0 or e["ci_low_adj"] > 0))
         gain = e["mean_diff"] < 0 if lower_is_better else e["mean_diff"] > 0
         e["better"] = e["significant"] and gain
-        e["equivalent"] = bool(e.get("p_equivalence_holm", 1.0) < alpha)
+        e["equivalent"] = bool(e["claimable"] and e.get("p_equivalence_holm", 1.0) < alpha)
     return out
 
 

@@ -423,6 +423,8 @@ def comparisons_markdown(family: list[dict], to_ms: float | None = None) -> str:
 
 def verdict(e: dict) -> str:
     """What one comparison supports: a confirmed difference, an equivalence, or nothing."""
+    if not e.get("claimable", True):
+        return "no claim: one seed an arm, training variance unknown"
     if e.get("significant"):
         return f"**{e['arm']} {'better' if e['better'] else 'worse'}**"
     if e.get("equivalent"):
