@@ -99,7 +99,7 @@ def test_capture_returns_a_map_for_every_probe(name):
     assert sorted(maps) == sorted(k.rpartition(".")[0] for k in probes)
     for key, a in maps.items():
         assert a.dim() == 4 and a.shape[:2] == (2, 1), key
-    expect_maps = {"none": False, "se": False, "inversionnet": False}.get(name, True)
+    expect_maps = {"none": False, "none_wide": False, "se": False, "inversionnet": False}.get(name, True)
     assert bool(maps) == expect_maps
     if isinstance(model, (UNet, UMixFormer)):
         on_grid = model.maps_on_model_grid(maps)
@@ -307,13 +307,14 @@ def test_command_variants_prints_every_variant(capsys):
 @pytest.mark.parametrize("name", NAMES)
 def test_salt_logits_one_per_level_on_the_velocity_grid(name):
     """``salt=True`` returns the salt heads' logits, coarse to fine, one per decoder stage (the UNets:
-    bottleneck and every level; mixformer: its stages at levels 1..depth); only m2f has them by default."""
+    bottleneck and every level; mixformer: its stages at levels 1..depth); only m2f and its control
+    none_salt have them by default."""
     x = gathers(SALT, 2)
     plain = create_model(name, **SALT, **SMALL, depth=2).eval()
     with torch.no_grad():
         y, salt = plain(x, salt=True)
         torch.testing.assert_close(y, plain(x), rtol=0, atol=0)
-    assert len(salt) == (3 if name == "m2f" else 0)
+    assert len(salt) == (3 if name in ("m2f", "none_salt") else 0)
     if name == "inversionnet":
         return
     headed = create_model(name, **SALT, **SMALL, depth=2, salt_heads=True).eval()

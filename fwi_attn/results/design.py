@@ -61,8 +61,8 @@ def screen_scores(study_dir: str | os.PathLike, variants: list[str], seeds: list
     Raises:
         SelectionError: a run's history is missing or holds no validation MAE.
     """
+    from fwi_attn.io.history import read_history
     from fwi_attn.layout import run_dir
-    from fwi_attn.results.study import read_history
 
     rows = []
     for v in variants:

@@ -846,7 +846,7 @@ def plot_attention_vs_iou(run_dirs, out, kind: str = "salt", title: str = "") ->
 def draw_run_figures(cfg, variant: str, seed: int) -> list:
     """The per-run figures of one (variant, seed): test examples and training curves."""
     from fwi_attn.layout import run_dir, run_figure_paths, study_dir
-    from fwi_attn.results.study import read_history
+    from fwi_attn.io.history import read_history
 
     study = study_dir(cfg)
     run = run_dir(study, variant, seed)

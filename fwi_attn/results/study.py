@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fwi_attn.io.history import read_history
 from fwi_attn.results import stats
 
 #: Metrics of metrics.json, in table order.
@@ -139,15 +140,6 @@ def _check_scored_raw(path: Path, m: dict) -> None:
     if not isinstance(m.get("pooled"), dict) or "ssim_valid" not in m.get("per_sample", {}):
         raise ReportError(f"{path}: scored by an older fwi-attn (no pooled OpenFWI figures; SSIM without "
                           f"padding on clipped predictions); re-evaluate the run with `fwi-attn evaluate`")
-
-
-def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A ``history.csv`` (epoch, train_loss, val_mae, val_ssim, lr, seconds) as float arrays."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return {}
-    return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows]) for k in rows[0]}
 
 
 def _variant_order(config: dict) -> list[str]:
