@@ -120,11 +120,12 @@ def command_check_config(parser):
                         help="also write the resolved, default-filled config to FILE (YAML, atomically)")
 
     def run(args):
-        from fwi_attn.config import load_config
+        from fwi_attn.config import check_study, load_config
         from fwi_attn.data.store import atomic_path, check_output
         from fwi_attn.data.survey import Survey
 
         cfg = load_config(args.config)
+        check_study(cfg)  # what the workflow checks besides load_config
         if args.write:
             import yaml
 
