@@ -15,14 +15,23 @@ receiver_xz     float64 [receiver, 2]      receiver (x, z) in m
 Attributes: ``schema``, ``dx`` (m), ``dt`` (s), ``nt``, ``freq`` (Hz), ``peak_time`` (s),
 ``seed``, ``config`` (JSON of the full study config), ``versions`` (JSON of fwi_attn,
 torch, deepwave), plus ``dataset``, ``split``, ``shard``, ``family``.
+
+Checksums (shards and ``predictions.h5``): ``data_sha256`` is the SHA-256 of every dataset's name,
+dtype, shape and bytes, hashed from the arrays while they are written; ``meta_sha256`` that of
+every other attribute (``data_sha256`` included) as canonical JSON. Opening a file checks
+``meta_sha256`` (cheap: an edited ``dt`` is refused); ``fwi-attn info`` and a whole-file read
+check ``data_sha256``, and the loaders check it once per file per process (:func:`verify_data`).
+A file written before checksums existed has neither: it is read with a warning to regenerate it.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +50,91 @@ class ShardError(ValueError):
 
 class OutputError(ValueError):
     """An output path cannot be written (checked before any expensive work)."""
+
+
+class ChecksumError(ShardError):
+    """A file's data or metadata differ from the checksum recorded when it was written."""
+
+
+META_HASH, DATA_HASH = "meta_sha256", "data_sha256"
+
+
+def data_digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over each dataset's name, dtype, shape and bytes, in name order (the ``data_sha256``)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def meta_digest(attrs: dict) -> str:
+    """SHA-256 of every attribute but ``meta_sha256`` itself, as canonical JSON (the ``meta_sha256``)."""
+    plain = {k: v for k, v in attrs.items() if k != META_HASH}
+    text = json.dumps(plain, sort_keys=True, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal(f: h5py.File, arrays: dict[str, np.ndarray]) -> None:
+    """Record ``data_sha256`` of the ``arrays`` just written to ``f`` and then ``meta_sha256`` of its
+    attributes as they read back (the last step of writing a checksummed file)."""
+    f.attrs[DATA_HASH] = data_digest(arrays)
+    f.attrs[META_HASH] = meta_digest(h5_attrs(f))
+
+
+_legacy_warned: set[str] = set()
+_verified: set[tuple] = set()  # (path, size, mtime_ns) whose data hash matched in this process
+
+
+def _regenerate(path: Path, writer: str) -> str:
+    return f"the file was changed after it was written, or is corrupt; regenerate it ({writer})"
+
+
+def verify_meta(f: h5py.File, path: Path, writer: str = "`fwi-attn generate`") -> bool:
+    """Check an open file's ``meta_sha256``; False (with one warning per file) for a file written
+    before checksums. Raises :class:`ChecksumError` naming the file when it does not match."""
+    attrs = h5_attrs(f)
+    if META_HASH not in attrs:
+        if str(path) not in _legacy_warned:
+            _legacy_warned.add(str(path))
+            warnings.warn(f"{path}: written before files carried checksums, so edits or corruption cannot be "
+                          f"detected; regenerate it ({writer}) to protect it", stacklevel=2)
+        return False
+    if meta_digest(attrs) != attrs[META_HASH]:
+        raise ChecksumError(f"{path}: metadata checksum mismatch (an attribute such as dt or dx differs from "
+                            f"what was written); {_regenerate(path, writer)}")
+    return True
+
+
+def verify_data(f: h5py.File, path: Path, writer: str = "`fwi-attn generate`",
+                arrays: dict[str, np.ndarray] | None = None) -> None:
+    """Check an open file's ``data_sha256`` against its datasets (``arrays``: already read ones),
+    once per file (path, size, modification time) per process. Files without a checksum pass
+    (:func:`verify_meta` warned about them)."""
+    expected = f.attrs.get(DATA_HASH)
+    if expected is None:
+        return
+    expected = expected.decode() if isinstance(expected, bytes) else str(expected)
+    try:
+        st = os.stat(path)
+        key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _verified:
+        return
+    arrays = dict(arrays or {})
+    try:
+        for name in f:
+            if name not in arrays:
+                arrays[name] = f[name][()]
+    except (OSError, RuntimeError) as e:
+        raise ShardError(f"{path}: data cannot be read (truncated or corrupt?): {e}") from None
+    if data_digest(arrays) != expected:
+        raise ChecksumError(f"{path}: data checksum mismatch (the stored arrays differ from what was written); "
+                            f"{_regenerate(path, writer)}")
+    if key is not None:
+        _verified.add(key)
 
 
 def check_output(path: str | os.PathLike, *, folder: bool = False, what: str = "--out") -> Path:
@@ -192,12 +286,16 @@ def write_shard(path: str | os.PathLike, velocity: np.ndarray, gathers: np.ndarr
     attrs = {"schema": SCHEMA, "versions": package_versions(), **attrs}
     with atomic_path(path, suffix=".h5.tmp") as tmp:
         with h5py.File(tmp, "w", track_order=True) as f:
+            arrays = {"velocity": velocity, "gathers": gathers,
+                      "source_xz": np.asarray(source_xz, dtype=np.float64),
+                      "receiver_xz": np.asarray(receiver_xz, dtype=np.float64)}
             f.create_dataset("velocity", data=velocity, chunks=(1, nz, nx))
             f.create_dataset("gathers", data=gathers, chunks=(1, *gathers.shape[1:]))
-            f.create_dataset("source_xz", data=np.asarray(source_xz, dtype=np.float64))
-            f.create_dataset("receiver_xz", data=np.asarray(receiver_xz, dtype=np.float64))
+            f.create_dataset("source_xz", data=arrays["source_xz"])
+            f.create_dataset("receiver_xz", data=arrays["receiver_xz"])
             for key, value in attrs.items():
                 f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+            seal(f, arrays)
 
 
 @dataclass
@@ -258,6 +356,8 @@ def open_result(path: str | os.PathLike, schema: str, *, error: type[Exception],
         attrs = h5_attrs(f)
         if attrs.get("schema") != schema:
             raise error(f"{path}: schema {attrs.get('schema')!r}, expected {schema!r}; rerun {writer}")
+        if META_HASH in attrs or schema == PREDICTIONS_SCHEMA:
+            verify_meta(f, path, writer=writer)
         yield f, attrs
 
 
@@ -288,6 +388,7 @@ def check_shard(f: h5py.File, path: Path) -> Shard:
         problems.append(f"attribute nt={int(f.attrs['nt'])} but gathers have {nt} samples")
     if problems:
         raise ShardError(f"{path}: inconsistent shapes: " + "; ".join(problems))
+    verify_meta(f, path)
     attrs = h5_attrs(f)
     return Shard(path=path, attrs=attrs, n=n, n_shots=n_shots, nt=nt, n_receivers=n_rec, nz=nz, nx=nx,
                  source_xz=f["source_xz"][()], receiver_xz=f["receiver_xz"][()])
@@ -309,6 +410,7 @@ def read_shard(path: str | os.PathLike, load: bool = True) -> Shard:
                 shard.gathers = f["gathers"][()]
             except (OSError, RuntimeError) as e:
                 raise ShardError(f"{path}: data cannot be read (truncated or corrupt?): {e}") from None
+            verify_data(f, path, arrays={"velocity": shard.velocity, "gathers": shard.gathers})
     return shard
 
 
@@ -387,9 +489,11 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
         missing += [k for k in ("shards",) if k not in f.attrs]
         if missing:
             raise ShardError(f"{path}: missing {', '.join(missing)}")
-        prediction = f["prediction"][()].astype(np.float32)
-        target = f["target"][()].astype(np.float32)
-        index = f["index"][()].astype(np.int64)
+        raw = {name: f[name][()] for name in ("prediction", "target", "index")}
+        verify_data(f, path, writer="`fwi-attn evaluate` or `fwi-attn predict`", arrays=raw)
+        prediction = raw["prediction"].astype(np.float32)
+        target = raw["target"].astype(np.float32)
+        index = raw["index"].astype(np.int64)
     if prediction.ndim != 3 or target.shape != prediction.shape or index.shape != (len(prediction),):
         raise ShardError(f"{path}: prediction {prediction.shape}, target {target.shape} and index "
                            f"{index.shape} must be [n, nz, nx], [n, nz, nx] and [n]")
@@ -414,13 +518,15 @@ def write_predictions(path: str | os.PathLike, prediction: np.ndarray, target: n
     attrs = {"schema": PREDICTIONS_SCHEMA, "variant": variant, "seed": -1 if seed is None else int(seed),
              "dataset": dataset, "split": split, "shards": json.dumps([str(s) for s in shards]),
              "checkpoint": str(checkpoint)}
-    prediction = np.asarray(prediction, dtype=np.float32)
-    chunks = (1, *prediction.shape[1:])  # one model per chunk, like the shards
+    arrays = {"prediction": np.asarray(prediction, dtype=np.float32), "target": np.asarray(target, dtype=np.float32),
+              "index": np.asarray(index, dtype=np.int64)}
+    chunks = (1, *arrays["prediction"].shape[1:])  # one model per chunk, like the shards
     with atomic_path(path, suffix=".h5.tmp") as tmp:
         with h5py.File(tmp, "w") as f:
-            f.create_dataset("prediction", data=prediction, chunks=chunks)
-            f.create_dataset("target", data=np.asarray(target, dtype=np.float32), chunks=chunks)
-            f.create_dataset("index", data=np.asarray(index, dtype=np.int64))
+            f.create_dataset("prediction", data=arrays["prediction"], chunks=chunks)
+            f.create_dataset("target", data=arrays["target"], chunks=chunks)
+            f.create_dataset("index", data=arrays["index"])
             for key, value in attrs.items():
                 f.attrs[key] = value
+            seal(f, arrays)
     return Path(path)
