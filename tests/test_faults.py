@@ -720,3 +720,39 @@ def test_atomic_write_removes_dead_writers_temp_files_and_keeps_live_ones(tmp_pa
     assert final.read_text() == "{}\n"
     assert not orphan.exists()
     assert live.exists() and other_host.exists()
+
+
+@pytest.mark.parametrize("how", ["same-path", "other-path", "symlink", "copy"])
+def test_repeated_inputs_are_refused_by_every_multi_input_command(tmp_path, tiny_dataset, tiny_dict, how):
+    """One file given twice (the same path, another spelling of it, a link to it, or a copy of its
+    content): predict, info and testset refuse it in one line naming both, before any work."""
+    shard = Path(tiny_dataset["shards"]["test"][0])
+    twin = {"same-path": shard, "other-path": Path(f"{shard.parent}/../{shard.parent.name}/{shard.name}"),
+            "symlink": tmp_path / "link.h5", "copy": tmp_path / "copy.h5"}[how]
+    if how == "symlink":
+        twin.symlink_to(shard)
+    elif how == "copy":
+        shutil.copy(shard, twin)
+    expected = {"same-path": "is given twice", "other-path": "is the same file as",
+                "symlink": "is the same file as", "copy": "holds the same data as"}[how]
+    out = tmp_path / "pred.h5"
+    res = cli("predict", "--checkpoint", tmp_path / "model.pt", "--data", shard, twin, "--out", out)
+    assert_clear_error(res, "predict", ["--data", str(twin), expected, "count twice"])
+    assert_nothing_at(out)
+    res = cli("info", shard, twin)
+    assert_clear_error(res, "info", [str(twin), expected])
+    assert res.stdout == ""
+
+    models = tmp_path / "models"
+    models.mkdir()
+    np.save(models / "a.npy", np.full((1, 24, 32), 2500.0, np.float32))
+    twin_model = {"same-path": models / "a.npy", "other-path": models / ".." / "models" / "a.npy",
+                  "symlink": models / "b.npy", "copy": models / "c.npy"}[how]
+    if how == "symlink":
+        twin_model.symlink_to(models / "a.npy")
+    elif how == "copy":
+        shutil.copy(models / "a.npy", twin_model)
+    config = write_config(tmp_path, tiny_dict)
+    res = cli("testset", models / "a.npy", twin_model, "--config", config, "--name", "twice", "--out", tmp_path / "set")
+    assert_clear_error(res, "testset", [str(twin_model), expected])
+    assert not (tmp_path / "set").exists() or not list((tmp_path / "set").iterdir())

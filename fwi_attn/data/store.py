@@ -240,6 +240,51 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _content_key(path: Path) -> str:
+    """A file's content identity: a checksummed HDF5 file's recorded ``data_sha256`` (no data read),
+    else the SHA-256 of its bytes."""
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        with contextlib.suppress(OSError):
+            with h5py.File(path, "r") as f:
+                value = f.attrs.get(DATA_HASH)
+            if value is not None:
+                return "data:" + (value.decode() if isinstance(value, bytes) else str(value))
+    return "file:" + file_sha256(path)
+
+
+def check_distinct(paths: Sequence[str | os.PathLike], what: str) -> None:
+    """Refuse input files of which two are one: the same path, two paths to the same file (a link,
+    ``./a`` beside ``a``), or the same content (a copied shard: equal recorded ``data_sha256``, or
+    equal bytes). Their samples would count twice. Missing files are left to the reader to name.
+
+    Raises:
+        ValueError: naming both paths and what to do.
+    """
+    seen: dict[tuple, Path] = {}
+    by_size: dict[int, list[Path]] = {}
+    for path in map(Path, paths):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            how = "given twice" if seen[key] == path else f"the same file as {seen[key]}"
+            raise ValueError(f"{what}: {path} is {how}; its samples would count twice; give each file once")
+        seen[key] = path
+        by_size.setdefault(st.st_size, []).append(path)
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        contents: dict[str, Path] = {}
+        for path in group:
+            key = _content_key(path)
+            if key in contents:
+                raise ValueError(f"{what}: {path} holds the same data as {contents[key]} (a copy?); its samples "
+                                 f"would count twice; give each file once")
+            contents[key] = path
+
+
 def run_folder_identity(folder: str | os.PathLike) -> tuple[str, int] | None:
     """``(variant, seed)`` that a folder ``.../<variant>/seed<k>`` names, or None for another name."""
     folder = Path(folder)

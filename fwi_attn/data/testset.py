@@ -183,9 +183,12 @@ def model_files(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             out.append(entry)
         else:
             raise TestSetError(f"{entry}: no such model file or folder")
-    dupes = sorted({str(p) for p in out if out.count(p) > 1})
-    if dupes:
-        raise TestSetError(f"model file {dupes[0]} is given twice; its windows would be counted twice")
+    from fwi_attn.data.store import check_distinct
+
+    try:
+        check_distinct(out, "model files")
+    except ValueError as e:
+        raise TestSetError(str(e)) from None
     return out
 
 
