@@ -756,3 +756,46 @@ def test_repeated_inputs_are_refused_by_every_multi_input_command(tmp_path, tiny
     res = cli("testset", models / "a.npy", twin_model, "--config", config, "--name", "twice", "--out", tmp_path / "set")
     assert_clear_error(res, "testset", [str(twin_model), expected])
     assert not (tmp_path / "set").exists() or not list((tmp_path / "set").iterdir())
+
+
+def _torchrun_env() -> dict:
+    env = {k: v for k, v in child_env(OMP_NUM_THREADS="1").items()
+           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def test_training_under_torchrun_fails_in_one_line_per_failure(tmp_path, tiny_dict):
+    """The workflow's launcher (python -m fwi_attn.cli.torchrun, train.smk's TRAIN_LAUNCH): each
+    process's own error line, exit status 1, no launcher log or ChildFailedError traceback; a
+    process killed by a signal (it cannot say why itself) gets one line from the launcher."""
+    config = write_config(tmp_path, tiny_dict)
+    launch = [sys.executable, "-m", "fwi_attn.cli.torchrun", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.run([*launch, "-m", "fwi_attn.cli", "train", "--config", str(config), "--variant", "transformer",
+                           "--seed", "0", "--out", str(tmp_path / "run"), "--quiet"],
+                          capture_output=True, text=True, env=_torchrun_env(), cwd=tmp_path, timeout=PATIENCE_S)
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("fwi-attn train: error: unknown variant 'transformer'") for line in lines), \
+        proc.stderr
+    assert len(lines) <= 2  # one per process at most
+
+    script = tmp_path / "killed.py"
+    script.write_text("import os, signal, time\n"
+                      "if os.environ['RANK'] == '1':\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+                      "time.sleep(120)\n")
+    proc = subprocess.run([*launch, str(script)], capture_output=True, text=True, env=_torchrun_env(), cwd=tmp_path,
+                          timeout=PATIENCE_S)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("torchrun: error: process of rank 1 (pid ") and "killed by SIGKILL" in lines[0], lines
+
+
+def test_the_workflow_trains_several_processes_through_the_one_line_launcher(tmp_path, tiny_dict):
+    raw = copy.deepcopy(tiny_dict)
+    raw["train"]["processes"] = 2
+    proc = snakemake(tmp_path, "-n", "-p", "--cores", "2", "--configfile", write_config(tmp_path, raw), "all")
+    commands = [line for line in proc.stdout.splitlines() if " train --config" in line]
+    assert commands and all("python -m fwi_attn.cli.torchrun --standalone --nproc_per_node=2 -m fwi_attn.cli train"
+                            in line for line in commands), proc.stdout[-3000:]
