@@ -799,3 +799,74 @@ def test_the_workflow_trains_several_processes_through_the_one_line_launcher(tmp
     commands = [line for line in proc.stdout.splitlines() if " train --config" in line]
     assert commands and all("python -m fwi_attn.cli.torchrun --standalone --nproc_per_node=2 -m fwi_attn.cli train"
                             in line for line in commands), proc.stdout[-3000:]
+
+
+# ----------------------------------------------------------------------------- 4. a full disk
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MB file system (tmpfs) at ``tmp_path/disk``, unmounted afterwards; skipped where
+    mounting is not permitted (not root, or a container without CAP_SYS_ADMIN)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip() or proc.returncode}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A filler file that leaves about ``leave`` bytes free on ``disk``; delete it to free the space."""
+    filler = disk / "filler"
+    free = shutil.disk_usage(disk).free
+    with open(filler, "wb") as f:
+        with contextlib.suppress(OSError):
+            f.write(b"\0" * max(free - leave, 0))
+    return filler
+
+
+def test_generate_into_a_full_disk_is_refused_before_simulating_and_reruns_once_freed(
+        tmp_path, tiny_dict, small_disk, monkeypatch):
+    config = write_config(tmp_path, tiny_dict)
+    out = small_disk / "shard-0000.h5"
+    argv = _generate(config, out)
+    filler = fill(small_disk, 100_000)  # a shard of 8 samples needs ~330 kB
+    forbid_work(monkeypatch)
+    res = cli(*argv)
+    assert_clear_error(res, "generate", [str(out), "needs about", "free", "free space"])
+    assert_nothing_at(out)
+    monkeypatch.undo()
+    filler.unlink()
+    res = cli_process(*argv, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert cli("info", out).returncode == 0
+
+
+def test_training_into_a_full_disk_fails_in_one_line_and_reruns_once_freed(tmp_path, tiny_dataset, small_disk):
+    """torch.save into a full disk (its own error is "unexpected pos"): one line naming the
+    checkpoint, exit 1 (no traceback, no crash), nothing at a final path; after freeing space the
+    same command completes."""
+    config = dataset_config(tiny_dataset, tmp_path)
+    out = small_disk / "none" / "seed0"
+    argv = ["train", "--config", config, "--variant", "none", "--seed", "0", "--epochs", "1", "--out", out, "--quiet"]
+    filler = fill(small_disk, 20_000)
+    res = cli_process(*argv, cwd=tmp_path)
+    assert_clear_error(res, "train", [("model.pt", "last.pt"), "no space left on the device", "free space"])
+    assert_nothing_at(out / "last.pt", out / "model.pt", out / "history.csv")
+    filler.unlink()
+    res = cli_process(*argv, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (out / "model.pt").is_file() and (out / "history.csv").is_file()
+
+
+def test_a_figure_into_a_full_disk_fails_in_one_line(tmp_path, tiny_dataset, small_disk):
+    out = small_disk / "preview.png"
+    fill(small_disk, 0)
+    res = cli_process("preview", tiny_dataset["shards"]["train"][0], "--out", out, cwd=tmp_path)
+    assert_clear_error(res, "preview", [str(out), "no space left on the device"])
+    assert_nothing_at(out)

@@ -26,7 +26,9 @@ A file written before checksums existed has neither: it is read with a warning t
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import json
 import os
 import socket
@@ -167,6 +169,78 @@ def check_output(path: str | os.PathLike, *, folder: bool = False, what: str = "
     return path
 
 
+def _size(n: float) -> str:
+    """Bytes as a short human-readable size (``3.2 MB``)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Bytes an unprivileged writer may still use on the file system of ``path`` (its nearest
+    existing ancestor); None where it cannot be told."""
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        st = os.statvfs(existing)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+#: Room left beyond a file's own size: HDF5's metadata and the file system's own blocks.
+SPACE_MARGIN = 64 * 1024
+
+
+def check_space(path: str | os.PathLike, nbytes: int, what: str = "--out") -> None:
+    """Fail fast, before long work, when the file system of ``path`` has less room than ``nbytes``
+    (the size of the file to write, known in advance) plus :data:`SPACE_MARGIN`.
+
+    Raises:
+        OutputError: naming the path, the space needed and the space free.
+    """
+    free = free_bytes(path)
+    need = int(nbytes) + SPACE_MARGIN
+    if free is not None and free < need:
+        raise OutputError(f"{what} {path}: needs about {_size(need)} but only {_size(free)} is free there; free "
+                          f"space (or choose another path) and rerun")
+
+
+def shard_nbytes(n: int, n_shots: int, nt: int, n_receivers: int, nz: int, nx: int) -> int:
+    """The size (bytes) of a shard of ``n`` samples: float32 gathers and velocity, plus the
+    positions; attributes and HDF5's own metadata fall within :data:`SPACE_MARGIN`."""
+    return 4 * n * (n_shots * nt * n_receivers + nz * nx) + 16 * (n_shots + n_receivers)
+
+
+def _disk_full(e: BaseException, folder: Path) -> bool:
+    """Whether a failed write failed for want of space: ENOSPC/EDQUOT anywhere in the exception's
+    chain, or a library's own error (torch.save's "unexpected pos", HDF5's write errors) while
+    the file system is full."""
+    seen = e
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(e, (KeyboardInterrupt, SystemExit)):
+        return False
+    free = free_bytes(folder)
+    return free is not None and free < SPACE_MARGIN
+
+
+def write_h5(tmp: Path, build, **kwargs) -> None:
+    """Build an HDF5 file in memory with ``build(h5py.File)`` and write its bytes to ``tmp`` in one
+    plain write: a full disk is then one clean ``OSError`` (ENOSPC), where HDF5 writing to the
+    disk itself would print "Exception ignored" tracebacks and may crash the interpreter."""
+    buf = io.BytesIO()
+    with h5py.File(buf, "w", **kwargs) as f:
+        build(f)
+    with open(tmp, "wb") as out:
+        out.write(buf.getbuffer())
+
+
 def _tmp_prefix(path: Path, pid: int | str) -> str:
     return f".{path.name}.{socket.gethostname()}.{pid}."
 
@@ -223,9 +297,17 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        written = 0
+        with contextlib.suppress(OSError):
+            written = os.path.getsize(tmp)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if _disk_full(e, path.parent):
+            free = free_bytes(path.parent)
+            raise OutputError(f"{path}: no space left on the device: it needs more than the {_size(written)} "
+                              f"written before the disk filled ({_size(free or 0)} free there now, nothing written "
+                              f"at that path); free space (or choose another path) and rerun") from None
         raise
 
 
@@ -329,18 +411,22 @@ def write_shard(path: str | os.PathLike, velocity: np.ndarray, gathers: np.ndarr
         raise ShardError(f"{path}: gathers {gathers.shape} do not match {len(source_xz)} sources "
                          f"and {len(receiver_xz)} receivers")
     attrs = {"schema": SCHEMA, "versions": package_versions(), **attrs}
+    check_space(path, velocity.nbytes + gathers.nbytes, what="shard")
+    arrays = {"velocity": velocity, "gathers": gathers,
+              "source_xz": np.asarray(source_xz, dtype=np.float64),
+              "receiver_xz": np.asarray(receiver_xz, dtype=np.float64)}
+
+    def build(f):
+        f.create_dataset("velocity", data=velocity, chunks=(1, nz, nx))
+        f.create_dataset("gathers", data=gathers, chunks=(1, *gathers.shape[1:]))
+        f.create_dataset("source_xz", data=arrays["source_xz"])
+        f.create_dataset("receiver_xz", data=arrays["receiver_xz"])
+        for key, value in attrs.items():
+            f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+        seal(f, arrays)
+
     with atomic_path(path, suffix=".h5.tmp") as tmp:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            arrays = {"velocity": velocity, "gathers": gathers,
-                      "source_xz": np.asarray(source_xz, dtype=np.float64),
-                      "receiver_xz": np.asarray(receiver_xz, dtype=np.float64)}
-            f.create_dataset("velocity", data=velocity, chunks=(1, nz, nx))
-            f.create_dataset("gathers", data=gathers, chunks=(1, *gathers.shape[1:]))
-            f.create_dataset("source_xz", data=arrays["source_xz"])
-            f.create_dataset("receiver_xz", data=arrays["receiver_xz"])
-            for key, value in attrs.items():
-                f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
-            seal(f, arrays)
+        write_h5(tmp, build, track_order=True)
 
 
 @dataclass
@@ -566,12 +652,16 @@ def write_predictions(path: str | os.PathLike, prediction: np.ndarray, target: n
     arrays = {"prediction": np.asarray(prediction, dtype=np.float32), "target": np.asarray(target, dtype=np.float32),
               "index": np.asarray(index, dtype=np.int64)}
     chunks = (1, *arrays["prediction"].shape[1:])  # one model per chunk, like the shards
+    check_space(path, sum(a.nbytes for a in arrays.values()), what="predictions file")
+
+    def build(f):
+        f.create_dataset("prediction", data=arrays["prediction"], chunks=chunks)
+        f.create_dataset("target", data=arrays["target"], chunks=chunks)
+        f.create_dataset("index", data=arrays["index"])
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        seal(f, arrays)
+
     with atomic_path(path, suffix=".h5.tmp") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("prediction", data=arrays["prediction"], chunks=chunks)
-            f.create_dataset("target", data=arrays["target"], chunks=chunks)
-            f.create_dataset("index", data=arrays["index"])
-            for key, value in attrs.items():
-                f.attrs[key] = value
-            seal(f, arrays)
+        write_h5(tmp, build)
     return Path(path)

@@ -436,6 +436,9 @@ def build_test_set(cfg, inputs: Sequence[str | os.PathLike], name: str, out: str
     if overwrite:
         for old in out.glob("*.h5"):
             old.unlink(missing_ok=True)
+    from fwi_attn.data.store import check_space, shard_nbytes
+
+    check_space(out, shard_nbytes(len(windows), survey.n_shots, survey.nt, survey.n_receivers, survey.nz, survey.nx))
     records = [f.record() for f in files]
     written, start = [], 0
     for i, n in enumerate(shard_sizes(len(windows), size)):
