@@ -100,9 +100,8 @@ def command_info(parser):
     parser.add_argument("paths", nargs="+", help="shard .h5 files")
 
     def run(args):
-        from fwi_attn.data.store import check_distinct, describe, validate_shard
+        from fwi_attn.data.store import describe, validate_shard
 
-        check_distinct(args.paths, "info")
         for i, path in enumerate(args.paths):
             if i:
                 print()
