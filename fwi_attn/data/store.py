@@ -520,7 +520,8 @@ def check_shard(f: h5py.File, path: Path) -> Shard:
     if problems:
         raise ShardError(f"{path}: inconsistent shapes: " + "; ".join(problems))
     verify_meta(f, path)
-    attrs = h5_attrs(f)
+    # The checksums guard the file; the shard's metadata is the rest.
+    attrs = {k: v for k, v in h5_attrs(f).items() if k not in (META_HASH, DATA_HASH)}
     return Shard(path=path, attrs=attrs, n=n, n_shots=n_shots, nt=nt, n_receivers=n_rec, nz=nz, nx=nx,
                  source_xz=f["source_xz"][()], receiver_xz=f["receiver_xz"][()])
 
