@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= workflows/config/default.yaml
-CORES  ?= $(shell nproc 2>/dev/null || echo 8)
+# The CPUs this process may run on (taskset/cgroup affinity), whatever OMP_NUM_THREADS says
+# (`nproc` honours it, and a shell with OMP_NUM_THREADS=1 would run the study on one core).
+CORES  ?= $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)))' 2>/dev/null || nproc --all 2>/dev/null || echo 8)
 STAMP  := $(VENV)/.installed
 
 .PHONY: all recover configfile install test test-all lint bench gpu-check clean openfwi
@@ -12,17 +14,27 @@ STAMP  := $(VENV)/.installed
 all: install configfile
 	$(BIN)/snakemake --cores $(CORES) --configfile=$(CONFIG) --rerun-incomplete all
 
-# After a crash, a kill -9 or a power cut: Snakemake's lock outlives a killed run. Unlock only when
-# no snakemake runs in this folder any more, then re-run what is incomplete (training resumes
-# from each run's last.pt).
+# After a crash, a kill -9 or a power cut: Snakemake's lock outlives a killed run. Refuse while a
+# snakemake process (its program, or a python running snakemake; not a shell whose text mentions
+# it, like this recipe's own) runs in this folder; otherwise unlock and complete the study
+# (training resumes from each run's last.pt). A complete study is left as it is, saying so.
 recover: install configfile
-	@for p in $$(pgrep -f '[s]nakemake' || true); do \
-	  if [ "$$(readlink /proc/$$p/cwd 2>/dev/null)" = "$(CURDIR)" ]; then \
-	    echo "recover: a snakemake run (pid $$p) is still running in $(CURDIR): wait for it or stop it first"; exit 1; \
+	@for d in /proc/[0-9]*; do \
+	  set -f; set -- $$(tr '\0' '\n' < $$d/cmdline 2>/dev/null | head -n 3 | tr ' \n' '_ '); set +f; \
+	  case "$${1##*/} $${2##*/} $$3" in \
+	    "snakemake "*|python*" snakemake "*|python*" -m snakemake") ;; \
+	    *) continue ;; \
+	  esac; \
+	  if [ "$$(readlink $$d/cwd 2>/dev/null)" = "$(CURDIR)" ]; then \
+	    echo "recover: a snakemake run (pid $${d#/proc/}) is still running in $(CURDIR): wait for it or stop it first (kill $${d#/proc/})"; exit 1; \
 	  fi; \
 	done
 	$(BIN)/snakemake --unlock --configfile=$(CONFIG)
-	$(BIN)/snakemake --cores $(CORES) --configfile=$(CONFIG) --rerun-incomplete all
+	@if $(BIN)/snakemake --dry-run --rerun-incomplete --configfile=$(CONFIG) all 2>&1 | grep -q '^Nothing to be done'; then \
+	  echo "recover: the study of $(CONFIG) is complete; nothing to recover"; \
+	else \
+	  $(BIN)/snakemake --cores $(CORES) --configfile=$(CONFIG) --rerun-incomplete all; \
+	fi
 
 install: $(STAMP)
 

@@ -181,3 +181,36 @@ def test_validate_section_matches_load_config():
         validate_section("geology", {"vmax": float("nan")})
     with pytest.raises(ConfigError, match=r"lib: unknown config section 'geolgy'; sections: study, survey"):
         validate_section("geolgy", {}, source="lib")
+
+
+@pytest.mark.parametrize("study, message", [
+    ({"reference": "cbam"}, "study.reference 'cbam' is not one of study.variants"),
+    ({"test_sets": [{"name": "bp", "path": "no-such-models"}]}, "study.test_sets bp: no-such-models: no such model"),
+    ({"test_sets": [{"name": "transfer-flatfault", "path": "."}], "transfer_families": ["flatfault"]},
+     "study.test_sets names must be unique"),
+], ids=["reference", "missing-test-set-folder", "repeated-set-name"])
+def test_check_config_runs_the_workflows_study_checks(tmp_path, monkeypatch, capsys, tiny_dict, study, message):
+    """`fwi-attn check-config` refuses what the workflow refuses (one list of checks, check_study)."""
+    from fwi_attn.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    tiny_dict["study"].update(study)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_dict))
+    assert main(["check-config", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fwi-attn check-config: error: ") and "Traceback" not in err, err
+    assert str(path) in err and message in err, err
+
+
+def test_check_config_accepts_a_study_the_workflow_accepts(tmp_path, monkeypatch, capsys, tiny_dict):
+    from fwi_attn.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "a.npy").write_bytes(b"")  # listed only, not read
+    tiny_dict["study"].update(test_sets=[{"name": "bp", "path": "models"}], transfer_families=["flatfault"])
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_dict))
+    assert main(["check-config", "--config", str(path)]) == 0, capsys.readouterr().err
+    assert "valid" in capsys.readouterr().out

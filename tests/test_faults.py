@@ -53,6 +53,7 @@ import torch
 import yaml
 
 from conftest import alive
+from fwi_attn.data.store import seal
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
@@ -574,6 +575,7 @@ def case_preview_nan_gathers(ctx):
     shutil.copy(ctx.dataset["shards"]["train"][0], shard)
     with h5py.File(shard, "r+") as f:
         f["gathers"][0, 0, 0, 0] = np.nan
+        seal(f, {name: f[name][()] for name in f})  # written so (a simulation gone wrong): the checksum matches
     out = ctx.tmp / "preview.png"
     return ["preview", shard, "--out", out], [str(shard)], [out]
 
@@ -718,3 +720,164 @@ def test_atomic_write_removes_dead_writers_temp_files_and_keeps_live_ones(tmp_pa
     assert final.read_text() == "{}\n"
     assert not orphan.exists()
     assert live.exists() and other_host.exists()
+
+
+@pytest.mark.parametrize("how", ["same-path", "other-path", "symlink", "copy"])
+def test_repeated_inputs_are_refused_by_every_multi_input_command(tmp_path, tiny_dataset, tiny_dict, how):
+    """One file given twice (the same path, another spelling of it, a link to it, or a copy of its
+    content): predict and testset, which pool their inputs' samples, refuse it in one line naming
+    both, before any work. (`info` only describes each file it is given: a repeat is harmless.)"""
+    shard = Path(tiny_dataset["shards"]["test"][0])
+    twin = {"same-path": shard, "other-path": Path(f"{shard.parent}/../{shard.parent.name}/{shard.name}"),
+            "symlink": tmp_path / "link.h5", "copy": tmp_path / "copy.h5"}[how]
+    if how == "symlink":
+        twin.symlink_to(shard)
+    elif how == "copy":
+        shutil.copy(shard, twin)
+    expected = {"same-path": "is given twice", "other-path": "is the same file as",
+                "symlink": "is the same file as", "copy": "holds the same data as"}[how]
+    out = tmp_path / "pred.h5"
+    res = cli("predict", "--checkpoint", tmp_path / "model.pt", "--data", shard, twin, "--out", out)
+    assert_clear_error(res, "predict", ["--data", str(twin), expected, "count twice"])
+    assert_nothing_at(out)
+
+    models = tmp_path / "models"
+    models.mkdir()
+    np.save(models / "a.npy", np.full((1, 24, 32), 2500.0, np.float32))
+    twin_model = {"same-path": models / "a.npy", "other-path": models / ".." / "models" / "a.npy",
+                  "symlink": models / "b.npy", "copy": models / "c.npy"}[how]
+    if how == "symlink":
+        twin_model.symlink_to(models / "a.npy")
+    elif how == "copy":
+        shutil.copy(models / "a.npy", twin_model)
+    config = write_config(tmp_path, tiny_dict)
+    res = cli("testset", models / "a.npy", twin_model, "--config", config, "--name", "twice", "--out", tmp_path / "set")
+    assert_clear_error(res, "testset", [str(twin_model), expected])
+    assert not (tmp_path / "set").exists() or not list((tmp_path / "set").iterdir())
+
+
+def _torchrun_env() -> dict:
+    env = {k: v for k, v in child_env(OMP_NUM_THREADS="1").items()
+           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def test_training_under_torchrun_fails_in_one_line_per_failure(tmp_path, tiny_dict):
+    """The workflow's launcher (python -m fwi_attn.cli.torchrun, train.smk's TRAIN_LAUNCH): each
+    process's own error line, exit status 1, no launcher log or ChildFailedError traceback; a
+    process killed by a signal (it cannot say why itself) gets one line from the launcher."""
+    config = write_config(tmp_path, tiny_dict)
+    launch = [sys.executable, "-m", "fwi_attn.cli.torchrun", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.run([*launch, "-m", "fwi_attn.cli", "train", "--config", str(config), "--variant", "transformer",
+                           "--seed", "0", "--out", str(tmp_path / "run"), "--quiet"],
+                          capture_output=True, text=True, env=_torchrun_env(), cwd=tmp_path, timeout=PATIENCE_S)
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("fwi-attn train: error: unknown variant 'transformer'") for line in lines), \
+        proc.stderr
+    assert len(lines) <= 2  # one per process at most
+
+    script = tmp_path / "killed.py"
+    script.write_text("import os, signal, time\n"
+                      "if os.environ['RANK'] == '1':\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+                      "time.sleep(120)\n")
+    proc = subprocess.run([*launch, str(script)], capture_output=True, text=True, env=_torchrun_env(), cwd=tmp_path,
+                          timeout=PATIENCE_S)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("torchrun: error: process of rank 1 (pid ") and "killed by SIGKILL" in lines[0], lines
+
+
+def test_the_workflow_trains_several_processes_through_the_one_line_launcher(tmp_path, tiny_dict):
+    raw = copy.deepcopy(tiny_dict)
+    raw["train"]["processes"] = 2
+    proc = snakemake(tmp_path, "-n", "-p", "--cores", "2", "--configfile", write_config(tmp_path, raw), "all")
+    commands = [line for line in proc.stdout.splitlines() if " train --config" in line]
+    assert commands and all("python -m fwi_attn.cli.torchrun --standalone --nproc_per_node=2 -m fwi_attn.cli train"
+                            in line for line in commands), proc.stdout[-3000:]
+
+
+# ----------------------------------------------------------------------------- 4. a full disk
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MB file system (tmpfs) at ``tmp_path/disk``, unmounted afterwards; skipped where
+    mounting is not permitted (not root, or a container without CAP_SYS_ADMIN)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip() or proc.returncode}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A filler file that leaves about ``leave`` bytes free on ``disk``; delete it to free the space."""
+    filler = disk / "filler"
+    free = shutil.disk_usage(disk).free
+    with open(filler, "wb") as f:
+        with contextlib.suppress(OSError):
+            f.write(b"\0" * max(free - leave, 0))
+    return filler
+
+
+def test_generate_into_a_full_disk_is_refused_before_simulating_and_reruns_once_freed(
+        tmp_path, tiny_dict, small_disk, monkeypatch):
+    config = write_config(tmp_path, tiny_dict)
+    out = small_disk / "shard-0000.h5"
+    argv = _generate(config, out)
+    filler = fill(small_disk, 100_000)  # a shard of 8 samples needs ~330 kB
+    forbid_work(monkeypatch)
+    res = cli(*argv)
+    assert_clear_error(res, "generate", [str(out), "needs about", "free", "free space"])
+    assert_nothing_at(out)
+    monkeypatch.undo()
+    filler.unlink()
+    res = cli_process(*argv, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert cli("info", out).returncode == 0
+
+
+def test_training_into_a_full_disk_fails_in_one_line_and_reruns_once_freed(tmp_path, tiny_dataset, small_disk):
+    """torch.save into a full disk (its own error is "unexpected pos"): one line naming the
+    checkpoint, exit 1 (no traceback, no crash), nothing at a final path; after freeing space the
+    same command completes."""
+    config = dataset_config(tiny_dataset, tmp_path)
+    out = small_disk / "none" / "seed0"
+    argv = ["train", "--config", config, "--variant", "none", "--seed", "0", "--epochs", "1", "--out", out, "--quiet"]
+    filler = fill(small_disk, 20_000)
+    res = cli_process(*argv, cwd=tmp_path)
+    assert_clear_error(res, "train", [("model.pt", "last.pt"), "no space left on the device", "free space"])
+    assert_nothing_at(out / "last.pt", out / "model.pt", out / "history.csv")
+    filler.unlink()
+    res = cli_process(*argv, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (out / "model.pt").is_file() and (out / "history.csv").is_file()
+
+
+def test_a_figure_into_a_full_disk_fails_in_one_line(tmp_path, tiny_dataset, small_disk):
+    out = small_disk / "preview.png"
+    fill(small_disk, 0)
+    res = cli_process("preview", tiny_dataset["shards"]["train"][0], "--out", out, cwd=tmp_path)
+    assert_clear_error(res, "preview", [str(out), "no space left on the device"])
+    assert_nothing_at(out)
+
+
+def test_an_hdf5_file_that_fills_the_disk_is_one_clean_error(small_disk):
+    """HDF5 built in memory, written in one plain write: ENOSPC is an OutputError naming the file,
+    with no HDF5 "Exception ignored" output and no crash of this very process."""
+    from fwi_attn.data.store import OutputError, atomic_path, write_h5
+
+    path = small_disk / "big.h5"
+    fill(small_disk, 200_000)
+    with pytest.raises(OutputError, match=r"big.h5: no space left on the device: it needs more than the"):
+        with atomic_path(path, suffix=".h5.tmp") as tmp:
+            write_h5(tmp, lambda f: f.create_dataset("x", data=np.zeros(500_000, np.float32)))
+    assert_nothing_at(path)

@@ -9,7 +9,8 @@ import pytest
 
 from fwi_attn.cli import main
 from fwi_attn.data.geology import save_segy
-from fwi_attn.data.store import SCHEMA, ShardError, atomic_path, read_shard, validate_shard, write_shard
+from fwi_attn.data.store import (SCHEMA, ChecksumError, ShardError, atomic_path, read_predictions, read_shard, seal,
+                                 validate_shard, write_predictions, write_shard)
 
 
 def make_arrays(n=3, shots=2, nt=10, rec=4, nz=5, nx=6):
@@ -65,6 +66,7 @@ def test_truncated_and_foreign_files_are_rejected_by_name(tmp_path):
     shutil.copy(good, nan)
     with h5py.File(nan, "a") as f:
         f["gathers"][5, 0, 0, 0] = np.nan
+        seal(f, {name: f[name][()] for name in f})  # as if written so: the checksum matches the NaN
     with pytest.raises(ShardError, match=r"nan.h5: gathers has NaN/inf values in samples \[5\]"):
         validate_shard(nan)
 
@@ -145,3 +147,68 @@ def test_check_output_refuses_before_any_work(tmp_path):
         check_output(afile, folder=True)
     assert check_output(tmp_path / "new" / "deeper" / "x.h5") == tmp_path / "new" / "deeper" / "x.h5"
     assert not (tmp_path / "new").exists()  # checking creates nothing
+
+
+def reseal(path) -> None:
+    with h5py.File(path, "a") as f:
+        seal(f, {name: f[name][()] for name in f})
+
+
+@pytest.mark.parametrize("edit, what", [
+    (lambda f: f.attrs.__setitem__("dt", 0.004), "metadata checksum mismatch"),
+    (lambda f: f.attrs.__setitem__("config", '{"a": 2}'), "metadata checksum mismatch"),
+    (lambda f: f["gathers"].__setitem__((1, 0, 3, 2), 7.0), "data checksum mismatch"),
+    (lambda f: f["receiver_xz"].__setitem__((0, 0), 1.0), "data checksum mismatch"),
+], ids=["dt", "config", "gathers", "receivers"])
+def test_edited_shard_fails_its_checksum(tmp_path, capsys, edit, what):
+    """An attribute that gives the data meaning (dt 0.002 -> 0.004) or a stored value edited after
+    writing: `fwi-attn info`, read_shard and the dataset loader refuse the file in one line."""
+    from fwi_attn.data.dataset import ShardDataset
+
+    v, g, s, r, attrs = make_arrays()
+    path = tmp_path / "s.h5"
+    write_shard(path, v, g, s, r, attrs)
+    assert main(["info", str(path)]) == 0
+    capsys.readouterr()
+    with h5py.File(path, "a") as f:
+        edit(f)
+    assert main(["info", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and what in err and "regenerate it" in err, err
+    with pytest.raises(ChecksumError, match=what):
+        validate_shard(path)
+    if what.startswith("metadata"):
+        with pytest.raises(ChecksumError, match=what):
+            read_shard(path, load=False)  # every open: the cheap check
+    else:
+        ds = ShardDataset([path], check_finite=False)  # opening checks the metadata only ...
+        with pytest.raises(ChecksumError, match=what):
+            ds[0]  # ... the first read of the file in this process checks its data
+
+
+def test_edited_predictions_fail_their_checksum(tmp_path):
+    pred = np.full((2, 3, 4), 2000.0, np.float32)
+    path = write_predictions(tmp_path / "p.h5", pred, pred + 1, np.arange(2), shards=["a.h5"], variant="none",
+                             seed=0, dataset="d", split="test", checkpoint="m.pt")
+    assert read_predictions(path).prediction.tolist() == pred.tolist()
+    with h5py.File(path, "a") as f:
+        f["prediction"][0, 0, 0] = 2500.0
+    with pytest.raises(ChecksumError, match="p.h5: data checksum mismatch"):
+        read_predictions(path)
+    write_predictions(path, pred, pred + 1, np.arange(2), shards=["a.h5"], variant="none", seed=0, dataset="d",
+                      split="test", checkpoint="m.pt")
+    with h5py.File(path, "a") as f:
+        f.attrs["variant"] = "se"
+    with pytest.raises(ChecksumError, match="p.h5: metadata checksum mismatch"):
+        read_predictions(path)
+
+
+def test_a_shard_from_before_checksums_is_read_with_a_warning(tmp_path):
+    v, g, s, r, attrs = make_arrays()
+    path = tmp_path / "old.h5"
+    write_shard(path, v, g, s, r, attrs)
+    with h5py.File(path, "a") as f:
+        del f.attrs["meta_sha256"], f.attrs["data_sha256"]
+    with pytest.warns(UserWarning, match="old.h5: written before files carried checksums.*regenerate it"):
+        shard = validate_shard(path)
+    np.testing.assert_array_equal(shard.gathers, g)

@@ -179,6 +179,56 @@ def test_evaluate_refuses_a_set_under_another_name(tiny_dataset, checkpoint, tes
     assert rc == 1 and "survey.freq 10.0 (config 12.0)" in err and "shard-0000.h5" in err
 
 
+def test_an_incomplete_set_is_refused_by_every_reader(tiny_dataset, checkpoint, test_set, tmp_path, capsys,
+                                                      monkeypatch):
+    """A set without its testset.json (written last) is refused by evaluate and compare-sets, naming
+    what is missing and the command that completes it; a rebuild that stops half-way leaves none."""
+    import shutil
+
+    import fwi_attn.data.simulate
+
+    config = config_file(tiny_dataset["config"], tmp_path)
+    partial = tmp_path / "mixed"
+    shutil.copytree(test_set, partial)
+    (partial / "testset.json").unlink()
+    for argv in (["evaluate", "--config", config, "--checkpoint", str(checkpoint), "--test-set", f"mixed={partial}",
+                  "--out", str(tmp_path / "e"), "--quiet"],
+                 ["evaluate", "--config", config, "--baseline", "mean", "--test-set", f"mixed={partial}",
+                  "--out", str(tmp_path / "m"), "--stats", str(tiny_dataset["stats"])],
+                 ["compare-sets", str(tiny_dataset["dir"] / "train"), str(partial), "--out", str(tmp_path / "c")]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert f"{partial}: test set incomplete: no testset.json" in err, err
+        assert f"fwi-attn testset MODELS --config C --name mixed --out {partial} --overwrite" in err, err
+    assert not (tmp_path / "e").exists() and not (tmp_path / "m" / "metrics.json").exists()
+    assert not (tmp_path / "c" / "compare_sets.json").exists()
+
+    # A summary that lists other shards than the folder holds is refused too.
+    shutil.copy(test_set / "testset.json", partial / "testset.json")
+    (partial / "shard-0001.h5").unlink()
+    assert main(argv) == 1 and "missing shard-0001.h5" in capsys.readouterr().err
+
+    # Rebuilding over a complete set, stopped by a failure in its second shard: no summary is left.
+    rebuilt = tmp_path / "rebuilt"
+    shutil.copytree(test_set, rebuilt)
+    calls = []
+    real = fwi_attn.data.simulate.simulate
+
+    def fails_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulation stopped")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fwi_attn.data.simulate, "simulate", fails_second)
+    rc = main(["testset", str(Path(json.loads((test_set / "testset.json").read_text())["files"][0]["path"]).parent),
+               "--config", config, "--name", "mixed", "--out", str(rebuilt), "--variable", "vp", "--shard-size", "5",
+               "--device", "cpu", "--quiet", "--overwrite"])
+    assert rc == 1 and "simulation stopped" in capsys.readouterr().err
+    assert sorted(p.name for p in rebuilt.iterdir()) == ["shard-0000.h5"]
+
+
 def test_zoom_salt_filter_range_and_seeded_draw(tiny_config, tmp_path, capsys):
     cfg = tiny_config
     coarse = salt_models(cfg, 3, 12, 32, seed=8)  # 20 m cells: zoomed 2x to 24 x 64, two windows each

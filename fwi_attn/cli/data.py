@@ -11,6 +11,21 @@ from pathlib import Path
 from fwi_attn.cli import add_config_argument, set_threads
 
 
+def check_shard_space(cfg, dataset: str, split: str, shard: int, out) -> None:
+    """Before simulating: room at ``out`` for shard ``shard`` of ``dataset``'s ``split`` (its size is
+    known from the config; an unknown dataset or shard is left to the generator to name)."""
+    from fwi_attn.data.store import check_space, shard_nbytes
+    from fwi_attn.layout import shard_sizes
+
+    ds = cfg.datasets.get(dataset)
+    if ds is None or split not in ds.samples:
+        return
+    sizes = shard_sizes(ds.samples[split], ds.shard_size)
+    if 0 <= shard < len(sizes):
+        sv = cfg.survey
+        check_space(out, shard_nbytes(sizes[shard], sv.n_shots, sv.nt, sv.n_receivers, sv.nz, sv.nx))
+
+
 def command_generate(parser):
     add_config_argument(parser)
     parser.add_argument("--dataset", required=True, help="dataset name (a key of the config's datasets)")
@@ -27,6 +42,7 @@ def command_generate(parser):
 
         cfg = load_config(args.config)
         check_output(args.out)
+        check_shard_space(cfg, args.dataset, args.split, args.shard, args.out)
         resolve_device(args.device or cfg.study.device)
         set_threads(cfg)
         path = generate_shard(cfg, args.dataset, args.split, args.shard, args.out,
@@ -64,6 +80,9 @@ def command_simulate(parser):
         check_output(args.out)
         velocity = load_velocities(args.model, survey.nz, survey.nx)  # [n, nz, nx] m/s
         n = len(velocity)
+        from fwi_attn.data.store import check_space, shard_nbytes
+
+        check_space(args.out, shard_nbytes(n, survey.n_shots, survey.nt, survey.n_receivers, survey.nz, survey.nx))
         survey.check(float(velocity.min()), float(velocity.max()))
         gathers = simulate(velocity, survey, device=args.device or cfg.study.device,
                            models_per_call=cfg.survey.models_per_call, progress=True, where=str(args.model))
@@ -120,11 +139,12 @@ def command_check_config(parser):
                         help="also write the resolved, default-filled config to FILE (YAML, atomically)")
 
     def run(args):
-        from fwi_attn.config import load_config
+        from fwi_attn.config import check_study, load_config
         from fwi_attn.data.store import atomic_path, check_output
         from fwi_attn.data.survey import Survey
 
         cfg = load_config(args.config)
+        check_study(cfg)  # what the workflow checks besides load_config
         if args.write:
             import yaml
 

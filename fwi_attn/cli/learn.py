@@ -169,11 +169,14 @@ def command_predict(parser: argparse.ArgumentParser):
     parser.add_argument("--batch-size", type=int, default=16, help="samples per network call")
 
     def run(args):
-        from fwi_attn.learn.inference import InferenceError, predict
+        from fwi_attn.data.store import check_distinct
+        from fwi_attn.learn.inference import InferenceError, _shard_paths, predict
 
         if args.batch_size < 1:
             raise InferenceError(f"--batch-size must be at least 1, got {args.batch_size}")
-        out = predict(args.checkpoint, args.data, args.stats, args.out, device=args.device,
+        data = _shard_paths(args.data, skip=args.out)  # folders expanded: a shard given twice is refused
+        check_distinct(data, "--data")
+        out = predict(args.checkpoint, data, args.stats, args.out, device=args.device,
                       batch_size=args.batch_size)
         print(f"wrote {out}")
 

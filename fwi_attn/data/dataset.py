@@ -65,7 +65,7 @@ from torch.utils.data import Dataset
 
 from fwi_attn.config import recorded_differences
 from fwi_attn.layout import shard_sizes, split_dir, split_shards
-from fwi_attn.data.store import ShardError, read_shard
+from fwi_attn.data.store import ShardError, read_shard, verify_data
 
 STATS_SCHEMA = "fwi-attn-stats/1"
 GATHER_TRANSFORM = "sign(x)*log1p(k*(t/T)**p*|x|)"
@@ -512,6 +512,11 @@ class ShardDataset(Dataset):
                     f = h5py.File(src.gathers, "r")
                 except OSError as e:
                     raise ShardError(f"{src.gathers}: not a readable HDF5 file (truncated or corrupt?): {e}") from None
+                try:
+                    verify_data(f, src.gathers)  # the data checksum, once per file per process
+                except BaseException:
+                    f.close()
+                    raise
                 h = (_ChunkReader(f["gathers"]), _ChunkReader(f["velocity"]), f)
             else:
                 h = (_open_npy(src.gathers), _open_npy(src.velocity), None)

@@ -15,14 +15,25 @@ receiver_xz     float64 [receiver, 2]      receiver (x, z) in m
 Attributes: ``schema``, ``dx`` (m), ``dt`` (s), ``nt``, ``freq`` (Hz), ``peak_time`` (s),
 ``seed``, ``config`` (JSON of the full study config), ``versions`` (JSON of fwi_attn,
 torch, deepwave), plus ``dataset``, ``split``, ``shard``, ``family``.
+
+Checksums (shards and ``predictions.h5``): ``data_sha256`` is the SHA-256 of every dataset's name,
+dtype, shape and bytes, hashed from the arrays while they are written; ``meta_sha256`` that of
+every other attribute (``data_sha256`` included) as canonical JSON. Opening a file checks
+``meta_sha256`` (cheap: an edited ``dt`` is refused); ``fwi-attn info`` and a whole-file read
+check ``data_sha256``, and the loaders check it once per file per process (:func:`verify_data`).
+A file written before checksums existed has neither: it is read with a warning to regenerate it.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import io
 import json
 import os
 import socket
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +52,91 @@ class ShardError(ValueError):
 
 class OutputError(ValueError):
     """An output path cannot be written (checked before any expensive work)."""
+
+
+class ChecksumError(ShardError):
+    """A file's data or metadata differ from the checksum recorded when it was written."""
+
+
+META_HASH, DATA_HASH = "meta_sha256", "data_sha256"
+
+
+def data_digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over each dataset's name, dtype, shape and bytes, in name order (the ``data_sha256``)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def meta_digest(attrs: dict) -> str:
+    """SHA-256 of every attribute but ``meta_sha256`` itself, as canonical JSON (the ``meta_sha256``)."""
+    plain = {k: v for k, v in attrs.items() if k != META_HASH}
+    text = json.dumps(plain, sort_keys=True, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal(f: h5py.File, arrays: dict[str, np.ndarray]) -> None:
+    """Record ``data_sha256`` of the ``arrays`` just written to ``f`` and then ``meta_sha256`` of its
+    attributes as they read back (the last step of writing a checksummed file)."""
+    f.attrs[DATA_HASH] = data_digest(arrays)
+    f.attrs[META_HASH] = meta_digest(h5_attrs(f))
+
+
+_legacy_warned: set[str] = set()
+_verified: set[tuple] = set()  # (path, size, mtime_ns) whose data hash matched in this process
+
+
+def _regenerate(path: Path, writer: str) -> str:
+    return f"the file was changed after it was written, or is corrupt; regenerate it ({writer})"
+
+
+def verify_meta(f: h5py.File, path: Path, writer: str = "`fwi-attn generate`") -> bool:
+    """Check an open file's ``meta_sha256``; False (with one warning per file) for a file written
+    before checksums. Raises :class:`ChecksumError` naming the file when it does not match."""
+    attrs = h5_attrs(f)
+    if META_HASH not in attrs:
+        if str(path) not in _legacy_warned:
+            _legacy_warned.add(str(path))
+            warnings.warn(f"{path}: written before files carried checksums, so edits or corruption cannot be "
+                          f"detected; regenerate it ({writer}) to protect it", stacklevel=2)
+        return False
+    if meta_digest(attrs) != attrs[META_HASH]:
+        raise ChecksumError(f"{path}: metadata checksum mismatch (an attribute such as dt or dx differs from "
+                            f"what was written); {_regenerate(path, writer)}")
+    return True
+
+
+def verify_data(f: h5py.File, path: Path, writer: str = "`fwi-attn generate`",
+                arrays: dict[str, np.ndarray] | None = None) -> None:
+    """Check an open file's ``data_sha256`` against its datasets (``arrays``: already read ones),
+    once per file (path, size, modification time) per process. Files without a checksum pass
+    (:func:`verify_meta` warned about them)."""
+    expected = f.attrs.get(DATA_HASH)
+    if expected is None:
+        return
+    expected = expected.decode() if isinstance(expected, bytes) else str(expected)
+    try:
+        st = os.stat(path)
+        key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _verified:
+        return
+    arrays = dict(arrays or {})
+    try:
+        for name in f:
+            if name not in arrays:
+                arrays[name] = f[name][()]
+    except (OSError, RuntimeError) as e:
+        raise ShardError(f"{path}: data cannot be read (truncated or corrupt?): {e}") from None
+    if data_digest(arrays) != expected:
+        raise ChecksumError(f"{path}: data checksum mismatch (the stored arrays differ from what was written); "
+                            f"{_regenerate(path, writer)}")
+    if key is not None:
+        _verified.add(key)
 
 
 def check_output(path: str | os.PathLike, *, folder: bool = False, what: str = "--out") -> Path:
@@ -71,6 +167,78 @@ def check_output(path: str | os.PathLike, *, folder: bool = False, what: str = "
         raise OutputError(f"{what} {path}: cannot write in {existing} ({e.strerror or e}); choose another "
                           f"path or fix its permissions") from None
     return path
+
+
+def _size(n: float) -> str:
+    """Bytes as a short human-readable size (``3.2 MB``)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Bytes an unprivileged writer may still use on the file system of ``path`` (its nearest
+    existing ancestor); None where it cannot be told."""
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        st = os.statvfs(existing)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+#: Room left beyond a file's own size: HDF5's metadata and the file system's own blocks.
+SPACE_MARGIN = 64 * 1024
+
+
+def check_space(path: str | os.PathLike, nbytes: int, what: str = "--out") -> None:
+    """Fail fast, before long work, when the file system of ``path`` has less room than ``nbytes``
+    (the size of the file to write, known in advance) plus :data:`SPACE_MARGIN`.
+
+    Raises:
+        OutputError: naming the path, the space needed and the space free.
+    """
+    free = free_bytes(path)
+    need = int(nbytes) + SPACE_MARGIN
+    if free is not None and free < need:
+        raise OutputError(f"{what} {path}: needs about {_size(need)} but only {_size(free)} is free there; free "
+                          f"space (or choose another path) and rerun")
+
+
+def shard_nbytes(n: int, n_shots: int, nt: int, n_receivers: int, nz: int, nx: int) -> int:
+    """The size (bytes) of a shard of ``n`` samples: float32 gathers and velocity, plus the
+    positions; attributes and HDF5's own metadata fall within :data:`SPACE_MARGIN`."""
+    return 4 * n * (n_shots * nt * n_receivers + nz * nx) + 16 * (n_shots + n_receivers)
+
+
+def _disk_full(e: BaseException, folder: Path) -> bool:
+    """Whether a failed write failed for want of space: ENOSPC/EDQUOT anywhere in the exception's
+    chain, or a library's own error (torch.save's "unexpected pos", HDF5's write errors) while
+    the file system is full."""
+    seen = e
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(e, (KeyboardInterrupt, SystemExit)):
+        return False
+    free = free_bytes(folder)
+    return free is not None and free < SPACE_MARGIN
+
+
+def write_h5(tmp: Path, build, **kwargs) -> None:
+    """Build an HDF5 file in memory with ``build(h5py.File)`` and write its bytes to ``tmp`` in one
+    plain write: a full disk is then one clean ``OSError`` (ENOSPC), where HDF5 writing to the
+    disk itself would print "Exception ignored" tracebacks and may crash the interpreter."""
+    buf = io.BytesIO()
+    with h5py.File(buf, "w", **kwargs) as f:
+        build(f)
+    with open(tmp, "wb") as out:
+        out.write(buf.getbuffer())
 
 
 def _tmp_prefix(path: Path, pid: int | str) -> str:
@@ -129,9 +297,17 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        written = 0
+        with contextlib.suppress(OSError):
+            written = os.path.getsize(tmp)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if _disk_full(e, path.parent):
+            free = free_bytes(path.parent)
+            raise OutputError(f"{path}: no space left on the device: it needs more than the {_size(written)} "
+                              f"written before the disk filled ({_size(free or 0)} free there now, nothing written "
+                              f"at that path); free space (or choose another path) and rerun") from None
         raise
 
 
@@ -144,6 +320,51 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _content_key(path: Path) -> str:
+    """A file's content identity: a checksummed HDF5 file's recorded ``data_sha256`` (no data read),
+    else the SHA-256 of its bytes."""
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        with contextlib.suppress(OSError):
+            with h5py.File(path, "r") as f:
+                value = f.attrs.get(DATA_HASH)
+            if value is not None:
+                return "data:" + (value.decode() if isinstance(value, bytes) else str(value))
+    return "file:" + file_sha256(path)
+
+
+def check_distinct(paths: Sequence[str | os.PathLike], what: str) -> None:
+    """Refuse input files of which two are one: the same path, two paths to the same file (a link,
+    ``./a`` beside ``a``), or the same content (a copied shard: equal recorded ``data_sha256``, or
+    equal bytes). Their samples would count twice. Missing files are left to the reader to name.
+
+    Raises:
+        ValueError: naming both paths and what to do.
+    """
+    seen: dict[tuple, Path] = {}
+    by_size: dict[int, list[Path]] = {}
+    for path in map(Path, paths):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            how = "given twice" if seen[key] == path else f"the same file as {seen[key]}"
+            raise ValueError(f"{what}: {path} is {how}; its samples would count twice; give each file once")
+        seen[key] = path
+        by_size.setdefault(st.st_size, []).append(path)
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        contents: dict[str, Path] = {}
+        for path in group:
+            key = _content_key(path)
+            if key in contents:
+                raise ValueError(f"{what}: {path} holds the same data as {contents[key]} (a copy?); its samples "
+                                 f"would count twice; give each file once")
+            contents[key] = path
 
 
 def run_folder_identity(folder: str | os.PathLike) -> tuple[str, int] | None:
@@ -190,14 +411,22 @@ def write_shard(path: str | os.PathLike, velocity: np.ndarray, gathers: np.ndarr
         raise ShardError(f"{path}: gathers {gathers.shape} do not match {len(source_xz)} sources "
                          f"and {len(receiver_xz)} receivers")
     attrs = {"schema": SCHEMA, "versions": package_versions(), **attrs}
+    check_space(path, velocity.nbytes + gathers.nbytes, what="shard")
+    arrays = {"velocity": velocity, "gathers": gathers,
+              "source_xz": np.asarray(source_xz, dtype=np.float64),
+              "receiver_xz": np.asarray(receiver_xz, dtype=np.float64)}
+
+    def build(f):
+        f.create_dataset("velocity", data=velocity, chunks=(1, nz, nx))
+        f.create_dataset("gathers", data=gathers, chunks=(1, *gathers.shape[1:]))
+        f.create_dataset("source_xz", data=arrays["source_xz"])
+        f.create_dataset("receiver_xz", data=arrays["receiver_xz"])
+        for key, value in attrs.items():
+            f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+        seal(f, arrays)
+
     with atomic_path(path, suffix=".h5.tmp") as tmp:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            f.create_dataset("velocity", data=velocity, chunks=(1, nz, nx))
-            f.create_dataset("gathers", data=gathers, chunks=(1, *gathers.shape[1:]))
-            f.create_dataset("source_xz", data=np.asarray(source_xz, dtype=np.float64))
-            f.create_dataset("receiver_xz", data=np.asarray(receiver_xz, dtype=np.float64))
-            for key, value in attrs.items():
-                f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+        write_h5(tmp, build, track_order=True)
 
 
 @dataclass
@@ -258,6 +487,8 @@ def open_result(path: str | os.PathLike, schema: str, *, error: type[Exception],
         attrs = h5_attrs(f)
         if attrs.get("schema") != schema:
             raise error(f"{path}: schema {attrs.get('schema')!r}, expected {schema!r}; rerun {writer}")
+        if META_HASH in attrs or schema == PREDICTIONS_SCHEMA:
+            verify_meta(f, path, writer=writer)
         yield f, attrs
 
 
@@ -288,7 +519,9 @@ def check_shard(f: h5py.File, path: Path) -> Shard:
         problems.append(f"attribute nt={int(f.attrs['nt'])} but gathers have {nt} samples")
     if problems:
         raise ShardError(f"{path}: inconsistent shapes: " + "; ".join(problems))
-    attrs = h5_attrs(f)
+    verify_meta(f, path)
+    # The checksums guard the file; the shard's metadata is the rest.
+    attrs = {k: v for k, v in h5_attrs(f).items() if k not in (META_HASH, DATA_HASH)}
     return Shard(path=path, attrs=attrs, n=n, n_shots=n_shots, nt=nt, n_receivers=n_rec, nz=nz, nx=nx,
                  source_xz=f["source_xz"][()], receiver_xz=f["receiver_xz"][()])
 
@@ -309,6 +542,7 @@ def read_shard(path: str | os.PathLike, load: bool = True) -> Shard:
                 shard.gathers = f["gathers"][()]
             except (OSError, RuntimeError) as e:
                 raise ShardError(f"{path}: data cannot be read (truncated or corrupt?): {e}") from None
+            verify_data(f, path, arrays={"velocity": shard.velocity, "gathers": shard.gathers})
     return shard
 
 
@@ -387,9 +621,11 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
         missing += [k for k in ("shards",) if k not in f.attrs]
         if missing:
             raise ShardError(f"{path}: missing {', '.join(missing)}")
-        prediction = f["prediction"][()].astype(np.float32)
-        target = f["target"][()].astype(np.float32)
-        index = f["index"][()].astype(np.int64)
+        raw = {name: f[name][()] for name in ("prediction", "target", "index")}
+        verify_data(f, path, writer="`fwi-attn evaluate` or `fwi-attn predict`", arrays=raw)
+        prediction = raw["prediction"].astype(np.float32)
+        target = raw["target"].astype(np.float32)
+        index = raw["index"].astype(np.int64)
     if prediction.ndim != 3 or target.shape != prediction.shape or index.shape != (len(prediction),):
         raise ShardError(f"{path}: prediction {prediction.shape}, target {target.shape} and index "
                            f"{index.shape} must be [n, nz, nx], [n, nz, nx] and [n]")
@@ -414,13 +650,19 @@ def write_predictions(path: str | os.PathLike, prediction: np.ndarray, target: n
     attrs = {"schema": PREDICTIONS_SCHEMA, "variant": variant, "seed": -1 if seed is None else int(seed),
              "dataset": dataset, "split": split, "shards": json.dumps([str(s) for s in shards]),
              "checkpoint": str(checkpoint)}
-    prediction = np.asarray(prediction, dtype=np.float32)
-    chunks = (1, *prediction.shape[1:])  # one model per chunk, like the shards
+    arrays = {"prediction": np.asarray(prediction, dtype=np.float32), "target": np.asarray(target, dtype=np.float32),
+              "index": np.asarray(index, dtype=np.int64)}
+    chunks = (1, *arrays["prediction"].shape[1:])  # one model per chunk, like the shards
+    check_space(path, sum(a.nbytes for a in arrays.values()), what="predictions file")
+
+    def build(f):
+        f.create_dataset("prediction", data=arrays["prediction"], chunks=chunks)
+        f.create_dataset("target", data=arrays["target"], chunks=chunks)
+        f.create_dataset("index", data=arrays["index"])
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        seal(f, arrays)
+
     with atomic_path(path, suffix=".h5.tmp") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("prediction", data=prediction, chunks=chunks)
-            f.create_dataset("target", data=np.asarray(target, dtype=np.float32), chunks=chunks)
-            f.create_dataset("index", data=np.asarray(index, dtype=np.int64))
-            for key, value in attrs.items():
-                f.attrs[key] = value
+        write_h5(tmp, build)
     return Path(path)

@@ -38,6 +38,7 @@ family and tested on another measures transfer between them.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -182,9 +183,12 @@ def model_files(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             out.append(entry)
         else:
             raise TestSetError(f"{entry}: no such model file or folder")
-    dupes = sorted({str(p) for p in out if out.count(p) > 1})
-    if dupes:
-        raise TestSetError(f"model file {dupes[0]} is given twice; its windows would be counted twice")
+    from fwi_attn.data.store import check_distinct
+
+    try:
+        check_distinct(out, "model files")
+    except ValueError as e:
+        raise TestSetError(str(e)) from None
     return out
 
 
@@ -331,6 +335,49 @@ def check_out_folder(out: str | os.PathLike, overwrite: bool = False) -> Path:
     return out
 
 
+def check_complete(folder: str | os.PathLike) -> dict:
+    """Refuse a test-set folder whose ``fwi-attn testset`` run did not finish; return its summary.
+
+    ``testset.json`` is written last and atomically, so its presence marks a complete set; it must
+    list exactly the folder's ``*.h5`` shards (a shard added or lost since is refused too). Every
+    reader of a set (``evaluate --test-set``, ``compare-sets``, the workflow through them) calls this.
+
+    Raises:
+        TestSetError: naming the folder, what is missing and the command that completes the set.
+    """
+    folder = Path(folder)
+    shards = sorted(p.name for p in folder.glob("*.h5"))
+    name = "NAME"
+    if shards:
+        import h5py
+
+        try:
+            with h5py.File(folder / shards[0], "r") as f:
+                value = f.attrs.get("dataset", name)
+                name = value.decode() if isinstance(value, bytes) else str(value)
+        except OSError:
+            pass
+    rebuild = (f"complete it with `fwi-attn testset MODELS --config C --name {name} --out {folder} --overwrite` "
+               f"(or the workflow's testset rule)")
+    summary_path = folder / SUMMARY_NAME
+    if not summary_path.is_file():
+        raise TestSetError(f"{folder}: test set incomplete: no {SUMMARY_NAME} beside its {len(shards)} shard(s) "
+                           f"(the `fwi-attn testset` that wrote them did not finish); {rebuild}")
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError, UnicodeError) as e:
+        raise TestSetError(f"{summary_path}: unreadable ({' '.join(str(e).split())}); {rebuild}") from None
+    if not isinstance(summary, dict) or summary.get("schema") != SUMMARY_SCHEMA:
+        raise TestSetError(f"{summary_path}: not a {SUMMARY_SCHEMA} summary; {rebuild}")
+    listed = sorted(summary.get("shards") or [])
+    if listed != shards:
+        missing, extra = sorted(set(listed) - set(shards)), sorted(set(shards) - set(listed))
+        what = "; ".join(x for x in (f"missing {', '.join(missing)}" if missing else "",
+                                     f"not in the set: {', '.join(extra)}" if extra else "") if x)
+        raise TestSetError(f"{folder}: the shards differ from those {SUMMARY_NAME} lists ({what}); {rebuild}")
+    return summary
+
+
 def build_test_set(cfg, inputs: Sequence[str | os.PathLike], name: str, out: str | os.PathLike,
                    options: TestSetOptions = TestSetOptions(), *, shard_size: int | None = None,
                    overwrite: bool = False, device: str | None = None, progress: bool = False,
@@ -383,9 +430,15 @@ def build_test_set(cfg, inputs: Sequence[str | os.PathLike], name: str, out: str
     for f in files:
         f.models = None  # the windows are copies; free the resampled models before simulating
 
+    # The summary marks a complete set: an old one goes before the first new shard is written,
+    # and the new one is written last (atomically), so a set stopped half-way has none.
+    (out / SUMMARY_NAME).unlink(missing_ok=True)
     if overwrite:
-        for old in [*out.glob("*.h5"), out / SUMMARY_NAME]:
+        for old in out.glob("*.h5"):
             old.unlink(missing_ok=True)
+    from fwi_attn.data.store import check_space, shard_nbytes
+
+    check_space(out, shard_nbytes(len(windows), survey.n_shots, survey.nt, survey.n_receivers, survey.nz, survey.nx))
     records = [f.record() for f in files]
     written, start = [], 0
     for i, n in enumerate(shard_sizes(len(windows), size)):

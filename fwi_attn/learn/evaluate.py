@@ -309,7 +309,11 @@ def _open_data(cfg, split: str, test_set: tuple[str, str | os.PathLike] | None) 
     if test_set is None:
         data, labels = ShardDataset(split_sources(cfg, split)), (cfg.study.dataset, split)
     else:
+        from fwi_attn.data.testset import check_complete
+
         name, folder = test_set
+        if any(Path(folder).glob("*.h5")):  # a `fwi-attn testset` set (an OpenFWI .npy folder has no summary)
+            check_complete(folder)
         data, labels = ShardDataset(test_set_sources(cfg, name, folder)), (name, "test")
     check_survey(cfg, data)
     return data, *labels

@@ -67,6 +67,17 @@ def _is_shard(path: Path) -> bool:
     return (schema.decode() if isinstance(schema, bytes) else schema) == SHARD_SCHEMA
 
 
+def _is_test_set_shard(path: Path) -> bool:
+    """Whether a shard was written by ``fwi-attn testset`` (it records its ``provenance``)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return "provenance" in f.attrs
+    except OSError:
+        return False
+
+
 def load_model_set(path: str | os.PathLike, *, name: str | None = None, dx: float | None = None,
                    variable: str | None = None) -> ModelSet:
     """Read one set's velocity models.
@@ -93,6 +104,10 @@ def load_model_set(path: str | os.PathLike, *, name: str | None = None, dx: floa
     shards = sorted(path.glob("*.h5")) if path.is_dir() else ([path] if _is_shard(path) else [])
     shard_set = bool(shards) and all(_is_shard(p) for p in shards)
     openfwi = path.is_dir() and not shards and bool(_npy_pairs(path))
+    if shard_set and path.is_dir() and _is_test_set_shard(shards[0]):
+        from fwi_attn.data.testset import check_complete
+
+        check_complete(path)  # a `fwi-attn testset` folder: only a finished one
     if shard_set or openfwi:
         data = ShardDataset(find_sources(path) if path.is_dir() else [path], check_finite=False)
         velocity = data.velocities()

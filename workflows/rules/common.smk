@@ -12,7 +12,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
-from fwi_attn.config import ConfigError, load_config
+from fwi_attn.config import ConfigError, check_study, load_config
 from fwi_attn.resources import job_resources, train_cost, train_processes
 from fwi_attn.layout import (SHARD_GLOB, SPLITS, TRANSFER_PREFIX, comparison_figure_paths, run_dir as layout_run_dir,
                              generalisation_figure_path, run_figure_paths, selection_path, shard_sizes, split_shards,
@@ -25,6 +25,7 @@ from fwi_attn.data.testset import TestSetError, model_files
 # express (vmin < vmax, sources inside the grid, record length) and names the bad key.
 try:
     CFG = load_config(dict(config))
+    check_study(CFG)  # reference, test-set names and folders: the same checks as `fwi-attn check-config`
 except ConfigError as e:
     raise WorkflowError(f"invalid config: {e}")
 
@@ -38,11 +39,6 @@ CONFIRM_SEEDS = list(STUDY_CFG.confirm.seeds)
 CONFIRM = STUDY_CFG.confirm if CONFIRM_SEEDS else None
 DATASET = STUDY_CFG.dataset
 THREADS = STUDY_CFG.threads
-if STUDY_CFG.reference not in VARIANTS:
-    raise WorkflowError(
-        f"invalid config: study.reference '{STUDY_CFG.reference}' is not one of study.variants "
-        f"({', '.join(VARIANTS)}); the report ranks variants against it"
-    )
 
 REPO = Path(workflow.basedir)
 DATA = Path(STUDY_CFG.data_dir) / DATASET
@@ -242,9 +238,6 @@ def refine_files(wildcards):
 TEST_SETS = {s.name: s for s in STUDY_CFG.test_sets}
 TRANSFER_SETS = {TRANSFER_PREFIX + f: f for f in STUDY_CFG.transfer_families}
 SET_NAMES = test_set_names(STUDY_CFG)
-if len(set(SET_NAMES)) != len(SET_NAMES):
-    raise WorkflowError(f"invalid config: study.test_sets names must be unique and differ from the "
-                        f"family-transfer sets' ({', '.join(SET_NAMES)})")
 TRANSFER_SAMPLES = STUDY_CFG.transfer_samples or CFG.datasets[DATASET].samples["test"]
 
 

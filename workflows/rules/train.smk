@@ -5,7 +5,7 @@
 # With train.processes > 1, torchrun starts that many training processes on the job's node
 # (one GPU each on a CUDA study, see fwi_attn.resources.job_resources); otherwise the command is plain `fwi-attn`.
 TRAIN_LAUNCH = (
-    f"torchrun --standalone --nproc_per_node={TRAIN_PROCESSES} -m fwi_attn.cli"
+    f"python -m fwi_attn.cli.torchrun --standalone --nproc_per_node={TRAIN_PROCESSES} -m fwi_attn.cli"
     if TRAIN_PROCESSES > 1
     else "fwi-attn"
 )
