@@ -11,7 +11,7 @@ import torch
 
 from fwi_attn.data.dataset import (DatasetError, Normalizer, ShardDataset, StatsError, compute_stats, find_sources,
                               gain_log_transform, inverse_log_transform, load_stats, log_transform, mean_velocity)
-from fwi_attn.data.store import ShardError, read_shard, write_shard
+from fwi_attn.data.store import DATA_HASH, META_HASH, ShardError, read_shard, seal, write_shard
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +238,7 @@ def test_nan_sample_is_named(tiny_dataset, tmp_path):
     paths = _copy_split(tiny_dataset, "train", tmp_path)
     with h5py.File(paths[1], "r+") as f:
         f["gathers"][3, 0, 10, 2] = np.nan
+        seal(f, {n: f[n][()] for n in f})  # as if written so: the checksum would refuse an edited file first
     ds = ShardDataset(tmp_path)
     ds[10]  # a clean sample reads fine
     with pytest.raises(DatasetError, match=rf"{paths[1]}: sample 3 \(dataset index 11\) has NaN"):
@@ -308,6 +309,8 @@ def test_a_shard_recorded_before_derived_values_were_resolved_still_matches(tiny
             recorded = json.loads(f.attrs["config"])
             recorded["survey"]["peak_time"] = None  # as written before the peak time was resolved
             f.attrs["config"] = json.dumps(recorded, sort_keys=True)
+            for key in (DATA_HASH, META_HASH):  # and before shards carried checksums
+                del f.attrs[key]
         assert [s.gathers for s in split_sources(cfg, "test")] == [path]
     finally:
         shutil.move(backup, path)

@@ -19,7 +19,7 @@ from scipy.signal import butter, sosfiltfilt
 from fwi_attn.cli import main
 from fwi_attn.config import load_config
 from fwi_attn.data.dataset import StatsError
-from fwi_attn.data.store import read_predictions, write_predictions
+from fwi_attn.data.store import read_predictions, seal, write_predictions
 from fwi_attn.data.survey import AcquisitionError, GridError, check_acquisition
 from fwi_attn.physics.check import (PhysicsError, direct_arrival_times, mean_model, physics_check, read_samples,
                                     reflection_misfits, reflection_window, relative_l2, trace_correlation)
@@ -400,6 +400,12 @@ def test_prediction_on_wrong_grid_is_refused(tiny_dataset, tmp_path, capsys):
     assert rc == 1 and "20 x 30 grid" in capsys.readouterr().err
 
 
+def _resealed(f: h5py.File) -> None:
+    """An edited file's checksums made to match again: the file then looks as if written so, and the
+    check under test (not the checksum) is what must refuse it."""
+    seal(f, {n: f[n][()] for n in f})
+
+
 def _altered_copy(src, dst, **change):
     shutil.copy(src, dst)
     with h5py.File(dst, "r+") as f:
@@ -407,6 +413,7 @@ def _altered_copy(src, dst, **change):
             f.attrs["dt"] = change["dt"]
         if "source_shift" in change:
             f["source_xz"][0, 0] += change["source_shift"]
+        _resealed(f)
     return dst
 
 
@@ -419,6 +426,7 @@ def test_data_from_another_acquisition_is_refused(tiny_dataset, tmp_path, change
     smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=1)
     with h5py.File(tmp_path / "predictions.h5", "r+") as f:
         f.attrs["shards"] = json.dumps([str(altered)])
+        _resealed(f)
     with pytest.raises(AcquisitionError, match="self-check failed.*not the one the data were simulated with"):
         physics_check(cfg, tmp_path / "predictions.h5", samples=1)
 
@@ -436,6 +444,7 @@ def test_predictions_of_other_data_are_refused_as_a_start(tiny_dataset, tmp_path
     smoothed_predictions(tiny_dataset, tmp_path / "pred.h5", n=2)
     with h5py.File(tmp_path / "pred.h5", "r+") as f:
         f.attrs["shards"] = json.dumps([str(other)])
+        _resealed(f)
     rc = main(["refine", "--config", config_file(cfg, tmp_path), "--data", str(test),
                "--model-start", str(tmp_path / "pred.h5"), "--out", str(tmp_path / "r")])
     assert rc == 1
@@ -588,5 +597,6 @@ def test_predictions_pointing_at_other_shards_are_refused(tiny_dataset, tmp_path
     smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=2)
     with h5py.File(tmp_path / "predictions.h5", "r+") as f:
         f.attrs["shards"] = json.dumps([str(tiny_dataset["shards"]["val"][0])])
+        _resealed(f)
     with pytest.raises(PhysicsError, match="does not list the data its predictions were made from"):
         physics_check(cfg, tmp_path / "predictions.h5")
