@@ -32,6 +32,8 @@ TORCH_RULES = ("generate", "train", "evaluate", "physics", "refine")
 TRAIN_COST = {
     "mask_hard": 1.75, "mask": 1.6, "inversionnet": 1.45, "m2f": 1.45, "mixformer": 1.4,
     "ca": 1.15, "cbam": 1.1, "psa": 1.05, "gate": 1.05,
+    # The confirmation stage's controls: none_wide's width matches a larger variant's parameters.
+    "none_wide": 1.3, "none_salt": 1.05,
 }
 
 

@@ -246,6 +246,23 @@ def dataset_config(tiny_dataset, root: Path, **study) -> Path:
     return write_yaml(root / "tiny.yaml", raw)
 
 
+def uninterrupted_and_killed(tmp_path: Path, raw: dict, tiny_dataset) -> tuple[dict, dict, dict]:
+    """Two copies of a one-run tiny study (``none`` seed 0), ``uninterrupted`` run to its
+    metrics.json, ``killed`` left for the caller to interrupt: ``(roots, configs, metrics)``, each
+    keyed by those names. The data are copies of the tiny dataset's shards (generation and its
+    determinism are the generate test's business)."""
+    roots = {name: tmp_path / name for name in ("uninterrupted", "killed")}
+    configs = {}
+    for name, root in roots.items():
+        root.mkdir()
+        configs[name] = write_config(root, raw)
+        copy_dataset(tiny_dataset, root / "data")
+    metrics = {name: root / "results" / "tiny" / "none" / "seed0" / "metrics.json" for name, root in roots.items()}
+    snakemake(roots["uninterrupted"], "--cores", "2", "--configfile", configs["uninterrupted"],
+              metrics["uninterrupted"])
+    return roots, configs, metrics
+
+
 def copy_dataset(tiny_dataset, data_dir: Path) -> Path:
     """Copy the tiny dataset's shards and stats.json (modification times kept) into ``data_dir``."""
     src_root = Path(tiny_dataset["dir"])
@@ -352,18 +369,7 @@ def test_snakemake_killed_during_training_recovers_to_identical_metrics(tmp_path
     raw["study"].update(variants=["none"], seeds=[0])
     raw["train"]["epochs"] = 2
     raw["physics"]["refine"]["enabled"] = False
-    # The data sections are the tiny dataset's: both studies start from copies of its shards
-    # (generation and its determinism are the generate test's business).
-    roots = {name: tmp_path / name for name in ("uninterrupted", "killed")}
-    configs = {}
-    for name, root in roots.items():
-        root.mkdir()
-        configs[name] = write_config(root, raw)
-        copy_dataset(tiny_dataset, root / "data")
-    metrics = {name: root / "results" / "tiny" / "none" / "seed0" / "metrics.json" for name, root in roots.items()}
-
-    snakemake(roots["uninterrupted"], "--cores", "2", "--configfile", configs["uninterrupted"],
-              metrics["uninterrupted"])
+    roots, configs, metrics = uninterrupted_and_killed(tmp_path, raw, tiny_dataset)
 
     root, config = roots["killed"], configs["killed"]
     marker, log = tmp_path / "stalled", tmp_path / "snakemake.log"

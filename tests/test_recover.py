@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import alive
-from test_faults import (PATIENCE_S, child_env, copy_dataset, fault_env, snakemake, start, wait_for_marker,
-                         write_config)
+from test_faults import PATIENCE_S, child_env, fault_env, start, uninterrupted_and_killed, wait_for_marker
 
 REPO = Path(__file__).resolve().parent.parent
 VENV = Path(sys.executable).parent.parent
@@ -84,15 +83,7 @@ def test_recover_completes_a_killed_study_then_has_nothing_to_do(tmp_path, tiny_
     raw = copy.deepcopy(tiny_dict)
     raw["study"].update(variants=["none"], seeds=[0])
     raw["physics"]["refine"]["enabled"] = False
-    roots = {name: tmp_path / name for name in ("uninterrupted", "killed")}
-    configs = {}
-    for name, root in roots.items():
-        root.mkdir()
-        configs[name] = write_config(root, raw)
-        copy_dataset(tiny_dataset, root / "data")
-    metrics = {name: root / "results" / "tiny" / "none" / "seed0" / "metrics.json" for name, root in roots.items()}
-    snakemake(roots["uninterrupted"], "--cores", "2", "--configfile", configs["uninterrupted"],
-              metrics["uninterrupted"])
+    roots, configs, metrics = uninterrupted_and_killed(tmp_path, raw, tiny_dataset)
 
     # The killed run is `make all`'s command, in the folder `make recover` works in.
     marker, log = tmp_path / "stalled", tmp_path / "snakemake.log"

@@ -34,6 +34,9 @@ METHOD_TEXT = (
     "(sigma 1.5) with zero padding, C1 = 0.01², C2 = 0.03², the mean of the full map. MAE (m/s) "
     "is the same MAE in physical units. Salt IoU and boundary F use the cells above "
     "`evaluate.salt_threshold`; samples where neither truth nor prediction has salt are left out. "
+    "Salt IoU (threshold band) averages the IoU over 20 thresholds spanning each true model's gap "
+    "between its fastest sediment and its slowest salt, so a right-shaped body predicted a little slow "
+    "is not scored 0: it measures shape apart from calibration (`fwi_attn.learn.metrics`). "
     "`metrics.json` keeps every per-sample value, the same figures with predictions clipped to "
     "[vmin, vmax], and the unpadded SSIM (`ssim_valid`).\n")
 

@@ -207,7 +207,8 @@ def run_figures(variant, seed):
 
 
 def result_figures(wildcards):
-    """The per-run figures of each result arm's first run (the report's appendix)."""
+    """The per-run figures of each result arm's first run (the report's appendix; `fwi-attn
+    figures --variant V --seed K`, or the run's figure path as a target, draws any other run's)."""
     firsts = {}
     for v, s in result_runs():
         firsts.setdefault(v, s)
@@ -338,7 +339,7 @@ def result_outputs(wildcards):
         str(REPORT / "report.html"),
         str(REPORT / "compare_attention.ipynb"),
         *refine_files(wildcards),
-        *[f for v, s in result for f in run_figures(v, s)],
+        *result_figures(wildcards),
         *comparison_figures().values(),
         *generalisation_inputs(),
         *generalisation_figure(),
