@@ -893,6 +893,33 @@ def test_a_figure_into_a_full_disk_fails_in_one_line(tmp_path, tiny_dataset, sma
     assert_nothing_at(out)
 
 
+@pytest.mark.parametrize("name", ["attention.h5", "gathers.h5"])
+def test_attention_and_gathers_into_a_full_disk_fail_cleanly(small_disk, name):
+    """The result files beside predictions.h5 are built in memory and written in one plain write
+    too: a full disk is one OutputError naming the file, and nothing is left at its path."""
+    from fwi_attn.data.store import OutputError
+    from fwi_attn.learn.evaluate import write_attention
+    from fwi_attn.physics.check import Showcase, write_gathers
+
+    rng = np.random.default_rng(3)
+    path = small_disk / name
+    fill(small_disk, 200_000)
+    big = rng.standard_normal((8, 250, 64)).astype(np.float32)  # 512 kB per array
+    with pytest.raises(OutputError, match=rf"{name}: no space left on the device"):
+        if name == "attention.h5":
+            write_attention(path, {"bottleneck.attn": big[0], "gates.1": big.reshape(-1, 64)},
+                            velocity=rng.uniform(1500, 4500, (24, 32)), index=0, pad=(0, 0, 0, 0), variant="cbam",
+                            seed=0, dataset="tiny", split="test", checkpoint="model.pt", salt_threshold=4000.0)
+        else:
+            xz = rng.uniform(0, 300, (8, 2))
+            write_gathers(path, Showcase(index=0, observed=big, predicted=big, baseline=big,
+                                         truth=rng.uniform(1500, 4500, (24, 32)),
+                                         prediction=rng.uniform(1500, 4500, (24, 32)), dt=0.002, dx=10.0,
+                                         source_xz=xz, receiver_xz=rng.uniform(0, 300, (64, 2)),
+                                         attrs={"variant": "cbam", "seed": 0}))
+    assert_nothing_at(path)
+
+
 def test_an_hdf5_file_that_fills_the_disk_is_one_clean_error(small_disk):
     """HDF5 built in memory, written in one plain write: ENOSPC is an OutputError naming the file,
     with no HDF5 "Exception ignored" output and no crash of this very process."""
