@@ -379,10 +379,12 @@ def run_folder_identity(folder: str | os.PathLike) -> tuple[str, int] | None:
     return None
 
 
-def write_json(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+def write_json(path: str | os.PathLike, obj: dict) -> None:
+    """Write ``obj`` as indented JSON with its ``sha256`` field (:mod:`fwi_attn.io.checked_json`), atomically."""
+    from fwi_attn.io.checked_json import dump_checked
+
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(dump_checked(obj))
 
 
 def package_versions() -> dict:
