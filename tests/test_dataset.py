@@ -203,6 +203,18 @@ def test_stats_command_and_missing_file(tiny_dataset, tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(StatsError, match="bad.json"):
         load_stats(tmp_path / "bad.json")
+    # The file carries the sha256 of its content: an edited value is refused, naming the command
+    # that remakes it; the same content without the field (as hand-made) is read as it is.
+    raw = json.loads(out.read_text())
+    assert "sha256" in raw and "sha256" not in load_stats(out)
+    raw["gathers"]["max"] *= 1.5
+    out.write_text(json.dumps(raw, indent=2))
+    with pytest.raises(StatsError, match=r"stats\.json: checksum mismatch.*regenerate it with `fwi-attn stats") as e:
+        load_stats(out)
+    assert "\n" not in str(e.value)
+    del raw["sha256"]
+    out.write_text(json.dumps(raw))
+    assert load_stats(out)["gathers"]["max"] == raw["gathers"]["max"]
 
 
 # ----------------------------------------------------------------------------- errors

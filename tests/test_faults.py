@@ -731,8 +731,8 @@ def test_atomic_write_removes_dead_writers_temp_files_and_keeps_live_ones(tmp_pa
 @pytest.mark.parametrize("how", ["same-path", "other-path", "symlink", "copy"])
 def test_repeated_inputs_are_refused_by_every_multi_input_command(tmp_path, tiny_dataset, tiny_dict, how):
     """One file given twice (the same path, another spelling of it, a link to it, or a copy of its
-    content): predict and testset, which pool their inputs' samples, refuse it in one line naming
-    both, before any work. (`info` only describes each file it is given: a repeat is harmless.)"""
+    content): predict, testset and physics, which pool their inputs' samples, refuse it in one line
+    naming both, before any work. (`info` only describes each file it is given: a repeat is harmless.)"""
     shard = Path(tiny_dataset["shards"]["test"][0])
     twin = {"same-path": shard, "other-path": Path(f"{shard.parent}/../{shard.parent.name}/{shard.name}"),
             "symlink": tmp_path / "link.h5", "copy": tmp_path / "copy.h5"}[how]
@@ -760,6 +760,23 @@ def test_repeated_inputs_are_refused_by_every_multi_input_command(tmp_path, tiny
     res = cli("testset", models / "a.npy", twin_model, "--config", config, "--name", "twice", "--out", tmp_path / "set")
     assert_clear_error(res, "testset", [str(twin_model), expected])
     assert not (tmp_path / "set").exists() or not list((tmp_path / "set").iterdir())
+
+    from fwi_attn.data.store import write_predictions
+
+    rng = np.random.default_rng(7)
+    runs = tmp_path / "runs"
+    velocity = rng.uniform(1500, 4500, (2, 24, 32)).astype(np.float32)
+    preds = write_predictions(runs / "predictions.h5", velocity + 10, velocity, np.arange(2), shards=[shard],
+                              variant="none", seed=0, dataset="tiny", split="test", checkpoint="model.pt")
+    twin_preds = {"same-path": preds, "other-path": runs / ".." / "runs" / "predictions.h5",
+                  "symlink": runs / "link.h5", "copy": runs / "copy.h5"}[how]
+    if how == "symlink":
+        twin_preds.symlink_to(preds)
+    elif how == "copy":
+        shutil.copy(preds, twin_preds)
+    res = cli("physics", "--config", config, "--predictions", preds, twin_preds)
+    assert_clear_error(res, "physics", ["--predictions", str(twin_preds), expected, "count twice"])
+    assert_nothing_at(runs / "physics.json", runs / "gathers.h5")
 
 
 def _torchrun_env() -> dict:
@@ -874,6 +891,33 @@ def test_a_figure_into_a_full_disk_fails_in_one_line(tmp_path, tiny_dataset, sma
     res = cli_process("preview", tiny_dataset["shards"]["train"][0], "--out", out, cwd=tmp_path)
     assert_clear_error(res, "preview", [str(out), "no space left on the device"])
     assert_nothing_at(out)
+
+
+@pytest.mark.parametrize("name", ["attention.h5", "gathers.h5"])
+def test_attention_and_gathers_into_a_full_disk_fail_cleanly(small_disk, name):
+    """The result files beside predictions.h5 are built in memory and written in one plain write
+    too: a full disk is one OutputError naming the file, and nothing is left at its path."""
+    from fwi_attn.data.store import OutputError
+    from fwi_attn.learn.evaluate import write_attention
+    from fwi_attn.physics.check import Showcase, write_gathers
+
+    rng = np.random.default_rng(3)
+    path = small_disk / name
+    fill(small_disk, 200_000)
+    big = rng.standard_normal((8, 250, 64)).astype(np.float32)  # 512 kB per array
+    with pytest.raises(OutputError, match=rf"{name}: no space left on the device"):
+        if name == "attention.h5":
+            write_attention(path, {"bottleneck.attn": big[0], "gates.1": big.reshape(-1, 64)},
+                            velocity=rng.uniform(1500, 4500, (24, 32)), index=0, pad=(0, 0, 0, 0), variant="cbam",
+                            seed=0, dataset="tiny", split="test", checkpoint="model.pt", salt_threshold=4000.0)
+        else:
+            xz = rng.uniform(0, 300, (8, 2))
+            write_gathers(path, Showcase(index=0, observed=big, predicted=big, baseline=big,
+                                         truth=rng.uniform(1500, 4500, (24, 32)),
+                                         prediction=rng.uniform(1500, 4500, (24, 32)), dt=0.002, dx=10.0,
+                                         source_xz=xz, receiver_xz=rng.uniform(0, 300, (64, 2)),
+                                         attrs={"variant": "cbam", "seed": 0}))
+    assert_nothing_at(path)
 
 
 def test_an_hdf5_file_that_fills_the_disk_is_one_clean_error(small_disk):

@@ -7,6 +7,7 @@ small untrained networks built under a fixed seed.
 from __future__ import annotations
 
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -16,7 +17,7 @@ import yaml
 
 from fwi_attn.cli import main
 from fwi_attn.data.dataset import Normalizer, ShardDataset, load_stats
-from fwi_attn.data.store import read_shard, write_json
+from fwi_attn.data.store import ChecksumError, read_shard, seal, write_json
 from fwi_attn.learn.evaluate import EvaluateError, evaluate_checkpoint, read_attention, showcase_index
 from fwi_attn.learn.inference import InferenceError, Predictor
 from fwi_attn.nn.layers import capture_attention
@@ -154,8 +155,47 @@ def test_attention_reader_names_the_file(tiny_dataset, tmp_path):
     evaluate_checkpoint(cfg, _checkpoint(tmp_path / "model.pt", tiny_dataset), tmp_path, progress=False)
     with h5py.File(tmp_path / "attention.h5", "r+") as f:
         f.attrs["names"] = json.dumps(list(json.loads(f.attrs["names"])) + ["decoder.9.attn"])
+        _resealed(f)  # as if written so: the reader's own check, not the checksum, must refuse it
     with pytest.raises(EvaluateError, match=r"attention\.h5: maps decoder\.9\.attn named but not stored"):
         read_attention(tmp_path / "attention.h5")
+
+
+def _resealed(f: h5py.File) -> None:
+    """An edited file's checksums made to match again (every dataset, by its path in the file)."""
+    arrays: dict = {}
+    f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    seal(f, arrays)
+
+
+@pytest.mark.parametrize("edit", ["map", "index"])
+def test_an_edited_attention_file_is_refused_and_one_without_checksums_read_with_a_warning(
+        tiny_dataset, tmp_path, edit):
+    """attention.h5 carries data and metadata checksums: an edited map value or index attribute is
+    refused in one line naming the file and the command that rewrites it; a file written before
+    checksums is read with the warning to regenerate it."""
+    cfg = tiny_dataset["config"]
+    evaluate_checkpoint(cfg, _checkpoint(tmp_path / "model.pt", tiny_dataset), tmp_path, progress=False)
+    path = tmp_path / "attention.h5"
+    legacy = tmp_path / "old" / "attention.h5"
+    legacy.parent.mkdir()
+    shutil.copy(path, legacy)
+    want = read_attention(path)
+    assert want.maps and "meta_sha256" not in want.attrs
+    with h5py.File(path, "r+") as f:
+        if edit == "map":
+            key = f"maps/{next(iter(want.maps))}"
+            f[key][0, 0] = f[key][0, 0] + 0.25
+        else:
+            f.attrs["index"] = want.index + 1
+    kind = {"map": "data", "index": "metadata"}[edit]
+    with pytest.raises(ChecksumError, match=rf"attention\.h5: {kind} checksum mismatch.*fwi-attn evaluate") as e:
+        read_attention(path)
+    assert "\n" not in str(e.value)
+    with h5py.File(legacy, "r+") as f:
+        del f.attrs["meta_sha256"], f.attrs["data_sha256"]
+    with pytest.warns(UserWarning, match=r"attention\.h5: written before files carried checksums.*regenerate it"):
+        old = read_attention(legacy)
+    assert old.index == want.index and list(old.maps) == list(want.maps)
 
 
 @pytest.mark.parametrize("variant, hyper, names", [

@@ -304,6 +304,7 @@ def test_physics_of_several_runs_in_one_call_equals_one_call_each(tiny_dataset, 
     """One process checking several runs simulates their shared true and mean models once; every
     run's physics.json and gathers.h5 must be what a call of its own writes."""
     from fwi_attn.physics.check import read_gathers
+    from fwi_attn.results.study import read_json
 
     cfg = tiny_dataset["config"]
     config = config_file(cfg, tmp_path)
@@ -313,13 +314,13 @@ def test_physics_of_several_runs_in_one_call_equals_one_call_each(tiny_dataset, 
         smoothed_predictions(tiny_dataset, run / "predictions.h5", n=4, smooth=smooth)
         runs.append(run)
     assert main(["physics", "--config", config, "--predictions", *(str(r / "predictions.h5") for r in runs)]) == 0
-    together = [(json.loads((r / "physics.json").read_text()), read_gathers(r / "gathers.h5")) for r in runs]
+    together = [(read_json(r / "physics.json"), read_gathers(r / "gathers.h5")) for r in runs]
     assert together[0][0]["mean"]["rel_l2"] != together[1][0]["mean"]["rel_l2"]  # two different runs
     for run, (summary, shown) in zip(runs, together):
         alone = tmp_path / f"{run.name}-alone"
         assert main(["physics", "--config", config, "--predictions", str(run / "predictions.h5"),
                      "--out", str(alone)]) == 0
-        expected = json.loads((alone / "physics.json").read_text())
+        expected = read_json(alone / "physics.json")  # checked, without its sha256 (which covers the time)
         for doc in (summary, expected):
             doc.pop("seconds_per_sample")
         assert summary == expected
@@ -379,8 +380,45 @@ def test_gathers_reader_names_the_file(tmp_path):
     with h5py.File(tmp_path / "gathers.h5", "w") as f:
         f.attrs["schema"] = "fwi-attn-gathers/1"
         f.attrs["index"] = 0
-    with pytest.raises(PhysicsError, match=r"gathers\.h5: missing dt, dx, observed.*rerun `fwi-attn physics`"):
+    with pytest.raises(PhysicsError, match=r"gathers\.h5: missing dt, dx, observed.*rerun `fwi-attn physics`"), \
+            pytest.warns(UserWarning, match="written before files carried checksums"):  # hand-made: none
         read_gathers(tmp_path / "gathers.h5")
+
+
+@pytest.mark.parametrize("edit", ["gathers", "dt"])
+def test_an_edited_gathers_file_is_refused_and_one_without_checksums_read_with_a_warning(
+        tiny_dataset, tmp_path, capsys, edit):
+    """gathers.h5 carries data and metadata checksums: an edited trace value or dt is refused in one
+    line naming the file and the command that rewrites it; a file written before checksums is read
+    with the warning to regenerate it."""
+    from fwi_attn.data.store import ChecksumError
+    from fwi_attn.physics.check import read_gathers
+
+    cfg = tiny_dataset["config"]
+    smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=2)
+    rc = main(["physics", "--config", config_file(cfg, tmp_path), "--predictions", str(tmp_path / "predictions.h5"),
+               "--out", str(tmp_path / "run"), "--samples", "1"])
+    assert rc == 0, capsys.readouterr().err
+    path = tmp_path / "run" / "gathers.h5"
+    legacy = tmp_path / "old" / "gathers.h5"
+    legacy.parent.mkdir()
+    shutil.copy(path, legacy)
+    want = read_gathers(path)
+    assert "meta_sha256" not in want.attrs
+    with h5py.File(path, "r+") as f:
+        if edit == "gathers":
+            f["observed"][0, 10, 3] = f["observed"][0, 10, 3] * 2 + 1e-3
+        else:
+            f.attrs["dt"] = 2 * want.dt
+    kind = {"gathers": "data", "dt": "metadata"}[edit]
+    with pytest.raises(ChecksumError, match=rf"gathers\.h5: {kind} checksum mismatch.*fwi-attn physics") as e:
+        read_gathers(path)
+    assert "\n" not in str(e.value)
+    with h5py.File(legacy, "r+") as f:
+        del f.attrs["meta_sha256"], f.attrs["data_sha256"]
+    with pytest.warns(UserWarning, match=r"gathers\.h5: written before files carried checksums.*regenerate it"):
+        old = read_gathers(legacy)
+    np.testing.assert_array_equal(old.observed, want.observed)
 
 
 def test_prediction_on_wrong_grid_is_refused(tiny_dataset, tmp_path, capsys):

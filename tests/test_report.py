@@ -231,6 +231,85 @@ def test_stale_results_of_another_checkpoint_are_refused(study_dir):
         load_study(study_dir)
 
 
+def _selection() -> dict:
+    from fwi_attn.results.design import SELECTION_SCHEMA
+
+    return {"schema": SELECTION_SCHEMA, "reference": "none", "selected": ["cbam"], "arms": ["cbam", "none"]}
+
+
+def _attention_salt() -> dict:
+    return {"schema": "fwi-attn-attention-salt/1", "variant": "cbam", "seed": 0, "indices": [0, 1],
+            "levels": {"bottleneck.attn": {"salt_auc": [0.7, None], "boundary_auc": [0.6, None]}}}
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "physics.json", "refine.json", "attention_salt.json",
+                                  "selection.json"])
+def test_an_edited_json_result_is_refused_and_one_without_checksum_read(tmp_path, name):
+    """JSON results are written with the sha256 of their content: read back they equal what was
+    written; a value edited afterwards (the sha256 left in place) is refused in one line naming the
+    file and the command that regenerates it; without the field (hand-made, or written before
+    files carried it) the file is read as it is."""
+    from fwi_attn.data.store import write_json
+    from fwi_attn.io.attention_salt import AttentionSaltError, read_attention_salt
+    from fwi_attn.results.design import SelectionError, read_selection, write_selection
+    from fwi_attn.results.study import ReportError, read_json
+
+    rng = np.random.default_rng(11)
+    obj = {"metrics.json": _metrics("cbam", 0, rng.uniform(0.1, 0.3, N_TEST)),
+           "physics.json": {"variant": "cbam", "seed": 0, "mean": {"rel_l2": float(rng.uniform()),
+                                                                   "rel_l2_reflection": None}},
+           "refine.json": {"runs": [{"sample": 3, "final_mae": float(rng.uniform(10, 50))}]},
+           "attention_salt.json": _attention_salt(),
+           "selection.json": _selection()}[name]
+    read, error, writer = {"metrics.json": (read_json, ReportError, "fwi-attn evaluate"),
+                           "physics.json": (read_json, ReportError, "fwi-attn physics"),
+                           "refine.json": (read_json, ReportError, "fwi-attn refine"),
+                           "attention_salt.json": (read_attention_salt, AttentionSaltError, "fwi-attn evaluate"),
+                           "selection.json": (read_selection, SelectionError, "fwi-attn select")}[name]
+    path = tmp_path / "cbam" / "seed0" / name
+    path.parent.mkdir(parents=True)
+    (write_selection if name == "selection.json" else write_json)(path, obj)
+    written = json.loads(path.read_text())
+    assert len(written["sha256"]) == 64
+    assert read(path) == json.loads(json.dumps(obj))  # without the field
+
+    edited = json.loads(json.dumps(written))
+    if name == "metrics.json":
+        edited["mean"]["mae"] += 0.01
+    elif name == "physics.json":
+        edited["mean"]["rel_l2"] *= 0.5
+    elif name == "refine.json":
+        edited["runs"][0]["final_mae"] -= 1
+    elif name == "attention_salt.json":
+        edited["levels"]["bottleneck.attn"]["salt_auc"][0] = 0.9
+    else:
+        edited["selected"] = ["se"]
+    path.write_text(json.dumps(edited, indent=2))
+    with pytest.raises(error, match=rf"{name}: checksum mismatch.*regenerate it with `{writer}") as e:
+        read(path)
+    assert "\n" not in str(e.value)
+
+    del edited["sha256"]
+    path.write_text(json.dumps(edited))
+    assert read(path) == edited
+
+
+def test_an_edited_metrics_file_stops_the_report(tmp_path, study_dir):
+    """A study whose metrics.json was edited after `fwi-attn evaluate` wrote it is refused as a whole."""
+    from fwi_attn.data.store import write_json
+    from fwi_attn.results.study import ReportError
+
+    path = study_dir / "se" / "seed1" / "metrics.json"
+    m = json.loads(path.read_text())
+    write_json(path, m)  # as evaluate writes it
+    load_study(study_dir)
+    m = json.loads(path.read_text())
+    m["mean"]["mae"] -= 0.1
+    path.write_text(json.dumps(m))
+    with pytest.raises(ReportError, match=r"se/seed1/metrics\.json: checksum mismatch.*`fwi-attn evaluate`"):
+        load_study(study_dir)
+
+
 def test_truncated_metrics_name_the_file(study_dir):
     from fwi_attn.results.study import ReportError
 

@@ -208,6 +208,14 @@ def test_an_incomplete_set_is_refused_by_every_reader(tiny_dataset, checkpoint, 
     shutil.copy(test_set / "testset.json", partial / "testset.json")
     (partial / "shard-0001.h5").unlink()
     assert main(argv) == 1 and "missing shard-0001.h5" in capsys.readouterr().err
+    # So is a summary edited after it was written (its sha256 left in place), naming the command.
+    summary = json.loads((test_set / "testset.json").read_text())
+    summary["shards"] = summary["shards"][:1]
+    (partial / "testset.json").write_text(json.dumps(summary, indent=2))
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "testset.json: checksum mismatch" in err, err
+    assert f"regenerate it with `fwi-attn testset MODELS --config C --name mixed --out {partial}" in err, err
 
     # Rebuilding over a complete set, stopped by a failure in its second shard: no summary is left.
     rebuilt = tmp_path / "rebuilt"

@@ -30,7 +30,7 @@ def command_physics(parser: argparse.ArgumentParser):
 
     def run(args):
         from fwi_attn.config import load_config
-        from fwi_attn.data.store import check_output, write_json
+        from fwi_attn.data.store import check_distinct, check_output, write_json
         from fwi_attn.physics.check import PhysicsError, physics_check, write_gathers
 
         cfg = load_config(args.config)
@@ -43,6 +43,7 @@ def command_physics(parser: argparse.ArgumentParser):
         if missing:  # before the first run's simulation, not after it
             raise PhysicsError(f"predictions file {missing[0]} does not exist (write it with `fwi-attn evaluate` "
                                f"or `fwi-attn predict`)" + (f"; {len(missing) - 1} more missing" if len(missing) > 1 else ""))
+        check_distinct(args.predictions, "--predictions")  # one run's samples would count twice
         outs = [Path(args.out) if args.out is not None else Path(p).parent for p in args.predictions]
         for out in dict.fromkeys(outs):  # every folder writable before the first simulation
             check_output(out, folder=True)

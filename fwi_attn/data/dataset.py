@@ -66,6 +66,7 @@ from torch.utils.data import Dataset
 from fwi_attn.config import recorded_differences
 from fwi_attn.layout import shard_sizes, split_dir, split_shards
 from fwi_attn.data.store import ShardError, read_shard, verify_data
+from fwi_attn.io.checked_json import verify_checked
 
 STATS_SCHEMA = "fwi-attn-stats/1"
 GATHER_TRANSFORM = "sign(x)*log1p(k*(t/T)**p*|x|)"
@@ -694,7 +695,8 @@ def load_stats(path: str | os.PathLike) -> dict:
     """Read and check a ``stats.json``.
 
     Raises:
-        StatsError: missing (with the command that makes it), unreadable, or of another schema.
+        StatsError: missing (with the command that makes it), unreadable, edited since written (its
+            ``sha256``), or of another schema.
     """
     path = Path(path)
     if not path.is_file():
@@ -704,6 +706,7 @@ def load_stats(path: str | os.PathLike) -> dict:
         stats = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise StatsError(f"{path}: not a readable stats file: {e}") from None
+    stats = verify_checked(stats, path, f"`fwi-attn stats --config C --dataset D --out {path}`", StatsError)
     if not isinstance(stats, dict) or stats.get("schema") != STATS_SCHEMA:
         raise StatsError(f"{path}: schema {stats.get('schema') if isinstance(stats, dict) else None!r}, "
                          f"expected {STATS_SCHEMA!r}; rerun `fwi-attn stats`")

@@ -16,7 +16,8 @@ Attributes: ``schema``, ``dx`` (m), ``dt`` (s), ``nt``, ``freq`` (Hz), ``peak_ti
 ``seed``, ``config`` (JSON of the full study config), ``versions`` (JSON of fwi_attn,
 torch, deepwave), plus ``dataset``, ``split``, ``shard``, ``family``.
 
-Checksums (shards and ``predictions.h5``): ``data_sha256`` is the SHA-256 of every dataset's name,
+Checksums (shards, ``predictions.h5``, ``attention.h5``, ``gathers.h5``): ``data_sha256`` is the SHA-256
+of every dataset's name (its path, ``maps/gates.1``, inside a group),
 dtype, shape and bytes, hashed from the arrays while they are written; ``meta_sha256`` that of
 every other attribute (``data_sha256`` included) as canonical JSON. Opening a file checks
 ``meta_sha256`` (cheap: an edited ``dt`` is refused); ``fwi-attn info`` and a whole-file read
@@ -126,8 +127,10 @@ def verify_data(f: h5py.File, path: Path, writer: str = "`fwi-attn generate`",
     if key is not None and key in _verified:
         return
     arrays = dict(arrays or {})
+    names: list[str] = []
+    f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
     try:
-        for name in f:
+        for name in names:
             if name not in arrays:
                 arrays[name] = f[name][()]
     except (OSError, RuntimeError) as e:
@@ -376,10 +379,12 @@ def run_folder_identity(folder: str | os.PathLike) -> tuple[str, int] | None:
     return None
 
 
-def write_json(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+def write_json(path: str | os.PathLike, obj: dict) -> None:
+    """Write ``obj`` as indented JSON with its ``sha256`` field (:mod:`fwi_attn.io.checked_json`), atomically."""
+    from fwi_attn.io.checked_json import dump_checked
+
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(dump_checked(obj))
 
 
 def package_versions() -> dict:
@@ -468,9 +473,11 @@ def h5_attrs(obj) -> dict:
 
 @contextlib.contextmanager
 def open_result(path: str | os.PathLike, schema: str, *, error: type[Exception], what: str, writer: str):
-    """Open a result file of one schema (predictions, attention maps, showcase gathers) for reading.
+    """Open a result file of one schema (predictions, attention maps, showcase gathers) for reading,
+    checking its ``meta_sha256`` (:func:`verify_meta`; the reader checks the data with :func:`verify_data`).
 
-    Yields ``(file, attrs)``. Every failure names the file and the command that writes it.
+    Yields ``(file, attrs)``, ``attrs`` without the checksums. Every failure names the file and the
+    command that writes it.
 
     Raises:
         FileNotFoundError: no such file.
@@ -487,9 +494,8 @@ def open_result(path: str | os.PathLike, schema: str, *, error: type[Exception],
         attrs = h5_attrs(f)
         if attrs.get("schema") != schema:
             raise error(f"{path}: schema {attrs.get('schema')!r}, expected {schema!r}; rerun {writer}")
-        if META_HASH in attrs or schema == PREDICTIONS_SCHEMA:
-            verify_meta(f, path, writer=writer)
-        yield f, attrs
+        verify_meta(f, path, writer=writer)
+        yield f, {k: v for k, v in attrs.items() if k not in (META_HASH, DATA_HASH)}
 
 
 def check_shard(f: h5py.File, path: Path) -> Shard:

@@ -367,6 +367,9 @@ def check_complete(folder: str | os.PathLike) -> dict:
         summary = json.loads(summary_path.read_text())
     except (OSError, ValueError, UnicodeError) as e:
         raise TestSetError(f"{summary_path}: unreadable ({' '.join(str(e).split())}); {rebuild}") from None
+    from fwi_attn.io.checked_json import verify_checked
+
+    summary = verify_checked(summary, summary_path, rebuild.removeprefix("complete it with "), TestSetError)
     if not isinstance(summary, dict) or summary.get("schema") != SUMMARY_SCHEMA:
         raise TestSetError(f"{summary_path}: not a {SUMMARY_SCHEMA} summary; {rebuild}")
     listed = sorted(summary.get("shards") or [])

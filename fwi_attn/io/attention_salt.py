@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from fwi_attn.io.checked_json import verify_checked
+
 ATTENTION_SALT_SCHEMA = "fwi-attn-attention-salt/1"
 ATTENTION_SALT_FILE = "attention_salt.json"
 
@@ -25,7 +27,8 @@ def read_attention_salt(path: str | os.PathLike) -> dict:
 
     Raises:
         FileNotFoundError: no such file (it names the command that writes one).
-        AttentionSaltError: not JSON, another schema, or AUC lists that do not match ``indices``.
+        AttentionSaltError: not JSON, edited since written (its ``sha256``), another schema, or AUC
+            lists that do not match ``indices``.
     """
     path = Path(path)
     fix = "rerun `fwi-attn evaluate --checkpoint DIR/model.pt --out DIR` for this run"
@@ -35,6 +38,8 @@ def read_attention_salt(path: str | os.PathLike) -> dict:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise AttentionSaltError(f"{path}: not readable JSON ({e}); {fix}") from None
+    data = verify_checked(data, path, "`fwi-attn evaluate --checkpoint DIR/model.pt --out DIR` for this run",
+                          AttentionSaltError)
     if not isinstance(data, dict) or data.get("schema") != ATTENTION_SALT_SCHEMA:
         got = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise AttentionSaltError(f"{path}: schema {got!r}, expected {ATTENTION_SALT_SCHEMA!r}; {fix}")

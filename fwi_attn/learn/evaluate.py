@@ -52,7 +52,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from fwi_attn.data.dataset import (Normalizer, ShardDataset, check_survey, load_stats, mean_velocity, split_sources,
@@ -60,8 +59,8 @@ from fwi_attn.data.dataset import (Normalizer, ShardDataset, check_survey, load_
 from fwi_attn.io.attention_salt import ATTENTION_SALT_FILE, ATTENTION_SALT_SCHEMA
 from fwi_attn.layout import default_stats_path
 from fwi_attn.learn.metrics import compute_metrics, pooled, summarize, to_json_lists
-from fwi_attn.data.store import (atomic_path, file_sha256, open_result, read_predictions, run_folder_identity,
-                                 write_json, write_predictions)
+from fwi_attn.data.store import (atomic_path, file_sha256, open_result, read_predictions, run_folder_identity, seal,
+                                 verify_data, write_h5, write_json, write_predictions)
 
 ATTENTION_SCHEMA = "fwi-attn-attention/1"
 
@@ -140,14 +139,19 @@ def write_attention(path: str | os.PathLike, maps: dict[str, np.ndarray], *, vel
              "pad": json.dumps([int(p) for p in pad]), "names": json.dumps(list(maps)),
              "salt_threshold": float(salt_threshold)}
     path = Path(path)
+    # Module paths ("bottleneck.attn", "gates.1") are valid HDF5 names; the order is in "names".
+    arrays = {"velocity": np.asarray(velocity, dtype=np.float32),
+              **{f"maps/{key}": np.asarray(amap, dtype=np.float32) for key, amap in maps.items()}}
+
+    def build(f):
+        f.create_group("maps")  # present even when the network has no spatial maps
+        for name, data in arrays.items():
+            f.create_dataset(name, data=data)
+        f.attrs.update(attrs)
+        seal(f, arrays)
+
     with atomic_path(path, suffix=".h5.tmp") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("velocity", data=np.asarray(velocity, dtype=np.float32))
-            group = f.create_group("maps")
-            # Module paths ("bottleneck.attn", "gates.1") are valid HDF5 names; the order is in "names".
-            for key, amap in maps.items():
-                group.create_dataset(key, data=np.asarray(amap, dtype=np.float32))
-            f.attrs.update(attrs)
+        write_h5(tmp, build)
     return path
 
 
@@ -174,8 +178,10 @@ def read_attention(path: str | os.PathLike) -> Attention:
         if absent or len(pad) != 4:
             what = f"maps {', '.join(absent)} named but not stored" if absent else f"pad {pad} is not 4 numbers"
             raise EvaluateError(f"{path}: {what}; {fix}")
-        velocity = f["velocity"][()].astype(np.float32)
-        maps = {n: f["maps"][n][()].astype(np.float32) for n in names}
+        raw = {"velocity": f["velocity"][()], **{f"maps/{n}": f["maps"][n][()] for n in names}}
+        verify_data(f, path, writer="`fwi-attn evaluate --checkpoint DIR/model.pt --out DIR`", arrays=raw)
+        velocity = raw["velocity"].astype(np.float32)
+        maps = {n: raw[f"maps/{n}"].astype(np.float32) for n in names}
     bad = [n for n, m in maps.items() if m.ndim != 2]
     if velocity.ndim != 2 or bad:
         raise EvaluateError(f"{path}: velocity {list(velocity.shape)} and every map must be 2-D"

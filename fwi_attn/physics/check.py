@@ -44,7 +44,8 @@ import h5py
 import numpy as np
 
 from fwi_attn.config import resolve_device
-from fwi_attn.data.store import Predictions, atomic_path, open_result, read_predictions, read_shard
+from fwi_attn.data.store import (Predictions, atomic_path, open_result, read_predictions, read_shard, seal, verify_data,
+                                 write_h5)
 from fwi_attn.data.survey import AcquisitionError, GridError, Survey, check_acquisition, check_grid
 
 # The simulator (fwi_attn.data.simulate) is imported where it runs: the figures read gathers.h5
@@ -521,12 +522,17 @@ def write_gathers(path: str | os.PathLike, showcase: Showcase) -> Path:
     attrs = {k: v for k, v in showcase.attrs.items() if v is not None}
     attrs.update(schema=GATHERS_SCHEMA, index=int(showcase.index), dt=float(showcase.dt), dx=float(showcase.dx),
                  seed=-1 if showcase.attrs.get("seed") is None else int(showcase.attrs["seed"]))
+    arrays = {name: np.asarray(getattr(showcase, name), dtype=np.float64 if name.endswith("_xz") else np.float32)
+              for name in _SHOWCASE_ARRAYS}
+
+    def build(f):
+        for name, data in arrays.items():
+            f.create_dataset(name, data=data)
+        f.attrs.update(attrs)
+        seal(f, arrays)
+
     with atomic_path(path, suffix=".h5.tmp") as tmp:
-        with h5py.File(tmp, "w") as f:
-            for name in _SHOWCASE_ARRAYS:
-                dtype = np.float64 if name.endswith("_xz") else np.float32
-                f.create_dataset(name, data=np.asarray(getattr(showcase, name), dtype=dtype))
-            f.attrs.update(attrs)
+        write_h5(tmp, build)
     return path
 
 
@@ -539,12 +545,13 @@ def read_gathers(path: str | os.PathLike) -> Showcase:
     """
     path = Path(path)
     fix = "rerun `fwi-attn physics` for this run"
-    with open_result(path, GATHERS_SCHEMA, error=PhysicsError, what="gathers file",
-                     writer="`fwi-attn physics --predictions DIR/predictions.h5 --out DIR`") as (f, attrs):
+    writer = "`fwi-attn physics --predictions DIR/predictions.h5 --out DIR`"
+    with open_result(path, GATHERS_SCHEMA, error=PhysicsError, what="gathers file", writer=writer) as (f, attrs):
         missing = [k for k in ("index", "dt", "dx") if k not in attrs] + [k for k in _SHOWCASE_ARRAYS if k not in f]
         if missing:
             raise PhysicsError(f"{path}: missing {', '.join(missing)}; {fix}")
         arrays = {k: f[k][()] for k in _SHOWCASE_ARRAYS}
+        verify_data(f, path, writer=writer, arrays=arrays)
     shape = arrays["observed"].shape
     problems = [f"{k} {list(arrays[k].shape)}" for k in ("predicted", "baseline") if arrays[k].shape != shape]
     if len(shape) != 3:

@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from fwi_attn.catalogue import BASELINES, CONTROLS
+from fwi_attn.io.checked_json import verify_checked
 
 SELECTION_SCHEMA = "fwi-attn-selection/1"
 
@@ -165,11 +166,10 @@ def select(cfg, study_dir: str | os.PathLike) -> dict:
 
 
 def write_selection(path: str | os.PathLike, record: dict) -> Path:
-    """``selection.json``, atomically."""
-    from fwi_attn.data.store import atomic_path
+    """``selection.json`` (with its ``sha256`` field), atomically."""
+    from fwi_attn.data.store import write_json
 
-    with atomic_path(path, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(path, record)
     return Path(path)
 
 
@@ -177,12 +177,13 @@ def read_selection(path: str | os.PathLike) -> dict:
     """A ``selection.json`` written by :func:`write_selection`.
 
     Raises:
-        SelectionError: unreadable, or not a selection record.
+        SelectionError: unreadable, edited since written (its ``sha256``), or not a selection record.
     """
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SelectionError(f"{path}: not a readable selection ({e}); rerun `fwi-attn select`") from None
+    record = verify_checked(record, path, "`fwi-attn select`", SelectionError)
     if not isinstance(record, dict) or record.get("schema") != SELECTION_SCHEMA:
         raise SelectionError(f"{path}: not an fwi-attn selection (schema {SELECTION_SCHEMA}); rerun `fwi-attn select`")
     return record

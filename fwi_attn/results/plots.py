@@ -774,15 +774,15 @@ def plot_attention_salt(files, out, variants_without_map: list[str] | None = Non
 
 def _attention_iou_pairs(run_dirs, kind: str) -> dict[str, tuple[list, list]]:
     """Per map, the (AUC, salt IoU) pairs of every sample of ``run_dirs`` (both values present)."""
-    import json
     from pathlib import Path
 
     from fwi_attn.io.attention_salt import ATTENTION_SALT_FILE, read_attention_salt
+    from fwi_attn.results.study import read_json
 
     pairs: dict[str, tuple[list, list]] = {}
     for d in run_dirs:
         att = read_attention_salt(Path(d) / ATTENTION_SALT_FILE)
-        iou = json.loads((Path(d) / "metrics.json").read_text())["per_sample"]["salt_iou"]
+        iou = read_json(Path(d) / "metrics.json")["per_sample"]["salt_iou"]
         if len(iou) != len(att["indices"]):
             raise ValueError(f"{d}: metrics.json scores {len(iou)} samples, {ATTENTION_SALT_FILE} "
                              f"{len(att['indices'])}; rerun `fwi-attn evaluate` for this run")

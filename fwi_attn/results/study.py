@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fwi_attn.io.checked_json import verify_checked
 from fwi_attn.io.history import read_history
 from fwi_attn.results import stats
 
@@ -102,13 +103,20 @@ class ReportError(ValueError):
     """A study's result files are unreadable or contradict each other."""
 
 
+#: The command that writes each JSON result a study reads.
+JSON_WRITERS = {"metrics.json": "`fwi-attn evaluate`", "physics.json": "`fwi-attn physics`",
+                "refine.json": "`fwi-attn refine`"}
+
+
 def read_json(path: str | os.PathLike) -> dict:
-    """A result file's JSON object; a truncated or foreign file is a :class:`ReportError` naming it."""
+    """A result file's JSON object (without its ``sha256`` field, once checked); a truncated,
+    foreign or edited file is a :class:`ReportError` naming it."""
     try:
         with open(path, encoding="utf-8") as f:
             obj = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ReportError(f"{path}: not a readable JSON result ({e}); rerun the step that writes it") from None
+    obj = verify_checked(obj, path, JSON_WRITERS.get(Path(path).name, "the step that writes it"), ReportError)
     if not isinstance(obj, dict):
         raise ReportError(f"{path}: expected a JSON object, got {type(obj).__name__}; rerun the step that writes it")
     return obj
