@@ -118,7 +118,7 @@ def test_default_study_shape():
 
     for study in (load_config("default").study, load_config("paper").study):
         assert set(study.variants) == set(list_models()) - set(CONTROLS)
-        assert study.confirm.controls and len(study.confirm.seeds) >= 4
+        assert study.confirm.controls and len(study.confirm.seeds) >= 6
         assert not set(study.confirm.seeds) & set(study.seeds)
 
 
