@@ -139,7 +139,8 @@ def command_check_config(parser):
                         help="also write the resolved, default-filled config to FILE (YAML, atomically)")
 
     def run(args):
-        from fwi_attn.config import check_study, load_config
+        from fwi_attn.checks import check_study
+        from fwi_attn.config import load_config
         from fwi_attn.data.store import atomic_path, check_output
         from fwi_attn.data.survey import Survey
 

@@ -442,42 +442,6 @@ def _check_semantics(c: dict, source: str) -> None:
         raise ConfigError(f"{source}: " + "; ".join(problems))
 
 
-def check_study(cfg) -> None:
-    """The checks of a whole study that ``load_config`` leaves out because single commands do not
-    need them; the workflow and ``fwi-attn check-config`` both run them (one list, one place):
-
-    * ``study.reference`` is one of ``study.variants`` (the report ranks variants against it);
-    * test-set names are unique, also against the family-transfer sets' ``transfer-<family>``;
-    * every ``study.test_sets`` path exists and holds model files (relative paths are relative to
-      the current folder, the workflow's working directory).
-
-    Raises:
-        ConfigError: naming the key, the value at fault and what to do.
-    """
-    from fwi_attn.layout import test_set_names
-
-    source = getattr(cfg, "source", None) or "config"
-    study = cfg.study
-    variants = list(study.variants)
-    if study.reference not in variants:
-        raise ConfigError(f"{source}: study.reference '{study.reference}' is not one of study.variants "
-                          f"({', '.join(variants)}); the report ranks variants against it: add it to "
-                          f"study.variants or choose one of them")
-    names = test_set_names(study)
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ConfigError(f"{source}: study.test_sets names must be unique and differ from the family-transfer "
-                          f"sets' ({', '.join(names)}): {', '.join(repeated)} is given twice; rename it")
-    from fwi_attn.data.testset import TestSetError, model_files
-
-    for entry in study.test_sets or []:
-        paths = [entry.path] if isinstance(entry.path, str) else list(entry.path)
-        try:
-            model_files(paths)
-        except TestSetError as e:
-            raise ConfigError(f"{source}: study.test_sets {entry.name}: {e}") from None
-
-
 def train_settings(cfg: Mapping, variant: str) -> Section:
     """The ``train`` section a variant trains with: ``train`` updated by
     ``train.per_variant[variant]`` (e.g. InversionNet's OpenFWI recipe beside the UNets' own)."""

@@ -12,7 +12,8 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
-from fwi_attn.config import ConfigError, check_study, load_config
+from fwi_attn.checks import check_study
+from fwi_attn.config import ConfigError, load_config
 from fwi_attn.resources import job_resources, train_cost, train_processes
 from fwi_attn.layout import (SHARD_GLOB, SPLITS, TRANSFER_PREFIX, comparison_figure_paths, run_dir as layout_run_dir,
                              generalisation_figure_path, run_figure_paths, selection_path, shard_sizes, split_shards,
