@@ -45,6 +45,26 @@ def alive(pid: int) -> bool:
 _MODEL_FILES: dict[str, bytes] = {}
 
 
+def refused_when_edited_read_when_legacy(read, edited: Path, legacy: Path, kind: str, writer: str):
+    """An HDF5 result file's checksums at work: ``read`` refuses the ``edited`` file in one line
+    naming the ``kind`` of checksum and the ``writer`` command that remakes it, and reads
+    ``legacy`` (the checksums removed, as written before files carried them) with a warning to
+    regenerate it; returns what it read from ``legacy``."""
+    import h5py
+
+    from fwi_attn.data.store import ChecksumError
+
+    name = edited.name.replace(".", r"\.")
+    with pytest.raises(ChecksumError, match=rf"{name}: {kind} checksum mismatch.*{writer}") as e:
+        read(edited)
+    assert "\n" not in str(e.value)
+    with h5py.File(legacy, "r+") as f:
+        del f.attrs["meta_sha256"], f.attrs["data_sha256"]
+    with pytest.warns(UserWarning, match=rf"{legacy.name.replace('.', chr(92) + '.')}: written before files carried "
+                                         rf"checksums.*regenerate it"):
+        return read(legacy)
+
+
 def write_model_files(folder: Path) -> None:
     """Seeded velocity models in three formats (.npy, SEG-Y, .mat) at the tiny study's 10 m cells:
     5 windows of 24 x 32 cells (the tiny grid). Written once per session and copied byte for byte,

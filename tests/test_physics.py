@@ -19,6 +19,7 @@ from scipy.signal import butter, sosfiltfilt
 from fwi_attn.cli import main
 from fwi_attn.config import load_config
 from fwi_attn.data.dataset import StatsError
+from conftest import refused_when_edited_read_when_legacy
 from fwi_attn.data.store import read_predictions, seal, write_predictions
 from fwi_attn.data.survey import AcquisitionError, GridError, check_acquisition
 from fwi_attn.physics.check import (PhysicsError, direct_arrival_times, mean_model, physics_check, read_samples,
@@ -391,7 +392,6 @@ def test_an_edited_gathers_file_is_refused_and_one_without_checksums_read_with_a
     """gathers.h5 carries data and metadata checksums: an edited trace value or dt is refused in one
     line naming the file and the command that rewrites it; a file written before checksums is read
     with the warning to regenerate it."""
-    from fwi_attn.data.store import ChecksumError
     from fwi_attn.physics.check import read_gathers
 
     cfg = tiny_dataset["config"]
@@ -411,13 +411,7 @@ def test_an_edited_gathers_file_is_refused_and_one_without_checksums_read_with_a
         else:
             f.attrs["dt"] = 2 * want.dt
     kind = {"gathers": "data", "dt": "metadata"}[edit]
-    with pytest.raises(ChecksumError, match=rf"gathers\.h5: {kind} checksum mismatch.*fwi-attn physics") as e:
-        read_gathers(path)
-    assert "\n" not in str(e.value)
-    with h5py.File(legacy, "r+") as f:
-        del f.attrs["meta_sha256"], f.attrs["data_sha256"]
-    with pytest.warns(UserWarning, match=r"gathers\.h5: written before files carried checksums.*regenerate it"):
-        old = read_gathers(legacy)
+    old = refused_when_edited_read_when_legacy(read_gathers, path, legacy, kind, "fwi-attn physics")
     np.testing.assert_array_equal(old.observed, want.observed)
 
 
