@@ -57,17 +57,14 @@ def test_recover_refuses_while_a_snakemake_run_is_in_the_folder(tmp_path):
     """A real snakemake run (a job that sleeps) in the folder make runs in: refused, naming its pid.
     The Makefile is run from that folder with ``-f``, so its folder is the run's."""
     (tmp_path / "Snakefile").write_text(
-        'rule sleep:\n    output: "done"\n    shell: "touch started; sleep 300; touch {output}"\n')
+        'rule sleep:\n    output: "done"\n    shell: "echo $$ > started.tmp; mv started.tmp started; sleep 300; touch {output}"\n')
     config = tmp_path / "c.yaml"
     config.write_text("{}\n")
     (tmp_path / "pyproject.toml").touch()  # what the Makefile's install step depends on
     run = start([sys.executable, "-m", "snakemake", "--cores", "1", "done"], tmp_path / "run.log", child_env(),
                 cwd=tmp_path, start_new_session=True)
     try:
-        deadline = time.monotonic() + PATIENCE_S
-        while not (tmp_path / "started").exists():
-            assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()
-            time.sleep(0.05)
+        wait_for_marker(tmp_path / "started", run, tmp_path / "run.log")  # the job is running
         proc = make("recover", tmp_path, f"CONFIG={config}", cwd=tmp_path, makefile=REPO / "Makefile")
     finally:
         _stop(run)
