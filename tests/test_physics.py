@@ -148,7 +148,7 @@ def test_reflection_window_follows_its_formula():
 def test_reflection_window_removes_the_direct_wave_and_keeps_the_reflection():
     """A homogeneous model's data are the direct wave alone: the window removes it. Over a 2000 /
     3000 m/s interface at 250 m the window keeps the reflection, at its two-way time at zero offset."""
-    nz, nx, dx = 40, 48, 10.0
+    nz, nx = 40, 48
     survey = surface_survey(nz, nx, [230.0], 24)
     survey = Survey(**{**survey.__dict__, "receiver_xz": np.concatenate([survey.source_xz, survey.receiver_xz])})
     homogeneous = np.full((nz, nx), 2000.0, np.float32)

@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import yaml
-from scipy import stats
 
 from fwi_attn.results.report import markdown_to_html, write_report
 from fwi_attn.learn.metrics import pooled

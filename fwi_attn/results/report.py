@@ -15,8 +15,8 @@ from fwi_attn.results import stats
 from fwi_attn.results.study import (BASELINE, DEPTH_BANDS, Study, TestSetResults, attention_salt_markdown,
                                     attention_salt_table, compare_variants, comparison_table,
                                     comparisons_markdown, convergence_markdown, convergence_summary, convergence_table,
-                                    format_metric, generalisation_table, load_study, load_test_sets, physics_markdown,
-                                    physics_table, refine_markdown, run_figure, table_markdown, verdict)
+                                    generalisation_table, load_study, load_test_sets, physics_markdown,
+                                    physics_table, refine_markdown, run_figure, table_markdown)
 
 #: InversionNet's published test figures (Deng et al. 2022, OpenFWI, arXiv:2111.02926, Table of
 #: InversionNet results: MAE, RMSE on the [-1, 1] scale, SSIM), by the family of ours that imitates
