@@ -16,7 +16,7 @@ from fwi_attn.results.study import (BASELINE, DEPTH_BANDS, Study, TestSetResults
                                     attention_salt_table, compare_variants, comparison_table,
                                     comparisons_markdown, convergence_markdown, convergence_summary, convergence_table,
                                     generalisation_table, load_study, load_test_sets, physics_markdown,
-                                    physics_table, refine_markdown, run_figure, table_markdown)
+                                    physics_table, refine_markdown, run_figure, seed_sample_values, table_markdown)
 
 #: InversionNet's published test figures (Deng et al. 2022, OpenFWI, arXiv:2111.02926, Table of
 #: InversionNet results: MAE, RMSE on the [-1, 1] scale, SSIM), by the family of ours that imitates
@@ -329,7 +329,7 @@ def answer_markdown(family: list[dict], study: Study, conv: list[dict]) -> str:
     if not study.selection:
         head += ("\n\nNo control isolates attention in this one-stage study: a difference from the reference may "
                  "come from parameters or supervision as well.")
-    summary = convergence_summary([r for r in conv])
+    summary = convergence_summary(conv)
     return head + ("\n\n" + summary if summary else "") + "\n"
 
 
@@ -338,25 +338,16 @@ def baseline_line(study: Study, reference: str) -> str:
     networks learn from the data at all."""
     if study.mean is None or reference not in study.variants:
         return ""
-    values = {reference: seed_values(study, reference), BASELINE: seed_values(study, BASELINE)}
+    values = {v: seed_sample_values(study, v, "mae") for v in (reference, BASELINE)}
     e = stats.compare_family(values, [stats.Comparison(reference, BASELINE, against_trained=False)],
                              lower_is_better=True)[0]
-    ref_mae, mean_mae = run_figure_mean(study, reference), run_figure(study.mean, "mae")
+    ref_mae = next(r["mae"] for r in comparison_table(study, [reference], metrics=("mae",), include_baseline=False))
+    mean_mae = run_figure(study.mean, "mae")
     what = ("the network learns from the data" if e["better"] else
             "it is not shown to beat predicting the mean model: train longer or on more data")
     return (f"`{reference}` against the mean-model baseline: test MAE {ref_mae:.4f} vs {mean_mae:.4f} (ratio "
             f"{ref_mae / mean_mae:.2f}; difference {e['mean_diff']:+.4f}, 95% interval [{e['ci_low']:+.4f}, "
             f"{e['ci_high']:+.4f}]): {what}.\n")
-
-
-def seed_values(study: Study, variant: str):
-    from fwi_attn.results.study import seed_sample_values
-
-    return seed_sample_values(study, variant, "mae")
-
-
-def run_figure_mean(study: Study, variant: str) -> float:
-    return float(np.mean([run_figure(study.metrics[(variant, s)], "mae") for s in study.seeds(variant)]))
 
 
 def screening_markdown(selection: dict) -> str:
@@ -472,7 +463,7 @@ def build_markdown(study: Study, reference: str | None = None, title: str | None
               "hold is the comparisons' table below to say).\n",
               METHOD_TEXT, table_markdown(rows)]
     if family:
-        trained = stats.training_variance(seed_values(study, v) for v in study.variants)
+        trained = stats.training_variance(seed_sample_values(study, v, "mae") for v in study.variants)
         parts += ["### Comparisons\n",
                   STATS_TEXT.format(reference=reference, m=family[0]["m"], arms=trained.arms if trained else 0,
                                     seed_df=trained.seed_df if trained else 0,

@@ -90,6 +90,16 @@ def _finite_columns(y: np.ndarray) -> np.ndarray:
     return y[:, ~np.isnan(y).any(axis=0)]
 
 
+def _two_way_mean_squares(y: np.ndarray) -> tuple[float, float, float]:
+    """Seed, sample and residual mean squares of a ``[seeds, samples]`` table (two-way layout
+    without replication; ``a >= 2`` and ``n >= 2``)."""
+    a, n = y.shape
+    seed_means, sample_means = y.mean(axis=1), y.mean(axis=0)
+    r = y - seed_means[:, None] - sample_means[None, :] + y.mean()
+    return (n * float(np.var(seed_means, ddof=1)), a * float(np.var(sample_means, ddof=1)),
+            float(np.sum(r ** 2)) / ((a - 1) * (n - 1)))
+
+
 def training_variance(arms: Iterable[np.ndarray]) -> TrainingVariance | None:
     """Pool the training variance over every trained arm.
 
@@ -107,10 +117,7 @@ def training_variance(arms: Iterable[np.ndarray]) -> TrainingVariance | None:
         a, n = y.shape
         if a < 2 or n < 2:
             continue
-        seed_means, sample_means = y.mean(axis=1), y.mean(axis=0)
-        ms_seed = n * float(np.var(seed_means, ddof=1))
-        r = y - seed_means[:, None] - sample_means[None, :] + y.mean()
-        ms_res = float(np.sum(r ** 2)) / ((a - 1) * (n - 1))
+        ms_seed, _, ms_res = _two_way_mean_squares(y)
         seed += (a - 1) * ms_seed / n
         seed_df += a - 1
         resid += (a - 1) * (n - 1) * ms_res / n
@@ -307,15 +314,11 @@ def mean_interval(y: np.ndarray, confidence: float = 0.95) -> dict:
     out = {"mean": mean, "n": int(n), "seeds": int(a)}
     if n < 2:
         return {**out, "se": math.nan, "df": math.nan, "ci_low": math.nan, "ci_high": math.nan}
-    sample_means = y.mean(axis=0)
-    ms_sample = a * float(np.var(sample_means, ddof=1))
-    parts = [(1.0, ms_sample, n - 1)]
-    if a > 1:
-        seed_means = y.mean(axis=1)
-        ms_seed = n * float(np.var(seed_means, ddof=1))
-        r = y - seed_means[:, None] - sample_means[None, :] + y.mean()
-        ms_res = float(np.sum(r ** 2)) / ((a - 1) * (n - 1))
-        parts += [(1.0, ms_seed, a - 1), (-1.0, ms_res, (a - 1) * (n - 1))]
+    if a == 1:
+        parts = [(1.0, float(np.var(y[0], ddof=1)), n - 1)]
+    else:
+        ms_seed, ms_sample, ms_res = _two_way_mean_squares(y)
+        parts = [(1.0, ms_sample, n - 1), (1.0, ms_seed, a - 1), (-1.0, ms_res, (a - 1) * (n - 1))]
     var = max(sum(k * m for k, m, _ in parts), 0.0) / (a * n)
     if var == 0:
         return {**out, "se": 0.0, "df": math.inf, "ci_low": mean, "ci_high": mean}
