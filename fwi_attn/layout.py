@@ -20,6 +20,7 @@ torch, deepwave or matplotlib (Snakemake parses its workflow for every job and d
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 SPLITS = ("train", "val", "test")
@@ -59,9 +60,59 @@ def study_dir(cfg) -> Path:
     return Path(cfg.study.results_dir) / cfg.study.name
 
 
+@dataclass(frozen=True)
+class RunFiles:
+    """The names of the files inside one run folder ``<variant>/seed<k>/`` (and the baseline's ``mean/``).
+
+    Every reader, writer and rule names a run's file through :data:`RUN`; no other module spells them.
+    """
+    model: str = "model.pt"                   # train: the best checkpoint (lowest validation loss)
+    last: str = "last.pt"                     # train: the resumable last-epoch checkpoint
+    history: str = "history.csv"              # train: one row per epoch
+    metrics: str = "metrics.json"             # evaluate: the test split's metrics
+    predictions: str = "predictions.h5"       # evaluate: every test prediction
+    attention: str = "attention.h5"           # evaluate: attention maps of a few test models
+    attention_salt: str = "attention_salt.json"  # evaluate: each attention map scored against salt
+    physics: str = "physics.json"             # physics: data misfits of re-simulated predictions
+    physics_figure: str = "physics.png"
+    gathers: str = "gathers.h5"               # physics: the re-simulated gathers
+    refine: str = "refine.json"               # refine: FWI started from the predictions
+    refined: str = "refined.npy"
+    refine_figure: str = "refine.png"
+
+
+#: The file names of a run; e.g. ``run_dir(study, "none", 0) / RUN.metrics``.
+RUN = RunFiles()
+
+#: The folder of the mean-model baseline, beside the variants' folders.
+BASELINE = "mean"
+
+#: A run folder relative to its study, as Snakemake wildcards.
+RUN_PATTERN = "{variant}/seed{seed}"
+
+
 def run_dir(study: str | os.PathLike, variant: str, seed: int) -> Path:
     """The folder of one (variant, seed) run."""
     return Path(study) / variant / f"seed{int(seed)}"
+
+
+def baseline_dir(study: str | os.PathLike) -> Path:
+    """``<study>/mean``: the mean-model baseline's metrics and predictions."""
+    return Path(study) / BASELINE
+
+
+def run_pattern(root: str | os.PathLike, name: str) -> str:
+    """``<root>/{variant}/seed{seed}/<name>``: a run file as a Snakemake pattern (``name`` from :data:`RUN`)."""
+    return f"{root}/{RUN_PATTERN}/{name}"
+
+
+def parse_run_dir(folder: str | os.PathLike) -> tuple[str, int] | None:
+    """``(variant, seed)`` that a folder ``.../<variant>/seed<k>`` names, or None for another name."""
+    folder = Path(folder)
+    name = folder.name
+    if name.startswith("seed") and name[4:].isdigit():
+        return folder.parent.name, int(name[4:])
+    return None
 
 
 def selection_path(study: str | os.PathLike) -> Path:

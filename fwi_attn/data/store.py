@@ -370,15 +370,6 @@ def check_distinct(paths: Sequence[str | os.PathLike], what: str) -> None:
             contents[key] = path
 
 
-def run_folder_identity(folder: str | os.PathLike) -> tuple[str, int] | None:
-    """``(variant, seed)`` that a folder ``.../<variant>/seed<k>`` names, or None for another name."""
-    folder = Path(folder)
-    name = folder.name
-    if name.startswith("seed") and name[4:].isdigit():
-        return folder.parent.name, int(name[4:])
-    return None
-
-
 def write_json(path: str | os.PathLike, obj: dict) -> None:
     """Write ``obj`` as indented JSON with its ``sha256`` field (:mod:`fwi_attn.io.checked_json`), atomically."""
     from fwi_attn.io.checked_json import dump_checked

@@ -57,9 +57,9 @@ import numpy as np
 from fwi_attn.data.dataset import (Normalizer, ShardDataset, check_survey, load_stats, mean_velocity, split_sources,
                                    test_set_sources)
 from fwi_attn.io.attention_salt import ATTENTION_SALT_FILE, ATTENTION_SALT_SCHEMA
-from fwi_attn.layout import default_stats_path
+from fwi_attn.layout import default_stats_path, parse_run_dir
 from fwi_attn.learn.metrics import compute_metrics, pooled, summarize, to_json_lists
-from fwi_attn.data.store import (atomic_path, file_sha256, open_result, read_predictions, run_folder_identity, seal,
+from fwi_attn.data.store import (atomic_path, file_sha256, open_result, read_predictions, seal,
                                  verify_data, write_h5, write_json, write_predictions)
 
 ATTENTION_SCHEMA = "fwi-attn-attention/1"
@@ -389,7 +389,7 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
                                channels_last=bool(cfg.train.channels_last))
     model, extra = predictor.model, predictor.extra
     variant = extra.get("variant", getattr(model, "variant", "?"))
-    named = run_folder_identity(out)
+    named = parse_run_dir(out)
     if named is not None and named != (variant, extra.get("seed")):
         raise EvaluateError(f"--out {out} is the folder of {named[0]} seed {named[1]}, but {checkpoint} holds "
                             f"{variant} seed {extra.get('seed')}: its results would be filed under another run; "
@@ -449,7 +449,7 @@ def evaluate_baseline(cfg, out: str | os.PathLike, *, kind: str = "mean", split:
     """
     if kind != "mean":
         raise EvaluateError(f"unknown baseline {kind!r}; valid: mean")
-    if run_folder_identity(out) is not None:
+    if parse_run_dir(out) is not None:
         raise EvaluateError(f"--out {out} is a training run's folder; the mean-model baseline goes to "
                             f"<study>/mean, not under a run")
     stats_path = Path(stats_path) if stats_path else default_stats_path(cfg)

@@ -124,13 +124,14 @@ def read_json(path: str | os.PathLike) -> dict:
 
 def _run_identity(path: Path, m: dict) -> tuple[str, int]:
     """The (variant, seed) a ``metrics.json`` says it holds, checked against its folder and model."""
-    from fwi_attn.data.store import file_sha256, run_folder_identity
+    from fwi_attn.data.store import file_sha256
+    from fwi_attn.layout import parse_run_dir
 
     if not isinstance(m.get("variant"), str) or not isinstance(m.get("seed"), int) or "mean" not in m:
         raise ReportError(f"{path}: not an fwi-attn evaluate result (no variant, seed or mean); rerun `fwi-attn evaluate`")
     _check_scored_raw(path, m)
     own = (m["variant"], m["seed"])
-    folder = run_folder_identity(path.parent)
+    folder = parse_run_dir(path.parent)
     if folder != own:
         raise ReportError(f"{path} holds the results of {own[0]} seed {own[1]} but lies in the folder of "
                           f"{folder[0]} seed {folder[1]}; re-evaluate that run's model.pt into its own folder")
