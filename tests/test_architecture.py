@@ -82,8 +82,8 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_stages_import_only_earlier_stages():
-    # data -> nn -> learn -> physics -> results; cli and the config/layout leaves may import any.
-    order = ["config", "layout", "data", "nn", "learn", "physics", "results"]
+    # io -> data -> nn -> learn -> physics -> results; cli and the config/layout leaves may import any.
+    order = ["config", "layout", "io", "data", "nn", "learn", "physics", "results"]
     rank = {stage: i for i, stage in enumerate(order)}
     bad = []
     for module, deps in import_graph().items():
@@ -95,6 +95,48 @@ def test_stages_import_only_earlier_stages():
             if dep_stage in rank and rank[dep_stage] > rank[stage]:
                 bad.append(f"{module} imports {dep}")
     assert not bad, "a stage imports a later one: " + "; ".join(sorted(bad))
+
+
+#: Modules that read and write the persisted files, score predictions or list data: none needs torch.
+TORCH_FREE = ["fwi_attn.io", *sorted(f"fwi_attn.io.{p.stem}" for p in (PACKAGE / "io").glob("[!_]*.py")),
+              "fwi_attn.data.store", "fwi_attn.data.normalize", "fwi_attn.data.sources", "fwi_attn.data.dataset",
+              "fwi_attn.learn.metrics"]
+
+
+def test_format_layer_metrics_and_loader_import_without_torch():
+    code = ("import importlib, sys\n"
+            f"for name in {TORCH_FREE!r}:\n"
+            "    importlib.import_module(name)\n"
+            "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+            "print(len(loaded), loaded[:5])\n")
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("0 "), f"torch was imported: {out.stdout}"
+    assert len(TORCH_FREE) > 10  # the io modules were found
+
+
+def test_torch_free_metrics_and_normaliser_work_without_torch():
+    """The numpy paths run without importing torch: velocity scaling, gathers normalisation, every
+    metric but SSIM, and a loader's raw reads of the stats' mean model."""
+    code = ("import sys\n"
+            "import numpy as np\n"
+            "from fwi_attn.data.normalize import Normalizer, VelocityScale\n"
+            "from fwi_attn.learn.metrics import METRICS, mae, psnr, salt_iou, salt_iou_band, pooled\n"
+            "rng = np.random.default_rng(0)\n"
+            "v = rng.uniform(1500, 4500, (2, 12, 12))\n"
+            "s = VelocityScale(1500.0, 4500.0)\n"
+            "assert np.allclose(s.velocity_inverse(s.velocity(v)), v)\n"
+            "n = Normalizer(-2.0, 3.0, 1500.0, 4500.0, 2.0, 10.0)\n"
+            "g = n.gathers(rng.normal(size=(3, 40, 8)).astype(np.float32))\n"
+            "assert np.allclose(n.velocity(v), s.velocity(v)) and g.dtype == np.float32\n"
+            "mae(v, v[::-1]); psnr(s.unit_interval(s.velocity(v)), s.unit_interval(s.velocity(v)))\n"
+            "salt_iou(v, v, 4200.0); salt_iou_band(v, v, 4200.0)\n"
+            "print('torch' in sys.modules, len(METRICS))\n")
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "11"], out.stdout
 
 
 def test_non_editable_install_finds_its_schema_and_presets(tmp_path):

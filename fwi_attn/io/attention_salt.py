@@ -13,9 +13,10 @@ import os
 from pathlib import Path
 
 from fwi_attn.io.checked_json import verify_checked
+from fwi_attn.layout import RUN
 
 ATTENTION_SALT_SCHEMA = "fwi-attn-attention-salt/1"
-ATTENTION_SALT_FILE = "attention_salt.json"
+ATTENTION_SALT_FILE = RUN.attention_salt
 
 
 class AttentionSaltError(ValueError):

@@ -1,6 +1,6 @@
 """Predict a test split and score it: ``fwi-attn evaluate``.
 
-Two modes, scored identically (:func:`fwi_attn.learn.metrics.compute_metrics`), on the raw
+Three modes, scored identically (:func:`fwi_attn.learn.metrics.compute_metrics`), on the raw
 prediction (OpenFWI's convention; no clipping):
 
 * ``--checkpoint DIR/model.pt``: the trained network, through a
@@ -15,29 +15,31 @@ prediction (OpenFWI's convention; no clipping):
 
 Either of the first two scores the study's test (or val) split, or, with ``test_set=(NAME,
 FOLDER)`` (``--test-set NAME=FOLDER``), a test set made by ``fwi-attn testset``
-(:func:`fwi_attn.data.dataset.test_set_sources`); then ``dataset`` in both files is ``NAME`` and
+(:func:`fwi_attn.data.sources.test_set_sources`); then ``dataset`` in both files is ``NAME`` and
 ``split`` is ``test``.
 
-Outputs in ``--out DIR`` (formats in ``docs/architecture.md``), written atomically:
+Outputs in ``--out DIR`` (names from :data:`fwi_attn.layout.RUN`; formats in
+``docs/architecture.md``), written atomically:
 
-* ``predictions.h5`` (schema ``fwi-attn-predictions/1``): ``prediction`` and ``target``
+* ``predictions.h5`` (:mod:`fwi_attn.io.predictions`): ``prediction`` and ``target``
   float32 ``[n, nz, nx]`` in m/s (the raw network output, unclipped), ``index`` int64 ``[n]``;
   attributes ``schema, variant, seed, dataset, split, shards, checkpoint``. The baseline has
   ``variant="mean"``, ``seed=-1`` and ``checkpoint=""`` (HDF5 attributes cannot be null).
-* ``metrics.json``: ``variant, seed, dataset, split, n_samples, n_params, macs`` (per sample,
-  one forward pass), ``time_per_sample_s`` (forward passes only, after a warm-up batch),
-  ``mean`` (over samples) and ``per_sample`` of every metric, ``pooled`` (the whole test set's
-  MAE, MSE, RMSE and SSIM as OpenFWI's tables give them, :func:`fwi_attn.learn.metrics.pooled`),
-  ``clipped`` (``mean`` and ``pooled`` again with predictions clipped to [vmin, vmax]: the second
-  view), plus ``model`` (the network as built: its name
-  and constructor arguments, e.g. the attention levels after the registry's caps; null for the
-  baseline), ``checkpoint``, ``checkpoint_sha256`` (the
-  identity of the model scored: the report checks it against the run's ``model.pt``), ``epoch`` and
+* ``metrics.json`` (built by :func:`metrics_record` alone): ``variant, seed, dataset, split,
+  n_samples``; for a checkpoint or the baseline ``n_params, macs`` (per sample, one forward pass)
+  and ``time_per_sample_s`` (forward passes only, after a warm-up batch); ``mean`` (over samples)
+  and ``per_sample`` of every metric, ``pooled`` (the whole test set's MAE, MSE, RMSE and SSIM as
+  OpenFWI's tables give them, :func:`fwi_attn.learn.metrics.pooled`), ``clipped`` (``mean`` and
+  ``pooled`` again with predictions clipped to [vmin, vmax]: the second view); then where the
+  predictions came from: ``checkpoint``, ``checkpoint_sha256`` (the identity of the model scored:
+  the report checks it against the run's ``model.pt``), ``epoch`` and ``model`` (the network as
+  built: its name and constructor arguments, e.g. the attention levels after the registry's caps;
+  null for the baseline), or for ``--predictions`` the file's path and checkpoint; last
   ``settings`` (vmin, vmax, salt_threshold, boundary_tolerance). The baseline has
   ``"variant": "mean"``, ``"seed": null``, ``n_params`` and ``macs`` 0.
-* ``attention.h5`` (checkpoint mode only; schema ``fwi-attn-attention/1``, :func:`write_attention`):
-  the network's spatial attention maps on the showcase sample (:func:`showcase_index`), that
-  sample's index and true velocity. The comparison figures draw it without loading a network.
+* ``attention.h5`` (checkpoint mode only; :mod:`fwi_attn.io.attention`): the network's spatial
+  attention maps on the showcase sample (:func:`showcase_index`), that sample's index and true
+  velocity. The comparison figures draw it without loading a network.
 * ``attention_salt.json`` (checkpoint mode only; schema ``fwi-attn-attention-salt/1``,
   :func:`fwi_attn.io.attention_salt.read_attention_salt`): per spatial map (attention and salt heads), the ROC AUC of the
   map as a detector of salt and of salt-boundary cells on every sample of the split
@@ -45,24 +47,24 @@ Outputs in ``--out DIR`` (formats in ``docs/architecture.md``), written atomical
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fwi_attn.data.dataset import (Normalizer, ShardDataset, check_survey, load_stats, mean_velocity, split_sources,
-                                   test_set_sources)
-from fwi_attn.io.attention_salt import ATTENTION_SALT_FILE, ATTENTION_SALT_SCHEMA
-from fwi_attn.layout import default_stats_path, parse_run_dir
+from fwi_attn.data.dataset import ShardDataset, check_survey
+from fwi_attn.data.normalize import Normalizer, VelocityScale
+from fwi_attn.data.sources import split_sources, test_set_sources
+from fwi_attn.io.attention import read_attention, write_attention  # noqa: F401 (read_attention: imported from here)
+from fwi_attn.io.attention_salt import ATTENTION_SALT_SCHEMA
+from fwi_attn.io.files import file_sha256, write_json
+from fwi_attn.io.predictions import read_predictions, write_predictions
+from fwi_attn.io.shard import read_shard
+from fwi_attn.io.stats import load_stats, mean_velocity
+from fwi_attn.layout import RUN, default_stats_path, parse_run_dir
 from fwi_attn.learn.metrics import compute_metrics, pooled, summarize, to_json_lists
-from fwi_attn.data.store import (atomic_path, file_sha256, open_result, read_predictions, seal,
-                                 verify_data, write_h5, write_json, write_predictions)
-
-ATTENTION_SCHEMA = "fwi-attn-attention/1"
 
 
 class EvaluateError(ValueError):
@@ -94,100 +96,6 @@ def showcase_index(target_ms: np.ndarray, salt_threshold: float) -> int:
                             f"{list(target_ms.shape)}")
     salt = (target_ms > salt_threshold).mean(axis=(1, 2))
     return int(np.argmax(salt))
-
-
-# ----------------------------------------------------------------------------- attention.h5
-
-
-@dataclass
-class Attention:
-    """Contents of an ``attention.h5`` (schema ``fwi-attn-attention/1``).
-
-    Attributes:
-        index: the sample's index within the split (counting through its shards in order).
-        velocity: its true model float32 ``[nz, nx]`` in m/s.
-        maps: ``{module path: float32 [h, w]}`` in forward order, values in [0, 1], each on its
-            level's resolution of the network's padded grid: the attention maps and, for a
-            network with salt heads (m2f, or any UNet under ``train.salt_aux_weight``), each
-            level's predicted salt probability (``salt_heads.<level>``); empty for a network
-            without either.
-        pad: ``(left, right, top, bottom)`` cells the network pads the grid by (crop the maps by
-            this much for the model's extent).
-        attrs: the file's attributes (``variant``, ``seed``, ``dataset``, ``split``, ``checkpoint``, ...).
-    """
-
-    path: Path
-    index: int
-    velocity: np.ndarray
-    maps: dict[str, np.ndarray]
-    pad: tuple[int, int, int, int]
-    attrs: dict
-
-
-def write_attention(path: str | os.PathLike, maps: dict[str, np.ndarray], *, velocity: np.ndarray, index: int,
-                    pad: tuple[int, int, int, int], variant: str, seed: int | None, dataset: str, split: str,
-                    checkpoint: str, salt_threshold: float) -> Path:
-    """Write an ``attention.h5`` atomically (layout: :class:`Attention`).
-
-    Args:
-        maps: ``{module path: [h, w]}`` in forward order (:meth:`Predictor.attention` of one sample).
-        velocity: the sample's true model ``[nz, nx]`` (m/s).
-        index: its index within ``split``; ``salt_threshold``: the threshold that chose it.
-    """
-    attrs = {"schema": ATTENTION_SCHEMA, "variant": variant, "seed": -1 if seed is None else int(seed),
-             "dataset": dataset, "split": split, "checkpoint": str(checkpoint), "index": int(index),
-             "pad": json.dumps([int(p) for p in pad]), "names": json.dumps(list(maps)),
-             "salt_threshold": float(salt_threshold)}
-    path = Path(path)
-    # Module paths ("bottleneck.attn", "gates.1") are valid HDF5 names; the order is in "names".
-    arrays = {"velocity": np.asarray(velocity, dtype=np.float32),
-              **{f"maps/{key}": np.asarray(amap, dtype=np.float32) for key, amap in maps.items()}}
-
-    def build(f):
-        f.create_group("maps")  # present even when the network has no spatial maps
-        for name, data in arrays.items():
-            f.create_dataset(name, data=data)
-        f.attrs.update(attrs)
-        seal(f, arrays)
-
-    with atomic_path(path, suffix=".h5.tmp") as tmp:
-        write_h5(tmp, build)
-    return path
-
-
-def read_attention(path: str | os.PathLike) -> Attention:
-    """Read and check an ``attention.h5``.
-
-    Raises:
-        FileNotFoundError: no such file.
-        EvaluateError: not readable, another schema, missing pieces or maps that are not 2-D.
-    """
-    path = Path(path)
-    fix = "rerun `fwi-attn evaluate --checkpoint` for this run"
-    with open_result(path, ATTENTION_SCHEMA, error=EvaluateError, what="attention file",
-                     writer="`fwi-attn evaluate --checkpoint DIR/model.pt --out DIR`") as (f, attrs):
-        missing = [k for k in ("index", "pad", "names") if k not in attrs]
-        missing += [k for k in ("velocity", "maps") if k not in f]
-        if missing:
-            raise EvaluateError(f"{path}: missing {', '.join(missing)}; {fix}")
-        try:
-            names, pad = json.loads(attrs["names"]), json.loads(attrs["pad"])
-        except (TypeError, ValueError):
-            raise EvaluateError(f"{path}: attributes 'names' and 'pad' must be JSON lists; {fix}") from None
-        absent = [n for n in names if n not in f["maps"]]
-        if absent or len(pad) != 4:
-            what = f"maps {', '.join(absent)} named but not stored" if absent else f"pad {pad} is not 4 numbers"
-            raise EvaluateError(f"{path}: {what}; {fix}")
-        raw = {"velocity": f["velocity"][()], **{f"maps/{n}": f["maps"][n][()] for n in names}}
-        verify_data(f, path, writer="`fwi-attn evaluate --checkpoint DIR/model.pt --out DIR`", arrays=raw)
-        velocity = raw["velocity"].astype(np.float32)
-        maps = {n: raw[f"maps/{n}"].astype(np.float32) for n in names}
-    bad = [n for n, m in maps.items() if m.ndim != 2]
-    if velocity.ndim != 2 or bad:
-        raise EvaluateError(f"{path}: velocity {list(velocity.shape)} and every map must be 2-D"
-                            f"{' (not ' + ', '.join(bad) + ')' if bad else ''}; {fix}")
-    return Attention(path=path, index=int(attrs["index"]), velocity=velocity, maps=maps,
-                     pad=tuple(int(p) for p in pad), attrs=attrs)
 
 
 # ----------------------------------------------------------------------------- attention_salt.json
@@ -300,11 +208,11 @@ def _mean_or_none(values: list) -> float | None:
 # ----------------------------------------------------------------------------- scoring
 
 
-def score(cfg, norm: Normalizer, prediction_ms: np.ndarray, target_ms: np.ndarray) -> dict:
+def score(cfg, scale: VelocityScale, prediction_ms: np.ndarray, target_ms: np.ndarray) -> dict:
     """The scores of raw predictions ``[n, nz, nx]`` (m/s) against the truth: metrics.json's ``mean``,
     ``pooled``, ``per_sample`` and ``clipped`` entries."""
     ev = cfg.evaluate
-    args = (prediction_ms, target_ms, norm.vmin, norm.vmax, ev.salt_threshold, ev.boundary_tolerance)
+    args = (prediction_ms, target_ms, scale.vmin, scale.vmax, ev.salt_threshold, ev.boundary_tolerance)
     raw, clipped = compute_metrics(*args), compute_metrics(*args, clip=True)
     return {"mean": summarize(raw), "pooled": pooled(raw), "per_sample": to_json_lists(raw),
             "clipped": {"mean": summarize(clipped), "pooled": pooled(clipped)}}
@@ -325,22 +233,37 @@ def _open_data(cfg, split: str, test_set: tuple[str, str | os.PathLike] | None) 
     return data, *labels
 
 
+def metrics_record(cfg, scale: VelocityScale, prediction_ms: np.ndarray, target_ms: np.ndarray, *, labels: dict,
+                   cost: dict, origin: dict) -> dict:
+    """The ``metrics.json`` dictionary, the one place it is built (module docstring).
+
+    Args:
+        scale: the velocity bounds the metrics use (``geology.vmin``/``vmax``).
+        prediction_ms, target_ms: ``[n, nz, nx]`` m/s, predictions as the network gave them.
+        labels: ``variant, seed, dataset, split, n_samples``.
+        cost: ``n_params, macs, time_per_sample_s`` (empty for a predictions file).
+        origin: where the predictions came from (``checkpoint``, ``checkpoint_sha256``, ``epoch``,
+            ``model``; or ``predictions``, ``checkpoint``).
+    """
+    ev = cfg.evaluate
+    return {**labels, **cost, **score(cfg, scale, prediction_ms, target_ms), **origin,
+            "settings": {"vmin": scale.vmin, "vmax": scale.vmax, "salt_threshold": ev.salt_threshold,
+                         "boundary_tolerance": ev.boundary_tolerance}}
+
+
 def _write_outputs(cfg, out: Path, *, variant: str, seed, data: ShardDataset, split: str, pred_ms: np.ndarray,
                    target_ms: np.ndarray, norm: Normalizer, checkpoint: str, n_params: int, macs: int,
                    time_per_sample: float, epoch, model: dict | None = None, dataset: str | None = None) -> dict:
     dataset = dataset or cfg.study.dataset
-    write_predictions(out / "predictions.h5", pred_ms, target_ms, np.arange(len(target_ms)), variant=variant,
+    write_predictions(out / RUN.predictions, pred_ms, target_ms, np.arange(len(target_ms)), variant=variant,
                       seed=seed, dataset=dataset, split=split, shards=data.paths, checkpoint=checkpoint)
-    metrics = {
-        "variant": variant, "seed": seed, "dataset": dataset, "split": split, "n_samples": len(data),
-        "n_params": int(n_params), "macs": int(macs), "time_per_sample_s": float(time_per_sample),
-        **score(cfg, norm, pred_ms, target_ms),
-        "checkpoint": checkpoint or None, "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
-        "epoch": epoch, "model": model,
-        "settings": {"vmin": norm.vmin, "vmax": norm.vmax, "salt_threshold": cfg.evaluate.salt_threshold,
-                     "boundary_tolerance": cfg.evaluate.boundary_tolerance},
-    }
-    write_json(out / "metrics.json", metrics)
+    metrics = metrics_record(
+        cfg, norm.velocity_scale, pred_ms, target_ms,
+        labels={"variant": variant, "seed": seed, "dataset": dataset, "split": split, "n_samples": len(data)},
+        cost={"n_params": int(n_params), "macs": int(macs), "time_per_sample_s": float(time_per_sample)},
+        origin={"checkpoint": checkpoint or None,
+                "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None, "epoch": epoch, "model": model})
+    write_json(out / RUN.metrics, metrics)
     return metrics
 
 
@@ -421,7 +344,7 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
                 yield sample
 
         scores = attention_salt_scores(each_sample(), target_ms, predictor.pad, cfg.evaluate.salt_threshold)
-    write_json(out / ATTENTION_SALT_FILE, {
+    write_json(out / RUN.attention_salt, {
         "schema": ATTENTION_SALT_SCHEMA, "variant": variant, "seed": extra.get("seed"), "dataset": dataset,
         "split": split, "checkpoint": str(checkpoint), "n_samples": len(target_ms),
         "indices": list(range(len(target_ms))), "salt_threshold": cfg.evaluate.salt_threshold,
@@ -429,7 +352,7 @@ def evaluate_checkpoint(cfg, checkpoint: str | os.PathLike, out: str | os.PathLi
         "spatial": bool(scores),
         "note": None if scores else "no spatial attention map (channel attention only, or no attention)",
         "levels": scores, "seconds": time.perf_counter() - t0})
-    write_attention(out / "attention.h5", show, velocity=target_ms[k], index=k, pad=predictor.pad,
+    write_attention(out / RUN.attention, show, velocity=target_ms[k], index=k, pad=predictor.pad,
                     variant=variant, seed=extra.get("seed"), dataset=dataset, split=split, checkpoint=str(checkpoint),
                     salt_threshold=cfg.evaluate.salt_threshold)
     return _write_outputs(cfg, out, variant=variant, seed=extra.get("seed"), data=data, split=split,
@@ -478,22 +401,17 @@ def evaluate_predictions(cfg, predictions: str | os.PathLike, out: str | os.Path
     Raises:
         FileNotFoundError / ShardError: a missing or unreadable predictions file.
     """
-    from fwi_attn.data.store import read_shard
-
     pred = read_predictions(predictions)
-    norm = Normalizer.for_velocity(cfg.geology.vmin, cfg.geology.vmax)
     dataset = ""
     if pred.shards and pred.shards[0].is_file():
         dataset = str(read_shard(pred.shards[0], load=False).attrs.get("dataset", ""))
     seed = int(pred.attrs.get("seed", -1))
     checkpoint = str(pred.attrs.get("checkpoint", ""))
-    metrics = {
-        "variant": pred.attrs.get("variant"), "seed": None if seed < 0 else seed,
-        "dataset": dataset or pred.attrs.get("dataset", ""), "split": pred.attrs.get("split", ""),
-        "n_samples": len(pred), **score(cfg, norm, pred.prediction, pred.target), "predictions": str(predictions),
-        "checkpoint": checkpoint or None,
-        "settings": {"vmin": norm.vmin, "vmax": norm.vmax, "salt_threshold": cfg.evaluate.salt_threshold,
-                     "boundary_tolerance": cfg.evaluate.boundary_tolerance},
-    }
-    write_json(Path(out) / "metrics.json", metrics)
+    metrics = metrics_record(
+        cfg, VelocityScale(float(cfg.geology.vmin), float(cfg.geology.vmax)), pred.prediction, pred.target,
+        labels={"variant": pred.attrs.get("variant"), "seed": None if seed < 0 else seed,
+                "dataset": dataset or pred.attrs.get("dataset", ""), "split": pred.attrs.get("split", ""),
+                "n_samples": len(pred)},
+        cost={}, origin={"predictions": str(predictions), "checkpoint": checkpoint or None})
+    write_json(Path(out) / RUN.metrics, metrics)
     return metrics

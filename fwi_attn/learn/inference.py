@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from fwi_attn.config import resolve_device
-from fwi_attn.data.store import read_shard, write_predictions
+from fwi_attn.io.predictions import write_predictions
+from fwi_attn.io.shard import read_shard
 from fwi_attn.data.survey import Survey, acquisition_differences, check_acquisition
 
 
@@ -39,7 +40,7 @@ def _describe(norm: dict) -> str:
 
 def checkpoint_normalizer(checkpoint: str | os.PathLike, saved: dict | None, stats: str | os.PathLike | None,
                           fallback_stats: str | os.PathLike | None = None):
-    """The :class:`~fwi_attn.data.dataset.Normalizer` a checkpoint was trained with.
+    """The :class:`~fwi_attn.data.normalize.Normalizer` a checkpoint was trained with.
 
     Args:
         checkpoint: the checkpoint's path (for messages).
@@ -52,7 +53,8 @@ def checkpoint_normalizer(checkpoint: str | os.PathLike, saved: dict | None, sta
             neither a record nor a stats file.
         StatsError: an unreadable ``stats`` file.
     """
-    from fwi_attn.data.dataset import Normalizer, load_stats
+    from fwi_attn.data.normalize import Normalizer
+    from fwi_attn.io.stats import load_stats
 
     if saved is not None:
         norm = Normalizer.from_dict(saved)
@@ -79,7 +81,7 @@ class Predictor:
     Args:
         model: a network mapping ``[B, shot, time, receiver]`` to ``[B, 1, nz, nx]`` on [-1, 1]
             (with a ``config`` dict of its sizes, as :func:`fwi_attn.nn.models.create_model` builds).
-        normalizer: the :class:`~fwi_attn.data.dataset.Normalizer` it was trained with.
+        normalizer: the :class:`~fwi_attn.data.normalize.Normalizer` it was trained with.
         device: where the network runs (``auto``, ``cpu``, ``cuda`` or a ``torch.device``).
         channels_last: run the network and its inputs in that memory format (faster convolutions).
         checkpoint: where the network came from (for messages and records).
@@ -256,7 +258,7 @@ def resample_velocity(velocity: torch.Tensor, nz: int, nx: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(velocity, size=(nz, nx), mode="bilinear", align_corners=True)
 
 
-def _shard_paths(data: str | os.PathLike | Sequence[str | os.PathLike],
+def shard_paths(data: str | os.PathLike | Sequence[str | os.PathLike],
                  skip: str | os.PathLike | None = None) -> list[str | os.PathLike]:
     """Expand ``--data`` entries into shard paths, in order: a file is itself (as given), a folder
     its ``*.h5`` files sorted by name, leaving out hidden files and ``skip`` (the predictions file
@@ -313,7 +315,7 @@ def predict(checkpoint: str | os.PathLike, data: str | os.PathLike | Sequence[st
     """
     from fwi_attn.data.simulate import survey_from_shard
 
-    paths = _shard_paths(data, skip=out)
+    paths = shard_paths(data, skip=out)
     # Check every shard's metadata before any work: one acquisition (hence one grid) for the
     # whole predictions file, as `fwi-attn physics` / `refine --predictions` require of it.
     metas = [read_shard(p, load=False) for p in paths]
@@ -353,3 +355,6 @@ def predict(checkpoint: str | os.PathLike, data: str | os.PathLike | Sequence[st
                              shards=[str(p) for p in paths], variant=predictor.variant,
                              seed=extra.get("seed"), dataset=str(extra.get("dataset", "")),
                              split="+".join(splits), checkpoint=str(checkpoint))
+
+
+_shard_paths = shard_paths  # its name before it was public, still imported by the command line

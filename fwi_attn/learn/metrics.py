@@ -56,6 +56,10 @@ Salt metrics when **neither** truth nor prediction has salt (or a boundary) are 
 sample says nothing about salt delineation. Means use ``nanmean`` and are None (JSON null) when
 every sample is NaN. When only one side has salt the score is 0.
 
+The names (:data:`METRICS`, :data:`POOLED`) and every numpy function here import without torch, so
+tables, figures and the report read them directly; only SSIM, whose reference implementation is
+a torch convolution, imports torch when it is computed.
+
 Every model is scored the same way, on its raw output. ``compute_metrics(..., clip=True)`` gives
 the second view, predictions clipped to [vmin, vmax] first (a linear head may overshoot the
 physical range; a Tanh head cannot), which ``fwi-attn evaluate`` stores as ``clipped``.
@@ -65,11 +69,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
-from fwi_attn.data.dataset import Normalizer
+from fwi_attn.data.normalize import VelocityScale, is_tensor
 
 #: Every per-sample metric, in the order tables show them.
 METRICS = ("mae", "mse", "rmse", "ssim", "ssim_valid", "mae_ms", "rmse_ms", "psnr", "salt_iou", "salt_iou_band",
@@ -85,7 +87,7 @@ SALT_BAND_STEPS = 20
 
 
 def _np(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
+    if is_tensor(x):
         x = x.detach().float().cpu().numpy()
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 4 and x.shape[1] == 1:
@@ -104,25 +106,21 @@ def _pair(pred, true) -> tuple[np.ndarray, np.ndarray]:
     return p, t
 
 
-def to_unit(v, vmin: float, vmax: float):
-    """m/s -> [-1, 1] (OpenFWI's scale for MAE/RMSE); works on numpy and torch
-    (:meth:`fwi_attn.data.dataset.Normalizer.velocity`)."""
-    return Normalizer.for_velocity(vmin, vmax).velocity(v)
-
-
 def mae(pred, true) -> np.ndarray:
     """Mean absolute error per sample, in the inputs' units. ``[n, nz, nx]`` -> ``[n]``."""
     p, t = _pair(pred, true)
     return np.abs(p - t).mean(axis=(1, 2))
 
 
-def mae_torch(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+def mae_torch(pred, true):
     """Mean absolute error per sample of tensors ``[n, 1, nz, nx]`` (or ``[n, nz, nx]``), float64 ``[n]``
     on their device, in the inputs' units (used in training's validation).
 
     The difference is taken in the inputs' precision and summed in float64, so a mean over many
     cells does not lose float32's digits.
     """
+    import torch
+
     if pred.shape != true.shape:
         raise ValueError(f"prediction {list(pred.shape)} and target {list(true.shape)} differ in shape")
     cells = pred[0].numel() if len(pred) else 1
@@ -142,14 +140,17 @@ def psnr(pred01, true01) -> np.ndarray:
     return np.minimum(10.0 * np.log10(1.0 / np.maximum(mse, 1e-300)), PSNR_CAP_DB)
 
 
-def gaussian_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, dtype=torch.float64) -> torch.Tensor:
-    """The normalised 1-D Gaussian ``[size]``, centred on ``size // 2``."""
+def gaussian_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, dtype=None):
+    """The normalised 1-D Gaussian ``[size]`` (a torch tensor, float64 unless ``dtype``), centred on ``size // 2``."""
+    import torch
+
+    dtype = torch.float64 if dtype is None else dtype
     x = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-x ** 2 / (2 * sigma ** 2))
     return (g / g.sum()).to(dtype)
 
 
-def ssim_torch(pred01: torch.Tensor, true01: torch.Tensor, padding: str = "zero") -> torch.Tensor:
+def ssim_torch(pred01, true01, padding: str = "zero"):
     """SSIM per sample of ``[n, 1, nz, nx]`` images on [0, 1]; differentiable (training's
     ``l1_ssim`` loss uses it).
 
@@ -161,6 +162,9 @@ def ssim_torch(pred01: torch.Tensor, true01: torch.Tensor, padding: str = "zero"
     Returns:
         ``[n]`` in the inputs' dtype (float32 inputs are computed in float32, as OpenFWI does).
     """
+    import torch
+    import torch.nn.functional as F
+
     if padding not in ("zero", "valid"):
         raise ValueError(f"SSIM padding must be 'zero' or 'valid', got {padding!r}")
     if pred01.shape != true01.shape:
@@ -194,6 +198,8 @@ def ssim(pred01, true01, padding: str = "zero") -> np.ndarray:
     p, t = _pair(pred01, true01)
     if padding == "valid" and min(p.shape[1:]) < SSIM_WINDOW:
         return np.full(len(p), np.nan)
+    import torch
+
     with torch.no_grad():
         out = ssim_torch(torch.from_numpy(p)[:, None], torch.from_numpy(t)[:, None], padding)
     return out.numpy()
@@ -287,7 +293,7 @@ def compute_metrics(pred_ms, true_ms, vmin: float, vmax: float, salt_threshold: 
     p, t = _pair(pred_ms, true_ms)
     if clip:
         p = np.clip(p, vmin, vmax)
-    scale = Normalizer.for_velocity(vmin, vmax)
+    scale = VelocityScale(float(vmin), float(vmax))
     pn, tn = scale.velocity(p), scale.velocity(t)
     p01, t01 = scale.unit_interval(pn), scale.unit_interval(tn)
     mse = np.square(pn - tn).mean(axis=(1, 2))
