@@ -1,4 +1,5 @@
-"""Tests for fwi_attn.data.dataset: the shard loader, OpenFWI folders, normalisation and stats."""
+"""Tests for the data package: the shard loader (dataset), OpenFWI folders (sources), normalisation
+(normalize) and stats (dataset.compute_stats, io.stats)."""
 from __future__ import annotations
 
 import json
@@ -9,9 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from fwi_attn.data.dataset import (DatasetError, Normalizer, ShardDataset, StatsError, compute_stats, find_sources,
-                              gain_log_transform, inverse_log_transform, load_stats, log_transform, mean_velocity)
-from fwi_attn.data.store import DATA_HASH, META_HASH, ShardError, read_shard, seal, write_shard
+from fwi_attn.data.dataset import ShardDataset, compute_stats
+from fwi_attn.data.normalize import Normalizer, VelocityScale, gain_log_transform, inverse_log_transform, log_transform
+from fwi_attn.data.sources import find_sources
+from fwi_attn.io.hdf5 import DATA_HASH, META_HASH, ShardError, seal
+from fwi_attn.io.shard import DatasetError, read_shard, write_shard
+from fwi_attn.io.stats import StatsError, load_stats, mean_velocity
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +138,22 @@ def test_normalisation_round_trips(gain):
     np.testing.assert_allclose(log_transform(np.array([-np.e + 1, 0.0, np.e - 1])), [-1.0, 0.0, 1.0])
     with pytest.raises(StatsError, match="exceed"):
         Normalizer(1.0, 1.0, 1500.0, 4500.0)
+
+
+def test_velocity_scale_is_the_normalisers_velocity_half_to_the_last_bit():
+    norm = Normalizer(gathers_min=-3.5, gathers_max=4.25, vmin=1500.0, vmax=4500.0, gain_power=2.0, gain_scale=10.0)
+    scale = VelocityScale(1500.0, 4500.0)
+    assert norm.velocity_scale == scale == Normalizer.for_velocity(1500, 4500)
+    v = np.random.default_rng(3).uniform(1400, 4600, (3, 8, 9))
+    assert np.array_equal(scale.velocity(v), norm.velocity(v))
+    assert np.array_equal(scale.unit_interval(scale.velocity(v)), Normalizer.unit_interval(norm.velocity(v)))
+    for clip in (False, True):
+        assert np.array_equal(scale.velocity_inverse(scale.velocity(v), clip), norm.velocity_inverse(norm.velocity(v), clip))
+    t = torch.from_numpy(v)
+    assert torch.equal(scale.velocity_inverse(t, clip=True), norm.velocity_inverse(t, clip=True))
+    assert float(scale.velocity_inverse(t, clip=True).max()) == 4500.0
+    with pytest.raises(StatsError, match="vmax .* must exceed vmin"):
+        VelocityScale(4500.0, 1500.0)
 
 
 def test_time_gain_balances_early_and_late_arrivals(tiny_dataset, stats):
@@ -278,7 +298,7 @@ def test_missing_folder(tmp_path):
 def test_a_split_is_exactly_the_shards_the_config_defines(tiny_dataset, tmp_path):
     import shutil
 
-    from fwi_attn.data.dataset import split_sources
+    from fwi_attn.data.sources import split_sources
 
     cfg = tiny_dataset["config"]
     train = tiny_dataset["dir"] / "train"
@@ -310,7 +330,7 @@ def test_a_shard_recorded_before_derived_values_were_resolved_still_matches(tiny
 
     import h5py
 
-    from fwi_attn.data.dataset import split_sources
+    from fwi_attn.data.sources import split_sources
 
     cfg = tiny_dataset["config"]
     path = tiny_dataset["shards"]["test"][0]

@@ -53,7 +53,7 @@ import torch
 import yaml
 
 from conftest import alive
-from fwi_attn.data.store import seal
+from fwi_attn.io.hdf5 import seal
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
@@ -706,7 +706,7 @@ def test_make_names_a_missing_config_file(tmp_path):
 
 
 def test_atomic_write_removes_dead_writers_temp_files_and_keeps_live_ones(tmp_path):
-    from fwi_attn.data.store import atomic_path
+    from fwi_attn.io.files import atomic_path
 
     final = tmp_path / "metrics.json"
     host = socket.gethostname()
@@ -761,7 +761,7 @@ def test_repeated_inputs_are_refused_by_every_multi_input_command(tmp_path, tiny
     assert_clear_error(res, "testset", [str(twin_model), expected])
     assert not (tmp_path / "set").exists() or not list((tmp_path / "set").iterdir())
 
-    from fwi_attn.data.store import write_predictions
+    from fwi_attn.io.predictions import write_predictions
 
     rng = np.random.default_rng(7)
     runs = tmp_path / "runs"
@@ -897,8 +897,8 @@ def test_a_figure_into_a_full_disk_fails_in_one_line(tmp_path, tiny_dataset, sma
 def test_attention_and_gathers_into_a_full_disk_fail_cleanly(small_disk, name):
     """The result files beside predictions.h5 are built in memory and written in one plain write
     too: a full disk is one OutputError naming the file, and nothing is left at its path."""
-    from fwi_attn.data.store import OutputError
-    from fwi_attn.learn.evaluate import write_attention
+    from fwi_attn.io.attention import write_attention
+    from fwi_attn.io.files import OutputError
     from fwi_attn.physics.check import Showcase, write_gathers
 
     rng = np.random.default_rng(3)
@@ -923,7 +923,8 @@ def test_attention_and_gathers_into_a_full_disk_fail_cleanly(small_disk, name):
 def test_an_hdf5_file_that_fills_the_disk_is_one_clean_error(small_disk):
     """HDF5 built in memory, written in one plain write: ENOSPC is an OutputError naming the file,
     with no HDF5 "Exception ignored" output and no crash of this very process."""
-    from fwi_attn.data.store import OutputError, atomic_path, write_h5
+    from fwi_attn.io.files import OutputError, atomic_path
+    from fwi_attn.io.hdf5 import write_h5
 
     path = small_disk / "big.h5"
     fill(small_disk, 200_000)

@@ -17,9 +17,14 @@ import yaml
 
 from conftest import refused_when_edited_read_when_legacy
 from fwi_attn.cli import main
-from fwi_attn.data.dataset import Normalizer, ShardDataset, load_stats
-from fwi_attn.data.store import read_shard, seal, write_json
-from fwi_attn.learn.evaluate import EvaluateError, evaluate_checkpoint, read_attention, showcase_index
+from fwi_attn.data.dataset import ShardDataset
+from fwi_attn.data.normalize import Normalizer
+from fwi_attn.io.attention import AttentionError, read_attention
+from fwi_attn.io.files import write_json
+from fwi_attn.io.hdf5 import seal
+from fwi_attn.io.shard import read_shard
+from fwi_attn.io.stats import load_stats
+from fwi_attn.learn.evaluate import evaluate_checkpoint, showcase_index
 from fwi_attn.learn.inference import InferenceError, Predictor
 from fwi_attn.nn.layers import capture_attention
 from fwi_attn.nn.models import create_model, load_model, save_checkpoint
@@ -150,14 +155,14 @@ def test_attention_reader_names_the_file(tiny_dataset, tmp_path):
         read_attention(missing)
     with h5py.File(tmp_path / "foreign.h5", "w") as f:
         f.attrs["schema"] = "something/1"
-    with pytest.raises(EvaluateError, match=r"foreign\.h5: schema 'something/1', expected 'fwi-attn-attention/1'"):
+    with pytest.raises(AttentionError, match=r"foreign\.h5: schema 'something/1', expected 'fwi-attn-attention/1'"):
         read_attention(tmp_path / "foreign.h5")
     cfg = tiny_dataset["config"]
     evaluate_checkpoint(cfg, _checkpoint(tmp_path / "model.pt", tiny_dataset), tmp_path, progress=False)
     with h5py.File(tmp_path / "attention.h5", "r+") as f:
         f.attrs["names"] = json.dumps(list(json.loads(f.attrs["names"])) + ["decoder.9.attn"])
         _resealed(f)  # as if written so: the reader's own check, not the checksum, must refuse it
-    with pytest.raises(EvaluateError, match=r"attention\.h5: maps decoder\.9\.attn named but not stored"):
+    with pytest.raises(AttentionError, match=r"attention\.h5: maps decoder\.9\.attn named but not stored"):
         read_attention(tmp_path / "attention.h5")
 
 

@@ -9,8 +9,10 @@ import pytest
 
 from fwi_attn.cli import main
 from fwi_attn.data.geology import save_segy
-from fwi_attn.data.store import (SCHEMA, ChecksumError, ShardError, atomic_path, read_predictions, read_shard, seal,
-                                 validate_shard, write_predictions, write_shard)
+from fwi_attn.io.files import atomic_path
+from fwi_attn.io.hdf5 import ChecksumError, ShardError, seal
+from fwi_attn.io.predictions import read_predictions, write_predictions
+from fwi_attn.io.shard import SCHEMA, read_shard, validate_shard, write_shard
 
 
 def make_arrays(n=3, shots=2, nt=10, rec=4, nz=5, nx=6):
@@ -135,7 +137,7 @@ def test_cli_check_config_reports_errors(tmp_path, capsys):
 
 
 def test_check_output_refuses_before_any_work(tmp_path):
-    from fwi_attn.data.store import OutputError, check_output
+    from fwi_attn.io.files import OutputError, check_output
 
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -212,3 +214,62 @@ def test_a_shard_from_before_checksums_is_read_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="old.h5: written before files carried checksums.*regenerate it"):
         shard = validate_shard(path)
     np.testing.assert_array_equal(shard.gathers, g)
+
+
+# ----------------------------------------------------------------------------- the io layer's other files
+
+
+def showcase(seed=0):
+    from fwi_attn.io.gathers import Showcase
+
+    rng = np.random.default_rng(seed)
+    g = rng.normal(size=(2, 12, 5)).astype(np.float32)
+    return Showcase(index=3, observed=g, predicted=g * 0.9, baseline=g * 0.5,
+                    truth=rng.uniform(1500, 4500, (6, 7)), prediction=rng.uniform(1500, 4500, (6, 7)), dt=0.002,
+                    dx=10.0, source_xz=rng.uniform(0, 60, (2, 2)), receiver_xz=rng.uniform(0, 60, (5, 2)),
+                    attrs={"variant": "cbam", "seed": None, "dataset": "salt"})
+
+
+def test_gathers_file_of_the_io_layer_is_the_physics_checks_file(tmp_path):
+    """io.gathers writes what physics.check writes (the same checksums) and each reads the other's."""
+    from fwi_attn.io import gathers
+    from fwi_attn.physics import check
+
+    ours, theirs = tmp_path / "ours.h5", tmp_path / "theirs.h5"
+    gathers.write_gathers(ours, showcase())
+    check.write_gathers(theirs, showcase())
+    for key in ("data_sha256", "meta_sha256"):
+        with h5py.File(ours, "r") as a, h5py.File(theirs, "r") as b:
+            assert a.attrs[key] == b.attrs[key]
+    back = gathers.read_gathers(theirs)
+    assert back.index == 3 and back.attrs["seed"] is None and back.attrs["variant"] == "cbam"
+    np.testing.assert_array_equal(back.predicted, showcase().predicted)
+    assert check.read_gathers(ours).dx == 10.0
+    with h5py.File(ours, "r+") as f:
+        f.attrs["dt"] = 0.004
+    with pytest.raises(ChecksumError, match=r"ours\.h5: metadata checksum mismatch"):
+        gathers.read_gathers(ours)
+
+
+def test_a_run_json_result_is_checked_by_name(tmp_path):
+    from fwi_attn.io.run_json import ResultError, read_metrics, read_physics, write_result
+    from fwi_attn.layout import RUN
+
+    path = tmp_path / RUN.metrics
+    with pytest.raises(FileNotFoundError, match="fwi-attn evaluate"):
+        read_metrics(path)
+    record = {"variant": "none", "seed": 0, "dataset": "salt", "split": "test", "n_samples": 2,
+              "mean": {"mae": 0.1}, "pooled": {"mae": 0.1}, "per_sample": {"mae": [0.1, 0.1]}, "settings": {}}
+    write_result(path, record, RUN.metrics)
+    assert read_metrics(path) == record
+    with pytest.raises(ValueError, match="needs n_samples"):
+        write_result(path, {k: v for k, v in record.items() if k != "n_samples"}, RUN.metrics)
+    path.write_text(path.read_text().replace('"seed": 0', '"seed": 1'))
+    with pytest.raises(ResultError, match="checksum mismatch.*fwi-attn evaluate"):
+        read_metrics(path)
+    (tmp_path / RUN.physics).write_text('{"variant": "none", "seed": 0, "dataset": "d", "n_samples": 1}')
+    with pytest.raises(ResultError, match=r"missing indices, mean, per_sample .*fwi-attn physics"):
+        read_physics(tmp_path / RUN.physics)
+    (tmp_path / "bad.json").write_text("[1, 2")
+    with pytest.raises(ResultError, match=r"bad\.json: not a readable JSON result"):
+        read_metrics(tmp_path / "bad.json")

@@ -61,6 +61,7 @@ from fwi_attn.io.attention import read_attention, write_attention  # noqa: F401 
 from fwi_attn.io.attention_salt import ATTENTION_SALT_SCHEMA
 from fwi_attn.io.files import file_sha256, write_json
 from fwi_attn.io.predictions import read_predictions, write_predictions
+from fwi_attn.io.run_json import write_result
 from fwi_attn.io.shard import read_shard
 from fwi_attn.io.stats import load_stats, mean_velocity
 from fwi_attn.layout import RUN, default_stats_path, parse_run_dir
@@ -263,7 +264,7 @@ def _write_outputs(cfg, out: Path, *, variant: str, seed, data: ShardDataset, sp
         cost={"n_params": int(n_params), "macs": int(macs), "time_per_sample_s": float(time_per_sample)},
         origin={"checkpoint": checkpoint or None,
                 "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None, "epoch": epoch, "model": model})
-    write_json(out / RUN.metrics, metrics)
+    write_result(out / RUN.metrics, metrics, RUN.metrics)
     return metrics
 
 
@@ -413,5 +414,5 @@ def evaluate_predictions(cfg, predictions: str | os.PathLike, out: str | os.Path
                 "dataset": dataset or pred.attrs.get("dataset", ""), "split": pred.attrs.get("split", ""),
                 "n_samples": len(pred)},
         cost={}, origin={"predictions": str(predictions), "checkpoint": checkpoint or None})
-    write_json(Path(out) / RUN.metrics, metrics)
+    write_result(Path(out) / RUN.metrics, metrics, RUN.metrics)
     return metrics
