@@ -273,3 +273,16 @@ def test_a_run_json_result_is_checked_by_name(tmp_path):
     (tmp_path / "bad.json").write_text("[1, 2")
     with pytest.raises(ResultError, match=r"bad\.json: not a readable JSON result"):
         read_metrics(tmp_path / "bad.json")
+
+
+def test_history_file_of_the_io_layer_is_trainings_file(tmp_path):
+    from fwi_attn.io import history
+    from fwi_attn.learn import train
+
+    rows = [{"epoch": e, "train_loss": 1.0 / (e + 1), "val_mae": 0.1 * e + 1e-9, "val_ssim": 0.5, "lr": 1e-3,
+             "seconds": 2.25} for e in range(3)]
+    history.write_history(tmp_path / "ours.csv", rows)
+    train.write_history(tmp_path / "theirs.csv", rows)
+    assert (tmp_path / "ours.csv").read_bytes() == (tmp_path / "theirs.csv").read_bytes()
+    assert history.read_history_rows(tmp_path / "ours.csv") == train.read_history(tmp_path / "theirs.csv")
+    assert history.read_history(tmp_path / "ours.csv")["epoch"].tolist() == [0.0, 1.0, 2.0]

@@ -184,5 +184,6 @@ class Normalizer:
     unit_interval = staticmethod(VelocityScale.unit_interval)
 
     def velocity_inverse(self, y, clip: bool = False):
-        """[-1, 1] -> m/s (numpy or torch), optionally clipped to [vmin, vmax] (:meth:`VelocityScale.velocity_inverse`)."""
+        """[-1, 1] -> m/s (numpy or torch), optionally clipped to [vmin, vmax]
+        (:meth:`VelocityScale.velocity_inverse`)."""
         return self.velocity_scale.velocity_inverse(y, clip)

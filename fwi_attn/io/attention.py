@@ -53,7 +53,8 @@ def write_attention(path: str | os.PathLike, maps: dict[str, np.ndarray], *, vel
     """Write an ``attention.h5`` atomically (layout: :class:`Attention`).
 
     Args:
-        maps: ``{module path: [h, w]}`` in forward order (:meth:`fwi_attn.learn.inference.Predictor.attention` of one sample).
+        maps: ``{module path: [h, w]}`` in forward order (of one sample:
+            :meth:`fwi_attn.learn.inference.Predictor.attention`).
         velocity: the sample's true model ``[nz, nx]`` (m/s).
         index: its index within ``split``; ``salt_threshold``: the threshold that chose it.
     """
