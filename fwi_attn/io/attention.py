@@ -14,8 +14,10 @@ import numpy as np
 
 from fwi_attn.io.files import atomic_path
 from fwi_attn.io.hdf5 import open_result, seal, verify_data, write_h5
+from fwi_attn.layout import RUN
 
 ATTENTION_SCHEMA = "fwi-attn-attention/1"
+WRITER = f"`fwi-attn evaluate --checkpoint DIR/{RUN.model} --out DIR`"
 
 
 class AttentionError(ValueError):
@@ -89,7 +91,7 @@ def read_attention(path: str | os.PathLike) -> Attention:
     path = Path(path)
     fix = "rerun `fwi-attn evaluate --checkpoint` for this run"
     with open_result(path, ATTENTION_SCHEMA, error=AttentionError, what="attention file",
-                     writer="`fwi-attn evaluate --checkpoint DIR/model.pt --out DIR`") as (f, attrs):
+                     writer=WRITER) as (f, attrs):
         missing = [k for k in ("index", "pad", "names") if k not in attrs]
         missing += [k for k in ("velocity", "maps") if k not in f]
         if missing:
@@ -103,7 +105,7 @@ def read_attention(path: str | os.PathLike) -> Attention:
             what = f"maps {', '.join(absent)} named but not stored" if absent else f"pad {pad} is not 4 numbers"
             raise AttentionError(f"{path}: {what}; {fix}")
         raw = {"velocity": f["velocity"][()], **{f"maps/{n}": f["maps"][n][()] for n in names}}
-        verify_data(f, path, writer="`fwi-attn evaluate --checkpoint DIR/model.pt --out DIR`", arrays=raw)
+        verify_data(f, path, writer=WRITER, arrays=raw)
         velocity = raw["velocity"].astype(np.float32)
         maps = {n: raw[f"maps/{n}"].astype(np.float32) for n in names}
     bad = [n for n, m in maps.items() if m.ndim != 2]

@@ -32,15 +32,15 @@ def read_attention_salt(path: str | os.PathLike) -> dict:
             lists that do not match ``indices``.
     """
     path = Path(path)
-    fix = "rerun `fwi-attn evaluate --checkpoint DIR/model.pt --out DIR` for this run"
+    writer = f"`fwi-attn evaluate --checkpoint DIR/{RUN.model} --out DIR` for this run"
+    fix = f"rerun {writer}"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no attention-salt scores; {fix}")
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise AttentionSaltError(f"{path}: not readable JSON ({e}); {fix}") from None
-    data = verify_checked(data, path, "`fwi-attn evaluate --checkpoint DIR/model.pt --out DIR` for this run",
-                          AttentionSaltError)
+    data = verify_checked(data, path, writer, AttentionSaltError)
     if not isinstance(data, dict) or data.get("schema") != ATTENTION_SALT_SCHEMA:
         got = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise AttentionSaltError(f"{path}: schema {got!r}, expected {ATTENTION_SALT_SCHEMA!r}; {fix}")
