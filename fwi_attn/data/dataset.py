@@ -70,7 +70,7 @@ class ShardDataset:
     """Random access to the samples of one split, normalised for the networks.
 
     Args:
-        sources: a split folder, a list of shard paths, or :class:`Source` objects.
+        sources: a split folder, a list of shard paths, or :class:`fwi_attn.data.sources.Source` objects.
         normalizer: applied to every sample; None returns raw values.
         check_finite: refuse a sample with NaN/inf (one cheap pass over the sample).
 
@@ -266,14 +266,14 @@ def compute_stats(folder: str | os.PathLike | Sequence, vmin: float, vmax: float
     Reads ``block`` samples at a time, so memory stays bounded for large splits.
 
     Args:
-        folder: the train split: its folder, or its files (:func:`split_sources`); never
-            val or test, whose data must stay unseen.
+        folder: the train split: its folder, or its files (:func:`fwi_attn.data.sources.split_sources`);
+            never val or test, whose data must stay unseen.
         vmin, vmax: the physical velocity bounds (m/s) that map to -1 and +1.
-        gain_power, gain_scale: the time gain of :func:`gain_log_transform`
+        gain_power, gain_scale: the time gain of :func:`fwi_attn.data.normalize.gain_log_transform`
             (``normalize.gain_power`` / ``gain_scale``; 0 and 1 give OpenFWI's plain log).
 
     Returns:
-        The ``stats.json`` dictionary (see the module docstring).
+        The ``stats.json`` dictionary (:mod:`fwi_attn.io.stats`).
 
     Raises:
         DatasetError: NaN/inf in a sample (naming file and sample), or velocities outside
