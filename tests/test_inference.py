@@ -243,3 +243,26 @@ def test_attention_file_holds_the_predicted_salt_and_the_attention_of_each_level
     plot_attention_maps({variant: att.maps, "none": {}}, {variant: att.pad, "none": (0, 0, 0, 0)}, att.velocity,
                         png, cfg.survey.dx, g.vmin, g.vmax, cfg.evaluate.salt_threshold, att.index)
     assert png.stat().st_size > 0
+
+
+def test_metrics_json_is_built_by_one_function_for_every_mode():
+    """Labels, cost, scores, origin and settings in one order, whatever the mode fills in."""
+    from types import SimpleNamespace
+
+    from fwi_attn.data.normalize import VelocityScale
+    from fwi_attn.learn.evaluate import metrics_record
+    from fwi_attn.learn.metrics import METRICS
+
+    cfg = SimpleNamespace(evaluate=SimpleNamespace(salt_threshold=4200.0, boundary_tolerance=1))
+    rng = np.random.default_rng(7)
+    target = rng.uniform(1500, 4500, (3, 12, 12)).astype(np.float32)
+    labels = {"variant": "none", "seed": 0, "dataset": "salt", "split": "test", "n_samples": 3}
+    record = metrics_record(cfg, VelocityScale(1500.0, 4500.0), target + 50, target, labels=labels,
+                            cost={"n_params": 10, "macs": 20, "time_per_sample_s": 0.1},
+                            origin={"checkpoint": None, "epoch": 4})
+    assert list(record) == [*labels, "n_params", "macs", "time_per_sample_s", "mean", "pooled", "per_sample",
+                            "clipped", "checkpoint", "epoch", "settings"]
+    assert record["settings"] == {"vmin": 1500.0, "vmax": 4500.0, "salt_threshold": 4200.0, "boundary_tolerance": 1}
+    assert set(record["per_sample"]) == set(METRICS) and record["mean"]["mae_ms"] == pytest.approx(50.0, rel=1e-6)
+    bare = metrics_record(cfg, VelocityScale(1500.0, 4500.0), target, target, labels=labels, cost={}, origin={})
+    assert list(bare) == [*labels, "mean", "pooled", "per_sample", "clipped", "settings"]
