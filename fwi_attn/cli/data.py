@@ -68,7 +68,7 @@ def command_simulate(parser):
         import numpy as np
 
         from fwi_attn.config import load_config
-        from fwi_attn.data.geology import load_velocities
+        from fwi_attn.data.velocity_files import load_velocities
         from fwi_attn.data.simulate import shard_attrs, simulate
         from fwi_attn.data.store import check_output, write_shard
         from fwi_attn.data.survey import Survey

@@ -205,7 +205,7 @@ def resample_models(models: np.ndarray, nz: int, nx: int, dx: float, options: Te
     """
     from scipy import ndimage
 
-    from fwi_attn.data.geology import MAX_ASPECT_CHANGE, _resample
+    from fwi_attn.data.velocity_files import MAX_ASPECT_CHANGE, resample
 
     n, mz, mx = models.shape
     if options.fit:
@@ -214,7 +214,7 @@ def resample_models(models: np.ndarray, nz: int, nx: int, dx: float, options: Te
             raise TestSetError(f"{where}: models of {mz} x {mx} cells cannot be fitted onto the {nz} x {nx} grid "
                                f"(aspect nz/nx changes {max(change, 1 / change):.3g}x, at most "
                                f"{MAX_ASPECT_CHANGE:g}x); cut windows instead (drop --fit, give --model-dx)")
-        out = np.stack([_resample(m.astype(np.float64), nz, nx) for m in models]).astype(np.float32)
+        out = np.stack([resample(m.astype(np.float64), nz, nx) for m in models]).astype(np.float32)
         return out, (nz / mz, nx / mx)
     if options.model_dx is None or options.model_dx == dx:
         return models.astype(np.float32, copy=False), (1.0, 1.0)
@@ -240,7 +240,7 @@ def window_origins(shape: tuple[int, int], nz: int, nx: int, stride: tuple[int, 
 
 def read_model_file(path: Path, survey, options: TestSetOptions) -> ModelFile:
     """Read, identify (sha256) and resample one model file; errors name the file."""
-    from fwi_attn.data.geology import read_velocity_file
+    from fwi_attn.data.velocity_files import read_velocity_file
     from fwi_attn.data.store import file_sha256
 
     try:

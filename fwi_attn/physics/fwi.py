@@ -477,7 +477,7 @@ def refine_samples(cfg, out: str | os.PathLike, *, predictions: str | os.PathLik
         obs = read_samples([data], samples)
         true_models = None
         if model:
-            from fwi_attn.data.geology import load_velocities
+            from fwi_attn.data.velocity_files import load_velocities
 
             true_models = load_velocities(model, survey.nz, survey.nx)
         for k, i in enumerate(samples):
