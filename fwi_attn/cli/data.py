@@ -195,6 +195,27 @@ def command_stats(parser):
     return run
 
 
+#: Help of the ``fwi-attn testset`` options (their flags, types and defaults come from
+#: :class:`fwi_attn.data.testset.TestSetOptions` and the schema).
+TESTSET_HELP = {
+    "variable": "HDF5 dataset / MATLAB variable holding the models ('velocity', else the file's only one)",
+    "model_dx": "the models' cell size in m: they are zoomed (scipy.ndimage.zoom, linear) by M / survey.dx to "
+                "the study's cell size (none: already at survey.dx)",
+    "fit": "resample each whole model onto the study's grid (as `fwi-attn simulate`) instead of cutting windows",
+    "stride": "cells between window origins in depth and offset (none: the window size, survey.nz survey.nx; "
+              "Z = 0: one row of windows at --top)",
+    "top": "first row of the topmost windows, in study cells after resampling (skip a model's air/water so "
+           "that the survey's sources sit at its surface)",
+    "min_salt": "keep windows with at least this fraction of cells above evaluate.salt_threshold",
+    "max_windows": "keep at most N windows, a draw seeded by --seed (none: all)",
+    "seed": "seed of the --max-windows draw and of the --family models (recorded)",
+    "out_of_range": "windows with velocities outside geology.vmin..vmax: drop them (reject) or clip them into "
+                    "range; either way their count is printed",
+}
+TESTSET_METAVARS = {"model_dx": "M", "stride": ("Z", "X"), "top": "CELLS", "min_salt": "FRACTION",
+                    "max_windows": "N"}
+
+
 def command_testset(parser):
     parser.add_argument("models", nargs="*",
                         help="velocity model files (m/s) or folders of them: .npy ([nz, nx] or a stack [n, nz, nx] / "
@@ -208,30 +229,9 @@ def command_testset(parser):
     parser.add_argument("--name", required=True,
                         help="the set's name: recorded in its shards and the label of its metrics")
     parser.add_argument("--out", required=True, help="output folder: shard-NNNN.h5 and testset.json")
-    parser.add_argument("--variable", default=None,
-                        help="HDF5 dataset / MATLAB variable holding the models (default: 'velocity', else the "
-                             "file's only one)")
-    parser.add_argument("--model-dx", type=float, default=None, metavar="M",
-                        help="the models' cell size in m: they are zoomed (scipy.ndimage.zoom, linear) by "
-                             "M / survey.dx to the study's cell size (default: already at survey.dx)")
-    parser.add_argument("--fit", action="store_true",
-                        help="resample each whole model onto the study's grid (as `fwi-attn simulate`) instead "
-                             "of cutting windows")
-    parser.add_argument("--stride", type=int, nargs=2, default=None, metavar=("Z", "X"),
-                        help="cells between window origins in depth and offset (default: the window size, "
-                             "survey.nz survey.nx; Z = 0: one row of windows at --top)")
-    parser.add_argument("--top", type=int, default=0, metavar="CELLS",
-                        help="first row of the topmost windows, in study cells after resampling (skip a model's "
-                             "air/water so that the survey's sources sit at its surface; default 0)")
-    parser.add_argument("--min-salt", type=float, default=0.0, metavar="FRACTION",
-                        help="keep windows with at least this fraction of cells above evaluate.salt_threshold")
-    parser.add_argument("--max-windows", type=int, default=None, metavar="N",
-                        help="keep at most N windows, a draw seeded by --seed (default: all)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the --max-windows draw and of the --family models (recorded; default 0)")
-    parser.add_argument("--out-of-range", choices=["reject", "clip"], default="reject",
-                        help="windows with velocities outside geology.vmin..vmax: drop them (default) or clip "
-                             "them into range; either way their count is printed")
+    from fwi_attn.data.testset import add_option_arguments
+
+    add_option_arguments(parser, TESTSET_HELP, TESTSET_METAVARS)
     parser.add_argument("--shard-size", type=int, default=None,
                         help="samples per shard (default: the study dataset's shard_size)")
     parser.add_argument("--overwrite", action="store_true", help="replace the .h5 files already in --out")
@@ -245,10 +245,7 @@ def command_testset(parser):
         cfg = load_config(args.config)
         resolve_device(args.device or cfg.study.device)
         set_threads(cfg)
-        options = TestSetOptions(model_dx=args.model_dx, fit=args.fit,
-                                 stride=tuple(args.stride) if args.stride else None, top=args.top,
-                                 min_salt=args.min_salt, max_windows=args.max_windows, seed=args.seed,
-                                 out_of_range=args.out_of_range, variable=args.variable)
+        options = TestSetOptions.from_args(args)
         shards = build_test_set(cfg, args.models, args.name, args.out, options, shard_size=args.shard_size,
                                 overwrite=args.overwrite, device=args.device, progress=not args.quiet,
                                 family=args.family, samples=args.samples)
