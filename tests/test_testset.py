@@ -18,7 +18,8 @@ import yaml
 
 from fwi_attn.cli import main
 from fwi_attn.config import load_config
-from fwi_attn.data.geology import generate_velocity, save_segy
+from fwi_attn.data.geology import generate_velocity
+from fwi_attn.data.velocity_files import save_segy
 from fwi_attn.data.simulate import simulate
 from fwi_attn.data.store import file_sha256, read_predictions, read_shard
 from fwi_attn.data.survey import Survey
@@ -306,7 +307,7 @@ def test_an_out_folder_with_shards_is_refused_unless_overwritten(tiny_config, tm
 
 
 def test_fit_resamples_whole_models_like_simulate(tiny_config, tmp_path):
-    from fwi_attn.data.geology import load_velocities
+    from fwi_attn.data.velocity_files import load_velocities
 
     np.save(tmp_path / "deep.npy", salt_models(tiny_config, 2, 36, 48, seed=2))
     assert main(["testset", str(tmp_path / "deep.npy"), "--config", config_file(tiny_config, tmp_path), "--name",
@@ -318,7 +319,7 @@ def test_fit_resamples_whole_models_like_simulate(tiny_config, tmp_path):
 
 
 def test_matlab_v73_files_are_read_in_matlab_axis_order(tiny_config, tmp_path):
-    from fwi_attn.data.geology import read_velocity_file
+    from fwi_attn.data.velocity_files import read_velocity_file
 
     model = salt_models(tiny_config, 1, 24, 40, seed=9)[0]
     path = tmp_path / "v73.mat"

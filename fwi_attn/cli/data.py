@@ -65,32 +65,12 @@ def command_simulate(parser):
     parser.add_argument("--device", default=None, help="override study.device")
 
     def run(args):
-        import numpy as np
-
         from fwi_attn.config import load_config
-        from fwi_attn.data.velocity_files import load_velocities
-        from fwi_attn.data.simulate import shard_attrs, simulate
-        from fwi_attn.data.store import check_output, write_shard
-        from fwi_attn.data.survey import Survey
+        from fwi_attn.data.simulate import simulate_file
 
         cfg = load_config(args.config)
         set_threads(cfg)
-        survey = Survey.from_config(cfg)
-        # Fail on an unwritable --out now, not after minutes of simulation.
-        check_output(args.out)
-        velocity = load_velocities(args.model, survey.nz, survey.nx)  # [n, nz, nx] m/s
-        n = len(velocity)
-        from fwi_attn.data.store import check_space, shard_nbytes
-
-        check_space(args.out, shard_nbytes(n, survey.n_shots, survey.nt, survey.n_receivers, survey.nz, survey.nx))
-        survey.check(float(velocity.min()), float(velocity.max()))
-        gathers = simulate(velocity, survey, device=args.device or cfg.study.device,
-                           models_per_call=cfg.survey.models_per_call, progress=True, where=str(args.model))
-        attrs = shard_attrs(survey, cfg, dataset=Path(args.model).stem, split="user", shard=0, seed=-1,
-                            family="import", source=str(args.model),
-                            # sample i of the shard is model source_index[i] of the input file
-                            source_index=np.arange(n, dtype=np.int64).tolist())
-        write_shard(args.out, velocity, gathers, survey.source_xz, survey.receiver_xz, attrs)
+        _, n = simulate_file(cfg, args.model, args.out, device=args.device, progress=True)
         print(f"wrote {args.out}: {n} model{'s' if n != 1 else ''} from {args.model}")
 
     return run
@@ -140,7 +120,7 @@ def command_check_config(parser):
 
     def run(args):
         from fwi_attn.checks import check_study
-        from fwi_attn.config import load_config
+        from fwi_attn.config import deepest_reflection, load_config
         from fwi_attn.data.store import atomic_path, check_output
         from fwi_attn.data.survey import Survey
 
@@ -160,6 +140,9 @@ def command_check_config(parser):
         print(f"  grid {survey.nz}x{survey.nx} at {survey.dx:g} m; {survey.nt} samples at {survey.dt:g} s; "
               f"{survey.n_shots} shots, {survey.n_receivers} receivers; Ricker {survey.freq:g} Hz")
         print(f"  deepwave inner steps per sample at {survey.max_vel:g} m/s: {survey.inner_steps()}")
+        arrival, family = deepest_reflection(cfg)
+        print(f"  record {survey.nt * survey.dt:g} s holds the deepest reflection at the largest offset "
+              f"({arrival:.3f} s through the slowest {family} draw)")
         for w in caught:
             print(f"  warning: {w.message}")
         if args.write:

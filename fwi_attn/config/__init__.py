@@ -477,9 +477,22 @@ def _design_problems(st: dict) -> list[str]:
     return problems
 
 
+def simulated_families(c: Mapping) -> list[str]:
+    """The velocity-model families a study simulates on its survey: its datasets' and its
+    ``study.transfer_families`` (``c``: a config or its dict)."""
+    return sorted({d["family"] for d in c["datasets"].values()} | set(c["study"]["transfer_families"]))
+
+
+def deepest_reflection(cfg: Mapping) -> tuple[float, str]:
+    """``(seconds, family)``: the latest arrival the record must hold (see
+    :func:`fwi_attn.config.record.reflection_time`) over the study's simulated families."""
+    c = _plain(cfg)
+    return max((reflection_time(c["survey"], c["geology"], f)[0], f) for f in simulated_families(c))
+
+
 def _check_semantics(c: dict, source: str) -> None:
     """Checks the schema cannot express: orderings, geometry and record length (of a resolved config)."""
-    families = sorted({d["family"] for d in c["datasets"].values()} | set(c["study"]["transfer_families"]))
+    families = simulated_families(c)
     problems = (_geology_problems(c["geology"]) + _survey_problems(c["survey"], c["geology"], families)
                 + _study_problems(c["study"]) + _design_problems(c["study"]))
     base = {k: v for k, v in c["train"].items() if k != "per_variant"}

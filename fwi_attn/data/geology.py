@@ -43,12 +43,12 @@ from typing import Any
 import numpy as np
 
 from fwi_attn.config import Section, range_keys, validate_section
-from fwi_attn.config.record import FAMILIES, INTERFACE_JITTER, OPENFWI as _OPENFWI
-from fwi_attn.data.velocity_plan import N_THETA, empty_plan, render
+from fwi_attn.config.record import FAMILIES, INTERFACE_JITTER, OPENFWI
 
 # Users' model files have their own module; these names stay importable from here for callers
 # written before the split.
-from fwi_attn.data.velocity_files import load_velocities, read_velocity_file, save_segy  # noqa: F401, E402
+from fwi_attn.data.velocity_files import load_velocities, read_velocity_file, save_segy  # noqa: F401
+from fwi_attn.data.velocity_plan import N_THETA, empty_plan, render
 
 __all__ = ["FAMILIES", "KIND_CODES", "generate_velocity", "plan_velocity"]
 
@@ -546,8 +546,8 @@ def _plan_province_bodies(rng, plan, n, nz, nx, dx, seabed, p) -> None:
 
 def _plan_openfwi(rng, n: int, nz: int, nx: int, dx: float, p: dict, family: str) -> dict:
     """OpenFWI-like layered models (Deng et al. 2022), velocities in [vmin, vmax]."""
-    lo, hi = _OPENFWI["layers"]
-    f_hi = _OPENFWI["faults"][1]
+    lo, hi = OPENFWI["layers"]
+    f_hi = OPENFWI["faults"][1]
     plan = empty_plan(n, nz, hi, f_hi, 0)
     z0 = _plan_water(rng, plan, n, nz, dx, p)
 
@@ -556,7 +556,7 @@ def _plan_openfwi(rng, n: int, nz: int, nx: int, dx: float, p: dict, family: str
     # at least `gap` apart so that every interface is visible: sort draws on a range
     # shortened by (K - 1) gaps, then add j * gap to the j-th.
     j = np.arange(hi)[None, :]
-    gap = _OPENFWI["min_contrast"] * (p["vmax"] - p["vmin"])
+    gap = OPENFWI["min_contrast"] * (p["vmax"] - p["vmin"])
     span = (p["vmax"] - p["vmin"]) - (counts[:, None] - 1) * gap
     v = np.where(j < counts[:, None], rng.uniform(0.0, 1.0, (n, hi)) * span, np.inf)
     v = p["vmin"] + np.sort(v, axis=1) + j * gap
@@ -565,15 +565,15 @@ def _plan_openfwi(rng, n: int, nz: int, nx: int, dx: float, p: dict, family: str
     _plan_interfaces(rng, plan, counts, z0, nz)
 
     if family.startswith("curve"):
-        amp = _uniform(rng, _OPENFWI["curve_amplitude"], n) * nz
+        amp = _uniform(rng, OPENFWI["curve_amplitude"], n) * nz
         plan["iface_amp"][:] = amp[:, None] * rng.uniform(0.7, 1.0, plan["iface_amp"].shape)
         # OpenFWI's curves are smooth sines: keep overtones weak
         _plan_fold(rng, plan, n, (0.4, 1.6), 0.2)
 
     if family.endswith("fault"):
-        nf = _integers(rng, _OPENFWI["faults"], n)
+        nf = _integers(rng, OPENFWI["faults"], n)
         active = np.arange(f_hi)[None, :] < nf[:, None]
-        throw = _uniform(rng, _OPENFWI["throw"], (n, f_hi)) * nz
+        throw = _uniform(rng, OPENFWI["throw"], (n, f_hi)) * nz
         throw *= rng.choice(np.array([-1.0, 1.0]), (n, f_hi))
-        _plan_faults(rng, plan, active, nz, nx, throw, _OPENFWI["dip"])
+        _plan_faults(rng, plan, active, nz, nx, throw, OPENFWI["dip"])
     return plan

@@ -318,8 +318,8 @@ def window_origins(shape: tuple[int, int], nz: int, nx: int, stride: tuple[int, 
 
 def read_model_file(path: Path, survey, options: TestSetOptions) -> ModelFile:
     """Read, identify (sha256) and resample one model file; errors name the file."""
-    from fwi_attn.data.velocity_files import read_velocity_file
     from fwi_attn.data.store import file_sha256
+    from fwi_attn.data.velocity_files import read_velocity_file
 
     try:
         raw = read_velocity_file(path, options.variable)
