@@ -512,9 +512,8 @@ def run_physics(cfg, predictions: str | os.PathLike, out: str | os.PathLike | No
                 samples: int | None = None, device: str | None = None,
                 simulated: dict | None = None) -> PhysicsResult:
     """:func:`physics_check` of one predictions file, written as ``fwi-attn physics`` writes it:
-    ``physics.json`` (the summary) and ``gathers.h5`` (the showcase sample) in ``out`` (default:
-    the predictions file's folder), both atomically. The figure (``physics.png``) is the
-    results stage's (``fwi-attn physics --figure``).
+    ``physics.json`` and ``gathers.h5`` in ``out`` (default: the predictions file's folder),
+    atomically. The figure (``physics.png``) is the results stage's (``--figure``).
 
     Args:
         cfg: a validated :class:`fwi_attn.config.Config`.
