@@ -22,7 +22,9 @@ def test_presets_are_valid_and_stable(preset):
 
 def test_openfwi_preset_matches_the_published_acquisition():
     s = Survey.from_config(load_config("openfwi"))
-    assert (s.nz, s.nx, s.dx, s.nt, s.dt, s.freq) == (70, 70, 10.0, 1000, 0.001, 15.0)
+    # OpenFWI's grid, wavelet and 1000 samples; 1.2 ms rather than 1 ms apart, so that the record
+    # holds the deepest reflection of the slowest model the families draw.
+    assert (s.nz, s.nx, s.dx, s.nt, s.dt, s.freq) == (70, 70, 10.0, 1000, 0.0012, 15.0)
     assert s.n_shots == 5 and s.n_receivers == 70
     assert (s.source_xz[:, 0] / s.dx).round().tolist() == [0, 17, 34, 52, 69]
     assert set(s.receiver_xz[:, 1]) == {10.0}
@@ -56,13 +58,88 @@ BAD = [
     ({"geology": {"layers": {"count": [4, 200]}}}, r"'geology.layers.count.1': 200 is greater than the maximum of 100"),
     ({"survey": {"source_x": [0, 5000]}}, r"survey.source_x\[1\] = 5000 m lies outside the grid"),
     ({"survey": {"receiver_depth": 5000}}, r"survey.receiver_depth = 5000 m lies below the grid"),
-    ({"survey": {"nt": 200}}, r"too short for the farthest reflection.*raise survey.nt to at least"),
+    ({"survey": {"nt": 200}}, r"survey.nt = 200 \(record nt\*dt = 0.2 s\) ends before the reflection.*"
+                              r"raise survey.nt to at least \d+"),
     ({"survey": {"free_surface": True, "source_depth": 0}}, r"survey.source_depth = 0 m is on the free surface"),
     ({"study": {"dataset": "nope"}}, r"study.dataset 'nope' is not a key of datasets"),
     ({"study": {"variants": ["transformer"]}}, r"allowed values: none, se, cbam"),
     ({"datasets": {"salt": {"family": "dome"}}}, r"'datasets.salt.family'.*allowed values: salt, flatvel"),
     ({"datasets": {"salt": {"samples": {"train": 0}}}}, r"'datasets.salt.samples.train'"),
 ]
+
+
+def test_a_record_too_short_for_the_slowest_salt_trend_is_refused():
+    """The default preset at its earlier 2 ms sampling: 0.64 s, while the reflection from the bottom at
+    630 m offset through the slowest compaction trend arrives at ~0.93 s (wavelet peak included)."""
+    raw = yaml.safe_load((PRESETS_DIR / "default.yaml").read_text())
+    raw["survey"]["dt"] = 0.002
+    with pytest.raises(ConfigError, match=r"survey.nt = 320 \(record nt\*dt = 0.64 s\) ends before the reflection "
+                                          r".*slowest salt profile.*arrives at 0.929 s.*at least 465"):
+        load_config(raw)
+    raw["survey"]["nt"] = 465
+    assert load_config(raw).survey.nt == 465
+
+
+def test_the_record_check_uses_the_slowest_draw_of_the_configured_ranges():
+    from fwi_attn.config.record import reflection_time
+
+    raw = yaml.safe_load((PRESETS_DIR / "default.yaml").read_text())
+    cfg = load_config(raw)
+    s, g = cfg.survey.to_dict(), cfg.geology.to_dict()
+    t_salt = reflection_time(s, g, "salt")[0]
+    slower = {**g, "layers": {**g["layers"], "v_seabed": [1500.0, 1800.0], "compaction": [1500.0, 5000.0]}}
+    assert reflection_time(s, slower, "salt")[0] > t_salt
+    # A constant velocity gives the straight-ray time: sqrt(offset^2 + (2 depth)^2) / v.
+    flat = {**g, "layers": {**g["layers"], "v_seabed": [2000.0, 2000.0], "v_deep": [2000.0, 2000.0]}}
+    t, offset, v_rms = reflection_time(s, flat, "salt")
+    assert v_rms == pytest.approx(2000.0)
+    assert t == pytest.approx(s["peak_time"] + (offset ** 2 + (2 * 620.0) ** 2) ** 0.5 / 2000.0)
+    # A deeper water layer (1500 m/s) than sediments at the sea floor slows the draw.
+    wet = {**g, "water": {**g["water"], "probability": 0.5, "depth": [0.0, 300.0]}}
+    assert reflection_time(s, wet, "salt")[0] > t_salt
+
+
+def test_families_drawn_for_transfer_sets_are_held_to_the_record_too():
+    raw = yaml.safe_load((PRESETS_DIR / "default.yaml").read_text())
+    raw["study"]["transfer_families"] = ["curvefault"]
+    with pytest.raises(ConfigError, match=r"survey.nt = 320 .*slowest curvefault profile"):
+        load_config(raw)
+
+
+def test_range_keys_come_from_the_schema():
+    from fwi_attn.config import load_schema, range_keys
+
+    keys = range_keys("geology")
+    assert len(keys) == 23 and keys["layers.count"] == keys["salt.bodies"] == keys["faults.count"] == "count"
+    assert keys["salt.velocity"] == "real" and "salt.roughness" not in keys
+    defaults = load_schema()["properties"]["geology"]["properties"]
+    for key in keys:
+        group, name = key.split(".")
+        assert len(defaults[group]["properties"][name]["default"]) == 2
+
+
+@pytest.mark.parametrize("study, message", [
+    ({"reference": "cbam"}, r"study.reference 'cbam' is not one of study.variants \(none, se\)"),
+    ({"test_sets": [{"name": "a", "path": "x"}, {"name": "a", "path": "y"}]}, r"names must be unique.*: a is given twice"),
+], ids=["reference", "repeated-set-name"])
+def test_load_config_refuses_what_every_command_needs(tiny_dict, study, message):
+    """Checked by load_config, so that a single command (not only the workflow) refuses it."""
+    tiny_dict["study"].update(study)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tiny_dict)
+
+
+def test_the_variant_catalogue_schema_and_registry_agree():
+    from fwi_attn.catalogue import CATALOGUE, CONTROLS, study_variants
+    from fwi_attn.config import load_schema
+    from fwi_attn.nn.models import list_models
+
+    study = load_schema()["properties"]["study"]["properties"]
+    assert study["variants"]["items"]["enum"] == study["reference"]["enum"] == list(study_variants())
+    assert [v.name for v in CATALOGUE] == list_models()
+    assert {v.name for v in CATALOGUE if v.kind == "control"} == set(CONTROLS)
+    assert {v.kind for v in CATALOGUE} == {"attention", "baseline", "control"}
+    assert all(v.description and v.train_cost >= 1.0 for v in CATALOGUE)
 
 
 @pytest.mark.parametrize("raw, message", BAD)
@@ -161,8 +238,8 @@ def test_peak_time_is_resolved_once_and_is_the_surveys():
     cfg = load_config({"survey": {"freq": 12.0}})
     assert cfg.survey.peak_time == 1.5 / 12.0  # recorded in the resolved config
     assert Survey.from_config(cfg).peak_time == cfg.survey.peak_time
-    given = load_config({"survey": {"peak_time": 0.2}})
-    assert given.survey.peak_time == 0.2 and Survey.from_config(given).peak_time == 0.2
+    given = load_config({"survey": {"peak_time": 0.15}})
+    assert given.survey.peak_time == 0.15 and Survey.from_config(given).peak_time == 0.15
     # The survey reads the resolved value, it does not compute its own: an unresolved one is refused.
     raw = cfg.to_dict()
     raw["survey"]["peak_time"] = None

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from fwi_attn.config import ConfigError, load_config
-from fwi_attn.data.geology import FAMILIES, KIND_CODES, generate_velocity, load_velocities, plan_velocity, save_segy
+from fwi_attn.data.geology import FAMILIES, KIND_CODES, generate_velocity, plan_velocity
+from fwi_attn.data.velocity_files import load_velocities, save_segy
 
 DX = 10.0  # m
 

@@ -632,3 +632,64 @@ def test_predictions_pointing_at_other_shards_are_refused(tiny_dataset, tmp_path
         _resealed(f)
     with pytest.raises(PhysicsError, match="does not list the data its predictions were made from"):
         physics_check(cfg, tmp_path / "predictions.h5")
+
+
+def _untimed(value):
+    """A physics.json / refine.json dictionary without what the machine measured while it ran
+    (wall-clock times, free memory) and without the file's own checksum, which covers them."""
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items()
+                if "seconds" not in k and k not in ("sha256", "available_mib")}
+    if isinstance(value, list):
+        return [_untimed(v) for v in value]
+    return value
+
+
+def test_stage_functions_write_what_the_commands_write(tiny_dataset, tmp_path, capsys):
+    """run_physics and refine_samples write the files `fwi-attn physics` and `fwi-attn refine` write
+    (names and contents; the figures are the commands' alone)."""
+    from fwi_attn.layout import RUN
+    from fwi_attn.physics.check import read_gathers, run_physics
+    from fwi_attn.physics.fwi import refine_samples
+
+    cfg = tiny_dataset["config"]
+    predictions = tmp_path / "predictions.h5"
+    smoothed_predictions(tiny_dataset, predictions, n=2)
+    cli, call = tmp_path / "cli", tmp_path / "call"
+    assert main(["physics", "--config", config_file(cfg, tmp_path), "--predictions", str(predictions),
+                 "--out", str(cli), "--samples", "2", "--device", "cpu"]) == 0, capsys.readouterr().err
+    run_physics(cfg, predictions, call, samples=2, device="cpu")
+    assert sorted(p.name for p in cli.iterdir()) == sorted(p.name for p in call.iterdir()) == sorted(
+        [RUN.physics, RUN.gathers])
+    assert _untimed(json.loads((cli / RUN.physics).read_text())) == _untimed(json.loads((call / RUN.physics).read_text()))
+    a, b = read_gathers(cli / RUN.gathers), read_gathers(call / RUN.gathers)
+    np.testing.assert_array_equal(a.observed, b.observed)
+    np.testing.assert_array_equal(a.predicted, b.predicted)
+
+    cli, call = tmp_path / "cli-refine", tmp_path / "call-refine"
+    assert main(["refine", "--config", config_file(cfg, tmp_path), "--predictions", str(predictions),
+                 "--sample", "0", "--iterations", "1", "--out", str(cli), "--device", "cpu"]) == 0, \
+        capsys.readouterr().err
+    call.mkdir()
+    refine_samples(cfg, call, predictions=predictions, sample=[0], iterations=1, device="cpu")
+    assert {p.name for p in cli.iterdir()} == {p.name for p in call.iterdir()} | {RUN.refine_figure}
+    assert {p.name for p in call.iterdir()} == {RUN.refine, RUN.refined}
+    assert _untimed(json.loads((cli / RUN.refine).read_text())) == _untimed(json.loads((call / RUN.refine).read_text()))
+    np.testing.assert_array_equal(np.load(cli / RUN.refined), np.load(call / RUN.refined))
+
+
+def test_storage_option_narrows_the_memory_plan(layered):
+    """physics.refine.storage: exact never compresses the history, compressed always does."""
+    _, survey, _ = layered
+    roomy = 2 ** 34
+    assert plan_memory(survey, "cpu", available_bytes=roomy, storage="compressed").storage == {
+        "storage_compression": True}
+    assert plan_memory(survey, "cpu", available_bytes=roomy, storage="exact").storage == {}
+    tight = int(2.0 * plan_memory(survey, "cpu", available_bytes=roomy).estimate_bytes * 0.6)
+    auto = plan_memory(survey, "cpu", available_bytes=tight)
+    exact = plan_memory(survey, "cpu", available_bytes=tight, storage="exact")
+    assert auto.storage == {"storage_compression": True} and auto.shots_per_call == survey.n_shots
+    assert exact.storage == {} and exact.shots_per_call < survey.n_shots
+    with pytest.raises(PhysicsError, match="physics.refine.storage 'lossy' is not one of auto, exact, compressed"):
+        plan_memory(survey, "cpu", storage="lossy")
+    assert load_config({}).physics.refine.storage == "auto"

@@ -189,3 +189,29 @@ def test_shard_attrs_extras_may_not_replace_standard_ones(tiny_config):
     assert shard_attrs(survey, tiny_config, **common, source="m.npy")["source"] == "m.npy"
     with pytest.raises(ValueError, match="extra attribute.*max_vel would replace"):
         shard_attrs(survey, tiny_config, **common, max_vel=1.0)
+
+
+def test_simulate_file_writes_what_the_command_writes(tiny_config, tmp_path, capsys):
+    """The stage function and `fwi-attn simulate` write the same shard (names and contents)."""
+    import yaml
+
+    from fwi_attn.cli import main
+    from fwi_attn.data.geology import generate_velocity
+    from fwi_attn.data.simulate import simulate_file
+
+    s = tiny_config.survey
+    models = generate_velocity("salt", 2, np.random.default_rng(5), s.nz, s.nx, s.dx, tiny_config.geology)
+    np.save(tmp_path / "models.npy", models)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config.to_dict()))
+    by_cli, by_call = tmp_path / "cli", tmp_path / "call"
+    by_cli.mkdir(), by_call.mkdir()
+    assert main(["simulate", str(tmp_path / "models.npy"), "--config", str(config), "--out",
+                 str(by_cli / "sim.h5"), "--device", "cpu"]) == 0, capsys.readouterr().err
+    path, n = simulate_file(tiny_config, tmp_path / "models.npy", by_call / "sim.h5", device="cpu")
+    assert (path, n) == (by_call / "sim.h5", 2)
+    assert sorted(p.name for p in by_cli.iterdir()) == sorted(p.name for p in by_call.iterdir()) == ["sim.h5"]
+    a, b = read_shard(by_cli / "sim.h5"), read_shard(by_call / "sim.h5")
+    np.testing.assert_array_equal(a.velocity, b.velocity)
+    np.testing.assert_array_equal(a.gathers, b.gathers)
+    assert {k: v for k, v in a.attrs.items() if k != "versions"} == {k: v for k, v in b.attrs.items() if k != "versions"}

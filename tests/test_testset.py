@@ -18,7 +18,8 @@ import yaml
 
 from fwi_attn.cli import main
 from fwi_attn.config import load_config
-from fwi_attn.data.geology import generate_velocity, save_segy
+from fwi_attn.data.geology import generate_velocity
+from fwi_attn.data.velocity_files import save_segy
 from fwi_attn.data.simulate import simulate
 from fwi_attn.data.store import file_sha256, read_predictions, read_shard
 from fwi_attn.data.survey import Survey
@@ -306,7 +307,7 @@ def test_an_out_folder_with_shards_is_refused_unless_overwritten(tiny_config, tm
 
 
 def test_fit_resamples_whole_models_like_simulate(tiny_config, tmp_path):
-    from fwi_attn.data.geology import load_velocities
+    from fwi_attn.data.velocity_files import load_velocities
 
     np.save(tmp_path / "deep.npy", salt_models(tiny_config, 2, 36, 48, seed=2))
     assert main(["testset", str(tmp_path / "deep.npy"), "--config", config_file(tiny_config, tmp_path), "--name",
@@ -318,7 +319,7 @@ def test_fit_resamples_whole_models_like_simulate(tiny_config, tmp_path):
 
 
 def test_matlab_v73_files_are_read_in_matlab_axis_order(tiny_config, tmp_path):
-    from fwi_attn.data.geology import read_velocity_file
+    from fwi_attn.data.velocity_files import read_velocity_file
 
     model = salt_models(tiny_config, 1, 24, 40, seed=9)[0]
     path = tmp_path / "v73.mat"
@@ -432,3 +433,36 @@ def test_family_set_draws_seeded_models_of_another_family(tiny_config, tmp_path,
         rc = main(["testset", *args, "--config", cfg_path, "--name", "bad", "--out", str(tmp_path / "bad")])
         err = capsys.readouterr().err
         assert rc == 1 and message in err and "Traceback" not in err, (args, err)
+
+
+def test_options_take_the_schemas_defaults_and_round_trip_through_the_command_line():
+    """One options record: its defaults are the schema's, and a study.test_sets entry given to
+    `fwi-attn testset` as arguments (TestSetOptions.to_args) parses back to the same options."""
+    from dataclasses import fields
+
+    import argparse
+
+    from fwi_attn.cli.data import command_testset
+    from fwi_attn.config import load_schema
+
+    def build_parser():
+        parser = argparse.ArgumentParser()
+        command_testset(parser)
+        return parser
+
+    entry_schema = load_schema()["properties"]["study"]["properties"]["test_sets"]["items"]["properties"]
+    assert {f.name for f in fields(TestSetOptions)} == set(entry_schema) - {"name", "path"}
+    for f in fields(TestSetOptions):
+        assert f.default == entry_schema[f.name]["default"], f.name
+    base = ["--name", "a", "--out", "o", "-c", "default", "m.npy"]
+    assert TestSetOptions.from_args(build_parser().parse_args(base)) == TestSetOptions()
+    entry = load_config({"study": {"test_sets": [
+        {"name": "a", "path": "m", "model_dx": 12.5, "stride": [0, 16], "top": 3, "min_salt": 0.1,
+         "max_windows": 5, "seed": 4, "out_of_range": "clip", "variable": "vp"}]}}).study.test_sets[0]
+    options = TestSetOptions.from_entry(entry)
+    assert options.stride == (0, 16) and options.variable == "vp" and options.out_of_range == "clip"
+    args = build_parser().parse_args(base + options.to_args())
+    assert TestSetOptions.from_args(args) == options
+    fitted = TestSetOptions.from_entry({"name": "b", "path": "m", "fit": True})
+    assert fitted.to_args() == ["--fit"]
+    assert TestSetOptions.from_args(build_parser().parse_args(base + fitted.to_args())) == fitted

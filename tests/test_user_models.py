@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from fwi_attn.cli import main
-from fwi_attn.data.geology import generate_velocity, load_velocities
+from fwi_attn.data.geology import generate_velocity
+from fwi_attn.data.velocity_files import load_velocities
 from fwi_attn.learn.inference import predict
 from fwi_attn.data.simulate import simulate
 from fwi_attn.data.store import read_predictions, read_shard

@@ -65,32 +65,12 @@ def command_simulate(parser):
     parser.add_argument("--device", default=None, help="override study.device")
 
     def run(args):
-        import numpy as np
-
         from fwi_attn.config import load_config
-        from fwi_attn.data.geology import load_velocities
-        from fwi_attn.data.simulate import shard_attrs, simulate
-        from fwi_attn.data.store import check_output, write_shard
-        from fwi_attn.data.survey import Survey
+        from fwi_attn.data.simulate import simulate_file
 
         cfg = load_config(args.config)
         set_threads(cfg)
-        survey = Survey.from_config(cfg)
-        # Fail on an unwritable --out now, not after minutes of simulation.
-        check_output(args.out)
-        velocity = load_velocities(args.model, survey.nz, survey.nx)  # [n, nz, nx] m/s
-        n = len(velocity)
-        from fwi_attn.data.store import check_space, shard_nbytes
-
-        check_space(args.out, shard_nbytes(n, survey.n_shots, survey.nt, survey.n_receivers, survey.nz, survey.nx))
-        survey.check(float(velocity.min()), float(velocity.max()))
-        gathers = simulate(velocity, survey, device=args.device or cfg.study.device,
-                           models_per_call=cfg.survey.models_per_call, progress=True, where=str(args.model))
-        attrs = shard_attrs(survey, cfg, dataset=Path(args.model).stem, split="user", shard=0, seed=-1,
-                            family="import", source=str(args.model),
-                            # sample i of the shard is model source_index[i] of the input file
-                            source_index=np.arange(n, dtype=np.int64).tolist())
-        write_shard(args.out, velocity, gathers, survey.source_xz, survey.receiver_xz, attrs)
+        _, n = simulate_file(cfg, args.model, args.out, device=args.device, progress=True)
         print(f"wrote {args.out}: {n} model{'s' if n != 1 else ''} from {args.model}")
 
     return run
@@ -140,7 +120,7 @@ def command_check_config(parser):
 
     def run(args):
         from fwi_attn.checks import check_study
-        from fwi_attn.config import load_config
+        from fwi_attn.config import deepest_reflection, load_config
         from fwi_attn.data.store import atomic_path, check_output
         from fwi_attn.data.survey import Survey
 
@@ -160,6 +140,9 @@ def command_check_config(parser):
         print(f"  grid {survey.nz}x{survey.nx} at {survey.dx:g} m; {survey.nt} samples at {survey.dt:g} s; "
               f"{survey.n_shots} shots, {survey.n_receivers} receivers; Ricker {survey.freq:g} Hz")
         print(f"  deepwave inner steps per sample at {survey.max_vel:g} m/s: {survey.inner_steps()}")
+        arrival, family = deepest_reflection(cfg)
+        print(f"  record {survey.nt * survey.dt:g} s holds the deepest reflection at the largest offset "
+              f"({arrival:.3f} s through the slowest {family} draw)")
         for w in caught:
             print(f"  warning: {w.message}")
         if args.write:
@@ -195,6 +178,27 @@ def command_stats(parser):
     return run
 
 
+#: Help of the ``fwi-attn testset`` options (their flags, types and defaults come from
+#: :class:`fwi_attn.data.testset.TestSetOptions` and the schema).
+TESTSET_HELP = {
+    "variable": "HDF5 dataset / MATLAB variable holding the models ('velocity', else the file's only one)",
+    "model_dx": "the models' cell size in m: they are zoomed (scipy.ndimage.zoom, linear) by M / survey.dx to "
+                "the study's cell size (none: already at survey.dx)",
+    "fit": "resample each whole model onto the study's grid (as `fwi-attn simulate`) instead of cutting windows",
+    "stride": "cells between window origins in depth and offset (none: the window size, survey.nz survey.nx; "
+              "Z = 0: one row of windows at --top)",
+    "top": "first row of the topmost windows, in study cells after resampling (skip a model's air/water so "
+           "that the survey's sources sit at its surface)",
+    "min_salt": "keep windows with at least this fraction of cells above evaluate.salt_threshold",
+    "max_windows": "keep at most N windows, a draw seeded by --seed (none: all)",
+    "seed": "seed of the --max-windows draw and of the --family models (recorded)",
+    "out_of_range": "windows with velocities outside geology.vmin..vmax: drop them (reject) or clip them into "
+                    "range; either way their count is printed",
+}
+TESTSET_METAVARS = {"model_dx": "M", "stride": ("Z", "X"), "top": "CELLS", "min_salt": "FRACTION",
+                    "max_windows": "N"}
+
+
 def command_testset(parser):
     parser.add_argument("models", nargs="*",
                         help="velocity model files (m/s) or folders of them: .npy ([nz, nx] or a stack [n, nz, nx] / "
@@ -208,30 +212,9 @@ def command_testset(parser):
     parser.add_argument("--name", required=True,
                         help="the set's name: recorded in its shards and the label of its metrics")
     parser.add_argument("--out", required=True, help="output folder: shard-NNNN.h5 and testset.json")
-    parser.add_argument("--variable", default=None,
-                        help="HDF5 dataset / MATLAB variable holding the models (default: 'velocity', else the "
-                             "file's only one)")
-    parser.add_argument("--model-dx", type=float, default=None, metavar="M",
-                        help="the models' cell size in m: they are zoomed (scipy.ndimage.zoom, linear) by "
-                             "M / survey.dx to the study's cell size (default: already at survey.dx)")
-    parser.add_argument("--fit", action="store_true",
-                        help="resample each whole model onto the study's grid (as `fwi-attn simulate`) instead "
-                             "of cutting windows")
-    parser.add_argument("--stride", type=int, nargs=2, default=None, metavar=("Z", "X"),
-                        help="cells between window origins in depth and offset (default: the window size, "
-                             "survey.nz survey.nx; Z = 0: one row of windows at --top)")
-    parser.add_argument("--top", type=int, default=0, metavar="CELLS",
-                        help="first row of the topmost windows, in study cells after resampling (skip a model's "
-                             "air/water so that the survey's sources sit at its surface; default 0)")
-    parser.add_argument("--min-salt", type=float, default=0.0, metavar="FRACTION",
-                        help="keep windows with at least this fraction of cells above evaluate.salt_threshold")
-    parser.add_argument("--max-windows", type=int, default=None, metavar="N",
-                        help="keep at most N windows, a draw seeded by --seed (default: all)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the --max-windows draw and of the --family models (recorded; default 0)")
-    parser.add_argument("--out-of-range", choices=["reject", "clip"], default="reject",
-                        help="windows with velocities outside geology.vmin..vmax: drop them (default) or clip "
-                             "them into range; either way their count is printed")
+    from fwi_attn.data.testset import add_option_arguments
+
+    add_option_arguments(parser, TESTSET_HELP, TESTSET_METAVARS)
     parser.add_argument("--shard-size", type=int, default=None,
                         help="samples per shard (default: the study dataset's shard_size)")
     parser.add_argument("--overwrite", action="store_true", help="replace the .h5 files already in --out")
@@ -245,10 +228,7 @@ def command_testset(parser):
         cfg = load_config(args.config)
         resolve_device(args.device or cfg.study.device)
         set_threads(cfg)
-        options = TestSetOptions(model_dx=args.model_dx, fit=args.fit,
-                                 stride=tuple(args.stride) if args.stride else None, top=args.top,
-                                 min_salt=args.min_salt, max_windows=args.max_windows, seed=args.seed,
-                                 out_of_range=args.out_of_range, variable=args.variable)
+        options = TestSetOptions.from_args(args)
         shards = build_test_set(cfg, args.models, args.name, args.out, options, shard_size=args.shard_size,
                                 overwrite=args.overwrite, device=args.device, progress=not args.quiet,
                                 family=args.family, samples=args.samples)

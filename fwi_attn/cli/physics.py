@@ -30,8 +30,9 @@ def command_physics(parser: argparse.ArgumentParser):
 
     def run(args):
         from fwi_attn.config import load_config
-        from fwi_attn.data.store import check_distinct, check_output, write_json
-        from fwi_attn.physics.check import PhysicsError, physics_check, write_gathers
+        from fwi_attn.data.store import check_distinct, check_output
+        from fwi_attn.layout import RUN
+        from fwi_attn.physics.check import PhysicsError, run_physics
 
         cfg = load_config(args.config)
         if args.out is not None and len(args.predictions) > 1:
@@ -50,13 +51,11 @@ def command_physics(parser: argparse.ArgumentParser):
         set_threads(cfg)
         simulated: dict = {}
         for predictions, out in zip(args.predictions, outs):
-            result = physics_check(cfg, predictions, samples=args.samples, device=args.device, simulated=simulated)
-            write_json(out / "physics.json", result.summary)
-            write_gathers(out / "gathers.h5", result.showcase)
+            result = run_physics(cfg, predictions, out, samples=args.samples, device=args.device, simulated=simulated)
             if args.figure:
                 from fwi_attn.results.plots import plot_physics_run
 
-                plot_physics_run(result.showcase, result.summary, out / "physics.png", cfg.geology.vmin,
+                plot_physics_run(result.showcase, result.summary, out / RUN.physics_figure, cfg.geology.vmin,
                                  cfg.geology.vmax)
             m = result.summary["mean"]
             print(f"{predictions}: {result.summary['n_samples']} samples, {result.summary['seconds_per_sample']:.3f} s "
@@ -64,8 +63,8 @@ def command_physics(parser: argparse.ArgumentParser):
                   f"{m['true_rel_l2']:.1e}); trace correlation {m['trace_corr']:.4f} (mean model "
                   f"{m['baseline_trace_corr']:.4f}); on the reflections (direct wave muted, t^2 gain): rel. L2 "
                   f"{_fmt(m['rel_l2_reflection'])} (mean model {_fmt(m['baseline_rel_l2_reflection'])}), trace "
-                  f"correlation {_fmt(m['trace_corr_reflection'])}; wrote {out / 'physics.json'} and "
-                  f"{out / 'gathers.h5'} "
+                  f"correlation {_fmt(m['trace_corr_reflection'])}; wrote {out / RUN.physics} and "
+                  f"{out / RUN.gathers} "
                   f"(test sample {result.showcase.index})")
 
     return run
@@ -78,7 +77,7 @@ def _fmt(x: float | None) -> str:
 def command_refine(parser: argparse.ArgumentParser):
     """``fwi-attn refine --config C (--predictions P [--sample I ...] | --data SHARD [--sample I]
     [--model FILE] [--model-start FILE]) [--start KIND] --out DIR``."""
-    from fwi_attn.physics.fwi import STARTS
+    from fwi_attn.physics.fwi import STARTS, STORAGE
 
     add_config_argument(parser)
     src = parser.add_mutually_exclusive_group(required=True)
@@ -101,6 +100,8 @@ def command_refine(parser: argparse.ArgumentParser):
                         help="low-pass corners (Hz) of the multiscale stages (physics.refine.frequencies)")
     parser.add_argument("--sigma", type=float, default=None, help="smoothing sigma in m for 'smooth' and "
                         "'background' starts (physics.refine.smooth_sigma)")
+    parser.add_argument("--storage", choices=STORAGE, default=None,
+                        help="how a gradient keeps the wavefield history (physics.refine.storage)")
     parser.add_argument("--device", default=None, help="override study.device (auto, cpu, cuda)")
     parser.add_argument("--out", required=True, help="output folder: refine.json, refined.npy, refine.png")
 
@@ -115,11 +116,13 @@ def command_refine(parser: argparse.ArgumentParser):
         _, runs = refine_samples(cfg, args.out, predictions=args.predictions, data=args.data, sample=args.sample,
                                  model=args.model, model_start=args.model_start, start=args.start,
                                  iterations=args.iterations, optimizer=args.optimizer, lr=args.lr,
-                                 frequencies=args.frequencies, sigma=args.sigma, device=args.device)
+                                 frequencies=args.frequencies, sigma=args.sigma, device=args.device,
+                                 storage=args.storage)
 
+        from fwi_attn.layout import RUN
         from fwi_attn.results.plots import plot_refine
 
-        png = Path(args.out) / "refine.png"
+        png = Path(args.out) / RUN.refine_figure
         plot_refine(runs, png, runs[0]["dx"], cfg.geology.vmin, cfg.geology.vmax)
         print(f"wrote {png}")
 

@@ -33,6 +33,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from fwi_attn.config.record import reflection_time
+
 # Package data, so that a non-editable install finds them; workflows/schemas/config.schema.yaml
 # and workflows/config/*.yaml in the repository are links to these files.
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"
@@ -316,16 +318,40 @@ def _resolve(c: dict) -> None:
 # ----------------------------------------------------------------------------- semantic checks
 
 
+#: The schema's ``$defs`` that mark a ``[low, high]`` range, and the kind of value each holds.
+RANGE_DEFS = {"count_range": "count", "range_pos": "real", "range_nonneg": "real", "fraction_range": "real"}
+
+
+def range_keys(section: str) -> dict[str, str]:
+    """The ``[low, high]`` range keys of a config section, as the schema marks them (a ``$ref`` to
+    one of :data:`RANGE_DEFS`): dotted key within the section -> ``"count"`` or ``"real"``.
+
+    E.g. ``range_keys("geology")["layers.count"] == "count"``.
+    """
+    return dict(_range_keys(section))
+
+
+@functools.cache
+def _range_keys(section: str) -> tuple[tuple[str, str], ...]:
+    found = []
+
+    def walk(schema: dict, key: str) -> None:
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/$defs/") and ref.rpartition("/")[2] in RANGE_DEFS:
+            found.append((key, RANGE_DEFS[ref.rpartition("/")[2]]))
+        for name, sub in schema.get("properties", {}).items():
+            walk(sub, f"{key}.{name}" if key else name)
+
+    walk(_schema_text_parsed()["properties"][section], "")
+    return tuple(found)
+
+
 def _geology_problems(g: dict) -> list[str]:
     """Orderings within the geology section: vmin < vmax, ranges low <= high, velocities in bounds."""
     problems: list[str] = []
     if g["vmin"] >= g["vmax"]:
         problems.append(f"geology.vmin ({g['vmin']}) must be below geology.vmax ({g['vmax']})")
-    for key in ("layers.count", "layers.v_top", "layers.v_bottom", "layers.curvature", "water.depth",
-                "salt.bodies", "salt.velocity", "salt.width", "salt.height", "salt.top",
-                "layers.v_seabed", "layers.v_deep", "layers.compaction", "layers.burial", "layers.lateral",
-                "faults.count", "salt.sheet_width", "salt.sheet_thickness", "salt.massif_width",
-                "salt.rugosity", "salt.rugosity_wavelength", "salt.drag", "salt.drag_width"):
+    for key in range_keys("geology"):
         group, name = key.split(".")
         lo, hi = g[group][name]
         if lo > hi:
@@ -351,10 +377,11 @@ def _geology_problems(g: dict) -> list[str]:
 _SECTION_CHECKS = {"geology": _geology_problems}
 
 
-def _survey_problems(s: dict, g: dict) -> list[str]:
+def _survey_problems(s: dict, g: dict, families=("salt",)) -> list[str]:
     """Geometry inside the grid, distinct source/receiver cells, and a long enough record.
 
-    Uses geology's velocity range for the record length; the stability of the discretisation
+    The record must hold the deepest reflection of every family in ``families``
+    (:func:`fwi_attn.config.record.reflection_time`); the stability of the discretisation
     (CFL, dispersion, aliasing) is :meth:`fwi_attn.data.survey.Survey.check`'s, not repeated here.
     """
     problems: list[str] = []
@@ -387,18 +414,44 @@ def _survey_problems(s: dict, g: dict) -> list[str]:
     record = s["nt"] * s["dt"]
     if peak_time >= record:
         problems.append(f"survey.peak_time ({peak_time:g} s) is beyond the record length nt*dt = {record:g} s")
-    # The farthest primary reflection: from the model bottom at the largest source-receiver
-    # offset, travelling at the mid-range velocity (a representative average over depth).
-    offset = max(abs(s["receiver_x"][1] - s["source_x"][0]), abs(s["source_x"][1] - s["receiver_x"][0]))
-    depth = z_max - min(s["source_depth"], s["receiver_depth"])
-    v_mid = 0.5 * (g["vmin"] + g["vmax"])
-    t_far = peak_time + math.hypot(offset, 2 * depth) / v_mid
-    if record < t_far:
-        problems.append(
-            f"survey.nt * survey.dt = {record:g} s is too short for the farthest reflection "
-            f"(~{t_far:.3f} s: bottom of the model at {offset:g} m offset at {v_mid:g} m/s, plus the "
-            f"wavelet's peak time); raise survey.nt to at least {math.ceil(t_far / s['dt'])}")
+    # The deepest primary reflection at the largest offset, through the slowest velocity profile
+    # that any family of the study can draw (docs/geology.md): a shorter record cuts it off.
+    arrivals = [(*reflection_time(s, g, family), family) for family in families]
+    if arrivals:
+        t_far, offset, v_rms, family = max(arrivals)
+        if record < t_far - 1e-9:
+            problems.append(
+                f"survey.nt = {s['nt']} (record nt*dt = {record:g} s) ends before the reflection from the "
+                f"model's bottom at {offset:g} m offset through the slowest {family} profile the geology can "
+                f"draw (RMS {v_rms:.0f} m/s): it arrives at {t_far:.3f} s, wavelet peak included; raise "
+                f"survey.nt to at least {math.ceil(t_far / s['dt'] - 1e-9)} or survey.dt to at least "
+                f"{_round_up(t_far / s['nt']):g} s (within the aliasing limit)")
     return problems
+
+
+#: Name prefix of a family-transfer test set: ``transfer-<family>`` (docs/testsets.md).
+TRANSFER_PREFIX = "transfer-"
+
+
+def _study_problems(st: dict) -> list[str]:
+    """The reference among the variants, and test-set names that name one set each."""
+    problems = []
+    if st["reference"] not in st["variants"]:
+        problems.append(f"study.reference '{st['reference']}' is not one of study.variants "
+                        f"({', '.join(st['variants'])}); the report ranks variants against it: add it to "
+                        f"study.variants or choose one of them")
+    names = [t["name"] for t in st["test_sets"]] + [TRANSFER_PREFIX + f for f in st["transfer_families"]]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        problems.append(f"study.test_sets names must be unique and differ from the family-transfer sets' "
+                        f"({', '.join(names)}): {', '.join(repeated)} is given twice; rename it")
+    return problems
+
+
+def _round_up(x: float, digits: int = 2) -> float:
+    """``x`` rounded up to ``digits`` significant digits (a bound that still holds when printed)."""
+    scale = 10 ** (digits - 1 - math.floor(math.log10(x)))
+    return math.ceil(x * scale - 1e-9) / scale
 
 
 def _design_problems(st: dict) -> list[str]:
@@ -424,9 +477,24 @@ def _design_problems(st: dict) -> list[str]:
     return problems
 
 
+def simulated_families(c: Mapping) -> list[str]:
+    """The velocity-model families a study simulates on its survey: its datasets' and its
+    ``study.transfer_families`` (``c``: a config or its dict)."""
+    return sorted({d["family"] for d in c["datasets"].values()} | set(c["study"]["transfer_families"]))
+
+
+def deepest_reflection(cfg: Mapping) -> tuple[float, str]:
+    """``(seconds, family)``: the latest arrival the record must hold (see
+    :func:`fwi_attn.config.record.reflection_time`) over the study's simulated families."""
+    c = _plain(cfg)
+    return max((reflection_time(c["survey"], c["geology"], f)[0], f) for f in simulated_families(c))
+
+
 def _check_semantics(c: dict, source: str) -> None:
     """Checks the schema cannot express: orderings, geometry and record length (of a resolved config)."""
-    problems = _geology_problems(c["geology"]) + _survey_problems(c["survey"], c["geology"]) + _design_problems(c["study"])
+    families = simulated_families(c)
+    problems = (_geology_problems(c["geology"]) + _survey_problems(c["survey"], c["geology"], families)
+                + _study_problems(c["study"]) + _design_problems(c["study"]))
     base = {k: v for k, v in c["train"].items() if k != "per_variant"}
     for variant, override in c["train"].get("per_variant", {}).items():
         unknown = sorted(set(override) - set(base))

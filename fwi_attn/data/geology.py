@@ -1,4 +1,4 @@
-"""Velocity-model families for salt-body FWI, and import of users' models.
+"""Velocity-model families for salt-body FWI (users' model files: :mod:`fwi_attn.data.velocity_files`).
 
 Every generator returns P-wave velocity in m/s as a float32 array ``[n, nz, nx]``
 (depth first: row 0 is the surface), on a square grid of spacing ``dx`` metres.
@@ -38,27 +38,24 @@ Grid convention: cell ``(i, j)`` sits at depth ``i * dx`` and offset ``j * dx`` 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
-from fwi_attn.config import Section, validate_section
+from fwi_attn.config import Section, range_keys, validate_section
+from fwi_attn.config.record import FAMILIES, INTERFACE_JITTER, OPENFWI
 
-__all__ = ["FAMILIES", "KIND_CODES", "MAX_ASPECT_CHANGE", "generate_velocity", "load_velocities", "plan_velocity",
-           "read_velocity_file",
-           "save_segy"]
+# Users' model files have their own module; these names stay importable from here for callers
+# written before the split.
+from fwi_attn.data.velocity_files import load_velocities, read_velocity_file, save_segy  # noqa: F401
+from fwi_attn.data.velocity_plan import N_THETA, empty_plan, render
 
-FAMILIES = ("salt", "flatvel", "curvevel", "flatfault", "curvefault", "salt_blobs")
+__all__ = ["FAMILIES", "KIND_CODES", "generate_velocity", "plan_velocity"]
 
 # Models are rendered in blocks of about this many cells, which bounds the float32
 # temporaries to a few MB each (1000 models of 201 x 301 would otherwise need GBs).
 _BLOCK_CELLS = 1 << 20
 
-# Angular resolution of a salt outline's radius table r(theta); 720 bins keep the
-# nearest-bin error below a cell for bodies up to ~110 cells in radius.
-_N_THETA = 720
 # Fourier harmonics 2.._N_HARM of a salt outline; amplitudes fall as 1/h, so the low
 # ones give lobes and the high ones a rugose top.
 _N_HARM = 16
@@ -73,15 +70,6 @@ _KINDS = ("diapir", "mushroom", "sheet", "massif")
 KIND_CODES = {name: code for code, name in enumerate(_KINDS)}
 _P_DIAPIR, _P_MUSHROOM, _P_SHEET, _P_MASSIF = range(4)
 
-# OpenFWI-like settings, as fractions of the grid so that 70 x 70 matches the paper's look.
-_OPENFWI = {
-    "layers": (2, 5),  # number of layers, inclusive
-    "min_contrast": 0.05,  # least velocity step between layers, fraction of vmax - vmin
-    "curve_amplitude": (0.03, 0.12),  # sine undulation amplitude, fraction of nz
-    "faults": (1, 2),  # number of faults in the *fault families, inclusive
-    "throw": (0.06, 0.2),  # fault throw, fraction of nz (random sign)
-    "dip": (45.0, 85.0),  # fault dip, degrees from horizontal
-}
 
 
 # ----------------------------------------------------------------------------- public API
@@ -135,7 +123,7 @@ def generate_velocity(
     step = max(1, _BLOCK_CELLS // (nz * nx))
     for start in range(0, n, step):
         block = {k: v[start : start + step] for k, v in plan.items()}
-        out[start : start + step] = _render(block, nz, nx)
+        out[start : start + step] = render(block, nz, nx)
     np.clip(out, p["vmin"], p["vmax"], out=out)
     return out
 
@@ -172,187 +160,6 @@ def _plan(family, rng, n, nz, nx, dx, p) -> dict[str, np.ndarray]:
     return _plan_openfwi(rng, n, nz, nx, dx, p, family)
 
 
-#: Largest factor by which resampling may change a model's aspect ratio nz/nx (either way);
-#: beyond it, bilinear resampling visibly stretches the geology (a 2:1 salt dome becomes 4:1).
-MAX_ASPECT_CHANGE = 2.0
-
-
-def read_velocity_file(path, variable: str | None = None) -> np.ndarray:
-    """Read every velocity model (m/s) of a user's file as stored, without resampling.
-
-    Formats, chosen by extension:
-
-    * ``.npy``: a 2-D array ``[nz, nx]`` (one model), a stack ``[n, nz, nx]`` or OpenFWI's
-      ``[n, 1, nz, nx]``.
-    * ``.h5`` / ``.hdf5``: the dataset ``variable`` if given, else ``velocity`` (2-D: one model,
-      3-D: a stack, e.g. an fwi-attn shard), otherwise the file's only 2-D dataset.
-    * ``.sgy`` / ``.segy``: one 2-D model read with segyio; traces are x columns, samples depth.
-    * ``.mat``: MATLAB v5 (scipy.io) or v7.3 (HDF5, read with h5py and transposed back to
-      MATLAB's axis order): the variable ``variable`` if given, else ``velocity``, otherwise
-      the file's only numeric array. Axes are taken as MATLAB shows them: ``nz x nx`` or
-      ``n x nz x nx`` (permute a stack stored ``nz x nx x n`` first).
-
-    Returns:
-        An array ``[n, mz, mx]`` of the file's dtype (``n = 1`` for a 2-D model), in the file's order.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: unknown extension, unreadable file, no such dataset/variable, a shape that is
-            not a model or stack, no models, non-numeric or NaN/inf values; the message names the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"velocity model file {path} does not exist")
-
-    ext = path.suffix.lower()
-    if ext == ".npy":
-        try:
-            models = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"cannot read velocity model {path} as .npy: {err}") from err
-    elif ext in (".h5", ".hdf5"):
-        models = _read_hdf5(path, variable)
-    elif ext in (".sgy", ".segy"):
-        models = _read_segy(path)
-    elif ext == ".mat":
-        models = _read_mat(path, variable)
-    else:
-        raise ValueError(
-            f"velocity model {path}: unknown extension {path.suffix!r}; "
-            "use .npy, .h5/.hdf5, .sgy/.segy or .mat"
-        )
-
-    models = np.asarray(models)
-    if models.ndim == 2:
-        models = models[None]
-    elif models.ndim == 4 and models.shape[1] == 1:  # OpenFWI's [n, 1, nz, nx]
-        models = models[:, 0]
-    if models.ndim != 3:
-        raise ValueError(
-            f"velocity model {path} is not 2-D [nz, nx] nor a stack [n, nz, nx] or [n, 1, nz, nx]: "
-            f"shape {models.shape}"
-        )
-    if models.size == 0:
-        raise ValueError(f"velocity model {path} is empty: shape {models.shape}; it holds no model")
-    if not np.issubdtype(models.dtype, np.number) or np.iscomplexobj(models):
-        raise ValueError(f"velocity model {path} holds {models.dtype} values, not real numbers")
-    n = len(models)
-    for i in range(n):  # one model at a time: a big stack is never copied to float64 whole
-        if not np.isfinite(models[i]).all():
-            where = f" (model {i} of {n})" if n > 1 else ""  # so that the user can find it in a stack
-            raise ValueError(f"velocity model {path} contains NaN or inf values{where}")
-    return models
-
-
-def load_velocities(path, nz: int, nx: int) -> np.ndarray:
-    """Import every velocity model (m/s) of a user's file, resampled to the grid ``(nz, nx)``.
-
-    Formats: those of :func:`read_velocity_file` (``.npy``, ``.h5``/``.hdf5``, ``.sgy``/``.segy``,
-    ``.mat``).
-
-    Resampling: each model is resampled with bilinear interpolation on corner-aligned grids
-    (first and last samples map to first and last cells), so its physical extent is kept and
-    only the spacing changes; a model already of shape ``(nz, nx)`` is returned exactly. The
-    model's cells are taken as square, so resampling changes its aspect ratio nz/nx to the
-    grid's; that is refused when the change exceeds :data:`MAX_ASPECT_CHANGE` (2x) either way,
-    since it would stretch the geology, and so is an axis of fewer than 2 samples (a
-    ``(1, 5000)`` array holds no depth to resample). Crop or pad such a model to the grid's
-    aspect ratio first, or change ``survey.nz`` / ``survey.nx``.
-
-    Args:
-        path: the model file.
-        nz, nx: the grid in cells (depth, offset), at least 2 each.
-
-    Returns:
-        float32 array ``[n, nz, nx]`` in m/s, in the file's order (``n = 1`` for a 2-D model);
-        a caller that wants one model picks it, e.g. ``load_velocities(path, nz, nx)[0]``.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: as :func:`read_velocity_file`, and an axis of fewer than 2 samples, an aspect
-            ratio that resampling would change more than 2x, or non-positive velocities; the
-            message names the file.
-    """
-    path = Path(path)
-    nz, nx = int(nz), int(nx)
-    if nz < 2 or nx < 2:
-        raise ValueError(f"target grid must be at least 2 x 2 cells, got nz={nz}, nx={nx}")
-    models = read_velocity_file(path)
-    n, mz, mx = models.shape
-    if mz < 2 or mx < 2:
-        raise ValueError(
-            f"velocity model {path} has models of {mz} x {mx} samples (nz x nx); each axis needs at "
-            f"least 2 samples to be resampled to the {nz} x {nx} grid"
-        )
-    change = (mz / mx) / (nz / nx)
-    if (mz, mx) != (nz, nx) and not 1 / MAX_ASPECT_CHANGE <= change <= MAX_ASPECT_CHANGE:
-        raise ValueError(
-            f"velocity model {path} of {mz} x {mx} samples (aspect nz/nx {mz / mx:.3g}) would be stretched "
-            f"{max(change, 1 / change):.3g}x to fit the {nz} x {nx} grid (aspect {nz / nx:.3g}; at most "
-            f"{MAX_ASPECT_CHANGE:g}x allowed); crop or pad it to the grid's aspect ratio, or change "
-            f"survey.nz / survey.nx"
-        )
-    out = np.empty((n, nz, nx), dtype=np.float32)
-    for i in range(n):
-        model = models[i].astype(np.float64)
-        if (model <= 0).any():
-            where = f" (model {i} of {n})" if n > 1 else ""
-            raise ValueError(
-                f"velocity model {path} has non-positive velocities (min {model.min():g} m/s){where}"
-            )
-        out[i] = _resample(model, nz, nx)
-    return out
-
-
-def save_segy(path, velocity: np.ndarray, dx: float) -> None:
-    """Write a ``[nz, nx]`` velocity model (m/s) as a depth-domain SEG-Y file.
-
-    One trace per x column, samples down in depth, IEEE float32 (format 5), so
-    :func:`load_velocities` reads it back exactly. The sample interval fields hold the
-    depth step in millimetres (the usual depth-section convention) when it fits the
-    16-bit field, else in metres; CDP_X / source / group X hold the column's offset in
-    metres with a coordinate scalar of -100 (centimetre precision).
-    """
-    import segyio
-
-    velocity = np.asarray(velocity, dtype=np.float32)
-    if velocity.ndim != 2:
-        raise ValueError(f"save_segy({path}): velocity must be 2-D [nz, nx], got shape {velocity.shape}")
-    if not (np.isfinite(dx) and dx > 0):
-        raise ValueError(f"save_segy({path}): dx must be a positive number of metres, got {dx!r}")
-    nz, nx = velocity.shape
-    interval = int(round(dx * 1000)) if dx * 1000 < 32768 else int(round(dx))
-
-    spec = segyio.spec()
-    spec.format = 5
-    spec.samples = np.arange(nz)
-    spec.tracecount = nx
-    text = segyio.tools.create_text_header(
-        {
-            1: "fwi-attn velocity model (P-wave velocity, m/s)",
-            2: f"depth samples: nz={nz}, dz={dx:g} m; traces: nx={nx}, dx={dx:g} m",
-            3: "sample interval in mm (m if dz >= 32.768 m); X in cm (scalar -100)",
-        }
-    )
-    with segyio.create(str(path), spec) as f:
-        f.text[0] = text
-        f.bin.update(hdt=interval, dto=interval, hns=nz, nso=nz, format=5)
-        for j in range(nx):
-            x_cm = int(round(j * dx * 100))
-            f.header[j] = {
-                segyio.TraceField.TRACE_SEQUENCE_LINE: j + 1,
-                segyio.TraceField.TRACE_SEQUENCE_FILE: j + 1,
-                segyio.TraceField.CDP: j + 1,
-                segyio.TraceField.SourceGroupScalar: -100,
-                segyio.TraceField.SourceX: x_cm,
-                segyio.TraceField.GroupX: x_cm,
-                segyio.TraceField.CDP_X: x_cm,
-                segyio.TraceField.TRACE_SAMPLE_COUNT: nz,
-                segyio.TraceField.TRACE_SAMPLE_INTERVAL: interval,
-            }
-            f.trace[j] = np.ascontiguousarray(velocity[:, j])
-
-
 # ---------------------------------------------------------------------------- parameters
 
 
@@ -369,88 +176,52 @@ def _plan_params(params) -> dict[str, Any]:
     else:
         g = validate_section("geology", params, source="generate_velocity params")
 
-    def pair(v):  # a [low, high] range of reals
-        return float(v[0]), float(v[1])
-
-    def count(v):  # a [low, high] range of counts
-        return int(v[0]), int(v[1])
+    # Every [low, high] range the schema marks becomes a pair of floats or of ints.
+    for key, kind in range_keys("geology").items():
+        group, name = key.split(".")
+        g[group][name] = tuple((int if kind == "count" else float)(v) for v in g[group][name])
 
     water, layers, faults, salt = g["water"], g["layers"], g["faults"], g["salt"]
     return {
         "vmin": float(g["vmin"]),
         "vmax": float(g["vmax"]),
         "water_probability": float(water["probability"]),
-        "water_depth": pair(water["depth"]),
+        "water_depth": water["depth"],
         "water_velocity": float(water["velocity"]),
-        "layer_count": count(layers["count"]),
-        "v_top": pair(layers["v_top"]),
-        "v_bottom": pair(layers["v_bottom"]),
-        "curvature": pair(layers["curvature"]),
+        "layer_count": layers["count"],
+        "v_top": layers["v_top"],
+        "v_bottom": layers["v_bottom"],
+        "curvature": layers["curvature"],
         "jitter": float(layers["jitter"]),
         "fault_probability": float(faults["probability"]),
         "max_throw": float(faults["max_throw"]),
-        "salt_bodies": count(salt["bodies"]),
-        "salt_velocity": pair(salt["velocity"]),
-        "salt_width": pair(salt["width"]),
-        "salt_height": pair(salt["height"]),
-        "salt_top": pair(salt["top"]),
+        "salt_bodies": salt["bodies"],
+        "salt_velocity": salt["velocity"],
+        "salt_width": salt["width"],
+        "salt_height": salt["height"],
+        "salt_top": salt["top"],
         "roughness": float(salt["roughness"]),
         # salt family only (docs/geology.md)
-        "v_seabed": pair(layers["v_seabed"]),
-        "v_deep": pair(layers["v_deep"]),
-        "compaction": pair(layers["compaction"]),
-        "burial": pair(layers["burial"]),
-        "lateral": pair(layers["lateral"]),
-        "fault_count": count(faults["count"]),
+        "v_seabed": layers["v_seabed"],
+        "v_deep": layers["v_deep"],
+        "compaction": layers["compaction"],
+        "burial": layers["burial"],
+        "lateral": layers["lateral"],
+        "fault_count": faults["count"],
         "salt_none": float(salt["none_probability"]),
         "salt_kinds": tuple(float(salt["kinds"][k]) / sum(salt["kinds"].values()) for k in _KINDS),
-        "sheet_width": pair(salt["sheet_width"]),
-        "sheet_thickness": pair(salt["sheet_thickness"]),
+        "sheet_width": salt["sheet_width"],
+        "sheet_thickness": salt["sheet_thickness"],
         "feeder_probability": float(salt["feeder_probability"]),
-        "massif_width": pair(salt["massif_width"]),
-        "rugosity": pair(salt["rugosity"]),
-        "rugosity_wavelength": pair(salt["rugosity_wavelength"]),
-        "drag": pair(salt["drag"]),
-        "drag_width": pair(salt["drag_width"]),
+        "massif_width": salt["massif_width"],
+        "rugosity": salt["rugosity"],
+        "rugosity_wavelength": salt["rugosity_wavelength"],
+        "drag": salt["drag"],
+        "drag_width": salt["drag_width"],
     }
 
 
 # ------------------------------------------------------------------------------- planning
-
-
-def _empty_plan(n: int, nz: int, n_layers: int, n_faults: int, n_bodies: int) -> dict:
-    """Plan arrays with neutral values: no faults, no salt, no water, one layer."""
-    f32 = np.float32
-    return {
-        # layer velocities (m/s) and interface mean depth / undulation amplitude (cells);
-        # unused interfaces sit at +inf so they are never crossed
-        "layer_v": np.zeros((n, n_layers), f32),
-        "iface_z": np.full((n, max(n_layers - 1, 0)), np.inf, f32),
-        "iface_amp": np.zeros((n, max(n_layers - 1, 0)), f32),
-        # shared undulation shape f(x) = sum w sin(2 pi c x / nx + phi) / sum w
-        "fold_c": np.zeros((n, 3), f32),
-        "fold_phi": np.zeros((n, 3), f32),
-        "fold_w": np.ones((n, 3), f32),
-        # faults: x of the fault trace at mid-depth (cells), dx/dz slope, throw (cells)
-        "fault_x": np.zeros((n, n_faults), f32),
-        "fault_slope": np.zeros((n, n_faults), f32),
-        "fault_throw": np.zeros((n, n_faults), f32),
-        # salt bodies (cells): centre, horizontal semi-axis, upper/lower vertical semi-axes,
-        # radius table over angle, stem centre and half-width per depth row (-1: no stem)
-        "salt_on": np.zeros((n, n_bodies), bool),
-        "salt_v": np.zeros((n, n_bodies), f32),
-        "salt_cx": np.zeros((n, n_bodies), f32),
-        "salt_cz": np.zeros((n, n_bodies), f32),
-        "salt_ax": np.ones((n, n_bodies), f32),
-        "salt_at": np.ones((n, n_bodies), f32),
-        "salt_ab": np.ones((n, n_bodies), f32),
-        "salt_r": np.ones((n, n_bodies, _N_THETA), f32),
-        "stem_x": np.zeros((n, n_bodies, nz), f32),
-        "stem_hw": np.full((n, n_bodies, nz), -1.0, f32),
-        # water: number of top rows filled with water, and its velocity
-        "water_rows": np.zeros(n, np.int64),
-        "water_v": np.zeros(n, f32),
-    }
 
 
 def _uniform(rng: np.random.Generator, bounds, size) -> np.ndarray:
@@ -481,7 +252,7 @@ def _plan_interfaces(rng, plan: dict, counts: np.ndarray, z0: np.ndarray, nz: in
     if n_if == 0:
         return
     k = np.arange(1, n_if + 1)[None, :]
-    frac = (k + rng.uniform(-0.3, 0.3, (n, n_if))) / counts[:, None]
+    frac = (k + rng.uniform(-INTERFACE_JITTER, INTERFACE_JITTER, (n, n_if))) / counts[:, None]
     z = z0[:, None] + (nz - z0[:, None]) * frac
     plan["iface_z"][:] = np.where(k < counts[:, None], z, np.inf)
 
@@ -517,7 +288,7 @@ def _plan_salt_blobs(rng, n: int, nz: int, nx: int, dx: float, p: dict) -> dict:
     """salt_blobs family: water, sediment layers (velocity rising with depth), fault, salt."""
     k_max = p["layer_count"][1]
     b_max = p["salt_bodies"][1]
-    plan = _empty_plan(n, nz, k_max, 1, b_max)
+    plan = empty_plan(n, nz, k_max, 1, b_max)
 
     z0 = _plan_water(rng, plan, n, nz, dx, p)
 
@@ -614,7 +385,7 @@ def _plan_outline(rng, plan, shape, roughness, top, at) -> tuple[np.ndarray, np.
     h = np.arange(2, _N_HARM + 1, dtype=np.float64)
     g = rng.normal(0.0, 0.9, shape + (h.size,)) / h
     phi = rng.uniform(0.0, 2 * np.pi, shape + (h.size,))
-    theta = np.linspace(-np.pi, np.pi, _N_THETA, endpoint=False) + np.pi / _N_THETA
+    theta = np.linspace(-np.pi, np.pi, N_THETA, endpoint=False) + np.pi / N_THETA
     # cos(h t + phi) = cos(h t) cos(phi) - sin(h t) sin(phi): two small matrix products
     # instead of evaluating n * bodies * harmonics * angles cosines
     ht = h[:, None] * theta[None, :]
@@ -646,7 +417,7 @@ def _plan_salt(rng, n: int, nz: int, nx: int, dx: float, p: dict) -> dict:
     """
     f32 = np.float32
     k_max, f_max, b_max = p["layer_count"][1], p["fault_count"][1], p["salt_bodies"][1]
-    plan = _empty_plan(n, nz, k_max, f_max, b_max)
+    plan = empty_plan(n, nz, k_max, f_max, b_max)
     z0 = _plan_water(rng, plan, n, nz, dx, p)
 
     # Layers carry velocity steps about the trend (the reflectors), not absolute velocities.
@@ -775,9 +546,9 @@ def _plan_province_bodies(rng, plan, n, nz, nx, dx, seabed, p) -> None:
 
 def _plan_openfwi(rng, n: int, nz: int, nx: int, dx: float, p: dict, family: str) -> dict:
     """OpenFWI-like layered models (Deng et al. 2022), velocities in [vmin, vmax]."""
-    lo, hi = _OPENFWI["layers"]
-    f_hi = _OPENFWI["faults"][1]
-    plan = _empty_plan(n, nz, hi, f_hi, 0)
+    lo, hi = OPENFWI["layers"]
+    f_hi = OPENFWI["faults"][1]
+    plan = empty_plan(n, nz, hi, f_hi, 0)
     z0 = _plan_water(rng, plan, n, nz, dx, p)
 
     counts = _integers(rng, (lo, hi), n)
@@ -785,7 +556,7 @@ def _plan_openfwi(rng, n: int, nz: int, nx: int, dx: float, p: dict, family: str
     # at least `gap` apart so that every interface is visible: sort draws on a range
     # shortened by (K - 1) gaps, then add j * gap to the j-th.
     j = np.arange(hi)[None, :]
-    gap = _OPENFWI["min_contrast"] * (p["vmax"] - p["vmin"])
+    gap = OPENFWI["min_contrast"] * (p["vmax"] - p["vmin"])
     span = (p["vmax"] - p["vmin"]) - (counts[:, None] - 1) * gap
     v = np.where(j < counts[:, None], rng.uniform(0.0, 1.0, (n, hi)) * span, np.inf)
     v = p["vmin"] + np.sort(v, axis=1) + j * gap
@@ -794,223 +565,15 @@ def _plan_openfwi(rng, n: int, nz: int, nx: int, dx: float, p: dict, family: str
     _plan_interfaces(rng, plan, counts, z0, nz)
 
     if family.startswith("curve"):
-        amp = _uniform(rng, _OPENFWI["curve_amplitude"], n) * nz
+        amp = _uniform(rng, OPENFWI["curve_amplitude"], n) * nz
         plan["iface_amp"][:] = amp[:, None] * rng.uniform(0.7, 1.0, plan["iface_amp"].shape)
         # OpenFWI's curves are smooth sines: keep overtones weak
         _plan_fold(rng, plan, n, (0.4, 1.6), 0.2)
 
     if family.endswith("fault"):
-        nf = _integers(rng, _OPENFWI["faults"], n)
+        nf = _integers(rng, OPENFWI["faults"], n)
         active = np.arange(f_hi)[None, :] < nf[:, None]
-        throw = _uniform(rng, _OPENFWI["throw"], (n, f_hi)) * nz
+        throw = _uniform(rng, OPENFWI["throw"], (n, f_hi)) * nz
         throw *= rng.choice(np.array([-1.0, 1.0]), (n, f_hi))
-        _plan_faults(rng, plan, active, nz, nx, throw, _OPENFWI["dip"])
+        _plan_faults(rng, plan, active, nz, nx, throw, OPENFWI["dip"])
     return plan
-
-
-# ------------------------------------------------------------------------------ rendering
-
-
-def _render(plan: dict, nz: int, nx: int) -> np.ndarray:
-    """Deterministically paint a block of planned models; returns float32 ``[m, nz, nx]``."""
-    if "trend_v0" in plan:
-        return _render_province(plan, nz, nx)
-    m = plan["layer_v"].shape[0]
-    z = np.arange(nz, dtype=np.float32)[None, :, None]
-    x = np.arange(nx, dtype=np.float32)[None, None, :]
-
-    z_eff = np.broadcast_to(z, (m, nz, nx)).copy()
-    _fault_shift(plan, z_eff, z, x, nz)
-    index = _layer_index(plan, z_eff, nx)
-    vel = np.take_along_axis(plan["layer_v"], index.reshape(m, -1), axis=1).reshape(m, nz, nx)
-
-    # Salt bodies, later ones on top.
-    for b in range(plan["salt_on"].shape[1]):
-        sel = np.flatnonzero(plan["salt_on"][:, b])
-        if sel.size == 0:
-            continue
-        inside = _body_inside(plan, sel, b, z, x, nz, nx)
-        vel[sel] = np.where(inside, plan["salt_v"][sel, b, None, None], vel[sel])
-    return _paint_water(plan, vel, nz).astype(np.float32, copy=False)
-
-
-def _render_province(plan: dict, nz: int, nx: int) -> np.ndarray:
-    """The salt family: salt first (its mask drags the strata), then sediments, salt on top."""
-    m = plan["layer_v"].shape[0]
-    z = np.arange(nz, dtype=np.float32)[None, :, None]
-    x = np.arange(nx, dtype=np.float32)[None, None, :]
-
-    salt_v = np.zeros((m, nz, nx), np.float32)  # 0: no salt
-    dragging = np.zeros((m, nz, nx), bool)
-    for b in range(plan["salt_on"].shape[1]):
-        sel = np.flatnonzero(plan["salt_on"][:, b])
-        if sel.size == 0:
-            continue
-        inside = _body_inside(plan, sel, b, z, x, nz, nx)
-        salt_v[sel] = np.where(inside, plan["salt_v"][sel, b, None, None], salt_v[sel])
-        dragging[sel] |= inside & plan["salt_drag"][sel, b, None, None]
-
-    # Drag and crestal thinning: strata near rooted salt come from deeper (z_eff > z), most
-    # at the contact; above a crest the uplift fades upwards, which thins the strata there.
-    z_eff = np.broadcast_to(z, (m, nz, nx)).copy()
-    for i in np.flatnonzero(dragging.any(axis=(1, 2)) & (plan["drag_amp"] > 0)):
-        blur = ndimage.gaussian_filter(dragging[i].astype(np.float32), float(plan["drag_sigma"][i]), mode="nearest")
-        z_eff[i] += plan["drag_amp"][i] * blur
-    _fault_shift(plan, z_eff, z, x, nz)
-    index = _layer_index(plan, z_eff, nx)
-    step = np.take_along_axis(plan["layer_v"], index.reshape(m, -1), axis=1).reshape(m, nz, nx)
-
-    def col(key):
-        return plan[key][:, None, None]
-
-    burial = np.maximum(z_eff - col("seabed"), np.float32(0)) + col("trend_b0")
-    trend = col("trend_vinf") - (col("trend_vinf") - col("trend_v0")) * np.exp(-burial / col("trend_len"))
-    xn = np.arange(nx, dtype=np.float32)[None, None, :] / np.float32(nx)
-    lateral = 1 + col("lat_amp") * np.sin(np.float32(2 * np.pi) * col("lat_c") * xn + col("lat_phi"))
-    vel = np.minimum((trend + step) * lateral, col("sed_max"))
-    vel = np.where(salt_v > 0, salt_v, vel)
-    return _paint_water(plan, vel, nz).astype(np.float32, copy=False)
-
-
-def _fault_shift(plan, z_eff, z, x, nz) -> None:
-    """Faults: sample the layering at z - throw on the hanging-wall side of each trace (in place)."""
-    for f in range(plan["fault_x"].shape[1]):
-        throw = plan["fault_throw"][:, f, None, None]
-        trace_x = plan["fault_x"][:, f, None, None] + plan["fault_slope"][:, f, None, None] * (
-            z - nz / 2
-        )
-        z_eff -= np.where(x > trace_x, throw, np.float32(0))
-
-
-def _layer_index(plan, z_eff, nx) -> np.ndarray:
-    """Layer index per cell: the number of interfaces above it. Each indicator is monotone in
-    depth, so crossing interfaces pinch out instead of breaking the order."""
-    m, nz = z_eff.shape[:2]
-    xn = np.arange(nx, dtype=np.float32) / nx
-    fold = np.einsum(
-        "mk,mkx->mx",
-        plan["fold_w"],
-        np.sin(2 * np.pi * plan["fold_c"][:, :, None] * xn + plan["fold_phi"][:, :, None]),
-    ) / plan["fold_w"].sum(axis=1, keepdims=True)
-    index = np.zeros((m, nz, nx), dtype=np.intp)
-    for k in range(plan["iface_z"].shape[1]):
-        depth_k = plan["iface_z"][:, k, None] + plan["iface_amp"][:, k, None] * fold
-        index += z_eff >= depth_k[:, None, :]
-    return index
-
-
-def _body_inside(plan, sel, b, z, x, nz, nx) -> np.ndarray:
-    """Cells of body ``b`` in models ``sel``: a star-shaped cap in (semi-axis scaled) polar
-    coordinates, plus an optional stem down to the bottom; ``[len(sel), nz, nx]`` bool.
-
-    A rugose top (``salt_rug``, cells per column) lifts the cap's upper half by rug(x),
-    fully at the top and fading to nothing at the centre's depth.
-    """
-    s = sel.size
-    cx = plan["salt_cx"][sel, b, None, None]
-    dz = z - plan["salt_cz"][sel, b, None, None]
-    at = plan["salt_at"][sel, b, None, None]
-    if "salt_rug" in plan:
-        dz = dz + plan["salt_rug"][sel, b, None, :] * np.clip(-dz / at, 0, 1)
-    u = (x - cx) / plan["salt_ax"][sel, b, None, None]
-    w = dz / np.where(dz < 0, at, plan["salt_ab"][sel, b, None, None])
-    rho = np.hypot(u, w)
-    t = np.arctan2(w, u)
-    ti = ((t + np.float32(np.pi)) * np.float32(_N_THETA / (2 * np.pi))).astype(np.intp)
-    np.minimum(ti, _N_THETA - 1, out=ti)
-    r = np.take_along_axis(plan["salt_r"][sel, b], ti.reshape(s, -1), axis=1).reshape(s, nz, nx)
-    inside = rho <= r
-    inside |= np.abs(x - plan["stem_x"][sel, b, :, None]) <= plan["stem_hw"][sel, b, :, None]
-    return inside
-
-
-def _paint_water(plan, vel, nz) -> np.ndarray:
-    """Water on top of everything (salt tops are kept below the sea floor when planned)."""
-    rows = plan["water_rows"]
-    if rows.any():
-        wet = np.arange(nz)[None, :, None] < rows[:, None, None]
-        vel = np.where(wet, plan["water_v"][:, None, None], vel)
-    return vel
-
-
-# ------------------------------------------------------------------------------- import
-
-
-def _read_hdf5(path: Path, variable: str | None = None) -> np.ndarray:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            if variable is not None:
-                if not isinstance(f.get(variable), h5py.Dataset):
-                    names: list[str] = []
-                    f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
-                    raise ValueError(f"velocity model {path} has no dataset {variable!r} "
-                                     f"(datasets: {', '.join(names) or 'none'})")
-                return f[variable][()]
-            if "velocity" in f and isinstance(f["velocity"], h5py.Dataset):
-                return f["velocity"][()]
-            found: list[str] = []
-            f.visititems(
-                lambda name, obj: found.append(name)
-                if isinstance(obj, h5py.Dataset) and obj.ndim == 2
-                else None
-            )
-            if len(found) == 1:
-                return f[found[0]][()]
-            names = []
-            f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
-    except OSError as err:
-        raise ValueError(f"cannot read velocity model {path} as HDF5: {err}") from err
-    what = "several 2-D datasets " + ", ".join(found) if found else "no 2-D dataset"
-    raise ValueError(
-        f"velocity model {path} has no dataset named 'velocity' and {what} "
-        f"(datasets: {', '.join(names) or 'none'}); name one with its option"
-    )
-
-
-def _read_mat(path: Path, variable: str | None = None) -> np.ndarray:
-    import scipy.io
-
-    try:
-        variables = scipy.io.loadmat(path)
-    except NotImplementedError:
-        # MATLAB v7.3 files are HDF5; h5py shows MATLAB's column-major arrays with axes reversed.
-        return np.transpose(_read_hdf5(path, variable))
-    except (OSError, ValueError, TypeError) as err:
-        raise ValueError(f"cannot read velocity model {path} as a MATLAB .mat file: {err}") from err
-    arrays = {k: v for k, v in variables.items() if not k.startswith("__") and isinstance(v, np.ndarray)}
-    if variable is not None:
-        if variable not in arrays:
-            raise ValueError(f"velocity model {path} has no variable {variable!r} "
-                             f"(variables: {', '.join(arrays) or 'none'})")
-        return arrays[variable]
-    if "velocity" in arrays:
-        return arrays["velocity"]
-    numeric = [k for k, v in arrays.items() if np.issubdtype(v.dtype, np.number) and v.ndim in (2, 3)]
-    if len(numeric) == 1:
-        return arrays[numeric[0]]
-    raise ValueError(f"velocity model {path} has no variable named 'velocity' and "
-                     f"{len(numeric)} numeric 2-D/3-D variables ({', '.join(numeric) or 'none'}); "
-                     f"name one with its option")
-
-
-def _read_segy(path: Path) -> np.ndarray:
-    import segyio
-
-    try:
-        with segyio.open(str(path), "r", ignore_geometry=True) as f:
-            traces = segyio.tools.collect(f.trace[:])  # [trace, sample]
-    except (RuntimeError, OSError, ValueError) as err:
-        raise ValueError(f"cannot read velocity model {path} as SEG-Y: {err}") from err
-    return np.asarray(traces).T  # samples are depth: [nz, nx]
-
-
-def _resample(model: np.ndarray, nz: int, nx: int) -> np.ndarray:
-    """Bilinear, corner-aligned resampling of ``[mz, mx]`` to ``[nz, nx]``."""
-    if model.shape == (nz, nx):
-        return model
-    zi = np.linspace(0.0, model.shape[0] - 1, nz)
-    xi = np.linspace(0.0, model.shape[1] - 1, nx)
-    coords = np.meshgrid(zi, xi, indexing="ij")
-    return ndimage.map_coordinates(model, coords, order=1, mode="nearest")

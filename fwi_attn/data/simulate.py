@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from fwi_attn.config import resolve_device
-from fwi_attn.layout import SPLITS, shard_sizes
 from fwi_attn.data.survey import Survey, check_model_velocity
+from fwi_attn.layout import SPLITS, shard_sizes
+
 
 def cells(xz: np.ndarray, dx: float) -> torch.Tensor:
     """Positions ``[n, 2]`` (x, z) in m -> deepwave cell indices ``[n, 2]`` (z, x), int64."""
@@ -141,6 +142,41 @@ def generate_shard(cfg, dataset: str, split: str, shard: int, out: str | os.Path
     attrs = shard_attrs(survey, cfg, dataset=dataset, split=split, shard=shard, seed=ds.seed, family=ds.family)
     write_shard(out, velocity, gathers, survey.source_xz, survey.receiver_xz, attrs)
     return Path(out)
+
+
+def simulate_file(cfg, model: str | os.PathLike, out: str | os.PathLike, *, device: str | None = None,
+                  progress: bool = False) -> tuple[Path, int]:
+    """Simulate every velocity model of a user's file with ``cfg``'s survey and write one shard.
+
+    The models are read and resampled to the survey's grid by
+    :func:`fwi_attn.data.velocity_files.load_velocities`; the shard (atomic) records sample ``i``
+    as model ``source_index[i]`` of the file, with dataset = the file's stem, split ``user``.
+
+    Args:
+        cfg: a validated :class:`fwi_attn.config.Config`.
+        model: the velocity-model file (m/s): ``.npy``, ``.h5``/``.hdf5``, ``.sgy``/``.segy``, ``.mat``.
+        out: destination ``.h5`` path; checked writable, with room, before any simulation.
+        device: overrides ``study.device``.
+
+    Returns:
+        ``(out, n)``: the shard's path and its number of models.
+    """
+    from fwi_attn.data.store import check_output, check_space, shard_nbytes, write_shard
+    from fwi_attn.data.velocity_files import load_velocities
+
+    survey = Survey.from_config(cfg)
+    check_output(out)  # an unwritable path fails now, not after minutes of simulation
+    velocity = load_velocities(model, survey.nz, survey.nx)  # [n, nz, nx] m/s
+    n = len(velocity)
+    check_space(out, shard_nbytes(n, survey.n_shots, survey.nt, survey.n_receivers, survey.nz, survey.nx))
+    survey.check(float(velocity.min()), float(velocity.max()))
+    gathers = simulate(velocity, survey, device=device or cfg.study.device,
+                       models_per_call=cfg.survey.models_per_call, progress=progress, where=str(model))
+    attrs = shard_attrs(survey, cfg, dataset=Path(model).stem, split="user", shard=0, seed=-1,
+                        family="import", source=str(model),
+                        source_index=np.arange(n, dtype=np.int64).tolist())
+    write_shard(out, velocity, gathers, survey.source_xz, survey.receiver_xz, attrs)
+    return Path(out), n
 
 
 def shard_attrs(survey: Survey, cfg, *, dataset: str, split: str, shard: int, seed: int, family: str,

@@ -5,7 +5,7 @@ networks trained on the study's synthetic models can be scored on geology they n
 (external validity). Steps, each one function here:
 
 1. :func:`model_files`: the input files (``.npy``, ``.h5``/``.hdf5``, ``.sgy``/``.segy``,
-   ``.mat``), read by :func:`fwi_attn.data.geology.read_velocity_file`.
+   ``.mat``), read by :func:`fwi_attn.data.velocity_files.read_velocity_file`.
 2. :func:`resample_models`: each file's models are brought to the study's cell size ``dx``,
    either by ``scipy.ndimage.zoom`` (linear) from their own cell size (``model_dx``), or, with
    ``fit``, squeezed whole onto the study's grid as ``fwi-attn simulate`` does.
@@ -42,16 +42,28 @@ import json
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+
+from fwi_attn.config import load_schema
 
 #: Extensions of the model files a folder is searched for.
 MODEL_SUFFIXES = (".npy", ".h5", ".hdf5", ".sgy", ".segy", ".mat")
 SUMMARY_NAME = "testset.json"
 SUMMARY_SCHEMA = "fwi-attn-testset/1"
-OUT_OF_RANGE = ("reject", "clip")
+
+
+def _entry_schema() -> dict:
+    """The schema of one ``study.test_sets`` entry's options (every key but ``name`` and ``path``)."""
+    items = load_schema()["properties"]["study"]["properties"]["test_sets"]["items"]["properties"]
+    return {k: v for k, v in items.items() if k not in ("name", "path")}
+
+
+#: The options' schema: their one source of defaults, types and allowed values.
+OPTION_SCHEMA = _entry_schema()
+OUT_OF_RANGE = tuple(OPTION_SCHEMA["out_of_range"]["enum"])
 
 
 class TestSetError(ValueError):
@@ -84,15 +96,50 @@ class TestSetOptions:
 
     __test__ = False  # not a pytest test class
 
-    model_dx: float | None = None
-    fit: bool = False
-    stride: tuple[int, int] | None = None
-    top: int = 0
-    min_salt: float = 0.0
-    max_windows: int | None = None
-    seed: int = 0
-    out_of_range: str = "reject"
-    variable: str | None = None
+    # Defaults are the schema's (a study.test_sets entry and the command line agree).
+    model_dx: float | None = OPTION_SCHEMA["model_dx"]["default"]
+    fit: bool = OPTION_SCHEMA["fit"]["default"]
+    stride: tuple[int, int] | None = OPTION_SCHEMA["stride"]["default"]
+    top: int = OPTION_SCHEMA["top"]["default"]
+    min_salt: float = OPTION_SCHEMA["min_salt"]["default"]
+    max_windows: int | None = OPTION_SCHEMA["max_windows"]["default"]
+    seed: int = OPTION_SCHEMA["seed"]["default"]
+    out_of_range: str = OPTION_SCHEMA["out_of_range"]["default"]
+    variable: str | None = OPTION_SCHEMA["variable"]["default"]
+
+    @classmethod
+    def from_entry(cls, entry) -> TestSetOptions:
+        """The options of a ``study.test_sets`` entry (a mapping; its ``name`` and ``path`` ignored)."""
+        values = {f.name: entry[f.name] for f in fields(cls) if f.name in entry}
+        if values.get("stride") is not None:
+            values["stride"] = tuple(values["stride"])
+        return cls(**values)
+
+    @classmethod
+    def from_args(cls, args) -> TestSetOptions:
+        """The options of parsed ``fwi-attn testset`` arguments (:func:`add_option_arguments`)."""
+        values = {f.name: getattr(args, f.name) for f in fields(cls)}
+        if values["stride"] is not None:
+            values["stride"] = tuple(values["stride"])
+        return cls(**values)
+
+    def to_args(self) -> list[str]:
+        """The ``fwi-attn testset`` arguments that give these options (defaults left out), e.g.
+        ``["--top", "4", "--fit"]``; each an argv item, to be shell-quoted by a caller that
+        builds a command line."""
+        out: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value == f.default:
+                continue
+            flag = option_flag(f.name)
+            if isinstance(value, bool):
+                out.append(flag)
+            elif isinstance(value, tuple):
+                out += [flag, *map(str, value)]
+            else:
+                out += [flag, str(value)]
+        return out
 
     def check(self) -> None:
         if self.model_dx is not None and not (np.isfinite(self.model_dx) and self.model_dx > 0):
@@ -110,6 +157,37 @@ class TestSetOptions:
         if self.fit and self.model_dx is not None:
             raise TestSetError("--fit resamples each model onto the grid whatever its cell size; give --fit or "
                                "--model-dx, not both")
+
+
+def option_flag(name: str) -> str:
+    """The command-line flag of an option: ``min_salt`` -> ``--min-salt``."""
+    return "--" + name.replace("_", "-")
+
+
+def add_option_arguments(parser, help: dict[str, str], metavars: dict | None = None) -> None:
+    """Add one flag per :class:`TestSetOptions` field to an argparse ``parser``: type, allowed values,
+    count and default from the schema (``help``: the text of each field, the default appended)."""
+    metavars = metavars or {}
+    kinds = {"number": float, "integer": int, "string": str}
+    for f in fields(TestSetOptions):
+        spec = OPTION_SCHEMA[f.name]
+        types = [t for t in ([spec["type"]] if isinstance(spec["type"], str) else spec["type"]) if t != "null"]
+        kwargs: dict = {"default": f.default, "dest": f.name}
+        text = help.get(f.name) or spec.get("description", "")
+        if types == ["boolean"]:
+            kwargs["action"] = "store_true"
+        else:
+            if types == ["array"]:
+                kwargs.update(type=kinds[spec["items"]["type"]], nargs=spec["maxItems"])
+            else:
+                kwargs["type"] = kinds[types[0]]
+            if "enum" in spec:
+                kwargs["choices"] = spec["enum"]
+            if f.name in metavars:
+                kwargs["metavar"] = metavars[f.name]
+            if f.default is not None:  # a None default is what the help text says happens without it
+                text += f" (default: {f.default})"
+        parser.add_argument(option_flag(f.name), help=text, **kwargs)
 
 
 @dataclass
@@ -205,7 +283,7 @@ def resample_models(models: np.ndarray, nz: int, nx: int, dx: float, options: Te
     """
     from scipy import ndimage
 
-    from fwi_attn.data.geology import MAX_ASPECT_CHANGE, _resample
+    from fwi_attn.data.velocity_files import MAX_ASPECT_CHANGE, resample
 
     n, mz, mx = models.shape
     if options.fit:
@@ -214,7 +292,7 @@ def resample_models(models: np.ndarray, nz: int, nx: int, dx: float, options: Te
             raise TestSetError(f"{where}: models of {mz} x {mx} cells cannot be fitted onto the {nz} x {nx} grid "
                                f"(aspect nz/nx changes {max(change, 1 / change):.3g}x, at most "
                                f"{MAX_ASPECT_CHANGE:g}x); cut windows instead (drop --fit, give --model-dx)")
-        out = np.stack([_resample(m.astype(np.float64), nz, nx) for m in models]).astype(np.float32)
+        out = np.stack([resample(m.astype(np.float64), nz, nx) for m in models]).astype(np.float32)
         return out, (nz / mz, nx / mx)
     if options.model_dx is None or options.model_dx == dx:
         return models.astype(np.float32, copy=False), (1.0, 1.0)
@@ -240,8 +318,8 @@ def window_origins(shape: tuple[int, int], nz: int, nx: int, stride: tuple[int, 
 
 def read_model_file(path: Path, survey, options: TestSetOptions) -> ModelFile:
     """Read, identify (sha256) and resample one model file; errors name the file."""
-    from fwi_attn.data.geology import read_velocity_file
     from fwi_attn.data.store import file_sha256
+    from fwi_attn.data.velocity_files import read_velocity_file
 
     try:
         raw = read_velocity_file(path, options.variable)

@@ -37,7 +37,6 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
 from pathlib import Path
 
 import h5py
@@ -47,6 +46,7 @@ from fwi_attn.config import resolve_device
 from fwi_attn.data.store import (Predictions, atomic_path, open_result, read_predictions, read_shard, seal, verify_data,
                                  write_h5)
 from fwi_attn.data.survey import AcquisitionError, GridError, Survey, check_acquisition, check_grid
+from fwi_attn.layout import RUN
 
 # The simulator (fwi_attn.data.simulate) is imported where it runs: the figures read gathers.h5
 # through this module and must not load it.
@@ -506,6 +506,33 @@ def physics_check(cfg, predictions: str | os.PathLike | Predictions, *, samples:
                                "predictions": str(preds.path), "baseline": baseline_from})
     return PhysicsResult(summary=summary, survey=survey, observed=observed, predicted=d_pred,
                          prediction=prediction[:n], truth=obs.velocity[:n], showcase=showcase)
+
+
+def run_physics(cfg, predictions: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                samples: int | None = None, device: str | None = None,
+                simulated: dict | None = None) -> PhysicsResult:
+    """:func:`physics_check` of one predictions file, written as ``fwi-attn physics`` writes it:
+    ``physics.json`` and ``gathers.h5`` in ``out`` (default: the predictions file's folder),
+    atomically. The figure (``physics.png``) is the results stage's (``--figure``).
+
+    Args:
+        cfg: a validated :class:`fwi_attn.config.Config`.
+        predictions: a ``predictions.h5`` of ``fwi-attn evaluate`` or ``predict``.
+        out: output folder.
+        samples, device, simulated: as :func:`physics_check` (``simulated`` shares the true and
+            mean models' simulations between runs of one call).
+
+    Returns:
+        The :class:`PhysicsResult` written.
+    """
+    from fwi_attn.data.store import check_output, write_json
+
+    out = Path(out) if out is not None else Path(predictions).parent
+    check_output(out, folder=True)
+    result = physics_check(cfg, predictions, samples=samples, device=device, simulated=simulated)
+    write_json(out / RUN.physics, result.summary)
+    write_gathers(out / RUN.gathers, result.showcase)
+    return result
 
 
 # ----------------------------------------------------------------------------- gathers.h5

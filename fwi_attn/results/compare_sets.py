@@ -93,7 +93,7 @@ def load_model_set(path: str | os.PathLike, *, name: str | None = None, dx: floa
         CompareSetsError: nothing readable there, or models of different grids in one set.
     """
     from fwi_attn.data.dataset import ShardDataset, _npy_pairs, find_sources
-    from fwi_attn.data.geology import read_velocity_file
+    from fwi_attn.data.velocity_files import read_velocity_file
     from fwi_attn.data.store import read_shard
     from fwi_attn.data.testset import model_files
 
