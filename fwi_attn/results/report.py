@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from fwi_attn.results import stats
-from fwi_attn.results.study import (BASELINE, DEPTH_BANDS, Study, TestSetResults, attention_salt_markdown,
-                                    attention_salt_table, compare_variants, comparison_table,
-                                    comparisons_markdown, convergence_markdown, convergence_summary, convergence_table,
-                                    generalisation_table, load_study, load_test_sets, physics_markdown,
-                                    physics_table, refine_markdown, run_figure, seed_sample_values, table_markdown)
+from fwi_attn.layout import BASELINE, RUN, run_dir
+from fwi_attn.results.generalisation import DEPTH_BANDS, TestSetResults, generalisation_table, load_test_sets
+from fwi_attn.results.study import Study, compare_variants, load_study, run_figure, seed_sample_values
+from fwi_attn.results.tables import (attention_salt_markdown, attention_salt_table, comparison_table,
+                                     comparisons_markdown, convergence_markdown, convergence_summary, convergence_table,
+                                     physics_markdown, physics_table, refine_markdown, table_markdown)
 
 #: InversionNet's published test figures (Deng et al. 2022, OpenFWI, arXiv:2111.02926, Table of
 #: InversionNet results: MAE, RMSE on the [-1, 1] scale, SSIM), by the family of ours that imitates
@@ -196,8 +197,8 @@ def draw_generalisation_figure(study: Study, out) -> Path | None:
     if not sets or shown is None:
         return None
     seed = min(study.seeds(shown))
-    files = {"test": study.run_dir(shown, seed) / "predictions.h5"}
-    files.update({n: r.dir / shown / f"seed{seed}" / "predictions.h5" for n, r in sets.items()})
+    files = {"test": study.run_dir(shown, seed) / RUN.predictions}
+    files.update({n: run_dir(r.dir, shown, seed) / RUN.predictions for n, r in sets.items()})
     preds = {n: read_predictions(p) for n, p in files.items() if p.exists()}
     c = study.config
     plot_generalisation(preds, out, c["survey"]["dx"], c["geology"]["vmin"], c["geology"]["vmax"], shown)
