@@ -59,6 +59,7 @@ from fwi_attn.data.dataset import (Normalizer, ShardDataset, check_survey, load_
 from fwi_attn.io.attention_salt import ATTENTION_SALT_FILE, ATTENTION_SALT_SCHEMA
 from fwi_attn.layout import default_stats_path, parse_run_dir
 from fwi_attn.learn.metrics import compute_metrics, pooled, summarize, to_json_lists
+from fwi_attn.provenance import provenance
 from fwi_attn.data.store import (atomic_path, file_sha256, open_result, read_predictions, seal,
                                  verify_data, write_h5, write_json, write_predictions)
 
@@ -339,6 +340,7 @@ def _write_outputs(cfg, out: Path, *, variant: str, seed, data: ShardDataset, sp
         "epoch": epoch, "model": model,
         "settings": {"vmin": norm.vmin, "vmax": norm.vmax, "salt_threshold": cfg.evaluate.salt_threshold,
                      "boundary_tolerance": cfg.evaluate.boundary_tolerance},
+        "provenance": provenance(cfg),
     }
     write_json(out / "metrics.json", metrics)
     return metrics

@@ -8,6 +8,8 @@ from fwi_attn.results.attention_plots import plot_attention_maps, plot_attention
 from fwi_attn.results.physics_plots import plot_gathers, plot_physics
 from fwi_attn.results.plots import (first_seed_files, one_sample, placeholder, plot_accuracy_cost, plot_history,
                                     plot_metric_bars, plot_predictions_grid, plot_run_examples, plot_training_curves)
+from fwi_attn.results.latex import write_latex
+from fwi_attn.results.style import figure_settings, format_paths
 
 
 def draw_run_figures(cfg, variant: str, seed: int) -> list:
@@ -19,14 +21,16 @@ def draw_run_figures(cfg, variant: str, seed: int) -> list:
     run = run_dir(study, variant, seed)
     paths = run_figure_paths(study, variant, seed)
     g = cfg.geology
-    plot_run_examples(read_predictions(run / RUN.predictions), paths["examples"], cfg.survey.dx, g.vmin, g.vmax,
-                      cfg.evaluate.n_examples, title=f"{variant}, seed {seed}: test examples")
-    plot_history(read_history(run / RUN.history), paths["history"], title=f"{variant}, seed {seed}")
-    return list(paths.values())
+    with figure_settings(cfg):
+        plot_run_examples(read_predictions(run / RUN.predictions), paths["examples"], cfg.survey.dx, g.vmin, g.vmax,
+                          cfg.evaluate.n_examples, title=f"{variant}, seed {seed}: test examples")
+        plot_history(read_history(run / RUN.history), paths["history"], title=f"{variant}, seed {seed}")
+        return [f for p in paths.values() for f in format_paths(p)]
 
 
 def draw_comparison_figures(cfg) -> list:
-    """Every comparison figure and the metric table (CSV + markdown) of a study."""
+    """Every comparison figure and the metric table (CSV, markdown and LaTeX) of a study; returns
+    the files written (each figure in every format of ``figures.formats``)."""
     from fwi_attn.layout import comparison_figure_paths, study_dir
     from fwi_attn.results.study import METRICS, comparison_table, load_study, table_markdown, write_table_csv
     from fwi_attn.data.store import atomic_path
@@ -36,17 +40,22 @@ def draw_comparison_figures(cfg) -> list:
     g, dx = cfg.geology, cfg.survey.dx
     rows = comparison_table(study, metrics=METRICS)
     write_table_csv(rows, paths["table_csv"], metrics=METRICS)
+    md = table_markdown(rows)
     with atomic_path(paths["table_md"], suffix=".md") as tmp:
-        tmp.write_text(table_markdown(rows))
-    plot_metric_bars(rows, paths["bars"])
-    plot_accuracy_cost(rows, paths["cost"])
-    plot_training_curves(study, paths["curves"])
-    plot_predictions_grid(study, paths["predictions"], dx, g.vmin, g.vmax, n=min(3, cfg.evaluate.n_examples))
-    draw_attention_figure(cfg, study, paths["attention"])
-    plot_gathers(study, paths["gathers"], g.vmin, g.vmax, dx)
-    plot_physics(study, paths["physics"])
-    draw_attention_salt_figures(study, paths["attention_salt"], paths["attention_iou"])
-    return list(paths.values())
+        tmp.write_text(md)
+    table_tex = paths["table_md"].with_suffix(".tex")
+    write_latex(md, table_tex)
+    with figure_settings(cfg):
+        plot_metric_bars(rows, paths["bars"])
+        plot_accuracy_cost(rows, paths["cost"])
+        plot_training_curves(study, paths["curves"])
+        plot_predictions_grid(study, paths["predictions"], dx, g.vmin, g.vmax, n=min(3, cfg.evaluate.n_examples))
+        draw_attention_figure(cfg, study, paths["attention"])
+        plot_gathers(study, paths["gathers"], g.vmin, g.vmax, dx)
+        plot_physics(study, paths["physics"])
+        draw_attention_salt_figures(study, paths["attention_salt"], paths["attention_iou"])
+        figures = [f for k, p in paths.items() if not k.startswith("table") for f in format_paths(p)]
+    return [paths["table_csv"], paths["table_md"], table_tex, *figures]
 
 
 def draw_attention_salt_figures(study, out_auc, out_iou) -> None:

@@ -6,7 +6,7 @@ notebook ``notebooks/compare_attention.ipynb``, the figures (:mod:`fwi_attn.resu
 
 * :func:`load_study` gathers every run's metrics (and physics check, refinement, training history,
   attention scores) plus the mean-model baseline;
-* :func:`compare_variants` compares the study's arms with the reference and the controls over
+* :func:`fwi_attn.results.comparisons.compare_variants` compares the study's arms with the reference and the controls over
   training seeds and test samples together, as one corrected family (the inference is
   :mod:`fwi_attn.results.stats`; what the comparisons are, :mod:`fwi_attn.results.design`);
 * the tables (mean +/- std over seeds, convergence, physics, attention) are
@@ -33,11 +33,10 @@ from fwi_attn.io.checked_json import verify_checked
 from fwi_attn.io.history import read_history
 from fwi_attn.layout import BASELINE, RUN, baseline_dir, parse_run_dir, run_dir
 from fwi_attn.learn.metrics import METRICS, POOLED
-from fwi_attn.results import stats
 
 __all__ = ["METRICS", "POOLED", "LOWER_IS_BETTER", "LABELS", "DEFAULT_METRICS", "BASELINE", "Study", "ReportError",
            "read_json", "load_study", "mean_std", "run_figure", "seed_sample_values", "per_sample", "arm_values",
-           "DATA_MISFITS", "physics_values", "compare_variants"]
+           "DATA_MISFITS", "physics_values"]
 
 #: Metrics where smaller is better (the others: larger is better).
 LOWER_IS_BETTER = frozenset({"mae", "mse", "rmse", "mae_ms", "rmse_ms", "rel_l2", "rel_l2_reflection"})
@@ -282,61 +281,14 @@ def physics_values(study: Study, key: str) -> dict[str, np.ndarray]:
     return out
 
 
-def compare_variants(study: Study, metric: str = "mae", reference: str | None = None,
-                     alpha: float = stats.ALPHA) -> list[dict]:
-    """The study's family of comparisons on ``metric``, corrected together
-    (:func:`fwi_attn.results.stats.compare_family`).
-
-    The family (:func:`fwi_attn.results.design.family`): in a two-stage study each selected
-    variant against the reference and against each control that applies to it; in a one-stage
-    study every variant against the reference. The training variance is pooled over every trained
-    arm of the study. A velocity metric's comparison gets an equivalence margin of ``study.margin``
-    times the reference's figure (fixed in the config before the study ran); a data misfit
-    (:data:`DATA_MISFITS`, from physics.json over the re-simulated samples) gets none.
-
-    Returns:
-        Per comparison the :func:`~fwi_attn.results.stats.compare_family` fields plus ``value``
-        and ``value_against`` (the two arms' figures: :func:`run_figure` means over seeds, or the
-        mean misfit over seeds and samples), ``isolates`` (what the arm compared with isolates)
-        and ``metric``.
-    """
-    from fwi_attn.results.design import family
-    from fwi_attn.results.tables import comparison_table
-
-    reference = reference or study.config.get("study", {}).get("reference", "none")
-    if metric in DATA_MISFITS:
-        values = physics_values(study, metric)
-        figure = {v: float(np.nanmean(y)) for v, y in values.items()}
-        margins = None
-    else:
-        values = arm_values(study, metric)
-        figure = {r["variant"]: r[metric] for r in comparison_table(study, metrics=(metric,))}
-        share = float(study.config.get("study", {}).get("margin", 0.05))
-        margins = {}
-    if reference not in values:
-        return []
-    pairs = [c for c in family(study.config, study.variants, study.selection, reference)
-             if c.arm in values and c.against in values]
-    if not pairs:
-        return []
-    if margins is not None:
-        margins = {(c.arm, c.against): share * abs(figure[reference]) for c in pairs}
-    trained = stats.training_variance(values[v] for v in study.variants if v in values)
-    out = stats.compare_family(values, pairs, lower_is_better=metric in LOWER_IS_BETTER,
-                               margins=margins, alpha=alpha, training=trained)
-    for e, c in zip(out, pairs):
-        e.update(value=figure[c.arm], value_against=figure[c.against], isolates=c.isolates, metric=metric)
-    return out
-
-
-
 #: Names that moved to :mod:`fwi_attn.results.tables` and :mod:`fwi_attn.results.generalisation`,
 #: still importable from here for code written against the one-module layout.
 MOVED = {**dict.fromkeys(("comparison_table", "format_metric", "table_markdown", "table_latex", "write_table_csv",
-                          "comparisons_markdown", "verdict", "CONVERGED_SLOPE", "ANNEALING", "convergence",
+                          "CONVERGED_SLOPE", "ANNEALING", "convergence",
                           "convergence_table", "convergence_summary", "convergence_markdown", "attention_salt_table",
                           "attention_salt_markdown", "physics_table", "physics_markdown", "refine_table",
                           "refine_markdown"), "fwi_attn.results.tables"),
+         **dict.fromkeys(("compare_variants", "comparisons_markdown", "verdict"), "fwi_attn.results.comparisons"),
          **dict.fromkeys(("DEPTH_BANDS", "TestSetResults", "load_test_sets", "prediction_summary",
                           "generalisation_table"), "fwi_attn.results.generalisation")}
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 
 import numpy as np
@@ -60,7 +59,7 @@ def format_metric(value: float | None, metric: str) -> str:
 
 def table_markdown(rows: list[dict], metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS) -> str:
     """The comparison table in markdown: ``mean ± std`` over seeds, point estimates only (which
-    differences hold is :func:`compare_variants`'s to say, so no cell is marked best)."""
+    differences hold is :func:`fwi_attn.results.comparisons.compare_variants`'s to say, so no cell is marked best)."""
     head = ["variant", "seeds", "parameters", "ms / sample", *(LABELS.get(m, m) for m in metrics)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
     for r in rows:
@@ -93,43 +92,6 @@ def write_table_csv(rows: list[dict], path: str | os.PathLike,
     with atomic_path(path, suffix=".csv") as tmp:
         tmp.write_text(buf.getvalue())
 
-
-
-def comparisons_markdown(family: list[dict], to_ms: float | None = None) -> str:
-    """The family's table: difference, its 95% and Bonferroni intervals, Holm p, the equivalence
-    test and the detectable difference; a verdict per row that says only what the numbers hold."""
-    if not family:
-        return ""
-    metric = family[0]["metric"]
-    m = family[0]["m"]
-    level = 100 * (1 - stats.ALPHA / m)
-    lines = [f"| comparison | against what | {LABELS.get(metric, metric)} | difference | 95% CI | "
-             f"Bonferroni {level:.4g}% CI | Holm p | equivalence margin, Holm p | detectable (80% power) | verdict |",
-             "|---|---|---:|---:|---|---|---:|---:|---:|---|"]
-    for e in family:
-        values = f"{format_metric(e['value'], metric)} vs {format_metric(e['value_against'], metric)}"
-        if not math.isfinite(e.get("se", math.nan)):
-            lines.append(f"| {e['arm']} − {e['against']} | {e['isolates']} | {values} | | | | | | | too few samples |")
-            continue
-        ms = f" ({e['mean_diff'] * to_ms:+.0f} m/s)" if to_ms else ""
-        ci = f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]" + ("" if e["seed_variance"] else " (samples only)")
-        adj = f"[{e['ci_low_adj']:+.4f}, {e['ci_high_adj']:+.4f}]"
-        eq = (f"±{e['margin']:.4f}, {e['p_equivalence_holm']:.3g}" if e.get("p_equivalence_holm") is not None else "")
-        detect = f"{e['detectable']:.4f}" + (f" ({e['detectable'] * to_ms:.0f} m/s)" if to_ms else "")
-        lines.append(f"| {e['arm']} − {e['against']} | {e['isolates']} | {values} | {e['mean_diff']:+.4f}{ms} | {ci} | "
-                     f"{adj} | {e['p_holm']:.3g} | {eq} | {detect} | {verdict(e)} |")
-    return "\n".join(lines) + "\n"
-
-
-def verdict(e: dict) -> str:
-    """What one comparison supports: a confirmed difference, an equivalence, or nothing."""
-    if not e.get("claimable", True):
-        return "no claim: one seed an arm, training variance unknown"
-    if e.get("significant"):
-        return f"**{e['arm']} {'better' if e['better'] else 'worse'}**"
-    if e.get("equivalent"):
-        return f"**equivalent** within ±{e['margin']:.4f}"
-    return "inconclusive"
 
 
 #: Under a constant learning rate, a run counts as converged when its validation MAE, fitted over
