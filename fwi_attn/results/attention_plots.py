@@ -56,13 +56,13 @@ def plot_attention_maps(maps_by_variant: dict[str, dict[str, np.ndarray]], pads:
     for ax in axes[0, 1:]:
         ax.set_axis_off()
     if without:
-        axes[0, 1].text(0.0, 0.5, "no attention map:\n" + ", ".join(without), ha="left", va="center", fontsize=10,
+        axes[0, 1].text(0.0, 0.5, "no attention map:\n" + ", ".join(without), ha="left", va="center", fontsize=8,
                         transform=axes[0, 1].transAxes)
     im_a = None
     for i, v in enumerate(with_maps, start=1):
         label = axes[i, 0]
         label.set_axis_off()
-        label.text(0.5, 0.5, v, ha="center", va="center", fontsize=13, weight="bold", transform=label.transAxes)
+        label.text(0.5, 0.5, v, ha="center", va="center", fontsize=9, weight="bold", transform=label.transAxes)
         maps = list(maps_by_variant[v].items())[:max_maps]
         for j in range(1 + len(maps), n_cols):
             axes[i, j].set_axis_off()
@@ -177,7 +177,7 @@ def plot_attention_salt(files, out, variants_without_map: list[str] | None = Non
         ax.set_xticks([t for t, _ in ticks], [v for _, v in ticks], rotation=45, ha="right")
         ax.set_ylim(0, 1)
         ax.set_ylabel("ROC AUC")
-        ax.set_title(f"attention as a detector of {title}", fontsize=10)
+        ax.set_title(f"attention as a detector of {title}")
         ax.grid(axis="y", alpha=0.3)
     from matplotlib.patches import Patch
 
@@ -189,7 +189,7 @@ def plot_attention_salt(files, out, variants_without_map: list[str] | None = Non
              f"seed(s)\nerror bars: std over seeds (s.e. over samples with one seed); dashed: chance")
     if variants_without_map:
         title += f"\nno spatial map: {', '.join(variants_without_map)}"
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title)
     return finish(fig, out)
 
 
@@ -257,7 +257,7 @@ def plot_attention_vs_iou(run_dirs, out, kind: str = "salt", title: str = "") ->
         ax.set_xlabel(f"{kind} ROC AUC of the map")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("salt IoU of the prediction")
-    fig.suptitle(title or f"Per-sample attention {kind} AUC against salt IoU (Spearman rho)", fontsize=10)
+    fig.suptitle(title or f"Per-sample attention {kind} AUC against salt IoU (Spearman rho)")
     return finish(fig, out)
 
 

@@ -200,9 +200,11 @@ def plot_physics(study, out) -> None:
     if any("rel_l2_reflection" in r for r in rows):
         panels += [("rel_l2_reflection", "relative L2, reflections only (lower is better)"),
                    ("trace_corr_reflection", "trace correlation, reflections only (higher is better)")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), constrained_layout=True)
+    # Two panels a row: the misfit beside the correlation, raw traces above reflections.
+    nrows = len(panels) // 2
+    fig, axes = plt.subplots(nrows, 2, figsize=(7.1, 3.3 * nrows + 0.4), constrained_layout=True, squeeze=False)
     x = np.arange(len(rows))
-    for ax, (key, label) in zip(axes, panels):
+    for ax, (key, label) in zip(axes.ravel(), panels):
         vals = [r.get(key, np.nan) for r in rows]
         errs = [r.get(f"{key}_std", 0.0) for r in rows]
         ax.bar(x, vals, yerr=errs, capsize=3, color=[variant_color(r["variant"]) for r in rows])
@@ -216,12 +218,12 @@ def plot_physics(study, out) -> None:
             ax.axhline(float(np.mean(true)), color="tab:red", ls=":", lw=1.5,
                        label=f"true model, self-check ({np.mean(true):.3f})")
         if base or true:
-            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=2, frameon=False)
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=1, frameon=False)
         ax.set_xticks(x, [r["variant"] for r in rows], rotation=45, ha="right")
-        ax.set_title(label, fontsize=9)
+        ax.set_title(label)
         ax.grid(axis="y", alpha=0.3)
     n = sorted({r["n_seeds"] for r in rows})
-    fig.suptitle(f"Physics check: predictions re-simulated against the recorded test gathers "
-                 f"(mean over {'/'.join(map(str, n))} seed(s), error bars = std)", fontsize=10)
+    fig.suptitle(f"Physics check: predictions re-simulated against the recorded test gathers\n"
+                 f"(mean over {'/'.join(map(str, n))} seed(s), error bars = std)")
     return finish(fig, out)
 

@@ -162,25 +162,29 @@ def plot_metric_bars(rows: list[dict], out, metrics=("mae_ms", "rmse_ms", "ssim"
 
     nets = [r for r in rows if r["variant"] != "mean"]
     base = next((r for r in rows if r["variant"] == "mean"), None)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.8), constrained_layout=True,
+    # Two panels a row: four side by side leave no room for their titles at a paper's width.
+    ncols = min(2, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7.1, 2.6 * nrows + 0.5), constrained_layout=True,
                              squeeze=False)
+    for ax in axes.ravel()[len(metrics):]:
+        ax.set_axis_off()
     x = np.arange(len(nets))
-    for ax, m in zip(axes[0], metrics):
+    for ax, m in zip(axes.ravel(), metrics):
         vals = [r[m] for r in nets]
         errs = [r[f"{m}_std"] or 0.0 for r in nets]
         ax.bar(x, vals, yerr=errs, capsize=3, color=[variant_color(r["variant"]) for r in nets])
         if base is not None:
             ax.axhline(base[m], color=BASELINE_COLOR, ls="--", lw=1.2, label="mean-model baseline")
         ax.set_xticks(x, [r["variant"] for r in nets], rotation=45, ha="right")
-        ax.set_title(f"{LABELS.get(m, m)} ({'lower' if m in LOWER_IS_BETTER else 'higher'} is better)",
-                     fontsize=9)
+        ax.set_title(f"{LABELS.get(m, m)} ({'lower' if m in LOWER_IS_BETTER else 'higher'} is better)")
         ax.grid(axis="y", alpha=0.3)
         if m in ("ssim", "salt_iou", "salt_boundary_f"):
             ax.set_ylim(0, 1)
     n_seeds = sorted({r["n_seeds"] for r in nets})
     title = f"Test metrics: mean over {'/'.join(map(str, n_seeds))} seed(s), error bars = std over seeds"
     if base is not None:
-        title += "; dashed: mean-model baseline"
+        title += "\ndashed: mean-model baseline"
     fig.suptitle(title)
     return finish(fig, out)
 
