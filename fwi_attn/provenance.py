@@ -23,7 +23,7 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 def _git(*args: str) -> str | None:
     try:
-        done = subprocess.run(["git", "-C", str(SOURCE_ROOT), *args], capture_output=True, text=True, timeout=10)
+        done = subprocess.run(["git", "-C", str(SOURCE_ROOT), *args], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None

@@ -206,10 +206,10 @@ print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
 def test_loading_a_study_and_building_its_report_do_not_import_torch(study_dir):  # noqa: F811
     env_path = str(REPO)
     probe = subprocess.run([sys.executable, "-c", "import sys, fwi_attn.learn.metrics; print('torch' in sys.modules)"],
-                           capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": env_path})
+                           check=False, capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": env_path})
     if probe.stdout.strip() == "True":
         pytest.skip("fwi_attn.learn.metrics (the metric names) still imports torch")
-    done = subprocess.run([sys.executable, "-c", TORCH_FREE, str(study_dir)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", TORCH_FREE, str(study_dir)], check=False, capture_output=True, text=True,
                           cwd=REPO, env={"PYTHONPATH": env_path})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"

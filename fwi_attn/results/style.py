@@ -21,10 +21,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.layout_engine import ConstrainedLayoutEngine  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
-from fwi_attn.data.store import atomic_path  # noqa: E402
+from fwi_attn.data.store import atomic_path
 
 DPI = 150
 VELOCITY_CMAP = "turbo"
