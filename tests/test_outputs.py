@@ -215,6 +215,29 @@ def test_loading_a_study_and_building_its_report_do_not_import_torch(study_dir):
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+TORCH_FREE_FIGURES = """
+import sys
+from fwi_attn.config import load_config
+from fwi_attn.results.figures import draw_comparison_figures
+draw_comparison_figures(load_config(sys.argv[1]))
+print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
+"""
+
+
+def test_comparison_figures_do_not_import_torch(study_dir):  # noqa: F811
+    """`fwi-attn figures --compare` reads result files only: torch stays unloaded."""
+    env = {"PYTHONPATH": str(REPO)}
+    for needed in ("fwi_attn.learn.metrics", "fwi_attn.learn.evaluate"):  # the readers the figures import
+        probe = subprocess.run([sys.executable, "-c", f"import sys, {needed}; print('torch' in sys.modules)"],
+                               check=False, capture_output=True, text=True, cwd=REPO, env=env)
+        if probe.stdout.strip() == "True":
+            pytest.skip(f"{needed} (metric names; the attention.h5 reader) still imports torch")
+    done = subprocess.run([sys.executable, "-c", TORCH_FREE_FIGURES, str(study_dir / "config.yaml")], check=False,
+                          capture_output=True, text=True, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_metric_names_are_the_metrics_modules():
     import fwi_attn.learn.metrics as metrics
     import fwi_attn.results.study as study
