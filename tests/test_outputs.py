@@ -136,9 +136,10 @@ def test_latex_table_has_the_markdown_numbers(study_dir):  # noqa: F811
     assert len(cells) == len(body) + 1 and all(len(r) == len(head) for r in cells)
     number = re.compile(r"[-+]?\d[\d,]*\.?\d*")
     for md_row, tex_row in zip(body, cells[1:]):
-        assert [number.findall(c) for c in md_row] == [number.findall(c) for c in tex_row]
-    assert r"MAE ([-1,1] scale)" in tex and r"$\pm$" in tex
+        assert [number.findall(c) for c in md_row] == [number.findall(c.replace("$-$", "-")) for c in tex_row]
+    assert r"MAE ([$-$1,1] scale)" in tex and r"$\pm$" in tex
     assert r"none\_wide" in markdown_to_latex("| variant |\n|---|\n| none_wide |\n")
+    assert r"$-$0.0207 ($-$31 m/s)" in markdown_to_latex("| d |\n|---:|\n| -0.0207 (-31 m/s) |\n")
 
 
 def test_report_writes_the_tables_as_tex(study_dir):  # noqa: F811

@@ -1,9 +1,9 @@
 """The report's tables as LaTeX, ready to ``\\input`` into a paper (booktabs rules).
 
 Each ``.tex`` table is made from the report's markdown table itself, cell by cell, so both carry
-the same numbers with the same rounding; only the typography changes (``±``, ``−`` and ``→`` in
-math mode, ``**bold**`` as ``\\textbf``, ```code``` as ``\\texttt``, LaTeX's special characters
-escaped). Needs ``\\usepackage{booktabs}`` in the document.
+the same numbers with the same rounding; only the typography changes (``±``, ``−``, ``→`` and a
+number's minus sign in math mode, ``**bold**`` as ``\\textbf``, ```code``` as ``\\texttt``, LaTeX's
+special characters escaped). Needs ``\\usepackage{booktabs}`` in the document.
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def escape(text: str) -> str:
     out = "".join(SPECIALS.get(c, c) for c in text)
     for sign, tex in SIGNS.items():
         out = out.replace(sign, tex)
-    return out
+    # A number's minus sign, not a hyphen: "-0.02" in text mode would print a hyphen.
+    return re.sub(r"(?<![\w$])-(?=\.?\d)", r"$-$", out)
 
 
 def cell_latex(cell: str) -> str:
