@@ -170,7 +170,7 @@ def save_figure(fig, path: str | os.PathLike) -> list[Path]:
     resize(fig, s.width)
     constrained = isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
     written = []
-    title = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) is not None else ""
+    title = " ".join(fig.get_suptitle().split())
     for out in format_paths(path, s.formats):
         fmt = out.suffix[1:]
         with atomic_path(out, suffix=out.suffix) as tmp:
