@@ -50,8 +50,9 @@ def plot_physics_run(showcase, summary: dict, out: str | os.PathLike, vmin: floa
     summary): true and predicted model, then observed, predicted and residual gathers of the
     middle shot on one clip (so the residual reads against the data), and the mean model's data."""
     shot = showcase.observed.shape[0] // 2
-    fig, axes = plt.subplots(1, 6, figsize=(19, 3.6), squeeze=False, constrained_layout=True)
-    axes = axes[0]
+    # Two rows of three, not six in a row: readable at a paper's width.
+    fig, axes = plt.subplots(2, 3, figsize=(10, 6.6), squeeze=False, constrained_layout=True)
+    axes = axes.ravel()
     im = show_velocity(axes[0], showcase.truth, showcase.dx, vmin, vmax, f"true model (index {showcase.index})")
     show_velocity(axes[1], showcase.prediction, showcase.dx, vmin, vmax, "predicted model")
     obs, pred, base = showcase.observed[shot], showcase.predicted[shot], showcase.baseline[shot]
@@ -62,15 +63,15 @@ def plot_physics_run(showcase, summary: dict, out: str | os.PathLike, vmin: floa
     def rel(d):
         return float(np.linalg.norm(d - obs) / (np.linalg.norm(obs) or 1.0))
 
-    show_gather(axes[2], obs, dt, rx, f"observed, shot at x = {showcase.source_xz[shot, 0]:g} m", clip=clip)
-    show_gather(axes[3], pred, dt, rx, f"predicted (rel. L2 {rel(pred):.2f} this shot)", clip=clip)
+    show_gather(axes[2], obs, dt, rx, f"observed, shot at {showcase.source_xz[shot, 0]:g} m", clip=clip)
+    show_gather(axes[3], pred, dt, rx, f"predicted, rel. L2 {rel(pred):.2f}", clip=clip)
     show_gather(axes[4], pred - obs, dt, rx, "residual (same clip)", clip=clip)
-    show_gather(axes[5], base, dt, rx, f"mean model (rel. L2 {rel(base):.2f})", clip=clip)
-    fig.colorbar(im, ax=axes[:2].tolist(), label="velocity (km/s)", shrink=0.8)
+    show_gather(axes[5], base, dt, rx, f"mean model, rel. L2 {rel(base):.2f}", clip=clip)
+    fig.colorbar(im, ax=axes[:2].tolist(), label="velocity (km/s)", shrink=0.8, location="left")
     m = summary["mean"]
     refl = ""
     if m.get("rel_l2_reflection") is not None and m.get("baseline_rel_l2_reflection") is not None:
-        refl = (f"; on the reflections (direct wave muted, t^2 gain) {m['rel_l2_reflection']:.3f} "
+        refl = (f";\non the reflections (direct wave muted, t^2 gain) {m['rel_l2_reflection']:.3f} "
                 f"(mean model {m['baseline_rel_l2_reflection']:.3f})")
     fig.suptitle(f"{summary.get('variant') or ''} seed {summary.get('seed')}: mean rel. L2 misfit "
                  f"{m['rel_l2']:.3f} (mean model {m['baseline_rel_l2']:.3f}, true model {m['true_rel_l2']:.1e}){refl} "
