@@ -33,11 +33,12 @@ def plot_preview(shard, out: str | os.PathLike, n_models: int = 4, vmin: float |
         axes[0, i].plot(src[0], src[1], marker="*", color="white", mec="black", ms=10, clip_on=False)
         gather = shard.gathers[i, shot] * (np.arange(shard.nt) * dt)[:, None] ** 2
         show_gather(axes[1, i], gather, dt, shard.receiver_xz[:, 0],
-                    f"shot at x = {shard.source_xz[shot, 0]:g} m (t$^2$ gain)", percentile=99.0)
+                    "gather (t$^2$ gain)", percentile=99.0)
     fig.colorbar(im, ax=axes[0, :].tolist(), label="velocity (km/s)", shrink=0.8)
     a = shard.attrs
     fig.suptitle(f"{a.get('dataset', '')} / {a.get('split', '')}: {shard.nz}x{shard.nx} cells at {dx:g} m, "
-                 f"{shard.n_shots} shots, {shard.n_receivers} receivers, Ricker {float(a['freq']):g} Hz")
+                 f"{shard.n_shots} shots, {shard.n_receivers} receivers, Ricker {float(a['freq']):g} Hz; "
+                 f"gathers of the shot at x = {shard.source_xz[shot, 0]:g} m (star)")
     save_figure(fig, out)
 
 
