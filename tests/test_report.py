@@ -10,23 +10,16 @@ import yaml
 from fwi_attn.results.report import markdown_to_html, write_report
 from fwi_attn.learn.metrics import pooled
 from fwi_attn.results.stats import compare_runs, holm
-from fwi_attn.results.study import (
-    compare_variants,
-    comparison_table,
-    comparisons_markdown,
-    convergence,
-    load_study,
-    seed_sample_values,
-    table_markdown,
-    write_table_csv,
-)
+from fwi_attn.results.comparisons import compare_variants, comparisons_markdown
+from fwi_attn.results.study import load_study, seed_sample_values
+from fwi_attn.results.tables import comparison_table, convergence, table_markdown, write_table_csv
 
 N_TEST = 12
 #: Per-variant offset of the per-sample MAE: cbam best, se worse than none.
 OFFSETS = {"none": 0.30, "se": 0.33, "cbam": 0.25}
 
 
-def _metrics(variant, seed, mae):
+def metrics_record(variant, seed, mae):
     mae = np.asarray(mae, dtype=float)
     per = {"mae": mae, "mse": (1.2 * mae) ** 2, "rmse": 1.2 * mae, "ssim": 1 - mae, "ssim_valid": 1 - 1.1 * mae,
            "mae_ms": 1500 * mae, "rmse_ms": 1800 * mae, "psnr": 20 - mae,
@@ -49,16 +42,16 @@ def study_dir(tmp_path, tiny_dict):
             mae = off + difficulty + rng.normal(0, 0.02, N_TEST)
             d = root / v / f"seed{seed}"
             d.mkdir(parents=True)
-            (d / "metrics.json").write_text(json.dumps(_metrics(v, seed, mae)))
+            (d / "metrics.json").write_text(json.dumps(metrics_record(v, seed, mae)))
     (root / "mean").mkdir()
-    base = _metrics("mean", None, 0.5 + difficulty)
+    base = metrics_record("mean", None, 0.5 + difficulty)
     base["n_params"] = 0
     (root / "mean" / "metrics.json").write_text(json.dumps(base))
-    (root / "config.yaml").write_text(yaml.safe_dump(_config(tmp_path, tiny_dict)))
+    (root / "config.yaml").write_text(yaml.safe_dump(hand_config(tmp_path, tiny_dict)))
     return root
 
 
-def _config(tmp_path, raw):
+def hand_config(tmp_path, raw):
     from fwi_attn.config import load_config
 
     raw["study"].update(name="hand", variants=["none", "se", "cbam"], seeds=[0, 1],
@@ -254,7 +247,7 @@ def test_an_edited_json_result_is_refused_and_one_without_checksum_read(tmp_path
     from fwi_attn.results.study import ReportError, read_json
 
     rng = np.random.default_rng(11)
-    obj = {"metrics.json": _metrics("cbam", 0, rng.uniform(0.1, 0.3, N_TEST)),
+    obj = {"metrics.json": metrics_record("cbam", 0, rng.uniform(0.1, 0.3, N_TEST)),
            "physics.json": {"variant": "cbam", "seed": 0, "mean": {"rel_l2": float(rng.uniform()),
                                                                    "rel_l2_reflection": None}},
            "refine.json": {"runs": [{"sample": 3, "final_mae": float(rng.uniform(10, 50))}]},

@@ -40,7 +40,7 @@ def command_figures(parser):
 
     def run(args):
         from fwi_attn.config import load_config
-        from fwi_attn.results.plots import draw_comparison_figures, draw_run_figures
+        from fwi_attn.results.figures import draw_comparison_figures, draw_run_figures
 
         cfg = load_config(args.config)
         set_threads(cfg)

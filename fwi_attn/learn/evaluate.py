@@ -65,6 +65,7 @@ from fwi_attn.io.run_json import write_result
 from fwi_attn.io.shard import read_shard
 from fwi_attn.io.stats import load_stats, mean_velocity
 from fwi_attn.layout import RUN, default_stats_path, parse_run_dir
+from fwi_attn.provenance import provenance
 from fwi_attn.learn.metrics import compute_metrics, pooled, summarize, to_json_lists
 
 
@@ -249,7 +250,8 @@ def metrics_record(cfg, scale: VelocityScale, prediction_ms: np.ndarray, target_
     ev = cfg.evaluate
     return {**labels, **cost, **score(cfg, scale, prediction_ms, target_ms), **origin,
             "settings": {"vmin": scale.vmin, "vmax": scale.vmax, "salt_threshold": ev.salt_threshold,
-                         "boundary_tolerance": ev.boundary_tolerance}}
+                         "boundary_tolerance": ev.boundary_tolerance},
+            "provenance": provenance(cfg)}
 
 
 def _write_outputs(cfg, out: Path, *, variant: str, seed, data: ShardDataset, split: str, pred_ms: np.ndarray,

@@ -63,13 +63,13 @@ def screen_scores(study_dir: str | os.PathLike, variants: list[str], seeds: list
         SelectionError: a run's history is missing or holds no validation MAE.
     """
     from fwi_attn.io.history import read_history
-    from fwi_attn.layout import run_dir
+    from fwi_attn.layout import RUN, run_dir
 
     rows = []
     for v in variants:
         per_seed = {}
         for s in seeds:
-            path = run_dir(Path(study_dir), v, s) / "history.csv"
+            path = run_dir(Path(study_dir), v, s) / RUN.history
             if not path.is_file():
                 raise SelectionError(f"{path} is missing: the screening run {v} seed {s} has not been trained; "
                                      f"train it before selecting")

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from fwi_attn.results import stats
-from fwi_attn.results.study import (BASELINE, DEPTH_BANDS, Study, TestSetResults, attention_salt_markdown,
-                                    attention_salt_table, compare_variants, comparison_table,
-                                    comparisons_markdown, convergence_markdown, convergence_summary, convergence_table,
-                                    generalisation_table, load_study, load_test_sets, physics_markdown,
-                                    physics_table, refine_markdown, run_figure, seed_sample_values, table_markdown)
+from fwi_attn.provenance import provenance, provenance_markdown
+from fwi_attn.results import captions, stats
+from fwi_attn.layout import BASELINE, RUN, run_dir
+from fwi_attn.results.generalisation import DEPTH_BANDS, TestSetResults, generalisation_table, load_test_sets
+from fwi_attn.results.comparisons import compare_variants, comparisons_markdown
+from fwi_attn.results.study import Study, load_study, run_figure, seed_sample_values
+from fwi_attn.results.tables import (attention_salt_markdown, attention_salt_table, comparison_table,
+                                     convergence_markdown, convergence_summary, convergence_table,
+                                     physics_markdown, physics_table, refine_markdown, table_markdown)
 
 #: InversionNet's published test figures (Deng et al. 2022, OpenFWI, arXiv:2111.02926, Table of
 #: InversionNet results: MAE, RMSE on the [-1, 1] scale, SSIM), by the family of ours that imitates
@@ -72,6 +75,11 @@ ATTENTION_TEXT = (
     "**bold**: the corrected interval lies above 0.5. Spearman's rho relates a map's per-sample salt AUC to "
     "the prediction's per-sample salt IoU (pooled over seeds; association, not cause).\n")
 
+
+SCREENING_ATTENTION_TEXT = (
+    "The same scores for every variant's screening runs (seeds {seeds}, one stage of the study, scored on the "
+    "test split for this section only): descriptive, corrected among these {m} maps alone, and not part of "
+    "the confirmatory comparisons above, which use the confirmation stage's fresh seeds.\n")
 
 GENERALISATION_TEXT = (
     "Each network scored on the study's own test split (`test`, in-distribution) and on each test "
@@ -196,8 +204,8 @@ def draw_generalisation_figure(study: Study, out) -> Path | None:
     if not sets or shown is None:
         return None
     seed = min(study.seeds(shown))
-    files = {"test": study.run_dir(shown, seed) / "predictions.h5"}
-    files.update({n: r.dir / shown / f"seed{seed}" / "predictions.h5" for n, r in sets.items()})
+    files = {"test": study.run_dir(shown, seed) / RUN.predictions}
+    files.update({n: run_dir(r.dir, shown, seed) / RUN.predictions for n, r in sets.items()})
     preds = {n: read_predictions(p) for n, p in files.items() if p.exists()}
     c = study.config
     plot_generalisation(preds, out, c["survey"]["dx"], c["geology"]["vmin"], c["geology"]["vmax"], shown)
@@ -376,7 +384,8 @@ def attention_section(study: Study) -> list[str]:
     from fwi_attn.layout import comparison_figure_paths
 
     rows = attention_salt_table(study)
-    if not rows:
+    screening = attention_salt_table(study, screening=True)
+    if not rows and not screening:
         return []
     maps = [r for r in rows if r["kind"] == "attention"]
     above = [r for r in maps if r["salt_above_chance"]]
@@ -396,12 +405,16 @@ def attention_section(study: Study) -> list[str]:
                     + ", ".join(f"`{r['variant']}` {r['level']}" for r in below) + ".")
     figs = comparison_figure_paths(study.dir)
     report_dir = study.dir / "report"
-    return ["## Attention and salt\n", ATTENTION_TEXT.format(m=len(rows)), attention_salt_markdown(rows),
-            finding + "\n",
-            _figure("Attention AUC by variant and map", figs["attention_salt"], report_dir,
-                    "ROC AUC of each map as a detector of salt (left) and salt-boundary (right) cells; 0.5 = chance."),
-            _figure("Attention AUC against salt IoU", figs["attention_iou"], report_dir,
-                    "Per test sample, a map's salt AUC against the prediction's salt IoU, pooled over seeds.")]
+    parts = ["## Attention and salt\n", ATTENTION_TEXT.format(m=len(rows)), attention_salt_markdown(rows),
+             finding + "\n" if rows else ""]
+    if screening:
+        parts += ["### Every attention variant (screening runs; descriptive)\n",
+                  SCREENING_ATTENTION_TEXT.format(seeds=sorted({s for _, s in study.screening_attention}),
+                                                  m=len(screening)),
+                  attention_salt_markdown(screening)]
+    return parts + [
+        *(_figure(captions.title(name), figs[name], report_dir, captions.caption(name))
+          for name in ("attention_salt", "attention_iou"))]
 
 
 def published_markdown(study: Study) -> str:
@@ -453,8 +466,8 @@ def build_markdown(study: Study, reference: str | None = None, title: str | None
     parts.append(baseline_line(study, reference))
     if config:
         parts += ["## Setup\n", config_summary(config, study) + "\n"]
-    parts.append(_figure("Dataset preview", study.dir / "figures" / "dataset_preview.png", report_dir,
-                         "Training models (top, km/s) and their middle-shot gathers (bottom)."))
+    parts.append(_figure(captions.title("dataset_preview"), study.dir / "figures" / "dataset_preview.png", report_dir,
+                         captions.caption("dataset_preview")))
     if study.selection:
         parts += ["## Screening (validation split; point estimates, no claims)\n", screening_markdown(study.selection)]
     stage = "Confirmation (fresh seeds, test split): the results" if study.selection else "Comparison (test split)"
@@ -487,22 +500,10 @@ def build_markdown(study: Study, reference: str | None = None, title: str | None
     if published:
         parts += ["## Against OpenFWI's published numbers\n", published]
     parts.append("## Figures\n")
-    for key, title_, caption in (
-        ("bars", "Metrics by variant", "Bars: mean over seeds; error bars: standard deviation over seeds; "
-                                       "dashed line: mean-model baseline."),
-        ("cost", "Accuracy versus cost", "Test MAE against parameters and inference time per sample."),
-        ("curves", "Training curves", "Validation MAE per epoch: line = mean over seeds, band = min to max."),
-        ("predictions", "Predictions", "The same test models predicted by each variant (seed 0), km/s."),
-        ("attention", "Attention maps", "Each variant's spatial attention maps (seed 0) for the test model "
-                                        "with the most salt; 0 = suppressed, 1 = passed; cyan line: true salt "
-                                        "outline; \"predicted salt\": a salt head's salt probability (m2f's "
-                                        "masks follow it). Variants with channel attention only have no map."),
-        ("gathers", "Data fit", "The same test model: observed, re-simulated (from each variant's prediction) "
-                                "and residual gathers of the middle shot, one clip for all panels; top right: "
-                                "the mean model's residual."),
-        ("physics", "Physics check", "Relative L2 misfit of re-simulated data (lower is better)."),
-    ):
-        parts.append(_figure(title_, figs[key], report_dir, caption))
+    # The comparison figures' keys (layout) and their captions' names (captions.CAPTIONS).
+    for key, name in (("bars", "bars"), ("cost", "cost"), ("curves", "curves"), ("predictions", "predictions"),
+                      ("attention", "attention"), ("gathers", "gathers"), ("physics", "physics_compare")):
+        parts.append(_figure(captions.title(name), figs[key], report_dir, captions.caption(name)))
     phys = physics_table(study)
     if phys:
         parts += ["### Data misfit\n", physics_markdown(phys)]
@@ -519,6 +520,7 @@ def build_markdown(study: Study, reference: str | None = None, title: str | None
     if any(examples):
         parts += ["## Appendix: examples per variant\n",
                   "True model, prediction and error (prediction - truth) for a few test models.\n", *examples]
+    parts += ["## Provenance\n", provenance_markdown(provenance(config or None))]
     parts.append("Interactive comparison: `compare_attention.ipynb` in this folder.\n")
     return "\n".join(p for p in parts if p)
 
@@ -557,15 +559,29 @@ def markdown_to_html(md: str, base_dir: str | os.PathLike, title: str = "report"
             f"<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 
+def latex_tables(study: Study, reference: str | None = None) -> dict[str, str]:
+    """The report's tables a paper uses, as markdown keyed by their ``.tex`` file name: the
+    comparison table, the confirmatory comparisons and, in a two-stage study, the screening's ranking."""
+    reference = reference or study.config.get("study", {}).get("reference", "none")
+    tables = {"comparison_table.tex": table_markdown(comparison_table(study)),
+              "comparisons.tex": comparisons_markdown(compare_variants(study, "mae", reference), _to_ms(study.config))}
+    if study.selection:
+        tables["screening.tex"] = screening_markdown(study.selection)
+    return {name: md for name, md in tables.items() if md}
+
+
 def write_report(study_dir: str | os.PathLike, reference: str | None = None,
                  title: str | None = None, config: dict | None = None) -> tuple[Path, Path]:
-    """Write ``<study_dir>/report/report.md`` and ``report.html`` (atomically); return both paths."""
+    """Write ``<study_dir>/report/report.md`` and ``report.html`` (atomically), and the tables of
+    :func:`latex_tables` as ``.tex`` beside them; return the markdown and HTML paths."""
     from fwi_attn.data.store import atomic_path
-
     from fwi_attn.layout import generalisation_figure_path
+    from fwi_attn.results.latex import write_latex
+    from fwi_attn.results.style import figure_settings
 
     study = load_study(study_dir, config=config)
-    draw_generalisation_figure(study, generalisation_figure_path(study.dir))
+    with figure_settings(study.config):
+        draw_generalisation_figure(study, generalisation_figure_path(study.dir))
     md = build_markdown(study, reference, title)
     report_dir = study.dir / "report"
     md_path, html_path = report_dir / "report.md", report_dir / "report.html"
@@ -574,4 +590,6 @@ def write_report(study_dir: str | os.PathLike, reference: str | None = None,
     page_title = title or study.config.get("study", {}).get("title", "fwi-attn weekly report")
     with atomic_path(html_path, suffix=".html") as tmp:
         tmp.write_text(markdown_to_html(md, report_dir, page_title))
+    for name, table in latex_tables(study, reference).items():
+        write_latex(table, report_dir / name)
     return md_path, html_path
