@@ -13,11 +13,11 @@ import yaml
 
 from fwi_attn.config import load_config
 
-#: A real, deliberately small study: 24x32 grid, 3 shots, 16 receivers, 0.4 s records.
+#: A real, deliberately small study: 24x32 grid, 3 shots, 16 receivers, 0.5 s records.
 TINY = {
     "study": {"name": "tiny", "dataset": "salt", "seeds": [0], "variants": ["none", "se"], "threads": 1,
               "device": "cpu"},
-    "survey": {"nz": 24, "nx": 32, "dx": 10.0, "dt": 0.002, "nt": 200, "freq": 12.0, "n_shots": 3,
+    "survey": {"nz": 24, "nx": 32, "dx": 10.0, "dt": 0.0025, "nt": 200, "freq": 12.0, "n_shots": 3,
                "source_x": [0.0, 310.0], "source_depth": 10.0, "n_receivers": 16,
                "receiver_x": [0.0, 310.0], "receiver_depth": 10.0, "accuracy": 8, "pml_width": 10,
                "models_per_call": 8},

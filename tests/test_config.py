@@ -22,9 +22,8 @@ def test_presets_are_valid_and_stable(preset):
 
 def test_openfwi_preset_matches_the_published_acquisition():
     s = Survey.from_config(load_config("openfwi"))
-    # OpenFWI's grid, wavelet and 1000 samples; 1.2 ms rather than 1 ms apart, so that the record
-    # holds the deepest reflection of the slowest model the families draw.
-    assert (s.nz, s.nx, s.dx, s.nt, s.dt, s.freq) == (70, 70, 10.0, 1000, 0.0012, 15.0)
+    # OpenFWI's grid, wavelet and 1000 samples of 1 ms: its 1 s record is kept knowingly.
+    assert (s.nz, s.nx, s.dx, s.nt, s.dt, s.freq) == (70, 70, 10.0, 1000, 0.001, 15.0)
     assert s.n_shots == 5 and s.n_receivers == 70
     assert (s.source_xz[:, 0] / s.dx).round().tolist() == [0, 17, 34, 52, 69]
     assert set(s.receiver_xz[:, 1]) == {10.0}
@@ -291,3 +290,13 @@ def test_check_config_accepts_a_study_the_workflow_accepts(tmp_path, monkeypatch
     path.write_text(yaml.safe_dump(tiny_dict))
     assert main(["check-config", "--config", str(path)]) == 0, capsys.readouterr().err
     assert "valid" in capsys.readouterr().out
+
+
+def test_a_short_record_is_refused_unless_allowed_knowingly():
+    """OpenFWI's 1 s record misses the slowest draw's deepest reflection: refused by default, naming
+    survey.nt; accepted only with survey.record_check: allow_short (the openfwi preset)."""
+    with pytest.raises(ConfigError, match=r"survey\.nt = 1000 .* ends before the reflection .*record_check: allow_short"):
+        load_config({**yaml.safe_load((PRESETS_DIR / "openfwi.yaml").read_text()),
+                     "survey": {**yaml.safe_load((PRESETS_DIR / "openfwi.yaml").read_text())["survey"],
+                                "record_check": "refuse"}})
+    assert load_config("openfwi").survey.record_check == "allow_short"

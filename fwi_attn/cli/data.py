@@ -141,8 +141,14 @@ def command_check_config(parser):
               f"{survey.n_shots} shots, {survey.n_receivers} receivers; Ricker {survey.freq:g} Hz")
         print(f"  deepwave inner steps per sample at {survey.max_vel:g} m/s: {survey.inner_steps()}")
         arrival, family = deepest_reflection(cfg)
-        print(f"  record {survey.nt * survey.dt:g} s holds the deepest reflection at the largest offset "
-              f"({arrival:.3f} s through the slowest {family} draw)")
+        record = survey.nt * survey.dt
+        if record >= arrival:
+            print(f"  record {record:g} s holds the deepest reflection at the largest offset "
+                  f"({arrival:.3f} s through the slowest {family} draw)")
+        else:
+            print(f"  warning: record {record:g} s ends before the deepest reflection at the largest offset "
+                  f"({arrival:.3f} s through the slowest {family} draw), allowed by survey.record_check: "
+                  f"allow_short; the deepest part of such models is learned partly without its reflection")
         for w in caught:
             print(f"  warning: {w.message}")
         if args.write:

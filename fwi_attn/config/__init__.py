@@ -419,13 +419,14 @@ def _survey_problems(s: dict, g: dict, families=("salt",)) -> list[str]:
     arrivals = [(*reflection_time(s, g, family), family) for family in families]
     if arrivals:
         t_far, offset, v_rms, family = max(arrivals)
-        if record < t_far - 1e-9:
+        if record < t_far - 1e-9 and s["record_check"] == "refuse":
             problems.append(
                 f"survey.nt = {s['nt']} (record nt*dt = {record:g} s) ends before the reflection from the "
                 f"model's bottom at {offset:g} m offset through the slowest {family} profile the geology can "
                 f"draw (RMS {v_rms:.0f} m/s): it arrives at {t_far:.3f} s, wavelet peak included; raise "
                 f"survey.nt to at least {math.ceil(t_far / s['dt'] - 1e-9)} or survey.dt to at least "
-                f"{_round_up(t_far / s['nt']):g} s (within the aliasing limit)")
+                f"{_round_up(t_far / s['nt']):g} s (within the aliasing limit), or reproduce a published "
+                f"protocol's short record knowingly with survey.record_check: allow_short")
     return problems
 
 
