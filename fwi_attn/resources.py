@@ -2,9 +2,11 @@
 survey, dataset and network size, with headroom. Free of heavy imports (the Snakefile calls it
 for every parse, also inside each SLURM job).
 
-The estimates are upper bounds of the arrays a job holds at once plus the interpreter with
-torch (about 0.5 GB; ``BASE_MB`` leaves room for deepwave's and matplotlib's imports too),
-times ``HEADROOM``. Run times come from throughputs measured on one CPU thread
+The estimates are upper bounds of the arrays a job holds at once, times ``HEADROOM``, plus a
+base: ``BASE_MB`` for the jobs that run torch (the interpreter with torch and deepwave: 333 MB
+resident, measured), ``LIGHT_MB`` for those that read result files and draw (``CUDA_MB`` more on
+a CUDA study's torch jobs, for the CUDA context in host memory). ``make rehearse`` checks every
+request against the peak its job reached at the paper preset's size (docs/benchmarks.md). Run times come from throughputs measured on one CPU thread
 (docs/benchmarks.md: ~2e8 wavefield cell-updates/s for the simulator at accuracy 8, ~4e6
 input values/s for training the slowest variant), halved for headroom, divided by the job's
 threads, or by ``GPU_SPEEDUP`` on a CUDA study; every job gets at least ``MIN_RUNTIME``
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import math
 
-BASE_MB = 1024           # interpreter + torch/deepwave/matplotlib imports, HDF5 buffers
+BASE_MB = 640            # a torch job: interpreter + torch/deepwave (333 MB measured), HDF5 buffers
+LIGHT_MB = 512           # a job that reads results and draws figures (matplotlib, h5py)
+CUDA_MB = 1024           # host memory of a CUDA context (driver, cuBLAS/cuDNN); not measured here
 HEADROOM = 1.5           # on every estimated array size
 MIN_RUNTIME = 10         # minutes: queueing a job, starting Python, imports, writing outputs
 CELL_UPDATES_PER_S = 1e8  # simulator, per CPU thread (measured ~2e8 at accuracy 8; halved)
@@ -49,9 +53,9 @@ def caches_samples(cfg, nbytes: float) -> bool:
     return nbytes <= cfg.train.cache_mb * 2**20
 
 
-def _mb(nbytes: float) -> int:
+def _mb(nbytes: float, base: float = BASE_MB) -> int:
     """Memory request in MB: the base, plus the arrays with headroom, rounded up to 100 MB."""
-    return int(math.ceil((BASE_MB + HEADROOM * nbytes / 2**20) / 100.0) * 100)
+    return int(math.ceil((base + HEADROOM * nbytes / 2**20) / 100.0) * 100)
 
 
 def _minutes(seconds: float) -> int:
@@ -102,7 +106,7 @@ def job_resources(cfg, rule: str) -> dict:
     if rule == "generate":
         # The whole shard's gathers (and their transposed copy for the file), plus one call's
         # wavefields (deepwave keeps ~6 buffers) and records.
-        chunk = s.models_per_call
+        chunk = min(s.models_per_call, z["shard"])
         nbytes = (2 * z["shard"] * z["gather"] + on_host * chunk * (6 * z["wavefield"] + 2 * z["gather"]))
         seconds = z["shard"] * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
     elif rule == "stats":
@@ -112,16 +116,20 @@ def job_resources(cfg, rule: str) -> dict:
         # Under torchrun each of the N processes holds its own batch and splits the epoch.
         procs = train_processes(cfg)
         nbytes = procs * (on_host * batch * (6 * z["gather"] + 3 * features) + 2 * batch * z["gather"])
-        nbytes += (procs - 1) * BASE_MB * 2**20 / HEADROOM
+        nbytes += (procs - 1) * (BASE_MB + (CUDA_MB if gpu else 0)) * 2**20 / HEADROOM
         cached = (n_train + n_val) * (z["gather"] + z["grid"])
         if caches_samples(cfg, cached):  # every process holds the whole split
             nbytes += procs * max(1, t.num_workers) * cached
         values = (n_train + n_val) * t.epochs * z["gather"] / FLOAT * max(1.0, m.width / 16.0)
         seconds = values / (TRAIN_VALUES_PER_S * net_speed * procs)
-    elif rule in ("evaluate", "evaluate_mean"):
+    elif rule == "evaluate":
         nbytes = (on_host * eval_batch * (2 * z["gather"] + features) + 2 * eval_batch * z["gather"]
-                  + 4 * (n_test + (n_train if rule == "evaluate_mean" else 0)) * z["grid"])
+                  + 4 * n_test * z["grid"])
         seconds = n_test * z["gather"] / FLOAT / (10 * TRAIN_VALUES_PER_S * net_speed)
+    elif rule == "evaluate_mean":
+        # The mean model runs no network: the train and test models, not their gathers.
+        nbytes = 4 * (n_test + n_train) * z["grid"]
+        seconds = (n_test + n_train) * z["grid"] / FLOAT / 1e6
     elif rule == "physics":
         # One job per variant checks its result runs (one per seed of the compared stage): their
         # predictions, plus the shared true and mean models.
@@ -145,7 +153,9 @@ def job_resources(cfg, rule: str) -> dict:
     else:  # study_config, preview, report, notebook: a config, one shard's first sample, figures
         nbytes = 2 * z["gather"] + 3 * z["grid"]
         seconds = 60
-    out = {"mem_mb": _mb(nbytes), "runtime": _minutes(seconds)}
+    torch_job = rule in TORCH_RULES
+    base = (BASE_MB + (CUDA_MB if gpu else 0)) if torch_job else LIGHT_MB
+    out = {"mem_mb": _mb(nbytes, base), "runtime": _minutes(seconds)}
     if gpu and rule in TORCH_RULES:
         out["gpu"] = train_processes(cfg) if rule == "train" else 1
     return out
