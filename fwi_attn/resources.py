@@ -26,6 +26,7 @@ TRAIN_VALUES_PER_S = 2e6  # training, input values (shot x time x receiver) per 
 # CUDA over one CPU thread, kept low (any GPU, any variant): simulation, networks.
 GPU_SPEEDUP = {"simulate": 50.0, "network": 200.0}
 FLOAT = 4                 # bytes of a float32
+COMPRESSED_BYTES = 1.1    # bytes a stored wavefield value takes with deepwave's 8-bit storage compression
 # Rules whose command runs torch on the study's device (the others read result files).
 TORCH_RULES = ("generate", "train", "evaluate", "physics", "refine")
 
@@ -72,6 +73,9 @@ def _sizes(cfg) -> dict:
         grid=s.nz * s.nx * FLOAT,                                 # one velocity model, bytes
         wavefield=s.n_shots * padded * FLOAT,                     # one model's wavefields, one buffer
         cell_updates=s.n_shots * s.nt * padded,                   # one simulation of one model
+        # One model's wavefield history for its gradient: every shot, every step, on the grid that
+        # deepwave pads by the PML and half the stencil (accuracy) on each side.
+        history_values=s.n_shots * s.nt * (s.nz + 2 * s.pml_width + s.accuracy) * (s.nx + 2 * s.pml_width + s.accuracy),
         samples=ds.samples, shard=min(ds.shard_size, max(ds.samples.values())),
     )
 
@@ -113,9 +117,11 @@ def job_resources(cfg, rule: str) -> dict:
         nbytes = z["shard"] * z["gather"]  # one shard at a time
         seconds = n_train * z["gather"] / FLOAT / 2e7
     elif rule == "train":
-        # Under torchrun each of the N processes holds its own batch and splits the epoch.
+        # Under torchrun each of the N processes holds its own batch and splits the epoch. Fitted
+        # at the paper's size on a CPU (make rehearse, batch 2): UNets peak at 1.1-1.2 GB,
+        # InversionNet (its encoder runs on the gathers) at 2.2 GB; this asks for 2.8 GB.
         procs = train_processes(cfg)
-        nbytes = procs * (on_host * batch * (6 * z["gather"] + 3 * features) + 2 * batch * z["gather"])
+        nbytes = procs * (on_host * batch * (4 * z["gather"] + features) + 2 * batch * z["gather"])
         nbytes += (procs - 1) * (BASE_MB + (CUDA_MB if gpu else 0)) * 2**20 / HEADROOM
         cached = (n_train + n_val) * (z["gather"] + z["grid"])
         if caches_samples(cfg, cached):  # every process holds the whole split
@@ -139,8 +145,12 @@ def job_resources(cfg, rule: str) -> dict:
         seconds = (runs + 1) * (n + 1) * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
     elif rule == "refine":
         r = cfg.physics.refine
-        # Backpropagation through the simulation keeps every time step's wavefield of one model.
-        nbytes = 3 * r.samples * z["gather"] + on_host * s.nt * z["wavefield"]
+        # Backpropagation through the simulation keeps every time step's wavefield of one model's
+        # shots. On a CPU, fwi_attn.physics.fwi.plan_memory stores it 8-bit compressed (deepwave's
+        # storage_compression, ~1.07 bytes a value) whenever the float32 history exceeds half the
+        # free memory, as it does wherever a node has about this request free (at the paper's size:
+        # 5.0 GiB compressed, 18.8 GiB not). On a CUDA study the history is on the GPU.
+        nbytes = 3 * r.samples * z["gather"] + on_host * (COMPRESSED_BYTES * z["history_values"] + 6 * z["wavefield"])
         stages = max(1, len(r.frequencies))
         seconds = 3 * r.samples * stages * r.iterations * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
     elif rule == "figures_compare":

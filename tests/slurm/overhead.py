@@ -40,7 +40,7 @@ def parse_log(log: Path) -> dict[str, dict]:
         if m:
             now = _stamp(m.group(1))
             continue
-        if re.match(r"^Group job \w+", line):
+        if re.search(r"\] Group job \w+|^Group job \w+", line):
             pending = []
         elif m := re.match(r"^\s*(local)?rule (\w+):", line):
             current = {"rule": m.group(2), "local": bool(m.group(1))}
