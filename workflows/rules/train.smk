@@ -52,6 +52,8 @@ checkpoint select:
         deps=sections("study", "model"),
     log:
         f"{LOGS}/select.log",
+    benchmark:
+        f"{BENCH}/select.tsv"
     priority: PRIORITY_RESULTS
     resources:
         **estimated("select"),
