@@ -8,7 +8,8 @@ A request fails when it is below the measured peak (the scheduler would kill the
 than ``SLACK`` times above it (the job would wait for memory or time it never uses). Run times at
 the floor (``fwi_attn.resources.MIN_RUNTIME``, queueing and start-up) are checked only from
 below: a rehearsal's jobs are short. Peaks are Snakemake's samples of the job's process tree
-(every 0.5 s for 15 s, then every 30 s), so a peak shorter than that may go unseen.
+(every 0.5 s for 15 s, then every 30 s), so a longer job's brief peak may go unseen: memory over
+``SLACK`` x is a failure only for jobs of at most ``DENSE_S`` seconds.
 Exits 1 when a request fails, after printing the table and the sum of the jobs' seconds.
 """
 from __future__ import annotations
@@ -21,6 +22,10 @@ from pathlib import Path
 
 #: A request may be at most this many times the measured peak (memory) or time (run time).
 SLACK = 3.0
+#: Snakemake samples a job's memory every 0.5 s for its first 15 s, then every 30 s: a longer
+#: job's short peak (an evaluation's forward pass) can fall between two samples. Its memory
+#: request is then checked from below only (the table still shows the ratio).
+DENSE_S = 15.0
 
 
 @dataclass
@@ -38,7 +43,7 @@ class Job:
         if self.max_rss_mb is not None:
             if self.mem_mb < self.max_rss_mb:
                 out.append(f"mem_mb {self.mem_mb:.0f} below the measured peak {self.max_rss_mb:.0f} MB")
-            elif self.mem_mb > SLACK * self.max_rss_mb:
+            elif self.mem_mb > SLACK * self.max_rss_mb and (self.seconds or 0) <= DENSE_S:
                 out.append(f"mem_mb {self.mem_mb:.0f} over {SLACK:g}x the measured peak {self.max_rss_mb:.0f} MB")
         if self.seconds is not None:
             if 60 * self.runtime_min < self.seconds:

@@ -129,6 +129,9 @@ def job_resources(cfg, rule: str) -> dict:
         values = (n_train + n_val) * t.epochs * z["gather"] / FLOAT * max(1.0, m.width / 16.0)
         seconds = values / (TRAIN_VALUES_PER_S * net_speed * procs)
     elif rule == "evaluate":
+        # No gradients: one batch's inputs and features (a split smaller than a batch is one
+        # batch). At the paper's size, one test sample: 546 MB peak (/usr/bin/time), 1,400 asked.
+        eval_batch = min(eval_batch, n_test)
         nbytes = (on_host * eval_batch * (2 * z["gather"] + features) + 2 * eval_batch * z["gather"]
                   + 4 * n_test * z["grid"])
         seconds = n_test * z["gather"] / FLOAT / (10 * TRAIN_VALUES_PER_S * net_speed)
