@@ -17,8 +17,8 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
-
 from conftest import REPO, snakemake
+
 from fwi_attn.config import load_config
 from fwi_attn.layout import RUN, baseline_dir, run_dir, test_set_results
 from fwi_attn.resources import MIN_RUNTIME

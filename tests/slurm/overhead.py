@@ -28,35 +28,44 @@ def _stamp(text: str) -> datetime:
     return datetime.strptime(" ".join(text.split()), "%a %b %d %H:%M:%S %Y")
 
 
+def pop_group(listed: list[list[str]], jobs: dict[str, dict], line: str) -> list[str]:
+    """The listed group job a submission line names: its SLURM log folder is
+    ``group_<group>_<its rules, sorted, joined by _>``; the first listed one if none matches."""
+    for i, members in enumerate(listed):
+        if f"_{'_'.join(sorted({jobs[j]['rule'] for j in members}))}/" in line:
+            return listed.pop(i)
+    return listed.pop(0) if listed else []
+
+
 def parse_log(log: Path) -> dict[str, dict]:
     """{snakemake jobid: {"rule", "benchmark", "slurm", "finished"}} of the submitted jobs; the
     jobs of a group job (several in one SLURM job) share its SLURM jobid and finish time."""
     jobs: dict[str, dict] = {}
     groups: dict[str, list[str]] = {}  # a group job's id (in the log) -> its jobs' ids
-    pending: list[str] | None = None   # the jobs of the group job being listed
+    listed: list[list[str]] = []       # group jobs listed, not yet submitted (submitted in that order)
     now = current = None
     for line in log.read_text().splitlines():
         m = STAMP.match(line.strip())
         if m:
             now = _stamp(m.group(1))
             continue
-        if re.search(r"\] Group job \w+|^Group job \w+", line):
-            pending = []
-        elif m := re.match(r"^\s*(local)?rule (\w+):", line):
-            current = {"rule": m.group(2), "local": bool(m.group(1))}
+        if re.search(r"(^|\] )Group job \w+", line):
+            listed.append([])
+        elif m := re.match(r"^(\s*)(local)?rule (\w+):", line):
+            # A group's jobs are listed indented under it.
+            current = {"rule": m.group(3), "local": bool(m.group(2)), "member": bool(m.group(1)) and bool(listed)}
         elif current is not None and (m := re.match(r"^\s+jobid: (\d+)", line)):
             jobs[m.group(1)] = current
-            if pending is not None:
-                pending.append(m.group(1))
+            if current["member"]:
+                listed[-1].append(m.group(1))
         elif current is not None and (m := re.match(r"^\s+benchmark: (\S+)", line)):
             current["benchmark"] = m.group(1)
         elif m := re.match(r"^Job (\S+) has been submitted with SLURM jobid (\d+)", line):
-            members = [m.group(1)] if m.group(1) in jobs else (pending or [])
+            members = [m.group(1)] if m.group(1) in jobs else pop_group(listed, jobs, line)
             groups[m.group(1)] = members
             for jid in members:
                 jobs[jid]["slurm"] = m.group(2)
                 jobs[jid]["group_size"] = len(members)
-            pending = None
         elif m := re.match(r"^Finished jobid: (\S+)", line):
             for jid in groups.get(m.group(1), [m.group(1)]):
                 if jid in jobs:
