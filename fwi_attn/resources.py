@@ -155,7 +155,9 @@ def job_resources(cfg, rule: str) -> dict:
         # 5.0 GiB compressed, 18.8 GiB not). On a CUDA study the history is on the GPU.
         nbytes = 3 * r.samples * z["gather"] + on_host * (COMPRESSED_BYTES * z["history_values"] + 6 * z["wavefield"])
         stages = max(1, len(r.frequencies))
-        seconds = 3 * r.samples * stages * r.iterations * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
+        # Each iteration a forward and a backward pass (~3 simulations); each stage a forward pass
+        # before and after to measure the misfit.
+        seconds = r.samples * stages * (3 * r.iterations + 2) * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
     elif rule == "figures_compare":
         runs = len(cfg.study.variants) * len(cfg.study.seeds)
         nbytes = 3 * len(cfg.study.variants) * n_test * z["grid"] + 2 * z["gather"] + runs * 2**20
