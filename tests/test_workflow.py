@@ -76,7 +76,8 @@ def test_dry_run_of_each_preset(tmp_path, preset):
 def planned_priorities(proc: subprocess.CompletedProcess) -> list[tuple[str, dict, float]]:
     """Each job of a dry run as (rule, wildcards, priority); Snakemake omits a priority of 0."""
     jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout + proc.stderr):
+    # A group's jobs (the `score` group) are listed indented under it.
+    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", proc.stdout + proc.stderr):
         m = re.match(r"(?:local)?rule (\w+):", block.strip())
         if not m:
             continue
