@@ -9,7 +9,7 @@ CONFIG ?= workflows/config/default.yaml
 CORES  ?= $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)))' 2>/dev/null || nproc --all 2>/dev/null || echo 8)
 STAMP  := $(VENV)/.installed
 
-.PHONY: all recover configfile install test test-all lint bench gpu-check clean openfwi
+.PHONY: all recover configfile install test test-all lint bench gpu-check clean openfwi rehearse
 
 all: install configfile
 	$(BIN)/snakemake --cores $(CORES) --configfile=$(CONFIG) --rerun-incomplete all
@@ -50,6 +50,15 @@ openfwi: install
 	    --configfile workflows/config/openfwi.yaml workflows/config/openfwi-protocol/$(OPENFWI_SIZE).yaml \
 	    --config "study={name: openfwi-$(OPENFWI_SIZE)-$$family, dataset: $$family}" || exit 1; \
 	done
+
+# The paper preset at its real geometry on this machine's CPUs, with a handful of samples and one
+# epoch (workflows/config/rehearse.yaml over paper.yaml: every variant, both stages, the transfer
+# sets, one run's FWI refinement), into results/rehearse/; then each job's requested memory and
+# time against what it used (its benchmark file). Under 10 min on 2 quiet cores: run it before a GPU.
+REHEARSE_CONFIGS := workflows/config/paper.yaml workflows/config/rehearse.yaml
+rehearse: install
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfiles $(REHEARSE_CONFIGS) -- all results/rehearse/none/seed1/refine.json
+	$(BIN)/python benchmarks/rehearse.py .
 
 # Snakemake answers a missing --configfile with a Python traceback of its own: say it in one line.
 configfile:

@@ -2,9 +2,11 @@
 survey, dataset and network size, with headroom. Free of heavy imports (the Snakefile calls it
 for every parse, also inside each SLURM job).
 
-The estimates are upper bounds of the arrays a job holds at once plus the interpreter with
-torch (about 0.5 GB; ``BASE_MB`` leaves room for deepwave's and matplotlib's imports too),
-times ``HEADROOM``. Run times come from throughputs measured on one CPU thread
+The estimates are upper bounds of the arrays a job holds at once, times ``HEADROOM``, plus a
+base: ``BASE_MB`` for the jobs that run torch (the interpreter with torch and deepwave: 333 MB
+resident, measured), ``LIGHT_MB`` for those that read result files and draw (``CUDA_MB`` more on
+a CUDA study's torch jobs, for the CUDA context in host memory). ``make rehearse`` checks every
+request against the peak its job reached at the paper preset's size (docs/benchmarks.md). Run times come from throughputs measured on one CPU thread
 (docs/benchmarks.md: ~2e8 wavefield cell-updates/s for the simulator at accuracy 8, ~4e6
 input values/s for training the slowest variant), halved for headroom, divided by the job's
 threads, or by ``GPU_SPEEDUP`` on a CUDA study; every job gets at least ``MIN_RUNTIME``
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import math
 
-BASE_MB = 1024           # interpreter + torch/deepwave/matplotlib imports, HDF5 buffers
+BASE_MB = 640            # a torch job: interpreter + torch/deepwave (333 MB measured), HDF5 buffers
+LIGHT_MB = 512           # a job that reads results and draws figures (matplotlib, h5py)
+CUDA_MB = 1024           # host memory of a CUDA context (driver, cuBLAS/cuDNN); not measured here
 HEADROOM = 1.5           # on every estimated array size
 MIN_RUNTIME = 10         # minutes: queueing a job, starting Python, imports, writing outputs
 CELL_UPDATES_PER_S = 1e8  # simulator, per CPU thread (measured ~2e8 at accuracy 8; halved)
@@ -22,6 +26,7 @@ TRAIN_VALUES_PER_S = 2e6  # training, input values (shot x time x receiver) per 
 # CUDA over one CPU thread, kept low (any GPU, any variant): simulation, networks.
 GPU_SPEEDUP = {"simulate": 50.0, "network": 200.0}
 FLOAT = 4                 # bytes of a float32
+COMPRESSED_BYTES = 1.1    # bytes a stored wavefield value takes with deepwave's 8-bit storage compression
 # Rules whose command runs torch on the study's device (the others read result files).
 TORCH_RULES = ("generate", "train", "evaluate", "physics", "refine")
 
@@ -49,9 +54,9 @@ def caches_samples(cfg, nbytes: float) -> bool:
     return nbytes <= cfg.train.cache_mb * 2**20
 
 
-def _mb(nbytes: float) -> int:
+def _mb(nbytes: float, base: float = BASE_MB) -> int:
     """Memory request in MB: the base, plus the arrays with headroom, rounded up to 100 MB."""
-    return int(math.ceil((BASE_MB + HEADROOM * nbytes / 2**20) / 100.0) * 100)
+    return int(math.ceil((base + HEADROOM * nbytes / 2**20) / 100.0) * 100)
 
 
 def _minutes(seconds: float) -> int:
@@ -68,6 +73,9 @@ def _sizes(cfg) -> dict:
         grid=s.nz * s.nx * FLOAT,                                 # one velocity model, bytes
         wavefield=s.n_shots * padded * FLOAT,                     # one model's wavefields, one buffer
         cell_updates=s.n_shots * s.nt * padded,                   # one simulation of one model
+        # One model's wavefield history for its gradient: every shot, every step, on the grid that
+        # deepwave pads by the PML and half the stencil (accuracy) on each side.
+        history_values=s.n_shots * s.nt * (s.nz + 2 * s.pml_width + s.accuracy) * (s.nx + 2 * s.pml_width + s.accuracy),
         samples=ds.samples, shard=min(ds.shard_size, max(ds.samples.values())),
     )
 
@@ -102,26 +110,35 @@ def job_resources(cfg, rule: str) -> dict:
     if rule == "generate":
         # The whole shard's gathers (and their transposed copy for the file), plus one call's
         # wavefields (deepwave keeps ~6 buffers) and records.
-        chunk = s.models_per_call
+        chunk = min(s.models_per_call, z["shard"])
         nbytes = (2 * z["shard"] * z["gather"] + on_host * chunk * (6 * z["wavefield"] + 2 * z["gather"]))
         seconds = z["shard"] * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
     elif rule == "stats":
         nbytes = z["shard"] * z["gather"]  # one shard at a time
         seconds = n_train * z["gather"] / FLOAT / 2e7
     elif rule == "train":
-        # Under torchrun each of the N processes holds its own batch and splits the epoch.
+        # Under torchrun each of the N processes holds its own batch and splits the epoch. Fitted
+        # at the paper's size on a CPU (make rehearse, batch 2): UNets peak at 1.1-1.2 GB,
+        # InversionNet (its encoder runs on the gathers) at 2.2 GB; this asks for 2.8 GB.
         procs = train_processes(cfg)
-        nbytes = procs * (on_host * batch * (6 * z["gather"] + 3 * features) + 2 * batch * z["gather"])
-        nbytes += (procs - 1) * BASE_MB * 2**20 / HEADROOM
+        nbytes = procs * (on_host * batch * (4 * z["gather"] + features) + 2 * batch * z["gather"])
+        nbytes += (procs - 1) * (BASE_MB + (CUDA_MB if gpu else 0)) * 2**20 / HEADROOM
         cached = (n_train + n_val) * (z["gather"] + z["grid"])
         if caches_samples(cfg, cached):  # every process holds the whole split
             nbytes += procs * max(1, t.num_workers) * cached
         values = (n_train + n_val) * t.epochs * z["gather"] / FLOAT * max(1.0, m.width / 16.0)
         seconds = values / (TRAIN_VALUES_PER_S * net_speed * procs)
-    elif rule in ("evaluate", "evaluate_mean"):
+    elif rule == "evaluate":
+        # No gradients: one batch's inputs and features (a split smaller than a batch is one
+        # batch). At the paper's size, one test sample: 546 MB peak (/usr/bin/time), 1,400 asked.
+        eval_batch = min(eval_batch, n_test)
         nbytes = (on_host * eval_batch * (2 * z["gather"] + features) + 2 * eval_batch * z["gather"]
-                  + 4 * (n_test + (n_train if rule == "evaluate_mean" else 0)) * z["grid"])
+                  + 4 * n_test * z["grid"])
         seconds = n_test * z["gather"] / FLOAT / (10 * TRAIN_VALUES_PER_S * net_speed)
+    elif rule == "evaluate_mean":
+        # The mean model runs no network: the train and test models, not their gathers.
+        nbytes = 4 * (n_test + n_train) * z["grid"]
+        seconds = (n_test + n_train) * z["grid"] / FLOAT / 1e6
     elif rule == "physics":
         # One job per variant checks its result runs (one per seed of the compared stage): their
         # predictions, plus the shared true and mean models.
@@ -131,10 +148,16 @@ def job_resources(cfg, rule: str) -> dict:
         seconds = (runs + 1) * (n + 1) * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
     elif rule == "refine":
         r = cfg.physics.refine
-        # Backpropagation through the simulation keeps every time step's wavefield of one model.
-        nbytes = 3 * r.samples * z["gather"] + on_host * s.nt * z["wavefield"]
+        # Backpropagation through the simulation keeps every time step's wavefield of one model's
+        # shots. On a CPU, fwi_attn.physics.fwi.plan_memory stores it 8-bit compressed (deepwave's
+        # storage_compression, ~1.07 bytes a value) whenever the float32 history exceeds half the
+        # free memory, as it does wherever a node has about this request free (at the paper's size:
+        # 5.0 GiB compressed, 18.8 GiB not). On a CUDA study the history is on the GPU.
+        nbytes = 3 * r.samples * z["gather"] + on_host * (COMPRESSED_BYTES * z["history_values"] + 6 * z["wavefield"])
         stages = max(1, len(r.frequencies))
-        seconds = 3 * r.samples * stages * r.iterations * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
+        # Each iteration a forward and a backward pass (~3 simulations); each stage a forward pass
+        # before and after to measure the misfit.
+        seconds = r.samples * stages * (3 * r.iterations + 2) * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
     elif rule == "figures_compare":
         runs = len(cfg.study.variants) * len(cfg.study.seeds)
         nbytes = 3 * len(cfg.study.variants) * n_test * z["grid"] + 2 * z["gather"] + runs * 2**20
@@ -145,7 +168,9 @@ def job_resources(cfg, rule: str) -> dict:
     else:  # study_config, preview, report, notebook: a config, one shard's first sample, figures
         nbytes = 2 * z["gather"] + 3 * z["grid"]
         seconds = 60
-    out = {"mem_mb": _mb(nbytes), "runtime": _minutes(seconds)}
+    torch_job = rule in TORCH_RULES
+    base = (BASE_MB + (CUDA_MB if gpu else 0)) if torch_job else LIGHT_MB
+    out = {"mem_mb": _mb(nbytes, base), "runtime": _minutes(seconds)}
     if gpu and rule in TORCH_RULES:
         out["gpu"] = train_processes(cfg) if rule == "train" else 1
     return out

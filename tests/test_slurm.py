@@ -22,7 +22,7 @@ import torch
 
 from conftest import REPO, alive, snakemake, tiny_study_dict, write_config
 from slurm.cluster import LoopbackCluster, ensure_installed, stopped_on_signals, system_conf_in_use
-from slurm.overhead import parse_log
+from slurm.overhead import overheads, parse_log, summary
 
 pytestmark = pytest.mark.slurm
 
@@ -77,10 +77,23 @@ def test_heavy_jobs_ran_as_slurm_jobs_in_the_users_partitions(slurm_study, clust
                                               "evaluate_testset_mean", "compare_testset"}}, partitions
     log = slurm_study["log"]
     for rule in ("generate", "stats", "train", "evaluate", "physics", "refine", "figures_compare"):
-        assert re.search(rf"^rule {rule}:", log, re.M), f"{rule} was not submitted"
+        # A group job lists its jobs indented.
+        assert re.search(rf"^\s*rule {rule}:", log, re.M), f"{rule} was not submitted"
     for rule in ("study_config", "preview", "figures_run", "report", "notebook"):
         assert re.search(rf"^localrule {rule}:", log, re.M), f"{rule} did not run on the submitting host"
     print(f"SLURM run of the tiny study: {len(submitted)} SLURM jobs, {slurm_study['seconds']:.0f} s")
+
+
+def test_short_jobs_share_cluster_jobs_and_the_overhead_is_reported(slurm_study, cluster):
+    """The scoring jobs (the workflow's `score` group, the profile's group-components) go several to
+    a SLURM job. The overhead per job is printed for docs/benchmarks.md, never asserted (speed)."""
+    _, rows = overheads(slurm_study["root"], cluster.env())
+    grouped = [r for r in rows if r[2] > 1]
+    assert grouped, rows
+    for rules, *_ in grouped:
+        assert set(rules.split("+")) <= {"evaluate", "evaluate_mean", "evaluate_testset", "evaluate_testset_mean",
+                                         "compare_testset"}, rules
+    print(f"SLURM run of the tiny study: {slurm_study['seconds']:.0f} s; {summary(rows)}")
 
 
 def _shared_paths(study: Path) -> list[Path]:

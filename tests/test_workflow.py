@@ -60,7 +60,10 @@ def test_dry_run_of_each_preset(tmp_path, preset):
     if full.study.confirm.seeds:
         # Two stages: the screening is planned up to `select`; the checkpoint plans the rest.
         assert jobs["select"] == 1
-        assert not {"evaluate", "physics", "figures_run", "report"} & set(jobs)
+        assert not {"physics", "figures_run", "report"} & set(jobs)
+        # Only the attention variants' screening runs are scored on test (their attention against salt).
+        attention = [v for v in full.study.variants if v not in ("none", "inversionnet")]
+        assert jobs["evaluate"] == len(attention) * len(full.study.seeds)
     else:
         assert jobs["train"] == jobs["evaluate"] == runs
         assert jobs["figures_run"] == len(full.study.variants)  # each variant's first run: the report's appendix
@@ -73,7 +76,8 @@ def test_dry_run_of_each_preset(tmp_path, preset):
 def planned_priorities(proc: subprocess.CompletedProcess) -> list[tuple[str, dict, float]]:
     """Each job of a dry run as (rule, wildcards, priority); Snakemake omits a priority of 0."""
     jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout + proc.stderr):
+    # A group's jobs (the `score` group) are listed indented under it.
+    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", proc.stdout + proc.stderr):
         m = re.match(r"(?:local)?rule (\w+):", block.strip())
         if not m:
             continue
@@ -107,6 +111,18 @@ def test_jobs_are_ordered_so_that_the_cores_stay_busy(tmp_path):
         assert train[("mask_hard", seed)] > train[("m2f", seed)] > train[("cbam", seed)] > train[("none", seed)]
     shards = {(w["split"], w["shard"]): p for r, w, p in jobs if r == "generate"}
     assert shards[("train", "0000")] > shards[("val", "0000")]  # 120 models against 48
+
+
+def test_screening_evaluations_wait_for_training_and_go_before_the_fill(tmp_path):
+    """A two-stage study scores its attention variants' screening runs on the test split (their
+    attention against salt) only when no training job is ready: they never delay `select`."""
+    proc = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(PRESETS / "default.yaml"), "all")
+    jobs = planned_priorities(proc)
+    train = [p for r, _, p in jobs if r == "train"]
+    screening = {w["variant"]: p for r, w, p in jobs if r == "evaluate"}
+    fill = [p for r, _, p in jobs if r == "preview"]
+    assert screening and "none" not in screening and "inversionnet" not in screening
+    assert max(fill) < min(screening.values()) <= max(screening.values()) < min(train)
 
 
 def test_default_study_shape():
@@ -374,9 +390,11 @@ def test_two_stage_study_screens_selects_and_confirms_with_controls(tmp_path):
     assert selection["selected"] == ["m2f"] and selection["scores"][0]["variant"] == "m2f"
     assert set(selection["controls"]) == {"none_salt", "none_wide"}
     assert selection["arms"] == ["m2f", "none", "none_salt", "none_wide"]
-    # Screening runs are trained, never scored on the test split.
+    # Screening runs are trained; an attention variant's is scored on the test split for its
+    # attention maps against salt (descriptive), the plain UNet's not at all.
     assert (study / "m2f" / "seed0" / "history.csv").is_file()
-    assert not (study / "m2f" / "seed0" / "metrics.json").exists()
+    assert (study / "m2f" / "seed0" / "attention_salt.json").is_file()
+    assert not (study / "none" / "seed0" / "metrics.json").exists()
     for arm in selection["arms"]:
         for seed in (1, 2):
             for name in ("model.pt", "metrics.json", "physics.json"):

@@ -15,10 +15,10 @@ from snakemake.settings.types import DeploymentMethod
 from fwi_attn.checks import check_study
 from fwi_attn.config import ConfigError, load_config
 from fwi_attn.resources import job_resources, train_cost, train_processes
-from fwi_attn.layout import (SHARD_GLOB, SPLITS, TRANSFER_PREFIX, comparison_figure_paths, run_dir as layout_run_dir,
-                             generalisation_figure_path, run_figure_paths, selection_path, shard_sizes, split_shards,
-                             test_set_dir, test_set_names, test_set_results)
-from fwi_attn.catalogue import CONTROLS
+from fwi_attn.layout import (RUN, SHARD_GLOB, SPLITS, TRANSFER_PREFIX, baseline_dir, comparison_figure_paths,
+                             run_dir as layout_run_dir, generalisation_figure_path, run_figure_paths, run_pattern,
+                             selection_path, shard_sizes, split_shards, test_set_dir, test_set_names, test_set_results)
+from fwi_attn.catalogue import BASELINES, CONTROLS
 from fwi_attn.results.design import control_width, read_selection
 from fwi_attn.data.testset import TestSetError, model_files
 
@@ -90,6 +90,9 @@ TRAIN_PROCESSES = train_processes(CFG)
 # comparison, which would otherwise leave it idle.
 PRIORITY_RESULTS = 1000
 PRIORITY_FILL = 0
+# A two-stage study's screening runs are scored on the test split for their attention maps only
+# (descriptive): after every training job, before the per-run figures.
+PRIORITY_SCREENING = 50
 
 
 def train_priority(wildcards):
@@ -106,6 +109,19 @@ def shard_priority(wildcards):
     sizes = shard_sizes(ds.samples[wildcards.split], ds.shard_size)
     i = int(wildcards.shard)
     return PRIORITY_RESULTS + (sizes[i] if i < len(sizes) else 0)
+
+
+# On a cluster, the short scoring jobs (a run or the mean model on the test split or a test set,
+# a test set against the training models) go in one group: with the profile's group-components,
+# several of them share one cluster job and one Snakemake start-up inside it. Each takes the one
+# `score_slots` the profile gives a cluster job (a local-scope resource), so a group runs them
+# one after another with one job's threads, memory and GPU, not their sum. A local run ignores groups.
+SCORE_GROUP = "score"
+
+
+def scoring(rule):
+    """``estimated(rule)`` plus the one score slot of the SCORE_GROUP's jobs."""
+    return {**estimated(rule), "score_slots": 1}
 
 
 def estimated(rule):
@@ -162,7 +178,7 @@ def result_runs():
 
 
 def run_files(name, seeds=None):
-    """``name`` (e.g. history.csv) of every run on study.seeds, or of the given seeds only."""
+    """``name`` (e.g. ``RUN.history``) of every run on study.seeds, or of the given seeds only."""
     return [str(run_dir(v, s) / name) for v, s in runs() if seeds is None or s in seeds]
 
 
@@ -232,7 +248,7 @@ def out_dir(wildcards, output):
 
 def refine_files(wildcards):
     # FWI refinement is optional: when it is off, nothing asks for refine.json.
-    return result_files("refine.json")(wildcards) if CFG.physics.refine.enabled else []
+    return result_files(RUN.refine)(wildcards) if CFG.physics.refine.enabled else []
 
 
 # Test sets (study.test_sets: model files; study.transfer_families: drawn from another family of
@@ -296,13 +312,33 @@ def split_folder(wildcards, input):
     return str(Path(input.train[0]).parent)
 
 
+#: What `fwi-attn evaluate` writes into a run's folder (on the test split or a test set).
+EVALUATE_FILES = (RUN.metrics, RUN.predictions, RUN.attention, RUN.attention_salt)
+
+#: The variants with attention maps: every one but the plain UNet and the baselines.
+ATTENTION_VARIANTS = [v for v in VARIANTS if v != "none" and v not in BASELINES]
+
+
+def screening_files(wildcards=None):
+    """A two-stage study's screening runs of the attention variants scored on the test split, so
+    that every attention variant's maps are scored against salt (attention_salt.json), not only
+    the confirmed arms'. Descriptive: the confirmatory comparison reads only the result runs."""
+    if not CONFIRM:
+        return []
+    return [str(run_dir(v, s) / f) for v, s in runs() if v in ATTENTION_VARIANTS for f in EVALUATE_FILES]
+
+
+def evaluate_priority(wildcards):
+    """A result run's evaluation before new training; a screening run's after it (see PRIORITY_SCREENING)."""
+    return PRIORITY_SCREENING if CONFIRM and int(wildcards.seed) in SEEDS else PRIORITY_RESULTS
+
+
 def test_set_files(name):
     """Every result file of one test set (each result run's and the mean model's scores, the comparison)."""
     root = test_set_results(STUDY, name)
-    out = [str(root / "mean" / "metrics.json"), str(root / "compare_sets.json"), str(root / "compare_sets.png")]
+    out = [str(baseline_dir(root) / RUN.metrics), str(root / "compare_sets.json"), str(root / "compare_sets.png")]
     for v, s in result_runs():
-        out += [str(root / v / f"seed{s}" / f) for f in ("metrics.json", "predictions.h5", "attention.h5",
-                                                          "attention_salt.json")]
+        out += [str(layout_run_dir(root, v, s) / f) for f in EVALUATE_FILES]
     return out
 
 
@@ -323,10 +359,11 @@ def study_outputs():
         str(STUDY_CONFIG),
         str(DATA / "stats.json"),
         str(STUDY / "figures" / "dataset_preview.png"),
-        str(STUDY / "mean" / "metrics.json"),
-        *run_files("model.pt"),
-        *run_files("history.csv"),
+        str(baseline_dir(STUDY) / RUN.metrics),
+        *run_files(RUN.model),
+        *run_files(RUN.history),
         *([str(SELECTION)] if CONFIRM else []),
+        *screening_files(),
         *[str(test_set_data(name) / "testset.json") for name in SET_NAMES],
     ]
 
@@ -348,5 +385,4 @@ def result_outputs(wildcards):
 
 
 #: What each result run keeps beside its training files.
-RESULT_RUN_FILES = ("model.pt", "history.csv", "metrics.json", "predictions.h5", "attention.h5",
-                    "attention_salt.json", "physics.json", "physics.png", "gathers.h5")
+RESULT_RUN_FILES = (RUN.model, RUN.history, *EVALUATE_FILES, RUN.physics, RUN.physics_figure, RUN.gathers)

@@ -8,6 +8,8 @@ rule study_config:
                       "physics"),
     log:
         f"{LOGS}/study_config.log",
+    benchmark:
+        f"{BENCH}/study_config.tsv"
     priority: PRIORITY_RESULTS
     resources:
         **estimated("study_config"),
@@ -53,6 +55,8 @@ rule preview:
         ),
     log:
         f"{LOGS}/preview.log",
+    benchmark:
+        f"{BENCH}/preview.tsv"
     priority: PRIORITY_FILL
     resources:
         **estimated("preview"),

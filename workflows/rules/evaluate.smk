@@ -1,19 +1,20 @@
-# Evaluation of every run on the test split, plus the mean-model baseline: a network that
-# cannot beat predicting the training split's mean model has learnt nothing from the data.
+# Evaluation of every result run on the test split (in a two-stage study also each attention
+# variant's screening runs, for their attention maps against salt), plus the mean-model baseline:
+# a network that cannot beat predicting the training split's mean model has learnt nothing.
 
 
 rule evaluate:
     input:
-        model=f"{STUDY}/{{variant}}/seed{{seed}}/model.pt",
+        model=run_pattern(STUDY, RUN.model),
         test=shards("test"),
         stats=f"{DATA}/stats.json",
     output:
-        predictions=f"{STUDY}/{{variant}}/seed{{seed}}/predictions.h5",
-        metrics=f"{STUDY}/{{variant}}/seed{{seed}}/metrics.json",
+        predictions=run_pattern(STUDY, RUN.predictions),
+        metrics=run_pattern(STUDY, RUN.metrics),
         # The showcase test sample's attention maps: the comparison figures never load a network.
-        attention=f"{STUDY}/{{variant}}/seed{{seed}}/attention.h5",
+        attention=run_pattern(STUDY, RUN.attention),
         # How well each attention map picks out salt, on every test sample.
-        attention_salt=f"{STUDY}/{{variant}}/seed{{seed}}/attention_salt.json",
+        attention_salt=run_pattern(STUDY, RUN.attention_salt),
     params:
         out=out_dir,
         deps=sections("geology.vmin", "geology.vmax", "evaluate.salt_threshold", "evaluate.boundary_tolerance"),
@@ -22,9 +23,11 @@ rule evaluate:
     benchmark:
         f"{BENCH}/evaluate/{{variant}}-seed{{seed}}.tsv"
     threads: THREADS
-    priority: PRIORITY_RESULTS
+    priority: evaluate_priority
+    group:
+        SCORE_GROUP
     resources:
-        **estimated("evaluate"),
+        **scoring("evaluate"),
     conda:
         CONDA_ENV
     shell:
@@ -38,7 +41,7 @@ rule evaluate_mean:
         test=shards("test"),
         stats=f"{DATA}/stats.json",
     output:
-        f"{STUDY}/mean/metrics.json",
+        str(baseline_dir(STUDY) / RUN.metrics),
     params:
         out=out_dir,
         deps=sections("geology.vmin", "geology.vmax", "evaluate.salt_threshold", "evaluate.boundary_tolerance"),
@@ -48,8 +51,10 @@ rule evaluate_mean:
         f"{BENCH}/evaluate/mean.tsv"
     threads: THREADS
     priority: PRIORITY_RESULTS
+    group:
+        SCORE_GROUP
     resources:
-        **estimated("evaluate_mean"),
+        **scoring("evaluate_mean"),
     conda:
         CONDA_ENV
     shell:

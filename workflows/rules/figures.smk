@@ -4,8 +4,8 @@
 
 rule figures_run:
     input:
-        predictions=f"{STUDY}/{{variant}}/seed{{seed}}/predictions.h5",
-        history=f"{STUDY}/{{variant}}/seed{{seed}}/history.csv",
+        predictions=run_pattern(STUDY, RUN.predictions),
+        history=run_pattern(STUDY, RUN.history),
     output:
         examples=report(
             f"{STUDY}/figures/runs/{{variant}}-seed{{seed}}-examples.png",
@@ -39,17 +39,17 @@ rule figures_run:
 
 rule figures_compare:
     input:
-        metrics=result_files("metrics.json"),
-        mean=f"{STUDY}/mean/metrics.json",
-        history=result_files("history.csv"),
-        physics=result_files("physics.json"),
+        metrics=result_files(RUN.metrics),
+        mean=str(baseline_dir(STUDY) / RUN.metrics),
+        history=result_files(RUN.history),
+        physics=result_files(RUN.physics),
         refine=refine_files,
         # The predictions, attention maps and gathers figures show each variant's first run, from
         # files only: evaluate wrote the attention maps and physics the re-simulated gathers.
-        predictions=result_files("predictions.h5", first_seed=True),
-        attention=result_files("attention.h5", first_seed=True),
-        gathers=result_files("gathers.h5", first_seed=True),
-        attention_salt=result_files("attention_salt.json"),
+        predictions=result_files(RUN.predictions, first_seed=True),
+        attention=result_files(RUN.attention, first_seed=True),
+        gathers=result_files(RUN.gathers, first_seed=True),
+        attention_salt=result_files(RUN.attention_salt),
     output:
         table_csv=comparison_figures()["table_csv"],
         table_md=comparison_figures()["table_md"],

@@ -7,16 +7,16 @@
 
 rule physics:
     input:
-        predictions=physics_files("predictions.h5"),
+        predictions=physics_files(RUN.predictions),
         test=shards("test"),
         stats=f"{DATA}/stats.json",  # its mean model is the baseline of the misfit
     output:
-        json=physics_files("physics.json"),
+        json=physics_files(RUN.physics),
         # Each run's showcase test sample, observed and re-simulated, for the comparison figures.
-        gathers=physics_files("gathers.h5"),
+        gathers=physics_files(RUN.gathers),
         png=[
             report(
-                f"{STUDY}/{{variant}}/seed{s}/physics.png",
+                f"{STUDY}/{{variant}}/seed{s}/{RUN.physics_figure}",
                 caption="../report/physics.rst",
                 category="4. Physics",
                 subcategory="{variant}",
@@ -42,13 +42,13 @@ rule physics:
 
 rule refine:
     input:
-        predictions=f"{STUDY}/{{variant}}/seed{{seed}}/predictions.h5",
+        predictions=run_pattern(STUDY, RUN.predictions),
         test=shards("test"),
     output:
-        json=f"{STUDY}/{{variant}}/seed{{seed}}/refine.json",
-        models=f"{STUDY}/{{variant}}/seed{{seed}}/refined.npy",
+        json=run_pattern(STUDY, RUN.refine),
+        models=run_pattern(STUDY, RUN.refined),
         png=report(
-            f"{STUDY}/{{variant}}/seed{{seed}}/refine.png",
+            run_pattern(STUDY, RUN.refine_figure),
             caption="../report/refine.rst",
             category="4. Physics",
             subcategory="{variant}",

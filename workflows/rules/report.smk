@@ -6,12 +6,14 @@ rule report:
     input:
         comparison=list(comparison_figures().values()),
         preview=f"{STUDY}/figures/dataset_preview.png",
-        metrics=result_files("metrics.json"),
-        mean=f"{STUDY}/mean/metrics.json",
-        physics=result_files("physics.json"),
+        metrics=result_files(RUN.metrics),
+        mean=str(baseline_dir(STUDY) / RUN.metrics),
+        physics=result_files(RUN.physics),
         refine=refine_files,
         examples=result_figures,
         generalisation=generalisation_inputs,
+        # A two-stage study's screening runs' attention against salt: descriptive, beside the results.
+        screening=screening_files,
         selection=[str(SELECTION)] if CONFIRM else [],
         config=STUDY_CONFIG,
     output:
@@ -37,9 +39,9 @@ rule report:
 rule notebook:
     input:
         notebook=f"{REPO}/notebooks/compare_attention.ipynb",
-        metrics=result_files("metrics.json"),
-        mean=f"{STUDY}/mean/metrics.json",
-        history=result_files("history.csv"),
+        metrics=result_files(RUN.metrics),
+        mean=str(baseline_dir(STUDY) / RUN.metrics),
+        history=result_files(RUN.history),
         # The notebook also shows the comparison figures, so it runs after them.
         figures=list(comparison_figures().values()),
         config=STUDY_CONFIG,

@@ -3,6 +3,10 @@
 # every run and by the mean model, and compared with the training split's models.
 
 
+# One set's results folder, as a pattern: each run's and the mean model's scores on it.
+TESTSET_RESULTS = str(test_set_results(STUDY, "{testset}"))
+
+
 wildcard_constraints:
     testset="|".join(re.escape(name) for name in SET_NAMES) or "(?!)",
 
@@ -35,14 +39,14 @@ rule testset:
 
 rule evaluate_testset:
     input:
-        model=f"{STUDY}/{{variant}}/seed{{seed}}/model.pt",
+        model=run_pattern(STUDY, RUN.model),
         testset=f"{DATA}/testsets/{{testset}}/testset.json",
         stats=f"{DATA}/stats.json",
     output:
-        predictions=f"{STUDY}/testsets/{{testset}}/{{variant}}/seed{{seed}}/predictions.h5",
-        metrics=f"{STUDY}/testsets/{{testset}}/{{variant}}/seed{{seed}}/metrics.json",
-        attention=f"{STUDY}/testsets/{{testset}}/{{variant}}/seed{{seed}}/attention.h5",
-        attention_salt=f"{STUDY}/testsets/{{testset}}/{{variant}}/seed{{seed}}/attention_salt.json",
+        predictions=run_pattern(TESTSET_RESULTS, RUN.predictions),
+        metrics=run_pattern(TESTSET_RESULTS, RUN.metrics),
+        attention=run_pattern(TESTSET_RESULTS, RUN.attention),
+        attention_salt=run_pattern(TESTSET_RESULTS, RUN.attention_salt),
     params:
         out=out_dir,
         folder=test_set_folder,
@@ -53,8 +57,10 @@ rule evaluate_testset:
         f"{BENCH}/evaluate/{{testset}}-{{variant}}-seed{{seed}}.tsv"
     threads: THREADS
     priority: PRIORITY_RESULTS
+    group:
+        SCORE_GROUP
     resources:
-        **estimated("evaluate"),
+        **scoring("evaluate"),
     conda:
         CONDA_ENV
     shell:
@@ -69,7 +75,7 @@ rule evaluate_testset_mean:
         testset=f"{DATA}/testsets/{{testset}}/testset.json",
         stats=f"{DATA}/stats.json",
     output:
-        f"{STUDY}/testsets/{{testset}}/mean/metrics.json",
+        str(baseline_dir(TESTSET_RESULTS) / RUN.metrics),
     params:
         out=out_dir,
         folder=test_set_folder,
@@ -80,8 +86,10 @@ rule evaluate_testset_mean:
         f"{BENCH}/evaluate/{{testset}}-mean.tsv"
     threads: THREADS
     priority: PRIORITY_RESULTS
+    group:
+        SCORE_GROUP
     resources:
-        **estimated("evaluate_mean"),
+        **scoring("evaluate_mean"),
     conda:
         CONDA_ENV
     shell:
@@ -107,8 +115,10 @@ rule compare_testset:
     benchmark:
         f"{BENCH}/compare_sets/{{testset}}.tsv"
     priority: PRIORITY_RESULTS
+    group:
+        SCORE_GROUP
     resources:
-        **estimated("compare_sets"),
+        **scoring("compare_sets"),
     conda:
         CONDA_ENV
     shell:

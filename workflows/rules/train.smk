@@ -18,8 +18,8 @@ rule train:
         stats=f"{DATA}/stats.json",
         selection=train_inputs,
     output:
-        model=f"{STUDY}/{{variant}}/seed{{seed}}/model.pt",
-        history=f"{STUDY}/{{variant}}/seed{{seed}}/history.csv",
+        model=run_pattern(STUDY, RUN.model),
+        history=run_pattern(STUDY, RUN.history),
     params:
         out=out_dir,
         width=train_width,
@@ -44,14 +44,16 @@ rule train:
 # run time (a checkpoint: the workflow then plans the confirmation runs it names).
 checkpoint select:
     input:
-        history=run_files("history.csv"),
-        model=run_files("model.pt"),
+        history=run_files(RUN.history),
+        model=run_files(RUN.model),
     output:
         SELECTION,
     params:
         deps=sections("study", "model"),
     log:
         f"{LOGS}/select.log",
+    benchmark:
+        f"{BENCH}/select.tsv"
     priority: PRIORITY_RESULTS
     resources:
         **estimated("select"),
