@@ -8,7 +8,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fwi_attn.config import load_config
-from fwi_attn.learn.tensorboard import IMAGE_SAMPLES, TENSORBOARD_DIR, colour, fixed_indices, panel
+from fwi_attn.learn.tensorboard import IMAGE_SAMPLES, IMAGE_ZOOM, TENSORBOARD_DIR, colour, fixed_indices, panel
 from fwi_attn.learn.train import train
 
 SCALARS = ("loss/train", "val/mae", "val/ssim", "lr", "time/epoch_seconds")
@@ -19,7 +19,7 @@ def quiet(line):
 
 
 def events(folder) -> EventAccumulator:
-    acc = EventAccumulator(str(folder / TENSORBOARD_DIR), size_guidance={"scalars": 0, "images": 0})
+    acc = EventAccumulator(str(folder / TENSORBOARD_DIR), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()
     return acc
 
@@ -46,12 +46,13 @@ def test_a_run_writes_scalars_every_epoch_and_images_when_due(tiny_dataset, tmp_
     assert [e.value for e in acc.Scalars("lr")] == pytest.approx([r["lr"] for r in result.history])
     # Every 2 epochs and at the last: 2, 3.
     assert [e.step for e in acc.Images("velocity/val")] == [2, 3]
-    attention = [t for t in tags["images"] if t.startswith("attention/")]
-    assert attention, tags["images"]  # cbam's spatial maps
+    assert [e.step for e in acc.Images("attention/val")] == [2, 3]  # cbam's spatial maps
     image = acc.Images("velocity/val")[-1]
-    grid = cfg.survey.nz * 2  # IMAGE_ZOOM cells per pixel, IMAGE_SAMPLES rows with a gap between
     n = min(IMAGE_SAMPLES, cfg.datasets["salt"].samples["val"])
-    assert image.height == n * grid + (n - 1) * 2
+    # IMAGE_SAMPLES rows of IMAGE_ZOOM pixels per cell, a gap between; true | predicted | error | bar.
+    gap = max(IMAGE_ZOOM, 1)
+    assert image.height == n * cfg.survey.nz * IMAGE_ZOOM + (n - 1) * gap
+    assert image.width == 3 * (cfg.survey.nx * IMAGE_ZOOM + gap) + 3 * IMAGE_ZOOM
 
 
 def test_event_files_change_no_weight_and_turning_them_off_writes_none(tiny_dataset, tmp_path):
@@ -67,9 +68,12 @@ def test_event_files_change_no_weight_and_turning_them_off_writes_none(tiny_data
         assert torch.equal(a[k], b[k]), f"{k} differs with event files"
     assert [r["val_mae"] for r in on.history] == [r["val_mae"] for r in off.history] == \
         [r["val_mae"] for r in flag.history]
-    # m2f: its masks and salt heads' predictions are drawn too.
-    images = events(tmp_path / "on").Tags()["images"]
-    assert any(t.startswith("attention/salt_heads.") for t in images), images
+    # m2f: its masks and salt heads' predictions are drawn too, one column each.
+    acc = events(tmp_path / "on")
+    assert "attention/val" in acc.Tags()["images"]
+    text = [t for t in acc.Tags()["tensors"] if t.startswith("attention/columns")]  # torch adds /text_summary
+    columns = acc.Tensors(text[0])[0].tensor_proto.string_val[0].decode()
+    assert "salt_heads." in columns and ".guide" in columns, columns
 
 
 def test_a_resumed_run_appends_once_per_epoch(tiny_dataset, tmp_path):

@@ -11,9 +11,13 @@ every ``train.tensorboard`` epochs and at the last one (a plateau stop included)
 * image ``velocity/val``: :data:`IMAGE_SAMPLES` fixed validation models (evenly spaced indices,
   the same every time), one row each, true | predicted | absolute error, in m/s on one fixed colour
   scale ``geology.vmin .. vmax`` (error: ``0 .. vmax - vmin``), with the colour bar at the right;
-* images ``attention/<module path>``: for a network with spatial attention maps or salt heads,
-  each map (:func:`fwi_attn.nn.layers.capture_attention`, resampled onto the velocity grid by the
-  model's ``maps_on_model_grid``) of the same samples, one row each, on the scale [0, 1].
+* image ``attention/val``: for a network with spatial attention maps or salt heads, every map
+  (:func:`fwi_attn.nn.layers.capture_attention`, resampled onto the velocity grid by the model's
+  ``maps_on_model_grid``) of the same samples, one row each, one column per map in forward order,
+  on the scale [0, 1]; the text ``attention/columns`` names the columns (module paths).
+
+One panel per kind, one cell per pixel: PNG encoding is most of what the images cost, and
+TensorBoard scales them up for viewing (docs/benchmarks.md, ``benchmarks/bench_tensorboard.py``).
 
 Drawing consumes no random number and leaves the training untouched: one float32 forward pass
 without gradients in eval mode (BatchNorm statistics are not updated), train mode restored
@@ -35,8 +39,8 @@ TENSORBOARD_DIR = "tb"
 #: Validation models in the image panels.
 IMAGE_SAMPLES = 3
 
-#: Pixels per model cell in the panels (nearest neighbour).
-IMAGE_ZOOM = 2
+#: Pixels per model cell in the panels (nearest neighbour); 2 doubles the images' cost.
+IMAGE_ZOOM = 1
 
 # Viridis at nine stops (matplotlib's values); interpolated linearly between them, which is
 # indistinguishable at these panel sizes and spares importing matplotlib in every training job.
@@ -61,7 +65,7 @@ def panel(rows: list[list[np.ndarray]], lo: float, hi: float, zoom: int = IMAGE_
         ``[H, W, 3]`` float32 in [0, 1] (TensorBoard's ``HWC``); white gaps of one cell between
         tiles; the bar runs from ``lo`` (bottom) to ``hi`` (top).
     """
-    gap = zoom
+    gap = max(zoom, 1)
     h, w = rows[0][0].shape
     th, tw = h * zoom, w * zoom
     ncol = max(len(r) for r in rows)
@@ -71,7 +75,7 @@ def panel(rows: list[list[np.ndarray]], lo: float, hi: float, zoom: int = IMAGE_
     img = np.ones((height, width, 3), dtype=np.float32)
     for r, row in enumerate(rows):
         for c, m in enumerate(row):
-            tile = colour(np.kron(m, np.ones((zoom, zoom), dtype=np.float32)), lo, hi)
+            tile = colour(m if zoom == 1 else np.kron(m, np.ones((zoom, zoom), dtype=np.float32)), lo, hi)
             y, x = r * (th + gap), c * (tw + gap)
             img[y:y + th, x:x + tw] = tile
     ramp = np.linspace(hi, lo, height, dtype=np.float32)[:, None].repeat(bar_w, axis=1)
@@ -119,6 +123,7 @@ class RunBoard(NoBoard):
                 old.unlink()
         self.writer = SummaryWriter(str(self.dir), purge_step=start + 1 if start else None)
         self.norm, self.image_every = norm, int(image_every)
+        self.named_columns = False
         self.device, self.channels_last = device, channels_last
         self.indices = fixed_indices(len(val_ds))
         samples = [val_ds[i] for i in self.indices]
@@ -163,9 +168,13 @@ class RunBoard(NoBoard):
             # The error on the velocity scale's span, shifted so that 0 m/s sits at its bottom.
             rows.append([truth, p, lo + np.abs(p - truth)])
         self.writer.add_image("velocity/val", panel(rows, lo, hi), step, dataformats="HWC")
-        for key, m in maps.items():
-            tiles = [[a[0]] for a in m.cpu().numpy()]
-            self.writer.add_image(f"attention/{key}", panel(tiles, 0.0, 1.0), step, dataformats="HWC")
+        if maps:
+            columns = [m.cpu().numpy()[:, 0] for m in maps.values()]
+            tiles = [[c[k] for c in columns] for k in range(len(self.indices))]
+            self.writer.add_image("attention/val", panel(tiles, 0.0, 1.0), step, dataformats="HWC")
+            if not self.named_columns:
+                self.writer.add_text("attention/columns", ", ".join(maps), step)
+                self.named_columns = True
 
     def close(self) -> None:
         self.writer.close()
