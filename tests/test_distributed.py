@@ -25,14 +25,23 @@ import yaml
 from fwi_attn.cli import main
 from fwi_attn.data.dataset import Normalizer, ShardDataset, load_stats, split_sources
 from fwi_attn.layout import default_stats_path
-from fwi_attn.learn.train import (Ranks, TrainError, make_loader, read_history, torchrun_ranks, train,
-                                  train_sampler, validate)
+from fwi_attn.io.history import read_history as history_columns
+from fwi_attn.learn.ddp import Ranks, torchrun_ranks, train_sampler
+from fwi_attn.learn.tensorboard import TENSORBOARD_DIR
+from fwi_attn.learn.train import TrainError, make_loader, train, validate
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                 "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")
 
 
 GUARD = Path(__file__).with_name("ddp_rank_guard.py")
+
+
+def read_history(path) -> list[dict]:
+    """``history.csv`` rows as dicts of numbers, read by the package's one reader."""
+    columns = history_columns(path)
+    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in zip(columns, values)}
+            for values in zip(*columns.values())]
 
 
 def _torchrun(cfg_path, out, *extra, nproc=2):
@@ -96,7 +105,8 @@ def test_two_processes_train_like_one(runs):
     # no temporary file is left behind.
     assert out.count("finished: best val MAE") == 1 and out.count("epoch 2/2") == 1, out
     assert "2 processes (cpu, 2 samples per process and step)" in out
-    assert sorted(p.name for p in (root / "two").iterdir()) == ["history.csv", "last.pt", "model.pt"]
+    assert sorted(p.name for p in (root / "two").iterdir()) == ["history.csv", "last.pt", "model.pt", TENSORBOARD_DIR]
+    assert len(list((root / "two" / TENSORBOARD_DIR).glob("events.out.tfevents.*"))) == 1  # rank 0's alone
     h1, h2 = runs["one"].history, read_history(root / "two" / "history.csv")
     assert [r["epoch"] for r in h2] == [1, 2]
     for a, b in zip(h1, h2):
@@ -140,7 +150,7 @@ def test_resume_under_torchrun_gives_the_same_weights(runs):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.count("resuming none seed 0") == 1
     assert not orphan.exists()
-    assert sorted(p.name for p in (root / "part").iterdir()) == ["history.csv", "last.pt", "model.pt"]
+    assert sorted(p.name for p in (root / "part").iterdir()) == ["history.csv", "last.pt", "model.pt", TENSORBOARD_DIR]
     for name in ("last.pt", "model.pt"):
         a, b = _weights(root / "two" / name), _weights(root / "part" / name)
         for k in a:

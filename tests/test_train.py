@@ -16,7 +16,15 @@ from fwi_attn.config import load_config
 from fwi_attn.data.dataset import Normalizer, ShardDataset, StatsError
 from fwi_attn.layout import default_stats_path
 from fwi_attn.learn.metrics import METRICS
-from fwi_attn.learn.train import HISTORY_COLUMNS, TrainError, make_loader, make_loss, read_history, train, train_one_epoch
+from fwi_attn.io.history import read_history as history_columns
+from fwi_attn.learn.train import HISTORY_COLUMNS, TrainError, make_loader, make_loss, train, train_one_epoch
+
+
+def read_history(path) -> list[dict]:
+    """``history.csv`` rows as dicts of numbers, read by the package's one reader."""
+    columns = history_columns(path)
+    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in zip(columns, values)}
+            for values in zip(*columns.values())]
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fwi_attn.cli import add_config_argument, set_threads
+from fwi_attn.layout import RUN
 
 
 def command_variants(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
@@ -64,9 +65,9 @@ def command_train(parser):
     add_config_argument(parser)
     parser.add_argument("--variant", required=True, help="network variant (see `fwi-attn variants`)")
     parser.add_argument("--seed", type=int, required=True, help="training seed")
-    parser.add_argument("--out", required=True, help="output folder (model.pt, last.pt, history.csv)")
+    parser.add_argument("--out", required=True, help=f"output folder ({RUN.model}, {RUN.last}, {RUN.history}, tb/)")
     parser.add_argument("--resume", nargs="?", const="strict", default=None, choices=["strict", "auto"],
-                        help="continue from OUT/last.pt when it exists; 'auto': only an unfinished one made "
+                        help=f"continue from OUT/{RUN.last} when it exists; 'auto': only an unfinished one made "
                              "with the same settings, else start afresh (the workflow's choice)")
     parser.add_argument("--epochs", type=int, default=None, help="total epochs (default: train.epochs)")
     parser.add_argument("--stop-after", type=int, default=None,
@@ -76,6 +77,8 @@ def command_train(parser):
                         help="the UNet's base width for this run instead of model.width (the parameter-matched "
                              "control none_wide; the workflow takes it from selection.json)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-tensorboard", action="store_true",
+                        help="write no TensorBoard event files (OUT/tb/) whatever train.tensorboard says")
     parser.epilog = (f"{parser.epilog or ''}. Several processes (GPUs): torchrun --nproc_per_node=N "
                      "-m fwi_attn train ... (train.batch_size is the global batch, split over the N processes)")
 
@@ -89,12 +92,12 @@ def command_train(parser):
         set_threads(cfg)
         result = train(cfg, args.variant, args.seed, args.out, resume=args.resume, epochs=args.epochs,
                        stop_after=args.stop_after, stats_path=args.stats, width=args.width,
-                       progress=not args.quiet)
+                       progress=not args.quiet, tensorboard=False if args.no_tensorboard else None)
         if result.rank:  # under torchrun rank 0 reports for all
             return 0
         state = "finished" if result.finished else f"stopped after epoch {result.epochs_done}/{result.epochs}"
         print(f"{state}: best val MAE {result.best_val_mae:.4f} at epoch {result.best_epoch}; "
-              f"wrote {result.out / 'model.pt'}, {result.out / 'history.csv'}")
+              f"wrote {result.out / RUN.model}, {result.out / RUN.history}")
 
     return run
 
@@ -102,12 +105,12 @@ def command_train(parser):
 def command_evaluate(parser):
     add_config_argument(parser)
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--checkpoint", help="trained model (DIR/model.pt)")
+    what.add_argument("--checkpoint", help=f"trained model (DIR/{RUN.model})")
     what.add_argument("--baseline", choices=["mean"], help="score a baseline instead: the train split's mean model")
     what.add_argument("--predictions", metavar="FILE",
-                      help="score a `fwi-attn predict` output against the true models it holds (metrics.json only)")
-    parser.add_argument("--out", required=True, help="output folder (predictions.h5, metrics.json and, for a "
-                        "checkpoint, attention.h5)")
+                      help=f"score a `fwi-attn predict` output against the true models it holds ({RUN.metrics} only)")
+    parser.add_argument("--out", required=True, help=f"output folder ({RUN.predictions}, {RUN.metrics} and, for a "
+                        f"checkpoint, {RUN.attention})")
     parser.add_argument("--split", default="test", choices=["test", "val"], help="split to predict (default test)")
     parser.add_argument("--test-set", default=None, metavar="NAME=FOLDER",
                         help="score the test set NAME in FOLDER (made by `fwi-attn testset --name NAME`) instead "
@@ -151,14 +154,14 @@ def command_evaluate(parser):
         print(f"{m['variant']} (seed {m['seed']}) on {m['dataset']}/{m['split']}, {m['n_samples']} samples: "
               f"MAE {fmt(whole['mae'], '.4f')} RMSE {fmt(whole['rmse'], '.4f')} SSIM {fmt(whole['ssim'], '.4f')} "
               f"({fmt(mean['mae_ms'], '.1f')} m/s MAE), salt IoU {fmt(mean['salt_iou'], '.3f')}; "
-              f"wrote {Path(args.out) / 'metrics.json'}")
+              f"wrote {Path(args.out) / RUN.metrics}")
 
     return run
 
 
 def command_predict(parser: argparse.ArgumentParser):
     """``fwi-attn predict --checkpoint model.pt --data SHARD|FOLDER ... [--stats stats.json] --out pred.h5``."""
-    parser.add_argument("--checkpoint", required=True, help="model.pt of a trained run")
+    parser.add_argument("--checkpoint", required=True, help=f"{RUN.model} of a trained run")
     parser.add_argument("--data", required=True, nargs="+", metavar="SHARD",
                         help="fwi-attn shards with gathers (e.g. from `fwi-attn simulate`) or folders of *.h5 "
                              "shards; all of them go into one predictions file, in the order given")

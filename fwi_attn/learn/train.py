@@ -8,38 +8,43 @@ Protocol (the same for every variant, so that they compare fairly):
   ``l1_ssim`` = L1 + ``ssim_weight`` * (1 - SSIM on [0, 1]); learning-rate schedule
   ``train.scheduler`` stepped per batch (``onecycle``: OneCycleLR peaking at ``lr``; ``cosine``:
   cosine decay from ``lr`` to 0; ``none``: constant); gradient-norm clipping ``train.grad_clip``;
-* salt deep supervision (:func:`make_loss`): with ``train.salt_aux_weight`` ``w > 0`` every UNet
+* salt deep supervision (:func:`fwi_attn.learn.losses.make_loss`): with ``train.salt_aux_weight`` ``w > 0`` every UNet
   variant gets salt heads (bottleneck and each decoder level) and the loss adds ``w`` times their
   mean binary cross-entropy against the true salt mask (velocity above
   ``evaluate.salt_threshold``); ``m2f``, whose masked attention follows those heads, always has
-  them and uses ``train.m2f_salt_weight`` while ``salt_aux_weight`` is 0 (:func:`salt_weight`), so
+  them and uses ``train.m2f_salt_weight`` while ``salt_aux_weight`` is 0
+  (:func:`~fwi_attn.learn.losses.salt_weight`), so
   setting ``salt_aux_weight`` to the same value gives every variant m2f's supervision;
 * validation every epoch: MAE on OpenFWI's [-1, 1] scale and SSIM on [0, 1]
-  (:mod:`fwi_attn.learn.metrics`), predictions clipped to [-1, 1];
+  (:mod:`fwi_attn.learn.metrics`) of the raw network output, unclipped, as evaluation scores it;
 * speed: bf16 autocast (``train.bf16``) on CUDA and on CPUs with native bf16 instructions
   (measured 1.6-1.7x on an AVX512-BF16 EPYC), ``channels_last`` on both (oneDNN's CPU
   convolutions are 1.2-1.6x faster in that layout), optional ``torch.compile``.
 
 Outputs in ``--out DIR``, every file written atomically:
 
-* ``model.pt``: best epoch (lowest validation MAE), :func:`fwi_attn.nn.models.save_checkpoint`
+* ``model.pt`` (:data:`fwi_attn.layout.RUN`'s names throughout): best epoch (lowest validation MAE), :func:`fwi_attn.nn.models.save_checkpoint`
   with extras ``variant, seed, epoch, val_mae, dataset, normalization, config``;
 * ``last.pt``: the latest epoch plus ``optimizer``, ``scheduler``, ``epoch`` (epochs done),
   ``epochs`` (planned), ``rng`` (torch, CUDA, numpy and Python states), ``history``,
   ``best_val_mae``, ``best_epoch``, ``best_state_dict`` (the best epoch's weights, so that a
-  resumed run can rewrite a removed ``model.pt``): ``--resume`` continues from it to bit-identical weights
-  on CPU;
+  resumed run can rewrite a removed ``model.pt``), ``plateau``: ``--resume`` continues from it to
+  bit-identical weights on CPU (:mod:`fwi_attn.learn.resume`);
 * ``history.csv``: ``epoch, train_loss, val_mae, val_ssim, lr, seconds`` (one row per epoch;
-  ``lr`` is the rate of the epoch's last step, ``seconds`` its wall time, validation included).
+  ``lr`` is the rate of the epoch's last step, ``seconds`` its wall time, validation included;
+  read it with :func:`fwi_attn.io.history.read_history`);
+* ``tb/``: TensorBoard event files (``train.tensorboard``; :mod:`fwi_attn.learn.tensorboard`): the
+  history's scalars per epoch and, every few epochs, fixed validation models predicted against
+  true, in m/s, with the attention maps of variants that have them.
 
 Reproducibility: torch, numpy and ``random`` are seeded from ``--seed`` before the model is
 built; the order of training samples in epoch ``e`` is :class:`~torch.utils.data.DistributedSampler`'s
-permutation for seed :func:`shuffle_seed` and epoch ``e``, so a resumed run sees the same batches;
+permutation for seed :func:`~fwi_attn.learn.runtime.shuffle_seed` and epoch ``e``, so a resumed run sees the same batches;
 deterministic algorithms are on (``train.deterministic``); ``fwi-attn train`` runs ``study.threads``
 torch threads.
 
 Several processes (``torchrun --nproc_per_node=N fwi-attn train ...``; ``train.processes`` tells the
-workflow to launch it): :func:`distributed` finds torchrun's ``RANK``, ``WORLD_SIZE`` and
+workflow to launch it; :mod:`fwi_attn.learn.ddp`): :func:`~fwi_attn.learn.ddp.distributed` finds torchrun's ``RANK``, ``WORLD_SIZE`` and
 ``LOCAL_RANK``, joins the process group (NCCL on CUDA, each rank on ``cuda:LOCAL_RANK``; gloo on
 CPU) and leaves it at the end, error included. The network is wrapped in
 :class:`~torch.nn.parallel.DistributedDataParallel`; ``train.batch_size`` stays the *global* batch,
@@ -50,273 +55,45 @@ the global batch, as in one process); torch's SyncBatchNorm runs on GPUs only, s
 normalises its own share of the batch and the weights drift slightly from a one-process run's
 (measured in ``tests/test_distributed.py``). Validation is split across ranks and its sums
 all-reduced, so every rank sees the same MAE and takes the same best-epoch decision; rank 0
-alone writes ``model.pt``, ``last.pt``, ``history.csv`` and the log lines, and ``--resume`` reads
+alone writes ``model.pt``, ``last.pt``, ``history.csv``, ``tb/`` and the log lines, and ``--resume`` reads
 ``last.pt`` on every rank.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import json
 import math
 import os
-import random
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from fwi_attn.data.dataset import Normalizer, ShardDataset, check_stats, check_survey, load_stats, split_sources
-from fwi_attn.layout import default_stats_path
-from fwi_attn.learn.metrics import SSIM_WINDOW, mae_torch, ssim_torch
 from fwi_attn.data.store import atomic_path
+from fwi_attn.layout import RUN, default_stats_path
+from fwi_attn.learn.ddp import (Ranks, broadcast_buffers, distributed, sum_over_ranks, torchrun_ranks,
+                                train_sampler, wrap_for_ranks)
+from fwi_attn.learn.losses import SaltAuxLoss, make_loss, salt_weight
+from fwi_attn.learn.metrics import SSIM_WINDOW, mae_torch, ssim_torch
+from fwi_attn.learn.resume import Progress, open_last, restore
+from fwi_attn.learn.runtime import TrainError, autocast, bf16_supported, seed_everything, shuffle_seed, torch_settings
+from fwi_attn.learn.tensorboard import open_board
+
+# The pieces a caller (the CLI, evaluation, a notebook, the tests) finds here, wherever they live.
+__all__ = ["HISTORY_COLUMNS", "Ranks", "SaltAuxLoss", "TrainError", "TrainResult", "autocast", "bf16_supported",
+           "make_loader", "make_loss", "make_optimizer", "make_scheduler", "model_hyper", "salt_weight",
+           "seed_everything", "shuffle_seed", "torch_settings", "torchrun_ranks", "train", "train_one_epoch",
+           "validate", "write_history"]
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_mae", "val_ssim", "lr", "seconds")
 
 
-class TrainError(ValueError):
-    """Training cannot start or continue: bad variant, mismatched resume, diverged loss."""
-
-
-# ----------------------------------------------------------------------------- settings
-
-
-@contextlib.contextmanager
-def torch_settings(deterministic: bool, device: torch.device):
-    """Set torch's determinism (and cuDNN autotuning) for a run; restore both afterwards.
-
-    Both are process-wide, so a caller (a test, a notebook) gets its own settings back. The thread
-    count is the process's: the command line sets ``study.threads`` (``fwi_attn.cli.set_threads``).
-    """
-    old_det = torch.are_deterministic_algorithms_enabled()
-    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    old_bench = torch.backends.cudnn.benchmark
-    change_det = deterministic != old_det or (deterministic and not old_warn)
-    try:
-        if deterministic and device.type == "cuda":
-            # cuBLAS needs this before its first call to be deterministic.
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        # warn_only: an op without a deterministic kernel (some CUDA backward passes) warns
-        # instead of stopping the run. Only called on a change: the call imports
-        # torch._inductor (~1 s), which a short evaluation job would otherwise pay for nothing.
-        if change_det:
-            torch.use_deterministic_algorithms(deterministic, warn_only=True)
-        torch.backends.cudnn.benchmark = not deterministic
-        yield
-    finally:
-        if change_det:
-            torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
-        torch.backends.cudnn.benchmark = old_bench
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's ``random``, numpy's global generator and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def shuffle_seed(seed: int) -> int:
-    """The training sampler's seed for a run with ``seed``; epoch ``e`` is shuffled with
-    ``shuffle_seed(seed) + e`` (DistributedSampler's rule). Hashed so that run seeds ``k`` and
-    ``k + 1`` do not see the same orders one epoch apart."""
-    return int(np.random.SeedSequence([seed, 0x5A3F]).generate_state(1)[0])
-
-
-# ----------------------------------------------------------------------------- processes
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """This process's place in a torchrun launch; one process: rank 0 of 1."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        """Whether this process writes the run's files and log."""
-        return self.rank == 0
-
-
-def torchrun_ranks(environ=None) -> Ranks:
-    """The ranks torchrun set in the environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``)."""
-    env = os.environ if environ is None else environ
-    try:
-        world_size = int(env.get("WORLD_SIZE", "1") or 1)
-        if world_size <= 1:
-            return Ranks()
-        return Ranks(int(env["RANK"]), world_size, int(env.get("LOCAL_RANK", env["RANK"])))
-    except (KeyError, ValueError):
-        raise TrainError("WORLD_SIZE, RANK or LOCAL_RANK is missing or not an integer: launch several "
-                         "processes with torchrun, or unset WORLD_SIZE for one") from None
-
-
-@contextlib.contextmanager
-def distributed(ranks: Ranks, device: torch.device):
-    """Join the process group of ``ranks`` (:func:`torchrun_ranks`), if several; yield the device
-    this process trains on.
-
-    NCCL on CUDA, where each rank trains on ``cuda:LOCAL_RANK``; gloo on CPU. The group (made
-    here, not one a caller made already) is destroyed on the way out, error included; on a
-    normal exit the ranks meet at a barrier first.
-    """
-    if ranks.world_size == 1:
-        yield device
-        return
-    import torch.distributed as dist
-
-    if device.type == "cuda":
-        device = torch.device("cuda", ranks.local_rank)
-        torch.cuda.set_device(device)
-    made = not dist.is_initialized()
-    if made:
-        kwargs = {"device_id": device} if device.type == "cuda" else {}
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=ranks.rank,
-                                world_size=ranks.world_size, **kwargs)
-    try:
-        yield device
-        # Leave together: no rank's exit (or next job step) runs ahead of rank 0's last write.
-        dist.barrier()
-    finally:
-        if made and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
-    """``values`` summed over every rank of the process group (float64); unchanged in one process."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return list(values)
-    t = torch.tensor(values, dtype=torch.float64, device=device)  # NCCL reduces device tensors only
-    dist.all_reduce(t)
-    return t.tolist()
-
-
-def wrap_for_ranks(model: nn.Module, ranks: Ranks, device: torch.device) -> nn.Module:
-    """``model`` itself in one process; else ``DistributedDataParallel`` around it, with
-    BatchNorm made :class:`~torch.nn.SyncBatchNorm` on CUDA (global-batch statistics; torch's
-    runs on GPUs only). The conversion swaps modules in place, so ``model`` keeps its
-    variant, config and state-dict keys."""
-    if ranks.world_size == 1:
-        return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    if device.type == "cuda":
-        nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-
-def broadcast_buffers(model: nn.Module) -> None:
-    """Rank 0's buffers (BatchNorm running statistics) on every rank: each rank's own batch
-    share updates them after DDP's last broadcast, and rank 0's are the ones saved."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        for buffer in model.buffers():
-            dist.broadcast(buffer, 0)
-
-
-def rng_state() -> dict:
-    """Every global RNG state, in types that ``torch.load(weights_only=True)`` reads back."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    version, state, gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": version, "state": list(state), "gauss": gauss},
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` saved."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-
-
 # ----------------------------------------------------------------------------- pieces
-
-
-def make_loss(name: str, ssim_weight: float = 0.1, salt_weight: float = 0.0, salt_level: float | None = None):
-    """The training loss on the normalised scale: ``loss(pred, target) -> scalar``.
-
-    ``pred``, ``target``: ``[B, 1, nz, nx]`` in [-1, 1]. ``l1_l2`` is L1 + L2 (OpenFWI's
-    InversionNet loss, ``lambda_g1v = lambda_g2v = 1``); ``l1_ssim`` adds
-    ``ssim_weight * (1 - SSIM)`` with OpenFWI's SSIM on [0, 1].
-
-    With ``salt_weight > 0`` the loss is a :class:`SaltAuxLoss` (``wants_salt`` is True): it takes
-    ``(pred, salt_logits)``, what ``model(x, salt=True)`` returns, and ``salt_level`` (the salt
-    threshold on the normalised scale) is required.
-    """
-    if name == "l1":
-        base = F.l1_loss
-    elif name == "l2":
-        base = F.mse_loss
-    elif name == "l1_l2":
-        def base(pred, target):
-            return F.l1_loss(pred, target) + F.mse_loss(pred, target)
-    elif name == "l1_ssim":
-        def base(pred, target):
-            s = ssim_torch(Normalizer.unit_interval(pred), Normalizer.unit_interval(target)).mean()
-            return F.l1_loss(pred, target) + ssim_weight * (1 - s)
-    else:
-        raise TrainError(f"unknown loss {name!r}; valid: l1, l2, l1_l2, l1_ssim")
-    if salt_weight < 0:
-        raise TrainError(f"the salt loss weight must be >= 0, got {salt_weight}")
-    if salt_weight == 0:
-        return base
-    if salt_level is None:
-        raise TrainError("a salt loss needs the salt threshold on the normalised velocity scale (salt_level)")
-    return SaltAuxLoss(base, salt_weight, salt_level)
-
-
-class SaltAuxLoss:
-    """``base(pred, target) + weight * mean over levels of BCE(salt logits, target > salt_level)``.
-
-    Called with ``((pred, salt_logits), target)``: ``pred`` ``[B, 1, nz, nx]``, ``salt_logits`` a
-    list of ``[B, 1, nz, nx]`` logits (one per level, on the velocity grid; empty for a model
-    without salt heads, whose loss is then ``base`` alone), ``target`` ``[B, 1, nz, nx]``.
-    """
-
-    wants_salt = True
-
-    def __init__(self, base, weight: float, salt_level: float) -> None:
-        self.base, self.weight, self.salt_level = base, float(weight), float(salt_level)
-
-    def salt_loss(self, salt_logits: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        """Mean binary cross-entropy of the levels' logits against the true salt mask."""
-        truth = (target > self.salt_level).float()
-        losses = [F.binary_cross_entropy_with_logits(s.float(), truth) for s in salt_logits]
-        return torch.stack(losses).mean() if losses else target.new_zeros(())
-
-    def __call__(self, output, target: torch.Tensor) -> torch.Tensor:
-        pred, salt_logits = output
-        return self.base(pred.float(), target) + self.weight * self.salt_loss(salt_logits, target)
-
-
-def salt_weight(train_cfg, model: nn.Module) -> float:
-    """The salt loss weight of a run: ``train.salt_aux_weight``, or, while that is 0,
-    ``train.m2f_salt_weight`` for a model whose attention follows its salt heads (m2f)."""
-    if train_cfg.salt_aux_weight > 0:
-        return float(train_cfg.salt_aux_weight)
-    return float(train_cfg.m2f_salt_weight) if getattr(model, "needs_salt_supervision", False) else 0.0
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -347,39 +124,9 @@ def make_loader(dataset, batch_size: int, *, shuffle: bool, num_workers: int = 0
                       generator=generator, sampler=sampler, drop_last=False)
 
 
-def train_sampler(dataset, seed: int, ranks: Ranks):
-    """The training order: DistributedSampler over ``ranks`` (one process: rank 0 of 1) seeded with
-    :func:`shuffle_seed`; call ``set_epoch`` each epoch. Rank ``r`` takes every ``world_size``-th
-    sample of one permutation, so per-rank batches of ``batch_size / world_size`` together make
-    the one-process run's batches of ``batch_size`` (exactly when the split is a multiple of the
-    global batch; otherwise the last batch of an epoch is padded from its start)."""
-    from torch.utils.data import DistributedSampler
-
-    return DistributedSampler(dataset, num_replicas=ranks.world_size, rank=ranks.rank, shuffle=True,
-                              seed=shuffle_seed(seed), drop_last=False)
-
-
 def _to(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast pays on ``device``: CUDA with bf16, or a CPU with native bf16
-    instructions (AVX512-BF16 or AMX; elsewhere bf16 is emulated and slower than fp32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return any(getattr(torch.cpu, name, lambda: False)()
-                   for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return False
-
-
-def autocast(device: torch.device, bf16: bool):
-    """bf16 autocast on ``device`` when ``bf16`` (see :func:`bf16_supported`), else a no-op context."""
-    if bf16 and device.type in ("cuda", "cpu"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, scheduler, loss_fn, *,
@@ -493,12 +240,6 @@ def write_history(path: str | os.PathLike, history: list[dict]) -> None:
         tmp.write_text(buf.getvalue())
 
 
-def read_history(path: str | os.PathLike) -> list[dict]:
-    """Rows of a ``history.csv`` as dicts of numbers."""
-    with open(path, newline="") as f:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 # ----------------------------------------------------------------------------- the run
 
 
@@ -519,43 +260,10 @@ class TrainResult:
     rank: int = 0  #: this process's rank under torchrun (0: the one that wrote the files)
 
 
-def _describe_kwargs(kwargs: dict) -> str:
-    return json.dumps(kwargs, sort_keys=True, default=list)
-
-
-def _resume_problems(ckpt: dict, variant: str, seed: int, model_kwargs: dict, epochs: int, cfg) -> list[str]:
-    """Why ``last.pt`` cannot be continued by this run (empty: it can)."""
-    cfg_train = cfg.train.to_dict()
-    problems = []
-    if ckpt.get("name") != variant:
-        problems.append(f"it holds variant {ckpt.get('name')!r}, this run is {variant!r}")
-    elif _describe_kwargs(ckpt["kwargs"]) != _describe_kwargs(model_kwargs):
-        problems.append(f"its model was built with {_describe_kwargs(ckpt['kwargs'])}, this run's is "
-                        f"{_describe_kwargs(model_kwargs)} (grid or model section changed)")
-    if ckpt.get("seed") != seed:
-        problems.append(f"it was trained with seed {ckpt.get('seed')}, this run has seed {seed}")
-    if ckpt.get("epochs") != epochs:
-        problems.append(f"it planned {ckpt.get('epochs')} epochs (the schedule depends on it), this run {epochs}")
-    saved_train = json.loads(ckpt.get("config", "{}")).get("train", {})
-    # Neither changes the run: the global batch stays train.batch_size whatever the processes.
-    changed = sorted(k for k in cfg_train if k in saved_train and saved_train[k] != cfg_train[k]
-                     and k not in ("num_workers", "processes"))
-    if changed:
-        problems.append("train settings changed: " + ", ".join(f"{k} {saved_train[k]!r} -> {cfg_train[k]!r}"
-                                                                for k in changed))
-    # The same data: a regenerated dataset or another normalisation makes a different run.
-    from fwi_attn.config import recorded_differences
-
-    changed = recorded_differences(json.loads(ckpt.get("config", "{}")), cfg,
-                                   ("survey", "geology", f"datasets.{cfg.study.dataset}", "normalize"))
-    if changed:
-        problems.append("config changed: " + ", ".join(changed))
-    return problems
-
-
 def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool = False,
           epochs: int | None = None, stop_after: int | None = None, stats_path: str | os.PathLike | None = None,
-          width: int | None = None, progress: bool = True, log=print) -> TrainResult:
+          width: int | None = None, progress: bool = True, tensorboard: bool | None = None,
+          log=print) -> TrainResult:
     """Train ``variant`` with ``seed`` on the config's dataset; write checkpoints and history.
 
     Args:
@@ -573,6 +281,7 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         width: the UNet's base width for this run instead of ``model.width`` (the parameter-matched
             control ``none_wide``; see :func:`fwi_attn.results.design.matched_width`).
         progress: show a tqdm bar per epoch.
+        tensorboard: False: no event files, whatever ``train.tensorboard`` says (None: as it says).
         log: called with one summary line per epoch.
 
     Raises:
@@ -644,105 +353,99 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         # DDP's forward may communicate, and the ranks' validation shares can differ in size.
         eval_model = step_model if net is model else (torch.compile(model) if tc.compile else model)
 
-        history: list[dict] = []
-        start, best_val, best_epoch, best_state = 0, math.inf, 0, None
-        last_path, best_path = out / "last.pt", out / "model.pt"
-        ckpt = None
-        if resume and last_path.exists():
-            from fwi_attn.nn.models import CheckpointError
-
-            try:
-                # On the CPU: RNG states must stay there; load_state_dict moves the rest to the model.
-                ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
-                problems = _resume_problems(ckpt, variant, seed, model.config, epochs, cfg)
-            except Exception as e:  # a truncated or foreign file: torch raises many kinds
-                if resume != "auto":
-                    raise CheckpointError(f"cannot resume from {last_path}: not a readable checkpoint "
-                                          f"({' '.join(str(e).split())[:200]}); delete it to start afresh") from None
-                problems = [f"it is not a readable checkpoint ({type(e).__name__})"]
-            if resume == "auto" and not problems and (int(ckpt["epoch"]) >= epochs or ckpt.get("plateau")):
-                problems = ["it is a finished run"]
-            if problems and resume != "auto":
-                raise TrainError(f"cannot resume from {last_path}: " + "; ".join(problems)
-                                 + ". Use another --out, or drop --resume to start afresh.")
-            if problems:
-                log(f"not resuming from {last_path}: {'; '.join(problems)}; starting afresh")
-                ckpt = None
+        last_path, best_path = out / RUN.last, out / RUN.model
+        ckpt = open_last(last_path, resume, variant=variant, seed=seed, model_kwargs=model.config, epochs=epochs,
+                         cfg=cfg, log=log)
         if ckpt is not None:
-            model.load_state_dict(ckpt["state_dict"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            set_rng_state(ckpt["rng"])
-            history = list(ckpt["history"])
-            start, best_val, best_epoch = int(ckpt["epoch"]), float(ckpt["best_val_mae"]), int(ckpt["best_epoch"])
-            best_state = ckpt.get("best_state_dict")
-            log(f"resuming {variant} seed {seed} from {last_path} after epoch {start}/{epochs}")
-        elif resume and not last_path.exists():
-            log(f"no {last_path} yet: starting {variant} seed {seed} afresh")
+            state = restore(ckpt, model, optimizer, scheduler)
+            log(f"resuming {variant} seed {seed} from {last_path} after epoch {state.start}/{epochs}")
+        else:
+            state = Progress()
 
         # The cost is counted here, where torch._dynamo (which the counter needs) is imported
         # anyway, so that evaluation jobs need not pay that import for it.
         extra = dict(variant=variant, seed=seed, dataset=cfg.study.dataset, config=cfg.dumps(),
                      macs=count_macs(model, (1, *train_ds.sample_shape)),
                      normalization=dict(norm.to_dict(), transform=stats["gathers"]["transform"]))
-        if start == 0:
+        if state.start == 0:
             on = f"{device}" if ranks.world_size == 1 else (f"{ranks.world_size} processes ({device.type}, "
                                                              f"{rank_batch} samples per process and step)")
             log(f"training {variant} seed {seed}: {count_params(model):,} parameters, {len(train_ds)} train / "
                 f"{len(val_ds)} val samples, {epochs} epochs on {on}")
-        done_now = 0
-        # A run that stopped on a plateau (train.patience) is finished: resuming it adds nothing.
-        plateau = bool(ckpt is not None and ckpt.get("plateau"))
-        for epoch in range(start, start if plateau else epochs):
-            if stop_after is not None and done_now >= stop_after:
-                break
-            t0 = time.perf_counter()
-            generator.manual_seed(shuffle_seed(seed) + epoch)
-            sampler.set_epoch(epoch)
-            stats_epoch = train_one_epoch(step_model, train_loader, optimizer, scheduler, loss_fn, device=device,
-                                          bf16=bf16, channels_last=channels_last, grad_clip=tc.grad_clip,
-                                          progress=progress,
-                                          desc=f"{variant} seed {seed} epoch {epoch + 1}/{epochs}")
-            if ranks.world_size > 1:
-                loss_sum, samples = sum_over_ranks([stats_epoch["loss"] * stats_epoch["samples"],
-                                                    stats_epoch["samples"]], device)
-                stats_epoch["loss"] = loss_sum / max(samples, 1)
-                broadcast_buffers(model)
-            val = validate(eval_model, val_loader, device=device, bf16=bf16, channels_last=channels_last)
-            seconds = time.perf_counter() - t0
-            row = {"epoch": epoch + 1, "train_loss": stats_epoch["loss"], "val_mae": val["mae"],
-                   "val_ssim": val["ssim"], "lr": stats_epoch["lr"], "seconds": seconds}
-            history.append(row)
-            if val["mae"] < best_val:
-                best_val, best_epoch = val["mae"], epoch + 1
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                if ranks.main:
-                    save_checkpoint(best_path, model, epoch=epoch + 1, val_mae=val["mae"], **extra)
-            plateau = bool(tc.patience) and epoch + 1 - best_epoch >= tc.patience
-            # last.pt carries the best weights too: a resumed run whose model.pt was removed
-            # (Snakemake deletes an interrupted job's outputs) can write it again.
-            if ranks.main:
-                save_checkpoint(last_path, model, epoch=epoch + 1, epochs=epochs, optimizer=optimizer.state_dict(),
-                                scheduler=scheduler.state_dict(), rng=rng_state(), history=history,
-                                best_val_mae=best_val, best_epoch=best_epoch, best_state_dict=best_state,
-                                plateau=plateau, **extra)
-                write_history(out / "history.csv", history)
-            done_now += 1
-            log(f"{variant} seed {seed} epoch {epoch + 1}/{epochs}: train_loss {row['train_loss']:.4f} "
-                f"val_mae {row['val_mae']:.4f} val_ssim {row['val_ssim']:.3f} lr {row['lr']:.2e} {seconds:.1f} s")
-            if plateau:
-                log(f"{variant} seed {seed}: validation MAE has not improved for {tc.patience} epochs "
-                    f"(best {best_val:.4f} at epoch {best_epoch}): stopping on the plateau")
-                break
-        if ranks.main and history and not (out / "history.csv").exists():
-            write_history(out / "history.csv", history)
-        if ranks.main and best_state is not None and not best_path.exists():
+        image_every = int(tc.get("tensorboard", 0) or 0)
+        board = open_board(ranks.main and image_every > 0 and tensorboard is not False, out, val_ds, norm,
+                           image_every=image_every, start=state.start, device=device, channels_last=channels_last)
+        try:
+            run_epochs(state, model, step_model, eval_model, train_loader, val_loader, optimizer, scheduler, loss_fn,
+                       board=board, generator=generator, sampler=sampler, seed=seed, epochs=epochs,
+                       stop_after=stop_after, tc=tc, ranks=ranks, device=device, bf16=bf16,
+                       channels_last=channels_last, progress=progress, log=log,
+                       save_best=lambda epoch, val_mae: save_checkpoint(best_path, model, epoch=epoch,
+                                                                         val_mae=val_mae, **extra),
+                       save_last=lambda epoch: save_checkpoint(
+                           last_path, model, **state.last_checkpoint(optimizer, scheduler, epoch, epochs), **extra),
+                       history_path=out / RUN.history, variant=variant)
+        finally:
+            board.close()
+        if ranks.main and state.history and not (out / RUN.history).exists():
+            write_history(out / RUN.history, state.history)
+        if ranks.main and state.best_state is not None and not best_path.exists():
             last_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            model.load_state_dict(best_state)
-            save_checkpoint(best_path, model, epoch=best_epoch, val_mae=best_val, **extra)
+            model.load_state_dict(state.best_state)
+            save_checkpoint(best_path, model, epoch=state.best_epoch, val_mae=state.best_val, **extra)
             model.load_state_dict(last_weights)
-            log(f"rewrote {best_path} (epoch {best_epoch}) from the best weights kept in {last_path}")
-    epochs_done = len(history)
+            log(f"rewrote {best_path} (epoch {state.best_epoch}) from the best weights kept in {last_path}")
+    epochs_done = len(state.history)
     return TrainResult(out=out, variant=variant, seed=seed, epochs_done=epochs_done, epochs=epochs,
-                       best_epoch=best_epoch, best_val_mae=best_val, finished=epochs_done >= epochs or plateau,
-                       history=history, rank=ranks.rank)
+                       best_epoch=state.best_epoch, best_val_mae=state.best_val,
+                       finished=epochs_done >= epochs or state.plateau, history=state.history, rank=ranks.rank)
+
+
+def run_epochs(state: Progress, model: nn.Module, step_model: nn.Module, eval_model: nn.Module, train_loader,
+               val_loader, optimizer, scheduler, loss_fn, *, board, generator: torch.Generator, sampler, seed: int,
+               epochs: int, stop_after: int | None, tc, ranks: Ranks, device: torch.device, bf16: bool,
+               channels_last: bool, progress: bool, log, save_best, save_last, history_path: Path,
+               variant: str) -> None:
+    """The epochs of :func:`train` from ``state.start``: train, validate, keep the best, save, log.
+
+    Updates ``state`` in place; ``save_best(epoch, val_mae)`` and ``save_last(epoch)`` write
+    ``model.pt`` and ``last.pt`` (rank 0 only). Stops after ``stop_after`` epochs of this call,
+    at ``epochs``, or on a validation plateau (``tc.patience``); a run that stopped on a
+    plateau is finished and resuming it adds nothing.
+    """
+    done_now = 0
+    for epoch in range(state.start, state.start if state.plateau else epochs):
+        if stop_after is not None and done_now >= stop_after:
+            break
+        t0 = time.perf_counter()
+        generator.manual_seed(shuffle_seed(seed) + epoch)
+        sampler.set_epoch(epoch)
+        stats_epoch = train_one_epoch(step_model, train_loader, optimizer, scheduler, loss_fn, device=device,
+                                      bf16=bf16, channels_last=channels_last, grad_clip=tc.grad_clip,
+                                      progress=progress, desc=f"{variant} seed {seed} epoch {epoch + 1}/{epochs}")
+        if ranks.world_size > 1:
+            loss_sum, samples = sum_over_ranks([stats_epoch["loss"] * stats_epoch["samples"],
+                                                stats_epoch["samples"]], device)
+            stats_epoch["loss"] = loss_sum / max(samples, 1)
+            broadcast_buffers(model)
+        val = validate(eval_model, val_loader, device=device, bf16=bf16, channels_last=channels_last)
+        seconds = time.perf_counter() - t0
+        row = {"epoch": epoch + 1, "train_loss": stats_epoch["loss"], "val_mae": val["mae"],
+               "val_ssim": val["ssim"], "lr": stats_epoch["lr"], "seconds": seconds}
+        state.history.append(row)
+        if state.improve(model, val["mae"], epoch + 1) and ranks.main:
+            save_best(epoch + 1, val["mae"])
+        state.plateau = bool(tc.patience) and epoch + 1 - state.best_epoch >= tc.patience
+        # last.pt carries the best weights too: a resumed run whose best checkpoint was removed
+        # (Snakemake deletes an interrupted job's outputs) can write it again.
+        if ranks.main:
+            save_last(epoch + 1)
+            write_history(history_path, state.history)
+        done_now += 1
+        log(f"{variant} seed {seed} epoch {epoch + 1}/{epochs}: train_loss {row['train_loss']:.4f} "
+            f"val_mae {row['val_mae']:.4f} val_ssim {row['val_ssim']:.3f} lr {row['lr']:.2e} {seconds:.1f} s")
+        board.epoch(row, model, last=epoch + 1 == epochs or state.plateau)
+        if state.plateau:
+            log(f"{variant} seed {seed}: validation MAE has not improved for {tc.patience} epochs "
+                f"(best {state.best_val:.4f} at epoch {state.best_epoch}): stopping on the plateau")
+            break

@@ -17,7 +17,7 @@ Adapted to gathers-to-velocity, in a UNet decoder (:class:`~fwi_attn.nn.models.U
 
 * the "mask the previous layer predicted" is salt: every decoder level (and the bottleneck) has a
   salt head (``1x1`` conv to one logit) trained against the true salt mask (velocity above
-  ``evaluate.salt_threshold``) by the auxiliary loss of :mod:`fwi_attn.learn.train`; the
+  ``evaluate.salt_threshold``) by the auxiliary loss of :mod:`fwi_attn.learn.losses`; the
   masked attention at level ``i`` uses the head of level ``i + 1``, the coarser one, upsampled
   bilinearly (logits) and thresholded at logit 0 (probability 0.5), then dilated by ``band``
   cells (:func:`salt_attention_mask`): the salt *boundary*, where the velocity jumps, is what the
@@ -33,14 +33,15 @@ Adapted to gathers-to-velocity, in a UNet decoder (:class:`~fwi_attn.nn.models.U
 Design choice: queries decode, rather than masked attention acting on pixels directly. The
 alternative, pixel-to-pixel attention whose keys are restricted to the predicted salt (the
 ``mask`` module with its key mask taken from the coarser level), costs ``(HW)^2`` per level
-against ``N * HW`` here (``N`` queries, 8 by default): on the default study's grid (64 x 64,
-width 16, depth 3) the decoder levels have 256, 1,024 and 4,096 pixels, so pixel attention would
-have to stay at the two coarsest levels, as ``mask`` does, leaving a single masked level instead
-of a coarse-to-fine sweep. Counted by :func:`fwi_attn.nn.models.count_macs` at that size with
-``attn_levels: 3``: ``none`` 156 M MACs per sample, ``m2f`` 170 M, ``mask`` (pixel attention at
-two levels) 237 M. Measured (``benchmarks/bench_models.py``, docs/benchmarks.md: batch 16, one
-CPU thread, forward + backward, m2f with its salt loss): ``m2f`` 1.34x ``none``'s step time in
-fp32 and 1.58x in bf16 + channels_last, ``mask`` 1.62x and 1.96x. Whether m2f's accuracy differs
+against ``N * HW`` here (``N`` queries, 8 by default): on the default study's 64 x 64 grid
+(depth 3) the decoder levels have 256, 1,024 and 4,096 pixels, so pixel attention would have to
+stay at the two coarsest levels, as ``mask`` does, leaving a single masked level instead of a
+coarse-to-fine sweep. Counted by :func:`fwi_attn.nn.models.count_macs` on that grid with
+``attn_levels: 3``, MACs per sample: at the default study's width 8, ``none`` 40 M, ``m2f`` 44 M,
+``mask`` (pixel attention at two levels) 65 M; at width 16, 156 M, 170 M and 237 M. Measured at
+width 16 (``benchmarks/bench_models.py``, docs/benchmarks.md: batch 16, one CPU thread, forward +
+backward, m2f with its salt loss): ``m2f`` 1.34x ``none``'s step time in fp32 and 1.58x in
+bf16 + channels_last, ``mask`` 1.62x and 1.96x. Whether m2f's accuracy differs
 from the other mask designs' or the plain UNet's is the study's to say (its report's corrected
 comparisons, ``docs/study.md``); no study so far has confirmed a difference either way.
 

@@ -5,8 +5,13 @@ IEEE TCI 2019 (arXiv:1811.07875); as released with OpenFWI, Deng et al., NeurIPS
 and Benchmarks (arXiv:2111.02926).
 
 For OpenFWI's shape (5 shots x 1000 steps x 70 receivers -> 70 x 70) and ``width_mult=1`` the
-layers, their sizes and their state-dict names (``convblock1.layers.0.weight``, ...) are
-OpenFWI's, so its released checkpoints load unchanged. Other sizes follow the same recipe:
+layers, their sizes and their state-dict names (``convblock1.layers.0.weight``, ...) follow
+OpenFWI's ``network.py`` (``tests/test_models.py`` checks sizes and parameter count, 24.4 M). That
+is the extent of the compatibility: OpenFWI's released weights are not tested here, its checkpoint
+files are not in this project's format (:func:`fwi_attn.nn.models.load_model` refuses them; their
+``"model"`` state dict would have to go through ``load_state_dict``), and OpenFWI normalises its
+gathers with its own log and min-max constants, not this project's ``stats.json``. Other sizes
+follow the same recipe:
 
 * encoder: four ``k x 1`` convs with stride 2 along time (7x1 then 3x1, each followed by an
   unstrided 3x1), then three 3x3 stride-2 stages; the result is average-pooled to at most

@@ -4,7 +4,8 @@ Yeom, von Klitzing, "U-MixFormer: UNet-like Transformer with Mix-Attention for E
 Semantic Segmentation", arXiv:2312.06272; the decoder as the official head
 (julian-klitzing/u-mixformer, ``umixformer_head.py``) builds it.
 
-Data flow, for ``depth=3`` and width ``w`` (encoder as :class:`~fwi_attn.nn.models.UNet`'s;
+Data flow, for ``depth=3`` and width ``w`` (the encoder is :class:`~fwi_attn.nn.models.UNet`'s,
+built by the same :meth:`~fwi_attn.nn.models.encoder.GridNet.build_encoder`;
 level ``l`` has ``C_l = w * 2**l`` channels)::
 
     gathers -> TimeStem -> pad -> encoder levels 0..depth-1, bottleneck (level depth): E_0..E_depth
@@ -55,7 +56,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers.mix import MixAttention
-from .unet import EncoderStage, GridNet, TimeStem, check_sizes, salt_head
+from .encoder import GridNet, check_sizes
+from .unet import salt_head
 
 #: Channels per attention head, as the official head's stages (e.g. 256 / 8, 160 / 5, 64 / 2).
 HEAD_DIM = 32
@@ -105,12 +107,8 @@ class UMixFormer(GridNet):
         self.config = dict(in_shots=in_shots, nt=nt, n_receivers=n_receivers, nz=nz, nx=nx, width=width,
                            depth=depth, mix_pool=mix_pool, salt_heads=salt_heads)
         self.needs_salt_supervision = False
-        chans = [width * 2**i for i in range(depth + 1)]
+        chans = self.build_encoder(in_shots, nt, nz, nx, width, depth)
         dim = 2 * width
-        self.stem = TimeStem(in_shots, nt, nz, nx, width)
-        none = nn.Identity
-        self.encoder = nn.ModuleList(EncoderStage(chans[max(i - 1, 0)], chans[i], none()) for i in range(depth))
-        self.bottleneck = EncoderStage(chans[depth - 1], chans[depth], none())
         # Indexed by level, as the UNet's decoder: "decoder.1" is the finest stage, the last to run.
         # Every stage's sources are levels 0..depth (encoder or decoded), C_0..C_depth channels.
         self.decoder = nn.ModuleList([nn.Identity()] + [
@@ -119,7 +117,6 @@ class UMixFormer(GridNet):
         self.fuse = nn.Sequential(nn.Conv2d(sum(chans[1:]), dim, 1), nn.ReLU(inplace=True))
         self.full = nn.Sequential(nn.Conv2d(dim + chans[0], dim, 1), nn.ReLU(inplace=True))
         self.head = nn.Conv2d(dim, 1, 1)
-        self._init_grid(nz, nx, depth)
 
     def forward(self, x: torch.Tensor, salt: bool = False):
         """``[B, in_shots, nt, n_receivers]`` -> ``[B, 1, nz, nx]`` (and the salt logits if ``salt``)."""
