@@ -35,9 +35,10 @@ import torch
 import yaml
 
 from fwi_attn.config import PRESETS_DIR, load_config
-from fwi_attn.data.dataset import Normalizer, ShardDataset, compute_stats
+from fwi_attn.data.normalize import Normalizer
+from fwi_attn.data.dataset import ShardDataset, compute_stats
 from fwi_attn.data.simulate import generate_shard
-from fwi_attn.data.store import read_shard
+from fwi_attn.io.shard import read_shard
 from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 

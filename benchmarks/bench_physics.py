@@ -49,8 +49,10 @@ import numpy as np
 import torch
 
 from fwi_attn.config import load_config
-from fwi_attn.data.dataset import compute_stats, split_sources
-from fwi_attn.data.store import read_predictions, write_json, write_predictions
+from fwi_attn.data.dataset import compute_stats
+from fwi_attn.data.sources import split_sources
+from fwi_attn.io.predictions import read_predictions, write_predictions
+from fwi_attn.io.files import write_json
 from fwi_attn.physics.check import mean_model, physics_check, read_samples
 from fwi_attn.physics.fwi import MemoryPlan, gaussian_smooth, plan_memory, refine, starting_model
 from fwi_attn.config import resolve_device

@@ -27,7 +27,7 @@ import torch
 from fwi_attn.config import load_config, resolve_device
 from fwi_attn.data.geology import generate_velocity
 from fwi_attn.data.simulate import simulate
-from fwi_attn.data.store import read_shard
+from fwi_attn.io.shard import read_shard
 from fwi_attn.data.survey import Survey
 
 from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)

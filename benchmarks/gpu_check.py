@@ -53,7 +53,7 @@ STAGES = ("tests", "generate", "train", "physics", "study")
 #: Laid over the mini study for ``--tiny``: the tests' tiny survey and network, on the CPU.
 TINY_OVERLAY = {
     "study": {"name": "gpu-check-tiny", "variants": ["none"], "device": "cpu", "threads": 1},
-    "survey": {"nz": 24, "nx": 32, "dx": 10.0, "dt": 0.002, "nt": 200, "freq": 12.0, "n_shots": 3,
+    "survey": {"nz": 24, "nx": 32, "dx": 10.0, "dt": 0.0025, "nt": 200, "freq": 12.0, "n_shots": 3,
                "source_x": [0.0, 310.0], "source_depth": 10.0, "n_receivers": 16, "receiver_x": [0.0, 310.0],
                "receiver_depth": 10.0, "accuracy": 8, "pml_width": 10, "models_per_call": 8},
     "geology": {"water": {"depth": [0.0, 40.0]}, "salt": {"bodies": [1, 2]}},
@@ -244,7 +244,7 @@ def section(stages: list[Stage], args, total_s: float, work: Path) -> str:
 
 def check_docs(path: Path) -> str:
     """The docs file's text, after checking its markers and that it can be replaced."""
-    from fwi_attn.data.store import check_output
+    from fwi_attn.io.files import check_output
 
     check_output(path, what="--docs")
     text = path.read_text() if path.exists() else ""
@@ -257,7 +257,7 @@ def check_docs(path: Path) -> str:
 
 def replace_section(path: Path, text: str, body: str) -> None:
     """Write ``body`` between the markers of ``text`` (or append it under its heading) atomically."""
-    from fwi_attn.data.store import atomic_path
+    from fwi_attn.io.files import atomic_path
 
     if BEGIN in text:
         new = text[:text.index(BEGIN)] + body + text[text.index(END) + len(END):]

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 
 from fwi_attn.config import load_config  # noqa: E402
 from fwi_attn.data.geology import KIND_CODES, generate_velocity, plan_velocity  # noqa: E402
-from fwi_attn.data.store import atomic_path  # noqa: E402
+from fwi_attn.io.files import atomic_path
 
 
 def statistics(v: np.ndarray, threshold: float, dx: float) -> dict[str, np.ndarray]:

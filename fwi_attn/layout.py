@@ -23,6 +23,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# Family-transfer sets (``study.transfer_families``) are named ``transfer-<family>``; the config checks the names.
+from fwi_attn.config import TRANSFER_PREFIX
+
 SPLITS = ("train", "val", "test")
 SHARD_GLOB = "shard-[0-9][0-9][0-9][0-9].h5"
 
@@ -79,6 +82,7 @@ class RunFiles:
     refine: str = "refine.json"               # refine: FWI started from the predictions
     refined: str = "refined.npy"
     refine_figure: str = "refine.png"
+    tensorboard: str = "tb"                   # train: TensorBoard event files (a folder)
 
 
 #: The file names of a run; e.g. ``run_dir(study, "none", 0) / RUN.metrics``.
@@ -137,9 +141,6 @@ def comparison_figure_paths(study: str | os.PathLike) -> dict:
             "physics": d / "physics_misfit.png", "attention_salt": d / "attention_salt_auc.png",
             "attention_iou": d / "attention_auc_vs_iou.png"}
 
-
-#: Family-transfer sets (``study.transfer_families``) are named ``transfer-<family>``.
-TRANSFER_PREFIX = "transfer-"
 
 
 def test_set_names(study) -> list[str]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+from fwi_attn.catalogue import TRAIN_COST
+
 BASE_MB = 640            # a torch job: interpreter + torch/deepwave (333 MB measured), HDF5 buffers
 LIGHT_MB = 512           # a job that reads results and draws figures (matplotlib, h5py)
 CUDA_MB = 1024           # host memory of a CUDA context (driver, cuBLAS/cuDNN); not measured here
@@ -31,19 +33,9 @@ COMPRESSED_BYTES = 1.1    # bytes a stored wavefield value takes with deepwave's
 TORCH_RULES = ("generate", "train", "evaluate", "physics", "refine")
 
 
-# Each variant's training job time relative to `none`'s, measured on the default study (2-core
-# CPU, docs/benchmarks.md); unlisted variants count 1. Only the order matters: the workflow
-# starts the costlier runs of a seed first, so that the last jobs to end are short.
-TRAIN_COST = {
-    "mask_hard": 1.75, "mask": 1.6, "inversionnet": 1.45, "m2f": 1.45, "mixformer": 1.4,
-    "ca": 1.15, "cbam": 1.1, "psa": 1.05, "gate": 1.05,
-    # The confirmation stage's controls: none_wide's width matches a larger variant's parameters.
-    "none_wide": 1.3, "none_salt": 1.05,
-}
-
-
 def train_cost(variant: str) -> float:
-    """A variant's training time relative to the plain UNet's (``TRAIN_COST``; 1 if unlisted)."""
+    """A variant's training time relative to the plain UNet's (:data:`fwi_attn.catalogue.TRAIN_COST`; 1 if
+    unlisted): the workflow starts the costlier runs of a seed first, so that the last jobs to end are short."""
     return TRAIN_COST.get(variant, 1.0)
 
 

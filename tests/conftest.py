@@ -52,7 +52,7 @@ def refused_when_edited_read_when_legacy(read, edited: Path, legacy: Path, kind:
     regenerate it; returns what it read from ``legacy``."""
     import h5py
 
-    from fwi_attn.data.store import ChecksumError
+    from fwi_attn.io.hdf5 import ChecksumError
 
     name = edited.name.replace(".", r"\.")
     with pytest.raises(ChecksumError, match=rf"{name}: {kind} checksum mismatch.*{writer}") as e:
@@ -74,7 +74,8 @@ def write_model_files(folder: Path) -> None:
     import numpy as np
     import scipy.io
 
-    from fwi_attn.data.geology import generate_velocity, save_segy
+    from fwi_attn.data.geology import generate_velocity
+    from fwi_attn.data.velocity_files import save_segy
 
     if not _MODEL_FILES:
         with tempfile.TemporaryDirectory() as tmp:
@@ -139,10 +140,11 @@ def tiny_dataset(tiny_config):
     """
     from pathlib import Path
 
-    from fwi_attn.data.dataset import compute_stats, split_sources
+    from fwi_attn.data.dataset import compute_stats
+    from fwi_attn.data.sources import split_sources
     from fwi_attn.layout import SPLITS, default_stats_path, shard_path, shard_sizes
     from fwi_attn.data.simulate import generate_shard
-    from fwi_attn.data.store import write_json
+    from fwi_attn.io.files import write_json
 
     cfg = tiny_config
     ds = cfg.datasets["salt"]

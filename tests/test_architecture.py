@@ -99,7 +99,7 @@ def test_stages_import_only_earlier_stages():
 
 #: Modules that read and write the persisted files, score predictions or list data: none needs torch.
 TORCH_FREE = ["fwi_attn.io", *sorted(f"fwi_attn.io.{p.stem}" for p in (PACKAGE / "io").glob("[!_]*.py")),
-              "fwi_attn.data.store", "fwi_attn.data.normalize", "fwi_attn.data.sources", "fwi_attn.data.dataset",
+              "fwi_attn.data.normalize", "fwi_attn.data.sources", "fwi_attn.data.dataset",
               "fwi_attn.learn.metrics"]
 
 
@@ -156,3 +156,16 @@ def test_non_editable_install_finds_its_schema_and_presets(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(str(target)), out.stdout  # the installed copy, not the repository's
     assert "valid" in out.stdout
+
+
+def test_no_private_name_is_imported_across_modules():
+    """A ``_name`` is its module's own: another module that needs it needs a public name in one home."""
+    import ast
+
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fwi_attn"):
+                found += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {node.module}.{a.name}"
+                          for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not found, "private names imported across modules:\n" + "\n".join(found)

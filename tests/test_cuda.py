@@ -14,7 +14,7 @@ def test_cuda_simulation_matches_the_cpu(tiny_dataset, tmp_path):
     """The same shard simulated on the GPU: the same models, gathers within float32 rounding
     of the CPU's (different summation orders in the stencil)."""
     from fwi_attn.data.simulate import generate_shard
-    from fwi_attn.data.store import read_shard
+    from fwi_attn.io.shard import read_shard
 
     cpu = read_shard(tiny_dataset["shards"]["test"][0])
     out = generate_shard(tiny_dataset["config"], "salt", "test", 0, tmp_path / "gpu.h5", device="cuda")
@@ -30,7 +30,10 @@ def test_cuda_training_with_bf16_and_channels_last(tiny_dataset, tmp_path, compi
     optionally torch.compile): finite losses, a checkpoint that loads on the CPU and predicts
     what the GPU validated, and a validation MAE near the CPU run's in fp32."""
     from fwi_attn.config import load_config
-    from fwi_attn.data.dataset import Normalizer, ShardDataset, load_stats, split_sources
+    from fwi_attn.data.normalize import Normalizer
+    from fwi_attn.data.dataset import ShardDataset
+    from fwi_attn.io.stats import load_stats
+    from fwi_attn.data.sources import split_sources
     from fwi_attn.layout import default_stats_path
     from fwi_attn.learn.train import make_loader, train, validate
     from fwi_attn.nn.models import load_model

@@ -383,12 +383,12 @@ def test_snakemake_killed_during_training_recovers_to_identical_metrics(tmp_path
         # A second run meanwhile is refused: a plain one because the running job's outputs are
         # incomplete, one with --rerun-incomplete (as `make all` and the local profile run) by
         # the lock, before it deletes anything of the running job.
-        running = {p: p.read_bytes() for p in metrics["killed"].parent.iterdir()}
+        running = {p: p.read_bytes() for p in metrics["killed"].parent.iterdir() if p.is_file()}
         for extra in ((), ("--rerun-incomplete",)):
             second = snakemake(root, "--cores", "1", *extra, "--configfile", config, "all", check=False)
             assert second.returncode != 0, second.stdout + second.stderr
         assert "lock" in (second.stdout + second.stderr).lower(), second.stdout + second.stderr
-        assert {p: p.read_bytes() for p in metrics["killed"].parent.iterdir()} == running
+        assert {p: p.read_bytes() for p in metrics["killed"].parent.iterdir() if p.is_file()} == running
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -637,11 +637,11 @@ def test_evaluate_into_another_runs_folder_is_refused_and_its_results_kept(tmp_p
     folder = tmp_path / "results" / "tiny"
     shutil.copytree(study["dir"] / "none", folder / "none")
     shutil.copytree(study["dir"] / "se", folder / "se")
-    before = {p: p.read_bytes() for p in (folder / "none" / "seed0").iterdir()}
+    before = {p: p.read_bytes() for p in (folder / "none" / "seed0").iterdir() if p.is_file()}
     checkpoint, out = folder / "se" / "seed0" / "model.pt", folder / "none" / "seed0"
     res = cli("evaluate", "--config", study["config"], "--checkpoint", checkpoint, "--out", out, "--quiet")
     assert_clear_error(res, "evaluate", [str(out), str(checkpoint)])
-    assert {p: p.read_bytes() for p in out.iterdir()} == before  # none's metrics.json untouched
+    assert {p: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # none's metrics.json untouched
     assert not temp_files(out / "metrics.json") and not temp_files(out / "predictions.h5")
 
 
@@ -899,7 +899,7 @@ def test_attention_and_gathers_into_a_full_disk_fail_cleanly(small_disk, name):
     too: a full disk is one OutputError naming the file, and nothing is left at its path."""
     from fwi_attn.io.attention import write_attention
     from fwi_attn.io.files import OutputError
-    from fwi_attn.physics.check import Showcase, write_gathers
+    from fwi_attn.io.gathers import Showcase, write_gathers
 
     rng = np.random.default_rng(3)
     path = small_disk / name

@@ -210,7 +210,7 @@ def test_attention_file_holds_the_predicted_salt_and_the_attention_of_each_level
     stage's mix-attention map (and the salt heads' predictions when it has them). Each map on its
     level's padded grid, in [0, 1]; a salt map is sigmoid of that head's logits; the attention
     figure draws them all beside the true salt outline."""
-    from fwi_attn.results.plots import plot_attention_maps
+    from fwi_attn.results.attention_plots import plot_attention_maps
 
     cfg = tiny_dataset["config"]
     ckpt = _checkpoint(tmp_path / "model.pt", tiny_dataset, variant=variant, **hyper)

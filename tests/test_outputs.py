@@ -259,7 +259,7 @@ def test_screening_runs_are_described_not_compared(tmp_path, tiny_dict):
     """In a two-stage study a screening run scored on test (metrics.json and attention_salt.json in
     its folder) is kept out of the confirmatory arms and scored, alone, in the report's attention
     section as descriptive."""
-    from fwi_attn.data.store import write_json
+    from fwi_attn.io.files import write_json
     from fwi_attn.results.report import build_markdown
     from fwi_attn.results.study import load_study
     from fwi_attn.results.tables import attention_salt_table

@@ -18,15 +18,16 @@ from scipy.signal import butter, sosfiltfilt
 
 from fwi_attn.cli import main
 from fwi_attn.config import load_config
-from fwi_attn.data.dataset import StatsError
+from fwi_attn.io.stats import StatsError
 from conftest import refused_when_edited_read_when_legacy
-from fwi_attn.data.store import read_predictions, seal, write_predictions
+from fwi_attn.io.predictions import read_predictions, write_predictions
+from fwi_attn.io.hdf5 import seal
 from fwi_attn.data.survey import AcquisitionError, GridError, check_acquisition
 from fwi_attn.physics.check import (PhysicsError, direct_arrival_times, mean_model, physics_check, read_samples,
                                     reflection_misfits, reflection_window, relative_l2, trace_correlation)
 from fwi_attn.physics.fwi import gaussian_smooth, lowpass, plan_memory, refine, starting_model
 from fwi_attn.data.simulate import forward, simulate, survey_from_shard
-from fwi_attn.data.store import read_shard
+from fwi_attn.io.shard import read_shard
 from fwi_attn.data.survey import Survey, snap_to_grid
 
 PHYSICS_KEYS = {"rel_l2", "trace_corr", "baseline_rel_l2", "baseline_trace_corr", "true_rel_l2"}
@@ -243,8 +244,9 @@ def test_physics_check_reports_misfits(tiny_dataset, tmp_path):
 def test_physics_figures_show_the_reflection_misfits(tiny_dataset, tmp_path):
     """The study figure gets reflection panels from physics.json: per variant the mean over seeds
     of each run's mean, with the std over seeds; a physics.json without them keeps two panels."""
-    from fwi_attn.results.plots import _reflection_rows, plot_physics, plot_physics_run
-    from fwi_attn.results.study import Study, physics_table
+    from fwi_attn.results.physics_plots import plot_physics, plot_physics_run, reflection_rows
+    from fwi_attn.results.study import Study
+    from fwi_attn.results.tables import physics_table
 
     cfg = tiny_dataset["config"]
     smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=2)
@@ -255,7 +257,7 @@ def test_physics_figures_show_the_reflection_misfits(tiny_dataset, tmp_path):
     study = Study(tmp_path, {}, {("smooth", 0): {}, ("smooth", 1): {}}, None,
                   physics={("smooth", 0): s0, ("smooth", 1): s1}, variants=["smooth"])
     rows = physics_table(study)
-    _reflection_rows(study, rows)
+    reflection_rows(study, rows)
     assert rows[0]["rel_l2_reflection"] == pytest.approx(s0["mean"]["rel_l2_reflection"] + 0.05)
     assert rows[0]["rel_l2_reflection_std"] == pytest.approx(0.1 / np.sqrt(2))
     plot_physics(study, tmp_path / "physics.png")
@@ -290,8 +292,8 @@ def test_physics_cli_end_to_end(tiny_dataset, tmp_path, capsys):
     assert (out / "gathers.h5").is_file()
     assert "rel. L2 misfit" in capsys.readouterr().out
     assert not (out / "physics.png").exists()  # only with --figure (the workflow passes it)
-    from fwi_attn.physics.check import read_gathers
-    from fwi_attn.results.plots import plot_physics_run
+    from fwi_attn.io.gathers import read_gathers
+    from fwi_attn.results.physics_plots import plot_physics_run
 
     plot_physics_run(read_gathers(out / "gathers.h5"), summary, tmp_path / "physics.png", cfg.geology.vmin,
                      cfg.geology.vmax)
@@ -304,7 +306,7 @@ def test_physics_cli_end_to_end(tiny_dataset, tmp_path, capsys):
 def test_physics_of_several_runs_in_one_call_equals_one_call_each(tiny_dataset, tmp_path, capsys):
     """One process checking several runs simulates their shared true and mean models once; every
     run's physics.json and gathers.h5 must be what a call of its own writes."""
-    from fwi_attn.physics.check import read_gathers
+    from fwi_attn.io.gathers import read_gathers
     from fwi_attn.results.study import read_json
 
     cfg = tiny_dataset["config"]
@@ -345,7 +347,7 @@ def test_physics_writes_the_showcase_gathers(tiny_dataset, tmp_path, capsys, sam
     """gathers.h5 holds the showcase sample's recorded gathers and a re-simulation of its prediction,
     whether or not that sample is among the scored ones."""
     from fwi_attn.learn.evaluate import showcase_index
-    from fwi_attn.physics.check import read_gathers
+    from fwi_attn.io.gathers import read_gathers
 
     cfg = tiny_dataset["config"]
     smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=8)
@@ -374,14 +376,14 @@ def test_physics_writes_the_showcase_gathers(tiny_dataset, tmp_path, capsys, sam
 
 
 def test_gathers_reader_names_the_file(tmp_path):
-    from fwi_attn.physics.check import read_gathers
+    from fwi_attn.io.gathers import GathersError, read_gathers
 
     with pytest.raises(FileNotFoundError, match=r"gathers file .*nowhere.*fwi-attn physics"):
         read_gathers(tmp_path / "nowhere" / "gathers.h5")
     with h5py.File(tmp_path / "gathers.h5", "w") as f:
         f.attrs["schema"] = "fwi-attn-gathers/1"
         f.attrs["index"] = 0
-    with pytest.raises(PhysicsError, match=r"gathers\.h5: missing dt, dx, observed.*rerun `fwi-attn physics`"), \
+    with pytest.raises(GathersError, match=r"gathers\.h5: missing dt, dx, observed.*rerun `fwi-attn physics`"), \
             pytest.warns(UserWarning, match="written before files carried checksums"):  # hand-made: none
         read_gathers(tmp_path / "gathers.h5")
 
@@ -392,7 +394,7 @@ def test_an_edited_gathers_file_is_refused_and_one_without_checksums_read_with_a
     """gathers.h5 carries data and metadata checksums: an edited trace value or dt is refused in one
     line naming the file and the command that rewrites it; a file written before checksums is read
     with the warning to regenerate it."""
-    from fwi_attn.physics.check import read_gathers
+    from fwi_attn.io.gathers import read_gathers
 
     cfg = tiny_dataset["config"]
     smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=2)
@@ -649,7 +651,8 @@ def test_stage_functions_write_what_the_commands_write(tiny_dataset, tmp_path, c
     """run_physics and refine_samples write the files `fwi-attn physics` and `fwi-attn refine` write
     (names and contents; the figures are the commands' alone)."""
     from fwi_attn.layout import RUN
-    from fwi_attn.physics.check import read_gathers, run_physics
+    from fwi_attn.io.gathers import read_gathers
+    from fwi_attn.physics.check import run_physics
     from fwi_attn.physics.fwi import refine_samples
 
     cfg = tiny_dataset["config"]

@@ -151,7 +151,7 @@ def test_table_markdown_and_csv(study_dir, tmp_path):
 
 
 def test_markdown_to_html_embeds_images(tmp_path):
-    from fwi_attn.results.plots import figure_png
+    from fwi_attn.results.style import figure_png
 
     import matplotlib.pyplot as plt
 
@@ -241,7 +241,7 @@ def test_an_edited_json_result_is_refused_and_one_without_checksum_read(tmp_path
     written; a value edited afterwards (the sha256 left in place) is refused in one line naming the
     file and the command that regenerates it; without the field (hand-made, or written before
     files carried it) the file is read as it is."""
-    from fwi_attn.data.store import write_json
+    from fwi_attn.io.files import write_json
     from fwi_attn.io.attention_salt import AttentionSaltError, read_attention_salt
     from fwi_attn.results.design import SelectionError, read_selection, write_selection
     from fwi_attn.results.study import ReportError, read_json
@@ -288,7 +288,7 @@ def test_an_edited_json_result_is_refused_and_one_without_checksum_read(tmp_path
 
 def test_an_edited_metrics_file_stops_the_report(tmp_path, study_dir):
     """A study whose metrics.json was edited after `fwi-attn evaluate` wrote it is refused as a whole."""
-    from fwi_attn.data.store import write_json
+    from fwi_attn.io.files import write_json
     from fwi_attn.results.study import ReportError
 
     path = study_dir / "se" / "seed1" / "metrics.json"
@@ -351,7 +351,7 @@ def test_every_registered_variant_has_its_own_fixed_colour():
     from matplotlib.colors import to_hex
 
     from fwi_attn.nn.models import list_models
-    from fwi_attn.results.plots import BASELINE_COLOR, variant_color
+    from fwi_attn.results.style import BASELINE_COLOR, variant_color
 
     colours = [to_hex(variant_color(v)) for v in list_models()]
     assert len(set(colours)) == len(colours), dict(zip(list_models(), colours))

@@ -8,7 +8,7 @@ import torch
 
 from fwi_attn.layout import shard_sizes
 from fwi_attn.data.simulate import forward, generate_shard, shard_attrs, simulate, survey_from_shard
-from fwi_attn.data.store import read_shard
+from fwi_attn.io.shard import read_shard
 from fwi_attn.data.survey import Survey, SurveyError, acquisition_differences
 
 DX, DT, NT, FREQ, V1 = 5.0, 0.0005, 900, 15.0, 2000.0

@@ -21,7 +21,9 @@ from fwi_attn.config import load_config
 from fwi_attn.data.geology import generate_velocity
 from fwi_attn.data.velocity_files import save_segy
 from fwi_attn.data.simulate import simulate
-from fwi_attn.data.store import file_sha256, read_predictions, read_shard
+from fwi_attn.io.files import file_sha256
+from fwi_attn.io.predictions import read_predictions
+from fwi_attn.io.shard import read_shard
 from fwi_attn.data.survey import Survey
 from fwi_attn.data.testset import TestSetOptions, window_origins
 

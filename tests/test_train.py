@@ -13,7 +13,9 @@ import yaml
 
 from fwi_attn.cli import main
 from fwi_attn.config import load_config
-from fwi_attn.data.dataset import Normalizer, ShardDataset, StatsError
+from fwi_attn.data.normalize import Normalizer
+from fwi_attn.data.dataset import ShardDataset
+from fwi_attn.io.stats import StatsError
 from fwi_attn.layout import default_stats_path
 from fwi_attn.learn.metrics import METRICS
 from fwi_attn.io.history import read_history as history_columns
@@ -43,7 +45,7 @@ def _weights(path) -> dict:
 
 def test_a_few_steps_lower_the_loss(tiny):
     from fwi_attn.nn.models import create_model
-    from fwi_attn.data.dataset import load_stats
+    from fwi_attn.io.stats import load_stats
 
     cfg = tiny["config"]
     stats = load_stats(default_stats_path(cfg))
@@ -74,7 +76,7 @@ def test_losses():
 def test_validation_uses_the_metrics_functions(tiny):
     """validate's MAE and SSIM are metrics.py's per-sample values averaged: the arithmetic it used
     to do itself (one float64 sum over every cell), and metrics.json's on the m/s route."""
-    from fwi_attn.data.dataset import load_stats
+    from fwi_attn.io.stats import load_stats
     from fwi_attn.learn.metrics import compute_metrics, ssim_torch
     from fwi_attn.learn.train import validate
     from fwi_attn.nn.models import create_model
@@ -327,7 +329,7 @@ def test_a_negative_or_unplaced_salt_weight_is_a_clear_error(tiny):
 def _salt_training(tiny, weight: float, variant: str = "none", steps: int = 2):
     """A model with salt heads after ``steps`` real optimiser steps on the tiny training split,
     with salt loss ``weight``; returns (model before, model after, salt-head grads of the last step)."""
-    from fwi_attn.data.dataset import load_stats
+    from fwi_attn.io.stats import load_stats
     from fwi_attn.nn.models import create_model
 
     cfg = tiny["config"]

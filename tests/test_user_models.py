@@ -16,7 +16,8 @@ from fwi_attn.data.geology import generate_velocity
 from fwi_attn.data.velocity_files import load_velocities
 from fwi_attn.learn.inference import predict
 from fwi_attn.data.simulate import simulate
-from fwi_attn.data.store import read_predictions, read_shard
+from fwi_attn.io.predictions import read_predictions
+from fwi_attn.io.shard import read_shard
 from fwi_attn.data.survey import Survey
 
 

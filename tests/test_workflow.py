@@ -200,7 +200,7 @@ def test_tiny_study_produces_every_output(tiny_study):
 def test_test_sets_are_built_scored_and_labelled(tiny_study):
     """Each set is built from its source (files of three formats, or the flatfault family) on the
     study's survey, and every run and the mean model are scored on it under the set's name."""
-    from fwi_attn.data.store import read_shard
+    from fwi_attn.io.shard import read_shard
 
     data = tiny_study["root"] / "data" / "salt" / "testsets"
     mixed = json.loads((data / "mixed" / "testset.json").read_text())

@@ -14,7 +14,8 @@ from fwi_attn.cli import add_config_argument, set_threads
 def check_shard_space(cfg, dataset: str, split: str, shard: int, out) -> None:
     """Before simulating: room at ``out`` for shard ``shard`` of ``dataset``'s ``split`` (its size is
     known from the config; an unknown dataset or shard is left to the generator to name)."""
-    from fwi_attn.data.store import check_space, shard_nbytes
+    from fwi_attn.io.files import check_space
+    from fwi_attn.io.shard import shard_nbytes
     from fwi_attn.layout import shard_sizes
 
     ds = cfg.datasets.get(dataset)
@@ -38,7 +39,7 @@ def command_generate(parser):
     def run(args):
         from fwi_attn.config import load_config, resolve_device
         from fwi_attn.data.simulate import generate_shard
-        from fwi_attn.data.store import check_output
+        from fwi_attn.io.files import check_output
 
         cfg = load_config(args.config)
         check_output(args.out)
@@ -80,7 +81,7 @@ def command_info(parser):
     parser.add_argument("paths", nargs="+", help="shard .h5 files")
 
     def run(args):
-        from fwi_attn.data.store import describe, validate_shard
+        from fwi_attn.io.shard import describe, validate_shard
 
         for i, path in enumerate(args.paths):
             if i:
@@ -98,14 +99,15 @@ def command_preview(parser):
     parser.add_argument("-n", type=int, default=4, help="number of models to draw")
 
     def run(args):
-        from fwi_attn.data.store import check_output, validate_shard
+        from fwi_attn.io.files import check_output
+        from fwi_attn.io.shard import validate_shard
 
         if args.n < 1:
             raise ValueError(f"-n must be at least 1 model, got {args.n}")
         check_output(args.out)
         shard = validate_shard(args.path)  # refuses NaN/inf: a picture of them would mislead
 
-        from fwi_attn.results.plots import plot_preview
+        from fwi_attn.results.physics_plots import plot_preview
 
         plot_preview(shard, args.out, n_models=args.n)
         print(f"wrote {args.out}")
@@ -121,7 +123,7 @@ def command_check_config(parser):
     def run(args):
         from fwi_attn.checks import check_study
         from fwi_attn.config import deepest_reflection, load_config
-        from fwi_attn.data.store import atomic_path, check_output
+        from fwi_attn.io.files import atomic_path, check_output
         from fwi_attn.data.survey import Survey
 
         cfg = load_config(args.config)
@@ -164,8 +166,10 @@ def command_stats(parser):
 
     def run(args):
         from fwi_attn.config import load_config
-        from fwi_attn.data.dataset import DatasetError, compute_stats, split_sources
-        from fwi_attn.data.store import check_output, write_json
+        from fwi_attn.io.shard import DatasetError
+        from fwi_attn.data.dataset import compute_stats
+        from fwi_attn.data.sources import split_sources
+        from fwi_attn.io.files import check_output, write_json
         from fwi_attn.layout import default_stats_path
 
         cfg = load_config(args.config)
@@ -238,7 +242,7 @@ def command_testset(parser):
         shards = build_test_set(cfg, args.models, args.name, args.out, options, shard_size=args.shard_size,
                                 overwrite=args.overwrite, device=args.device, progress=not args.quiet,
                                 family=args.family, samples=args.samples)
-        from fwi_attn.data.store import read_shard
+        from fwi_attn.io.shard import read_shard
 
         n = sum(read_shard(p, load=False).n for p in shards)
         print(f"wrote {Path(args.out)}: test set {args.name}, {n} models in {len(shards)} shard(s) "

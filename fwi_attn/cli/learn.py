@@ -29,7 +29,7 @@ def command_variants(parser: argparse.ArgumentParser) -> Callable[[argparse.Name
     def run(args: argparse.Namespace) -> int:
         import torch
 
-        from fwi_attn.nn.models import (OPENFWI_SHAPE, _as_dict, count_macs, count_params, create_model,
+        from fwi_attn.nn.models import (OPENFWI_SHAPE, section_dict, count_macs, count_params, create_model,
                                         list_models, model_kwargs)
 
         if args.config is not None:
@@ -40,7 +40,7 @@ def command_variants(parser: argparse.ArgumentParser) -> Callable[[argparse.Name
             shape = dict(in_shots=s.n_shots, nt=s.nt, n_receivers=s.n_receivers, nz=s.nz, nx=s.nx)
             known = model_kwargs()
             # The model section may also hold non-architecture keys (the variant list, ...).
-            hyper = {k: v for k, v in _as_dict(getattr(cfg, "model", None)).items() if k in known - set(shape)}
+            hyper = {k: v for k, v in section_dict(getattr(cfg, "model", None)).items() if k in known - set(shape)}
             source = str(args.config)
         else:
             shape, hyper, source = dict(OPENFWI_SHAPE), {}, "OpenFWI default"
@@ -65,7 +65,7 @@ def command_train(parser):
     add_config_argument(parser)
     parser.add_argument("--variant", required=True, help="network variant (see `fwi-attn variants`)")
     parser.add_argument("--seed", type=int, required=True, help="training seed")
-    parser.add_argument("--out", required=True, help=f"output folder ({RUN.model}, {RUN.last}, {RUN.history}, tb/)")
+    parser.add_argument("--out", required=True, help=f"output folder ({RUN.model}, {RUN.last}, {RUN.history}, {RUN.tensorboard}/)")
     parser.add_argument("--resume", nargs="?", const="strict", default=None, choices=["strict", "auto"],
                         help=f"continue from OUT/{RUN.last} when it exists; 'auto': only an unfinished one made "
                              "with the same settings, else start afresh (the workflow's choice)")
@@ -78,13 +78,13 @@ def command_train(parser):
                              "control none_wide; the workflow takes it from selection.json)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--no-tensorboard", action="store_true",
-                        help="write no TensorBoard event files (OUT/tb/) whatever train.tensorboard says")
+                        help=f"write no TensorBoard event files (OUT/{RUN.tensorboard}/) whatever train.tensorboard says")
     parser.epilog = (f"{parser.epilog or ''}. Several processes (GPUs): torchrun --nproc_per_node=N "
                      "-m fwi_attn train ... (train.batch_size is the global batch, split over the N processes)")
 
     def run(args):
         from fwi_attn.config import load_config
-        from fwi_attn.data.store import check_output
+        from fwi_attn.io.files import check_output
         from fwi_attn.learn.train import train
 
         cfg = load_config(args.config)
@@ -121,7 +121,7 @@ def command_evaluate(parser):
 
     def run(args):
         from fwi_attn.config import load_config
-        from fwi_attn.data.store import check_output
+        from fwi_attn.io.files import check_output
         from fwi_attn.learn.evaluate import (EvaluateError, evaluate_baseline, evaluate_checkpoint,
                                              evaluate_predictions)
 
@@ -172,12 +172,12 @@ def command_predict(parser: argparse.ArgumentParser):
     parser.add_argument("--batch-size", type=int, default=16, help="samples per network call")
 
     def run(args):
-        from fwi_attn.data.store import check_distinct
-        from fwi_attn.learn.inference import InferenceError, _shard_paths, predict
+        from fwi_attn.io.files import check_distinct
+        from fwi_attn.learn.inference import InferenceError, predict, shard_paths
 
         if args.batch_size < 1:
             raise InferenceError(f"--batch-size must be at least 1, got {args.batch_size}")
-        data = _shard_paths(args.data, skip=args.out)  # folders expanded: a shard given twice is refused
+        data = shard_paths(args.data, skip=args.out)  # folders expanded: a shard given twice is refused
         check_distinct(data, "--data")
         out = predict(args.checkpoint, data, args.stats, args.out, device=args.device,
                       batch_size=args.batch_size)

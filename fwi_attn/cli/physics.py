@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from fwi_attn.cli import add_config_argument, set_threads
+from fwi_attn.layout import RUN
 
 
 def command_physics(parser: argparse.ArgumentParser):
@@ -17,27 +18,27 @@ def command_physics(parser: argparse.ArgumentParser):
     for one)."""
     add_config_argument(parser)
     parser.add_argument("--predictions", required=True, nargs="+",
-                        help="predictions.h5 file(s) written by `fwi-attn evaluate`; several are checked in one "
+                        help=f"{RUN.predictions} file(s) written by `fwi-attn evaluate`; several are checked in one "
                         "process, which simulates their shared true and mean models once")
     parser.add_argument("--out", default=None, help="output folder for a single predictions file (default: the "
-                        "file's own folder): physics.json and gathers.h5 (the showcase sample's observed and "
+                        f"file's own folder): {RUN.physics} and {RUN.gathers} (the showcase sample's observed and "
                         "re-simulated gathers, which the comparison figures draw)")
     parser.add_argument("--samples", type=int, default=None, help="re-simulate the first N samples "
                         "(default: physics.samples of the config)")
     parser.add_argument("--device", default=None, help="override study.device (auto, cpu, cuda)")
-    parser.add_argument("--figure", action="store_true", help="also draw physics.png (the showcase sample's "
-                        "models, data and residual) beside each physics.json, as the workflow does")
+    parser.add_argument("--figure", action="store_true", help=f"also draw {RUN.physics_figure} (the showcase sample's "
+                        f"models, data and residual) beside each {RUN.physics}, as the workflow does")
 
     def run(args):
         from fwi_attn.config import load_config
-        from fwi_attn.data.store import check_distinct, check_output
+        from fwi_attn.io.files import check_distinct, check_output
         from fwi_attn.layout import RUN
         from fwi_attn.physics.check import PhysicsError, run_physics
 
         cfg = load_config(args.config)
         if args.out is not None and len(args.predictions) > 1:
             raise PhysicsError(f"--out names one folder but {len(args.predictions)} predictions files were given; "
-                               f"leave --out out to write each run's results beside its predictions.h5")
+                               f"leave --out out to write each run's results beside its {RUN.predictions}")
         if args.samples is not None and args.samples < 1:
             raise PhysicsError(f"--samples must be at least 1, got {args.samples}")
         missing = [p for p in args.predictions if not Path(p).is_file()]
@@ -53,7 +54,7 @@ def command_physics(parser: argparse.ArgumentParser):
         for predictions, out in zip(args.predictions, outs):
             result = run_physics(cfg, predictions, out, samples=args.samples, device=args.device, simulated=simulated)
             if args.figure:
-                from fwi_attn.results.plots import plot_physics_run
+                from fwi_attn.results.physics_plots import plot_physics_run
 
                 plot_physics_run(result.showcase, result.summary, out / RUN.physics_figure, cfg.geology.vmin,
                                  cfg.geology.vmax)
@@ -81,7 +82,7 @@ def command_refine(parser: argparse.ArgumentParser):
 
     add_config_argument(parser)
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--predictions", help="predictions.h5 of a run: observed data from its test shards, "
+    src.add_argument("--predictions", help=f"{RUN.predictions} of a run: observed data from its test shards, "
                      "start from its prediction")
     src.add_argument("--data", help="an fwi-attn shard with the observed gathers (e.g. from `fwi-attn simulate`)")
     parser.add_argument("--sample", type=int, nargs="+", default=None,
@@ -103,11 +104,11 @@ def command_refine(parser: argparse.ArgumentParser):
     parser.add_argument("--storage", choices=STORAGE, default=None,
                         help="how a gradient keeps the wavefield history (physics.refine.storage)")
     parser.add_argument("--device", default=None, help="override study.device (auto, cpu, cuda)")
-    parser.add_argument("--out", required=True, help="output folder: refine.json, refined.npy, refine.png")
+    parser.add_argument("--out", required=True, help=f"output folder: {RUN.refine}, {RUN.refined}, {RUN.refine_figure}")
 
     def run(args):
         from fwi_attn.config import load_config
-        from fwi_attn.data.store import check_output
+        from fwi_attn.io.files import check_output
         from fwi_attn.physics.fwi import refine_samples
 
         cfg = load_config(args.config)
@@ -120,7 +121,7 @@ def command_refine(parser: argparse.ArgumentParser):
                                  storage=args.storage)
 
         from fwi_attn.layout import RUN
-        from fwi_attn.results.plots import plot_refine
+        from fwi_attn.results.physics_plots import plot_refine
 
         png = Path(args.out) / RUN.refine_figure
         plot_refine(runs, png, runs[0]["dx"], cfg.geology.vmin, cfg.geology.vmax)

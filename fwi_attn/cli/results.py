@@ -14,7 +14,7 @@ def command_select(parser):
 
     def run(args):
         from fwi_attn.config import load_config
-        from fwi_attn.data.store import check_output
+        from fwi_attn.io.files import check_output
         from fwi_attn.layout import selection_path, study_dir
         from fwi_attn.results.design import select, write_selection
 
@@ -100,7 +100,7 @@ def command_compare_sets(parser):
 
     def run(args):
         from fwi_attn.config import load_config, validate_section
-        from fwi_attn.data.store import check_output
+        from fwi_attn.io.files import check_output
         from fwi_attn.results.compare_sets import compare_sets, format_table, load_model_set, write_comparison
 
         if args.salt_threshold is not None:

@@ -30,9 +30,6 @@ from fwi_attn.io.shard import DatasetError
 from fwi_attn.io.stats import GATHER_TRANSFORM, STATS_SCHEMA
 
 # Imported from here by modules written before the split (their new homes: normalize, sources, io.stats).
-from fwi_attn.data.sources import npy_pairs as _npy_pairs  # noqa: E402, F401
-from fwi_attn.data.sources import split_sources, test_set_sources  # noqa: E402, F401
-from fwi_attn.io.stats import StatsError, check_stats, load_stats, mean_velocity  # noqa: E402, F401
 
 
 class _ChunkReader:

@@ -47,7 +47,6 @@ from fwi_attn.config.record import FAMILIES, INTERFACE_JITTER, OPENFWI
 
 # Users' model files have their own module; these names stay importable from here for callers
 # written before the split.
-from fwi_attn.data.velocity_files import load_velocities, read_velocity_file, save_segy  # noqa: F401
 from fwi_attn.data.velocity_plan import N_THETA, empty_plan, render
 
 __all__ = ["FAMILIES", "KIND_CODES", "generate_velocity", "plan_velocity"]

@@ -120,7 +120,7 @@ def generate_shard(cfg, dataset: str, split: str, shard: int, out: str | os.Path
         out: destination ``.h5`` path.
     """
     from fwi_attn.data.geology import generate_velocity
-    from fwi_attn.data.store import write_shard
+    from fwi_attn.io.shard import write_shard
 
     if dataset not in cfg.datasets:
         raise ValueError(f"dataset '{dataset}' is not in the config (defined: {', '.join(cfg.datasets)})")
@@ -161,7 +161,8 @@ def simulate_file(cfg, model: str | os.PathLike, out: str | os.PathLike, *, devi
     Returns:
         ``(out, n)``: the shard's path and its number of models.
     """
-    from fwi_attn.data.store import check_output, check_space, shard_nbytes, write_shard
+    from fwi_attn.io.files import check_output, check_space
+    from fwi_attn.io.shard import shard_nbytes, write_shard
     from fwi_attn.data.velocity_files import load_velocities
 
     survey = Survey.from_config(cfg)
@@ -181,7 +182,7 @@ def simulate_file(cfg, model: str | os.PathLike, out: str | os.PathLike, *, devi
 
 def shard_attrs(survey: Survey, cfg, *, dataset: str, split: str, shard: int, seed: int, family: str,
                 **extra) -> dict:
-    """The attributes of a shard (:func:`fwi_attn.data.store.write_shard` adds ``schema`` and ``versions``).
+    """The attributes of a shard (:func:`fwi_attn.io.shard.write_shard` adds ``schema`` and ``versions``).
 
     The one place they are built, for generated shards (:func:`generate_shard`) and simulated
     user models (``fwi-attn simulate``) alike, so both carry the same set and

@@ -15,7 +15,7 @@ networks trained on the study's synthetic models can be scored on geology they n
    outside ``geology.vmin .. vmax`` are rejected or clipped (counted and printed), at most
    ``max_windows`` are kept (a seeded draw), and every window is simulated with the study's
    survey (:func:`fwi_attn.data.simulate.simulate`) and written to shards
-   (:func:`fwi_attn.data.store.write_shard`, atomic), plus a ``testset.json`` summary.
+   (:func:`fwi_attn.io.shard.write_shard`, atomic), plus a ``testset.json`` summary.
 
 Each shard records where every sample came from in its ``provenance`` attribute (JSON)::
 
@@ -261,7 +261,7 @@ def model_files(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             out.append(entry)
         else:
             raise TestSetError(f"{entry}: no such model file or folder")
-    from fwi_attn.data.store import check_distinct
+    from fwi_attn.io.files import check_distinct
 
     try:
         check_distinct(out, "model files")
@@ -318,7 +318,7 @@ def window_origins(shape: tuple[int, int], nz: int, nx: int, stride: tuple[int, 
 
 def read_model_file(path: Path, survey, options: TestSetOptions) -> ModelFile:
     """Read, identify (sha256) and resample one model file; errors name the file."""
-    from fwi_attn.data.store import file_sha256
+    from fwi_attn.io.files import file_sha256
     from fwi_attn.data.velocity_files import read_velocity_file
 
     try:
@@ -403,7 +403,7 @@ def select_windows(files: Sequence[ModelFile], nz: int, nx: int, vmin: float, vm
 def check_out_folder(out: str | os.PathLike, overwrite: bool = False) -> Path:
     """Refuse an unwritable ``out``, or one holding ``*.h5`` files (unless ``overwrite``: then the
     old shards and summary are removed), since every ``*.h5`` there would count as test data."""
-    from fwi_attn.data.store import check_output
+    from fwi_attn.io.files import check_output
 
     out = check_output(out, folder=True)
     old = sorted(out.glob("*.h5")) if out.is_dir() else []
@@ -484,7 +484,8 @@ def build_test_set(cfg, inputs: Sequence[str | os.PathLike], name: str, out: str
         OutputError: ``out`` cannot be written.
     """
     from fwi_attn.data.simulate import shard_attrs, simulate
-    from fwi_attn.data.store import write_json, write_shard
+    from fwi_attn.io.files import write_json
+    from fwi_attn.io.shard import write_shard
     from fwi_attn.data.survey import Survey
     from fwi_attn.layout import shard_sizes
 
@@ -517,7 +518,8 @@ def build_test_set(cfg, inputs: Sequence[str | os.PathLike], name: str, out: str
     if overwrite:
         for old in out.glob("*.h5"):
             old.unlink(missing_ok=True)
-    from fwi_attn.data.store import check_space, shard_nbytes
+    from fwi_attn.io.files import check_space
+    from fwi_attn.io.shard import shard_nbytes
 
     check_space(out, shard_nbytes(len(windows), survey.n_shots, survey.nt, survey.n_receivers, survey.nz, survey.nx))
     records = [f.record() for f in files]

@@ -57,7 +57,7 @@ import numpy as np
 from fwi_attn.data.dataset import ShardDataset, check_survey
 from fwi_attn.data.normalize import Normalizer, VelocityScale
 from fwi_attn.data.sources import split_sources, test_set_sources
-from fwi_attn.io.attention import read_attention, write_attention  # noqa: F401 (read_attention: imported from here)
+from fwi_attn.io.attention import write_attention
 from fwi_attn.io.attention_salt import ATTENTION_SALT_SCHEMA
 from fwi_attn.io.files import file_sha256, write_json
 from fwi_attn.io.predictions import read_predictions, write_predictions

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fwi_attn.data.dataset import Normalizer
+from fwi_attn.data.normalize import Normalizer
 from fwi_attn.learn.metrics import ssim_torch
 from fwi_attn.learn.runtime import TrainError
 

@@ -33,8 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from fwi_attn.layout import RUN
+
 #: The event files' folder inside a run folder.
-TENSORBOARD_DIR = "tb"
+TENSORBOARD_DIR = RUN.tensorboard
 
 #: Validation models in the image panels.
 IMAGE_SAMPLES = 3

@@ -73,8 +73,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fwi_attn.data.dataset import Normalizer, ShardDataset, check_stats, check_survey, load_stats, split_sources
-from fwi_attn.data.store import atomic_path
+from fwi_attn.data.normalize import Normalizer
+from fwi_attn.data.dataset import ShardDataset, check_survey
+from fwi_attn.io.stats import check_stats, load_stats
+from fwi_attn.data.sources import split_sources
+from fwi_attn.io.files import atomic_path
 from fwi_attn.layout import RUN, default_stats_path
 from fwi_attn.learn.ddp import (Ranks, broadcast_buffers, distributed, sum_over_ranks, torchrun_ranks,
                                 train_sampler, wrap_for_ranks)
@@ -307,7 +310,7 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
     if tc.batch_size % ranks.world_size:
         raise TrainError(f"train.batch_size {tc.batch_size} does not split evenly over {ranks.world_size} "
                          f"torchrun processes (it is the global batch): make it a multiple of {ranks.world_size}")
-    from fwi_attn.data.store import check_output
+    from fwi_attn.io.files import check_output
 
     check_output(out, folder=True)
     stats_path = Path(stats_path) if stats_path else default_stats_path(cfg)

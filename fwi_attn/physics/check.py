@@ -26,7 +26,7 @@ direct wave and first arrivals muted and late arrivals gained (:func:`reflection
 whose settings ``reflection`` records; ``delay_s`` and ``taper_s`` in s, ``gain_power``
 dimensionless); null for a sample whose window keeps no observed energy.
 
-``gathers.h5`` beside it (schema ``fwi-attn-gathers/1``, :func:`write_gathers` / :func:`read_gathers`):
+``gathers.h5`` beside it (:mod:`fwi_attn.io.gathers`):
 the observed and re-simulated gathers of the showcase sample
 (:func:`fwi_attn.learn.evaluate.showcase_index`, the one the comparison figures show), so the
 figures draw the data fit without simulating anything.
@@ -36,15 +36,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from fwi_attn.config import resolve_device
-from fwi_attn.data.store import (Predictions, atomic_path, open_result, read_predictions, read_shard, seal, verify_data,
-                                 write_h5)
+from fwi_attn.io.predictions import Predictions, read_predictions
+from fwi_attn.io.gathers import Showcase, write_gathers
+from fwi_attn.io.shard import read_shard
 from fwi_attn.data.survey import AcquisitionError, GridError, Survey, check_acquisition, check_grid
 from fwi_attn.layout import RUN
 
@@ -56,7 +57,6 @@ from fwi_attn.layout import RUN
 #: acquisition a shard records reproduces its gathers to float32 round-off (~1e-6); anything
 #: near 1e-3 means that a source position, dt, the wavelet or a boundary setting differs.
 TRUE_MISFIT_TOLERANCE = 1e-3
-GATHERS_SCHEMA = "fwi-attn-gathers/1"
 
 
 class PhysicsError(ValueError):
@@ -131,7 +131,7 @@ def mean_model(cfg, dataset: str, nz: int, nx: int) -> tuple[np.ndarray, str]:
         StatsError: no (readable) stats file; it names the command that writes one.
         GridError: the stats describe another grid than the test data's.
     """
-    from fwi_attn.data.dataset import load_stats, mean_velocity
+    from fwi_attn.io.stats import load_stats, mean_velocity
     from fwi_attn.layout import default_stats_path
 
     stats_path = default_stats_path(cfg, dataset)
@@ -315,7 +315,7 @@ def model_metrics(velocity: np.ndarray, truth: np.ndarray, vmin: float, vmax: fl
     SSIM is OpenFWI's (:func:`fwi_attn.learn.metrics.ssim`): velocity min-max scaled to [0, 1] with
     ``vmin``/``vmax``, an 11-cell Gaussian window with zero padding.
     """
-    from fwi_attn.data.dataset import Normalizer
+    from fwi_attn.data.normalize import Normalizer
     from fwi_attn.learn.metrics import mae, ssim
 
     v, t = np.asarray(velocity, np.float64)[None], np.asarray(truth, np.float64)[None]
@@ -341,37 +341,6 @@ def check_targets(preds: Predictions, rows: Sequence[int], obs: Observed) -> Non
             raise PhysicsError(f"{preds.path}: the target of row {r} (index {int(preds.index[r])}) is not the "
                                f"velocity stored at {obs.where[k]}; the file's 'shards' attribute does not list "
                                f"the data its predictions were made from")
-
-
-@dataclass
-class Showcase:
-    """The showcase sample of a physics check (the one the comparison figures show): its data
-    and models, the content of ``gathers.h5``.
-
-    Attributes:
-        index: the sample's index within the split (counting through its shards in order).
-        observed: its recorded gathers ``[shot, time, receiver]``.
-        predicted: the gathers re-simulated from the (clipped) prediction ``[shot, time, receiver]``.
-        baseline: the gathers of the train split's mean model ``[shot, time, receiver]``.
-        truth, prediction: the true and the predicted model ``[nz, nx]`` in m/s (the prediction
-            clipped as simulated).
-        dt: time step (s); dx: grid spacing (m).
-        source_xz, receiver_xz: ``[shot, 2]`` and ``[receiver, 2]`` positions (m).
-        attrs: the file's attributes when read from one (``variant``, ``seed``, ``dataset``, ...).
-    """
-
-    index: int
-    observed: np.ndarray
-    predicted: np.ndarray
-    baseline: np.ndarray
-    truth: np.ndarray
-    prediction: np.ndarray
-    dt: float
-    dx: float
-    source_xz: np.ndarray
-    receiver_xz: np.ndarray
-    attrs: dict = field(default_factory=dict)
-    path: Path | None = None
 
 
 @dataclass
@@ -525,7 +494,7 @@ def run_physics(cfg, predictions: str | os.PathLike, out: str | os.PathLike | No
     Returns:
         The :class:`PhysicsResult` written.
     """
-    from fwi_attn.data.store import check_output, write_json
+    from fwi_attn.io.files import check_output, write_json
 
     out = Path(out) if out is not None else Path(predictions).parent
     check_output(out, folder=True)
@@ -533,68 +502,3 @@ def run_physics(cfg, predictions: str | os.PathLike, out: str | os.PathLike | No
     write_json(out / RUN.physics, result.summary)
     write_gathers(out / RUN.gathers, result.showcase)
     return result
-
-
-# ----------------------------------------------------------------------------- gathers.h5
-
-_SHOWCASE_ARRAYS = ("observed", "predicted", "baseline", "truth", "prediction", "source_xz", "receiver_xz")
-
-
-def write_gathers(path: str | os.PathLike, showcase: Showcase) -> Path:
-    """Write a ``gathers.h5`` (schema ``fwi-attn-gathers/1``) atomically: the arrays of a
-    :class:`Showcase` as datasets (float32; positions float64), ``index``, ``dt``, ``dx`` and
-    ``showcase.attrs`` (``variant``, ``seed`` (-1 for none), ``dataset``, ``predictions``,
-    ``baseline``) as attributes."""
-    path = Path(path)
-    attrs = {k: v for k, v in showcase.attrs.items() if v is not None}
-    attrs.update(schema=GATHERS_SCHEMA, index=int(showcase.index), dt=float(showcase.dt), dx=float(showcase.dx),
-                 seed=-1 if showcase.attrs.get("seed") is None else int(showcase.attrs["seed"]))
-    arrays = {name: np.asarray(getattr(showcase, name), dtype=np.float64 if name.endswith("_xz") else np.float32)
-              for name in _SHOWCASE_ARRAYS}
-
-    def build(f):
-        for name, data in arrays.items():
-            f.create_dataset(name, data=data)
-        f.attrs.update(attrs)
-        seal(f, arrays)
-
-    with atomic_path(path, suffix=".h5.tmp") as tmp:
-        write_h5(tmp, build)
-    return path
-
-
-def read_gathers(path: str | os.PathLike) -> Showcase:
-    """Read and check a ``gathers.h5``.
-
-    Raises:
-        FileNotFoundError: no such file.
-        PhysicsError: not readable, another schema, missing pieces or inconsistent shapes.
-    """
-    path = Path(path)
-    fix = "rerun `fwi-attn physics` for this run"
-    writer = "`fwi-attn physics --predictions DIR/predictions.h5 --out DIR`"
-    with open_result(path, GATHERS_SCHEMA, error=PhysicsError, what="gathers file", writer=writer) as (f, attrs):
-        missing = [k for k in ("index", "dt", "dx") if k not in attrs] + [k for k in _SHOWCASE_ARRAYS if k not in f]
-        if missing:
-            raise PhysicsError(f"{path}: missing {', '.join(missing)}; {fix}")
-        arrays = {k: f[k][()] for k in _SHOWCASE_ARRAYS}
-        verify_data(f, path, writer=writer, arrays=arrays)
-    shape = arrays["observed"].shape
-    problems = [f"{k} {list(arrays[k].shape)}" for k in ("predicted", "baseline") if arrays[k].shape != shape]
-    if len(shape) != 3:
-        problems.append(f"observed {list(shape)} is not [shot, time, receiver]")
-    else:
-        if arrays["source_xz"].shape != (shape[0], 2):
-            problems.append(f"source_xz {list(arrays['source_xz'].shape)} for {shape[0]} shots")
-        if arrays["receiver_xz"].shape != (shape[2], 2):
-            problems.append(f"receiver_xz {list(arrays['receiver_xz'].shape)} for {shape[2]} receivers")
-    if arrays["truth"].ndim != 2 or arrays["prediction"].shape != arrays["truth"].shape:
-        problems.append(f"truth {list(arrays['truth'].shape)} and prediction {list(arrays['prediction'].shape)} "
-                        f"are not one [nz, nx] grid")
-    if problems:
-        raise PhysicsError(f"{path}: inconsistent shapes ({'; '.join(problems)}); {fix}")
-    seed = attrs.get("seed")
-    meta = {k: v for k, v in attrs.items() if k not in ("index", "dt", "dx")}
-    meta["seed"] = None if seed in (None, -1) else int(seed)
-    return Showcase(index=int(attrs["index"]), dt=float(attrs["dt"]), dx=float(attrs["dx"]), attrs=meta, path=path,
-                    **{k: (v.astype(np.float32) if not k.endswith("_xz") else v) for k, v in arrays.items()})

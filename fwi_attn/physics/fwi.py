@@ -35,7 +35,9 @@ import torch
 
 from fwi_attn.config import resolve_device
 from fwi_attn.data.simulate import forward, survey_from_shard
-from fwi_attn.data.store import atomic_path, read_predictions, read_shard, write_json
+from fwi_attn.io.files import atomic_path, write_json
+from fwi_attn.io.predictions import read_predictions
+from fwi_attn.io.shard import read_shard
 from fwi_attn.data.survey import AcquisitionError, Survey, check_acquisition, check_grid
 from fwi_attn.layout import RUN
 from fwi_attn.physics.check import (PhysicsError, check_targets, model_metrics, read_samples, relative_l2,
@@ -446,13 +448,13 @@ def refine_samples(cfg, out: str | os.PathLike, *, predictions: str | os.PathLik
     Returns:
         ``(summary, runs)``: the ``refine.json`` dictionary, and per sample a dict with
         ``sample``, ``start_kind``, ``start``, ``dx`` (m), ``truth`` and the :class:`RefineResult` (what
-        :func:`fwi_attn.results.plots.plot_refine` draws).
+        :func:`fwi_attn.results.physics_plots.plot_refine` draws).
 
     Raises:
         PhysicsError: inconsistent options or inputs, before any work.
     """
     if (predictions is None) == (data is None):
-        raise PhysicsError("give exactly one of predictions (a run's predictions.h5) and data (a shard)")
+        raise PhysicsError(f"give exactly one of predictions (a run's {RUN.predictions}) and data (a shard)")
     rc = cfg.physics.refine
     opts = dict(iterations=_pick(iterations, rc.iterations), optimizer=_pick(optimizer, rc.optimizer),
                 lr=_pick(lr, rc.lr), frequencies=list(_pick(frequencies, rc.frequencies)))

@@ -205,7 +205,7 @@ def _attention_iou_pairs(run_dirs, kind: str) -> dict[str, tuple[list, list]]:
         att = read_attention_salt(Path(d) / RUN.attention_salt)
         iou = read_json(Path(d) / RUN.metrics)["per_sample"]["salt_iou"]
         if len(iou) != len(att["indices"]):
-            raise ValueError(f"{d}: metrics.json scores {len(iou)} samples, {RUN.attention_salt} "
+            raise ValueError(f"{d}: {RUN.metrics} scores {len(iou)} samples, {RUN.attention_salt} "
                              f"{len(att['indices'])}; rerun `fwi-attn evaluate` for this run")
         for key, lv in att["levels"].items():
             a, b = pairs.setdefault(key, ([], []))

@@ -55,7 +55,7 @@ class ModelSet:
 def _is_shard(path: Path) -> bool:
     import h5py
 
-    from fwi_attn.data.store import SCHEMA as SHARD_SCHEMA
+    from fwi_attn.io.shard import SCHEMA as SHARD_SCHEMA
 
     if path.suffix.lower() not in (".h5", ".hdf5"):
         return False
@@ -92,9 +92,10 @@ def load_model_set(path: str | os.PathLike, *, name: str | None = None, dx: floa
     Raises:
         CompareSetsError: nothing readable there, or models of different grids in one set.
     """
-    from fwi_attn.data.dataset import ShardDataset, _npy_pairs, find_sources
+    from fwi_attn.data.dataset import ShardDataset
+    from fwi_attn.data.sources import find_sources, npy_pairs
     from fwi_attn.data.velocity_files import read_velocity_file
-    from fwi_attn.data.store import read_shard
+    from fwi_attn.io.shard import read_shard
     from fwi_attn.data.testset import model_files
 
     path = Path(path)
@@ -103,7 +104,7 @@ def load_model_set(path: str | os.PathLike, *, name: str | None = None, dx: floa
         raise CompareSetsError(f"{path}: no such set (a folder of shards, a shard or model files)")
     shards = sorted(path.glob("*.h5")) if path.is_dir() else ([path] if _is_shard(path) else [])
     shard_set = bool(shards) and all(_is_shard(p) for p in shards)
-    openfwi = path.is_dir() and not shards and bool(_npy_pairs(path))
+    openfwi = path.is_dir() and not shards and bool(npy_pairs(path))
     if shard_set and path.is_dir() and _is_test_set_shard(shards[0]):
         from fwi_attn.data.testset import check_complete
 
@@ -216,7 +217,7 @@ def format_table(result: dict) -> str:
 
 def plot_comparison(result: dict, path: str | os.PathLike) -> None:
     """Histograms of each statistic of both sets and their mean velocity by depth, as a PNG."""
-    from fwi_attn.results.plots import save_figure
+    from fwi_attn.results.style import save_figure
     import matplotlib.pyplot as plt
 
     sa, sb = result["_samples"]
@@ -265,7 +266,7 @@ def plot_comparison(result: dict, path: str | os.PathLike) -> None:
 
 def write_comparison(result: dict, out: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``out/compare_sets.json`` and ``out/compare_sets.png`` (atomically)."""
-    from fwi_attn.data.store import write_json
+    from fwi_attn.io.files import write_json
 
     out = Path(out)
     json_path, png_path = out / "compare_sets.json", out / "compare_sets.png"

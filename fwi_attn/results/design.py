@@ -24,6 +24,7 @@ from pathlib import Path
 
 from fwi_attn.catalogue import BASELINES, CONTROLS
 from fwi_attn.io.checked_json import verify_checked
+from fwi_attn.layout import RUN
 
 SELECTION_SCHEMA = "fwi-attn-selection/1"
 
@@ -63,7 +64,7 @@ def screen_scores(study_dir: str | os.PathLike, variants: list[str], seeds: list
         SelectionError: a run's history is missing or holds no validation MAE.
     """
     from fwi_attn.io.history import read_history
-    from fwi_attn.layout import RUN, run_dir
+    from fwi_attn.layout import run_dir
 
     rows = []
     for v in variants:
@@ -151,7 +152,7 @@ def select(cfg, study_dir: str | os.PathLike) -> dict:
                                                  f"{reference}: {ref_count:,})"}
     return {
         "schema": SELECTION_SCHEMA,
-        "criterion": "validation MAE ([-1, 1] scale) of each screening run's saved model (its history.csv's "
+        "criterion": f"validation MAE ([-1, 1] scale) of each screening run's saved model (its {RUN.history}'s "
                      "lowest val_mae), mean over the screening seeds; lowest first",
         "screen_seeds": seeds,
         "candidates": pool,
@@ -167,7 +168,7 @@ def select(cfg, study_dir: str | os.PathLike) -> dict:
 
 def write_selection(path: str | os.PathLike, record: dict) -> Path:
     """``selection.json`` (with its ``sha256`` field), atomically."""
-    from fwi_attn.data.store import write_json
+    from fwi_attn.io.files import write_json
 
     write_json(path, record)
     return Path(path)

@@ -2,7 +2,7 @@
 each written in every format of the config's ``figures`` section with the run's provenance."""
 from __future__ import annotations
 
-from fwi_attn.data.store import read_predictions
+from fwi_attn.io.predictions import read_predictions
 from fwi_attn.layout import RUN
 from fwi_attn.results.attention_plots import plot_attention_maps, plot_attention_salt, plot_attention_vs_iou
 from fwi_attn.results.physics_plots import plot_gathers, plot_physics
@@ -32,8 +32,9 @@ def draw_comparison_figures(cfg) -> list:
     """Every comparison figure and the metric table (CSV, markdown and LaTeX) of a study; returns
     the files written (each figure in every format of ``figures.formats``)."""
     from fwi_attn.layout import comparison_figure_paths, study_dir
-    from fwi_attn.results.study import METRICS, comparison_table, load_study, table_markdown, write_table_csv
-    from fwi_attn.data.store import atomic_path
+    from fwi_attn.results.study import METRICS, load_study
+    from fwi_attn.results.tables import comparison_table, table_markdown, write_table_csv
+    from fwi_attn.io.files import atomic_path
 
     study = load_study(study_dir(cfg), config=cfg.to_dict())
     paths = comparison_figure_paths(study.dir)
@@ -65,8 +66,8 @@ def draw_attention_salt_figures(study, out_auc, out_iou) -> None:
     files = [study.run_dir(v, s) / RUN.attention_salt for v, s in study.metrics]
     files = [f for f in files if f.exists()]
     if not files:
-        placeholder(out_auc, "no attention_salt.json found")
-        placeholder(out_iou, "no attention_salt.json found")
+        placeholder(out_auc, f"no {RUN.attention_salt} found")
+        placeholder(out_iou, f"no {RUN.attention_salt} found")
         return
     plot_attention_salt(files, out_auc)
     spatial = [v for v in study.variants if any(study.attention.get((v, s), {}).get("levels") for s in study.seeds(v))]
@@ -83,11 +84,11 @@ def draw_attention_figure(cfg, study, out) -> None:
     """Attention maps of every variant's seed-0 model on the showcase test model (the one with the
     most salt), from each run's ``attention.h5`` (written by ``fwi-attn evaluate``: the maps of the
     network with its training normalisation; no network is loaded here)."""
-    from fwi_attn.learn.evaluate import read_attention
+    from fwi_attn.io.attention import read_attention
 
     atts = first_seed_files(study, RUN.attention, read_attention)
     if not atts:
-        return placeholder(out, "no attention.h5 found")
+        return placeholder(out, f"no {RUN.attention} found")
     k = one_sample(atts, "evaluate")
     first = next(iter(atts.values()))
     g = cfg.geology

@@ -66,7 +66,7 @@ def prediction_summary(paths: list[Path], salt_threshold: float) -> dict:
     ``salt_threshold``) and ``{"bias_<band>"}`` for :data:`DEPTH_BANDS`: the mean of prediction
     minus truth (m/s) over the cells of that third of the depth rows.
     """
-    from fwi_attn.data.store import read_predictions
+    from fwi_attn.io.predictions import read_predictions
 
     pred_salt = true_salt = cells = 0
     bias = np.zeros(len(DEPTH_BANDS))

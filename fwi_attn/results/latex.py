@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 
-from fwi_attn.data.store import atomic_path
+from fwi_attn.io.files import atomic_path
 
 #: Characters LaTeX treats specially, and what stands for each in text.
 SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

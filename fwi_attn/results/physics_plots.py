@@ -14,7 +14,7 @@ from fwi_attn.results.style import BASELINE_COLOR, ERROR_CMAP, finish, save_figu
 
 def plot_preview(shard, out: str | os.PathLike, n_models: int = 4, vmin: float | None = None,
                  vmax: float | None = None) -> None:
-    """Models of a loaded :class:`fwi_attn.data.store.Shard` (top row) with their middle-shot gathers (below).
+    """Models of a loaded :class:`fwi_attn.io.shard.Shard` (top row) with their middle-shot gathers (below).
 
     Gathers get a t^2 gain (spherical-spreading and transmission loss compensation, as
     is usual for display) so that reflections and diffractions stay visible beside the
@@ -125,11 +125,11 @@ def plot_gathers(study, out, vmin: float, vmax: float, dx: float) -> None:
     from it with the test shard's exact acquisition, and the residual (observed - re-simulated).
     All gathers share the observed data's clip, so residual amplitudes compare directly with the data.
     """
-    from fwi_attn.physics.check import read_gathers
+    from fwi_attn.io.gathers import read_gathers
 
     shows = first_seed_files(study, RUN.gathers, read_gathers)
     if not shows:
-        return placeholder(out, "no gathers.h5 found")
+        return placeholder(out, f"no {RUN.gathers} found")
     k = one_sample(shows, "physics")
     first = next(iter(shows.values()))
     shot = first.observed.shape[0] // 2
@@ -172,7 +172,7 @@ def plot_gathers(study, out, vmin: float, vmax: float, dx: float) -> None:
 
 def reflection_rows(study, rows: list[dict]) -> None:
     """Add the reflection misfits of ``physics.json`` (mean over seeds of each run's mean, and the
-    std over seeds) to the rows of :func:`fwi_attn.results.study.physics_table`, where present."""
+    std over seeds) to the rows of :func:`fwi_attn.results.tables.physics_table`, where present."""
     keys = [f"{p}{m}_reflection" for p in ("", "baseline_", "true_") for m in ("rel_l2", "trace_corr")]
     for row in rows:
         runs = [study.physics[(row["variant"], s)] for s in study.seeds(row["variant"])
@@ -188,11 +188,11 @@ def plot_physics(study, out) -> None:
     """Relative L2 data misfit and trace correlation of re-simulated predictions, per variant: on
     the raw traces and, where physics.json holds them, on the reflections (direct wave muted,
     late arrivals gained: :func:`fwi_attn.physics.check.reflection_window`)."""
-    from fwi_attn.results.study import physics_table
+    from fwi_attn.results.tables import physics_table
 
     rows = physics_table(study)
     if not rows:
-        return placeholder(out, "no physics.json found")
+        return placeholder(out, f"no {RUN.physics} found")
     reflection_rows(study, rows)
     panels = [("rel_l2", "relative L2 data misfit (lower is better)"),
               ("trace_corr", "trace correlation (higher is better)")]

@@ -13,11 +13,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import EngFormatter, NullFormatter, ScalarFormatter
 
-from fwi_attn.data.store import Predictions, read_predictions
+from fwi_attn.io.predictions import Predictions, read_predictions
 from fwi_attn.layout import BASELINE, RUN, baseline_dir
-from fwi_attn.results.style import (ATTENTION_CMAP, BASELINE_COLOR, DPI, ERROR_CMAP, GATHER_CMAP,  # noqa: F401
-                                    SALT_OUTLINE_COLOR, VARIANT_COLORS, VELOCITY_CMAP, figure_png, finish,
-                                    save_figure, variant_color)
+from fwi_attn.results.style import (BASELINE_COLOR, ERROR_CMAP, GATHER_CMAP,
+                                    VELOCITY_CMAP, finish,
+                                    variant_color)
 
 
 def velocity_extent(nz: int, nx: int, dx: float) -> list[float]:
@@ -238,7 +238,7 @@ def plot_predictions_grid(study, out, dx: float, vmin: float, vmax: float, n: in
     the figure readable at page width however many variants there are."""
     preds = first_seed_predictions(study, baseline=True)
     if not preds:
-        return placeholder(out, "no predictions.h5 found")
+        return placeholder(out, f"no {RUN.predictions} found")
     first = next(iter(preds.values()))
     n = min(n, len(first.index))
     ks = [int(k) for k in first.index[:n]]
@@ -344,22 +344,3 @@ def plot_generalisation(predictions: dict[str, Predictions], out, dx: float, vmi
                      label="velocity (km/s)")
     fig.suptitle(f"{variant}: true and predicted models, in-distribution test split and each test set")
     return finish(fig, out)
-
-
-#: Figure functions that moved to their own modules, still importable from here.
-MOVED = {**dict.fromkeys(("plot_preview", "plot_physics_run", "plot_refine", "plot_gathers", "plot_physics",
-                          "reflection_rows"), "fwi_attn.results.physics_plots"),
-         **dict.fromkeys(("plot_attention_maps", "attention_salt_summary", "plot_attention_salt",
-                          "attention_iou_correlation", "plot_attention_vs_iou"), "fwi_attn.results.attention_plots"),
-         **dict.fromkeys(("draw_run_figures", "draw_comparison_figures", "draw_attention_salt_figures",
-                          "draw_attention_figure"), "fwi_attn.results.figures")}
-
-
-def __getattr__(name: str):
-    import importlib
-
-    if name == "_reflection_rows":  # its name before the move
-        name = "reflection_rows"
-    if name in MOVED:
-        return getattr(importlib.import_module(MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

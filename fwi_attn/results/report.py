@@ -40,7 +40,7 @@ METHOD_TEXT = (
     "Salt IoU (threshold band) averages the IoU over 20 thresholds spanning each true model's gap "
     "between its fastest sediment and its slowest salt, so a right-shaped body predicted a little slow "
     "is not scored 0: it measures shape apart from calibration (`fwi_attn.learn.metrics`). "
-    "`metrics.json` keeps every per-sample value, the same figures with predictions clipped to "
+    f"`{RUN.metrics}` keeps every per-sample value, the same figures with predictions clipped to "
     "[vmin, vmax], and the unpadded SSIM (`ssim_valid`).\n")
 
 STATS_TEXT = (
@@ -85,7 +85,7 @@ GENERALISATION_TEXT = (
     "Each network scored on the study's own test split (`test`, in-distribution) and on each test "
     "set: `study.test_sets` (other velocity models, `fwi-attn testset`) and `transfer-<family>` "
     "(models of another generator family, `study.transfer_families`), all simulated with the study's "
-    "survey. **How the numbers are computed.** MAE is metrics.json's `pooled` figure: the mean "
+    f"survey. **How the numbers are computed.** MAE is {RUN.metrics}'s `pooled` figure: the mean "
     "absolute error over every cell of the set, in m/s, on raw predictions, then the mean over seeds. "
     "Ratio: that MAE (on OpenFWI's [-1, 1] scale) over the mean model's on the same set (the training "
     "split's mean model; below 1 the network beats it). Salt IoU: mean over samples with salt in truth "
@@ -100,7 +100,7 @@ def _num(x, fmt: str) -> str:
 
 
 def generalisation_markdown(rows: list[dict]) -> str:
-    """The in-distribution versus test-set table of :func:`fwi_attn.results.study.generalisation_table`."""
+    """The in-distribution versus test-set table of :func:`fwi_attn.results.generalisation.generalisation_table`."""
     lines = ["| variant | set | samples | MAE, pooled over all cells (m/s) | ratio to mean model | salt IoU | "
              "salt area pred / true (% of cells) | bias top / middle / bottom (m/s) |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -197,7 +197,7 @@ def generalisation_section(study: Study, report_dir: Path) -> list[str]:
 
 def draw_generalisation_figure(study: Study, out) -> Path | None:
     """Draw the true-versus-predicted figure of :func:`showcase_variant` on every set; None without sets."""
-    from fwi_attn.data.store import read_predictions
+    from fwi_attn.io.predictions import read_predictions
     from fwi_attn.results.plots import plot_generalisation
 
     sets, shown = load_test_sets(study), showcase_variant(study)
@@ -574,7 +574,7 @@ def write_report(study_dir: str | os.PathLike, reference: str | None = None,
                  title: str | None = None, config: dict | None = None) -> tuple[Path, Path]:
     """Write ``<study_dir>/report/report.md`` and ``report.html`` (atomically), and the tables of
     :func:`latex_tables` as ``.tex`` beside them; return the markdown and HTML paths."""
-    from fwi_attn.data.store import atomic_path
+    from fwi_attn.io.files import atomic_path
     from fwi_attn.layout import generalisation_figure_path
     from fwi_attn.results.latex import write_latex
     from fwi_attn.results.style import figure_settings

@@ -128,7 +128,7 @@ def read_json(path: str | os.PathLike) -> dict:
 
 def run_identity(path: Path, m: dict) -> tuple[str, int]:
     """The (variant, seed) a ``metrics.json`` says it holds, checked against its folder and model."""
-    from fwi_attn.data.store import file_sha256
+    from fwi_attn.io.files import file_sha256
 
 
     if not isinstance(m.get("variant"), str) or not isinstance(m.get("seed"), int) or "mean" not in m:
@@ -138,7 +138,7 @@ def run_identity(path: Path, m: dict) -> tuple[str, int]:
     folder = parse_run_dir(path.parent)
     if folder != own:
         raise ReportError(f"{path} holds the results of {own[0]} seed {own[1]} but lies in the folder of "
-                          f"{folder[0]} seed {folder[1]}; re-evaluate that run's model.pt into its own folder")
+                          f"{folder[0]} seed {folder[1]}; re-evaluate that run's {RUN.model} into its own folder")
     model = path.parent / RUN.model
     recorded = m.get("checkpoint_sha256")
     if recorded and model.is_file() and file_sha256(model) != recorded:
@@ -207,7 +207,7 @@ def load_study(study_dir: str | os.PathLike, variants: list[str] | None = None,
         if (path.parent / RUN.attention_salt).exists():
             attention[(variant, seed)] = read_attention_salt(path.parent / RUN.attention_salt)
     if not metrics:
-        raise FileNotFoundError(f"{root}: no <variant>/seed<k>/metrics.json found (run the study first)")
+        raise FileNotFoundError(f"{root}: no <variant>/seed<k>/{RUN.metrics} found (run the study first)")
     mean_path = baseline_dir(root) / RUN.metrics
     mean = read_json(mean_path) if mean_path.exists() else None
     if mean is not None:
@@ -236,7 +236,7 @@ def seed_sample_values(study: Study, variant: str, metric: str = "mae") -> np.nd
     order). The mean baseline (``"mean"``) is one seedless row."""
     if variant == BASELINE:
         if study.mean is None:
-            raise KeyError("the study has no mean-model baseline (mean/metrics.json)")
+            raise KeyError(f"the study has no mean-model baseline (mean/{RUN.metrics})")
         return np.asarray(study.mean["per_sample"][metric], dtype=float)[None]
     seeds = study.seeds(variant)
     if not seeds:
@@ -279,23 +279,3 @@ def physics_values(study: Study, key: str) -> dict[str, np.ndarray]:
                               f"check with one physics.samples for every run")
         out[v] = np.array([[np.nan if x is None else x for x in r["per_sample"][key]] for r in runs], dtype=float)
     return out
-
-
-#: Names that moved to :mod:`fwi_attn.results.tables` and :mod:`fwi_attn.results.generalisation`,
-#: still importable from here for code written against the one-module layout.
-MOVED = {**dict.fromkeys(("comparison_table", "format_metric", "table_markdown", "table_latex", "write_table_csv",
-                          "CONVERGED_SLOPE", "ANNEALING", "convergence",
-                          "convergence_table", "convergence_summary", "convergence_markdown", "attention_salt_table",
-                          "attention_salt_markdown", "physics_table", "physics_markdown", "refine_table",
-                          "refine_markdown"), "fwi_attn.results.tables"),
-         **dict.fromkeys(("compare_variants", "comparisons_markdown", "verdict"), "fwi_attn.results.comparisons"),
-         **dict.fromkeys(("DEPTH_BANDS", "TestSetResults", "load_test_sets", "prediction_summary",
-                          "generalisation_table"), "fwi_attn.results.generalisation")}
-
-
-def __getattr__(name: str):
-    if name in MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

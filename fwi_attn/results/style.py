@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 
-from fwi_attn.data.store import atomic_path
+from fwi_attn.io.files import atomic_path
 
 DPI = 150
 VELOCITY_CMAP = "turbo"

@@ -79,7 +79,7 @@ def table_markdown(rows: list[dict], metrics: tuple[str, ...] | list[str] = DEFA
 def write_table_csv(rows: list[dict], path: str | os.PathLike,
                     metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS) -> None:
     """The comparison table as CSV (one column per metric mean and std), written atomically."""
-    from fwi_attn.data.store import atomic_path
+    from fwi_attn.io.files import atomic_path
 
     cols = ["variant", "n_seeds", "n_params", "time_per_sample_s"]
     for m in metrics:

@@ -20,13 +20,13 @@ from fwi_attn.layout import (RUN, SHARD_GLOB, SPLITS, TRANSFER_PREFIX, baseline_
                              selection_path, shard_sizes, split_shards, test_set_dir, test_set_names, test_set_results)
 from fwi_attn.catalogue import BASELINES, CONTROLS
 from fwi_attn.results.design import control_width, read_selection
-from fwi_attn.data.testset import TestSetError, model_files
+from fwi_attn.data.testset import TestSetError, TestSetOptions, model_files
 
 # The schema check above filled the defaults; load_config adds the checks a schema cannot
 # express (vmin < vmax, sources inside the grid, record length) and names the bad key.
 try:
     CFG = load_config(dict(config))
-    check_study(CFG)  # reference, test-set names and folders: the same checks as `fwi-attn check-config`
+    check_study(CFG)  # test-set folders on disk: the same check as `fwi-attn check-config`
 except ConfigError as e:
     raise WorkflowError(f"invalid config: {e}")
 
@@ -280,14 +280,7 @@ def testset_options(wildcards):
     name = wildcards.testset
     if name in TRANSFER_SETS:
         return f"--family {TRANSFER_SETS[name]} --samples {TRANSFER_SAMPLES} --seed {CFG.datasets[DATASET].seed}"
-    e = TEST_SETS[name]
-    args = [f"--top {e.top}", f"--min-salt {e.min_salt}", f"--seed {e.seed}", f"--out-of-range {e.out_of_range}"]
-    args += [f"--model-dx {e.model_dx}"] if e.model_dx is not None else []
-    args += ["--fit"] if e.fit else []
-    args += [f"--stride {e.stride[0]} {e.stride[1]}"] if e.stride is not None else []
-    args += [f"--max-windows {e.max_windows}"] if e.max_windows is not None else []
-    args += [f"--variable {shlex.quote(e.variable)}"] if e.variable is not None else []
-    return " ".join(args)
+    return " ".join(shlex.quote(a) for a in TestSetOptions.from_entry(TEST_SETS[name]).to_args())
 
 
 def testset_deps(wildcards):

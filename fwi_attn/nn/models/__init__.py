@@ -194,7 +194,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
     """Write ``{"name", "kwargs", "state_dict", **extra}`` to ``path`` atomically.
 
     The file is written to a temporary file of its own beside ``path``
-    (:func:`fwi_attn.data.store.atomic_path`), then renamed over it, so a crash never leaves a
+    (:func:`fwi_attn.io.files.atomic_path`), then renamed over it, so a crash never leaves a
     truncated checkpoint and two writers never share a temporary file. ``extra`` must hold only what
     ``torch.load(weights_only=True)`` reads back: tensors, numbers, strings, lists, tuples, dicts.
     A ``torch.compile`` wrapper is saved as the model it wraps.
@@ -217,7 +217,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
-    from fwi_attn.data.store import atomic_path
+    from fwi_attn.io.files import atomic_path
 
     with atomic_path(path, suffix=".pt.tmp") as tmp:
         torch.save(payload, tmp)
@@ -278,7 +278,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     return model, {k: v for k, v in ckpt.items() if k not in _RESERVED}
 
 
-def _as_dict(section: Any) -> dict[str, Any]:
+def section_dict(section: Any) -> dict[str, Any]:
+    """A config section (a Section, mapping, dataclass or plain object; None: empty) as a plain dict."""
     if section is None:
         return {}
     if isinstance(section, Mapping):
