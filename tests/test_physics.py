@@ -696,3 +696,13 @@ def test_storage_option_narrows_the_memory_plan(layered):
     with pytest.raises(PhysicsError, match="physics.refine.storage 'lossy' is not one of auto, exact, compressed"):
         plan_memory(survey, "cpu", storage="lossy")
     assert load_config({}).physics.refine.storage == "auto"
+
+
+def test_refinement_plans_within_the_jobs_memory_limit(monkeypatch):
+    """On a cluster node with more free memory than the job asked for, the memory plan keeps to the
+    job's limit (SLURM_MEM_PER_NODE, MB), not the node's free memory."""
+    from fwi_attn.physics.fwi import available_memory
+
+    node = available_memory(torch.device("cpu"))
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "1024")
+    assert available_memory(torch.device("cpu")) == min(node, 1024 * 2 ** 20)

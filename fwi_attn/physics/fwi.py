@@ -146,21 +146,48 @@ class MemoryPlan:
                 "available_mib": round(self.available_bytes / 2 ** 20, 1)}
 
 
+def _job_limit() -> int | None:
+    """The memory this process may use by its job's limit, when it has one: the cgroup's
+    ``memory.max`` (v2) or ``memory.limit_in_bytes`` (v1), less what the cgroup already uses, or
+    SLURM's ``SLURM_MEM_PER_NODE`` (MB). A node's free memory overstates what a job may take."""
+    limits = []
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            text = Path(limit_file).read_text().strip()
+            if text != "max" and int(text) < 2 ** 60:  # v1 writes a huge number for "none"
+                used = int(Path(usage_file).read_text().strip()) if Path(usage_file).exists() else 0
+                limits.append(max(int(text) - used, 0))
+        except (OSError, ValueError):
+            pass
+    slurm = os.environ.get("SLURM_MEM_PER_NODE")
+    if slurm and slurm.isdigit() and int(slurm) > 0:
+        limits.append(int(slurm) * 2 ** 20)
+    return min(limits) if limits else None
+
+
 def available_memory(device: torch.device) -> int:
-    """Free memory in bytes on ``device`` (host RAM for CPU)."""
+    """Memory in bytes a gradient may use on ``device``: the GPU's free memory; on the CPU the
+    host's available RAM, capped by the job's own limit (cgroup or SLURM) where there is one."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    free = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    free = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 4 * 2 ** 30
+    if free is None:
+        try:
+            free = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+        except (ValueError, OSError, AttributeError):
+            free = 4 * 2 ** 30
+    limit = _job_limit()
+    return free if limit is None else min(free, limit)
 
 
 #: ``physics.refine.storage``: how the wavefield history of a gradient may be kept (see :func:`plan_memory`).
