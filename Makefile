@@ -78,7 +78,9 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
+# ruff (pyproject.toml's [tool.ruff]: pyflakes, import order, bugbear, docstrings) and Snakemake's linter.
 lint: install
+	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint --configfile=$(CONFIG)
 
 bench: install

@@ -18,14 +18,12 @@ from pathlib import Path
 
 import deepwave
 import torch
+from _common import cpu_name, peak_memory_bandwidth  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from fwi_attn.config import load_config
+from fwi_attn.config import load_config, resolve_device
 from fwi_attn.data.geology import generate_velocity
-from fwi_attn.config import resolve_device
 from fwi_attn.data.simulate import cells, generate_shard, shard_rng
 from fwi_attn.data.survey import Survey
-
-from _common import cpu_name, peak_memory_bandwidth  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def bare_deepwave(velocity: torch.Tensor, survey: Survey, models_per_call: int) -> float:

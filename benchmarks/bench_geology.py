@@ -13,11 +13,10 @@ import argparse
 import time
 
 import numpy as np
+from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from fwi_attn.config import load_config
 from fwi_attn.data.geology import FAMILIES, generate_velocity
-
-from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def grid(text: str) -> tuple[int, int]:

@@ -33,15 +33,13 @@ import h5py
 import numpy as np
 import torch
 import yaml
-
-from fwi_attn.config import PRESETS_DIR, load_config
-from fwi_attn.data.normalize import Normalizer
-from fwi_attn.data.dataset import ShardDataset, compute_stats
-from fwi_attn.data.simulate import generate_shard
-from fwi_attn.io.shard import read_shard
 from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-
+from fwi_attn.config import PRESETS_DIR, load_config
+from fwi_attn.data.dataset import ShardDataset, compute_stats
+from fwi_attn.data.normalize import Normalizer
+from fwi_attn.data.simulate import generate_shard
+from fwi_attn.io.shard import read_shard
 
 
 def bench_config(root: Path, train: int, val: int = 1, test: int = 1, shard_size: int | None = None,
@@ -104,8 +102,8 @@ def rate(dataset, order, repeats: int, limit: int | None = None) -> float:
 def training_rate(shape: dict, batch: int, repeats: int, channels_last: bool = True) -> float:
     """Samples/s consumed by forward + backward + AdamW of the ``none`` UNet, with the
     settings ``fwi-attn train`` uses on this CPU (channels_last; bf16 autocast where native)."""
-    from fwi_attn.nn.models import create_model
     from fwi_attn.learn.train import autocast, bf16_supported
+    from fwi_attn.nn.models import create_model
 
     torch.manual_seed(0)
     model = create_model("none", **shape, width=16, depth=3)

@@ -22,9 +22,9 @@ import statistics
 import time
 
 import torch
+from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from fwi_attn.nn.models import OPENFWI_SHAPE, count_macs, count_params, create_model, list_models
-from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SHAPES = {
     # The default study: 5 shots x 320 steps x 64 receivers -> 64 x 64 cells (the older tables in

@@ -47,19 +47,18 @@ from pathlib import Path
 import deepwave
 import numpy as np
 import torch
+from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from fwi_attn.config import load_config
+from fwi_attn.config import load_config, resolve_device
 from fwi_attn.data.dataset import compute_stats
+from fwi_attn.data.simulate import cells, generate_shard
 from fwi_attn.data.sources import split_sources
-from fwi_attn.io.predictions import read_predictions, write_predictions
+from fwi_attn.data.survey import Survey
 from fwi_attn.io.files import write_json
+from fwi_attn.io.predictions import read_predictions, write_predictions
+from fwi_attn.layout import default_stats_path, shard_path
 from fwi_attn.physics.check import mean_model, physics_check, read_samples
 from fwi_attn.physics.fwi import MemoryPlan, gaussian_smooth, plan_memory, refine, starting_model
-from fwi_attn.config import resolve_device
-from fwi_attn.layout import default_stats_path, shard_path
-from fwi_attn.data.simulate import cells, generate_shard
-from fwi_attn.data.survey import Survey
-from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 PROXY_SIGMA_M = 30.0
 

@@ -23,15 +23,14 @@ from pathlib import Path
 import deepwave
 import numpy as np
 import torch
+from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from bench_generate import bare_deepwave  # noqa: E402  (the same bare reference as the generate benchmark)
 
 from fwi_attn.config import load_config, resolve_device
 from fwi_attn.data.geology import generate_velocity
 from fwi_attn.data.simulate import simulate
-from fwi_attn.io.shard import read_shard
 from fwi_attn.data.survey import Survey
-
-from _common import cpu_name  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-from bench_generate import bare_deepwave  # noqa: E402  (the same bare reference as the generate benchmark)
+from fwi_attn.io.shard import read_shard
 
 
 def main() -> None:

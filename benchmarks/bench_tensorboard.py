@@ -50,7 +50,7 @@ def import_seconds(repeats: int = 5) -> float:
 def job_seconds(args, variant: str) -> float:
     """Median wall time of ``fwi-attn train --no-tensorboard`` jobs of ``variant`` (fresh interpreters)."""
     times = []
-    for r in range(args.rounds):
+    for _ in range(args.rounds):
         with tempfile.TemporaryDirectory() as tmp:
             config = args.config
             if args.data_dir:

@@ -34,12 +34,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_loader import bench_config, cpu_name  # noqa: E402
 
-from fwi_attn.data.normalize import Normalizer
 from fwi_attn.data.dataset import ShardDataset, compute_stats
-from fwi_attn.nn.models import count_params, create_model  # noqa: E402
+from fwi_attn.data.normalize import Normalizer
 from fwi_attn.data.simulate import generate_shard  # noqa: E402
-from fwi_attn.learn.train import (bf16_supported, make_loader, make_loss, make_optimizer, make_scheduler,  # noqa: E402
-                            train_one_epoch)
+from fwi_attn.learn.train import bf16_supported, make_loader, make_loss, make_optimizer, make_scheduler, train_one_epoch  # noqa: E402
+from fwi_attn.nn.models import count_params, create_model  # noqa: E402
 
 
 class Ours:

@@ -197,7 +197,7 @@ def machine_line(tiny: bool) -> str:
 
 def section(stages: list[Stage], args, total_s: float, work: Path) -> str:
     """The markdown between the markers."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     lines = [BEGIN, "", f"Written by `benchmarks/gpu_check.py` on {now:%Y-%m-%d %H:%M} UTC "
              "(rerun `make gpu-check` to replace it; edits here are overwritten).", "",
              f"Machine: {machine_line(args.tiny)}.", "",

@@ -73,7 +73,7 @@ def _sizes(cfg) -> dict:
 
 
 def train_processes(cfg) -> int:
-    """torchrun processes per training run (``train.processes``; 1 where the key is absent)."""
+    """Torchrun processes per training run (``train.processes``; 1 where the key is absent)."""
     return int(cfg.train.to_dict().get("processes", 1))
 
 

@@ -141,10 +141,10 @@ def tiny_dataset(tiny_config):
     from pathlib import Path
 
     from fwi_attn.data.dataset import compute_stats
-    from fwi_attn.data.sources import split_sources
-    from fwi_attn.layout import SPLITS, default_stats_path, shard_path, shard_sizes
     from fwi_attn.data.simulate import generate_shard
+    from fwi_attn.data.sources import split_sources
     from fwi_attn.io.files import write_json
+    from fwi_attn.layout import SPLITS, default_stats_path, shard_path, shard_sizes
 
     cfg = tiny_config
     ds = cfg.datasets["salt"]

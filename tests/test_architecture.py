@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 PACKAGE = Path(__file__).resolve().parent.parent / "fwi_attn"
 
 

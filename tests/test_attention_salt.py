@@ -14,13 +14,13 @@ import pytest
 import torch
 from scipy.stats import mannwhitneyu
 
-from fwi_attn.data.normalize import Normalizer
 from fwi_attn.data.dataset import ShardDataset
-from fwi_attn.io.stats import load_stats
-from fwi_attn.io.shard import read_shard
-from fwi_attn.io.attention_salt import ATTENTION_SALT_FILE, AttentionSaltError, read_attention_salt
-from fwi_attn.learn.evaluate import EvaluateError, attention_salt_scores, evaluate_checkpoint, map_on_grid, roc_auc
+from fwi_attn.data.normalize import Normalizer
 from fwi_attn.io.attention import read_attention
+from fwi_attn.io.attention_salt import ATTENTION_SALT_FILE, AttentionSaltError, read_attention_salt
+from fwi_attn.io.shard import read_shard
+from fwi_attn.io.stats import load_stats
+from fwi_attn.learn.evaluate import EvaluateError, attention_salt_scores, evaluate_checkpoint, map_on_grid, roc_auc
 from fwi_attn.learn.inference import Predictor
 from fwi_attn.learn.metrics import boundary
 from fwi_attn.nn.models import create_model, save_checkpoint
@@ -166,7 +166,12 @@ def test_attention_salt_reader_names_the_problem(tmp_path):
 def test_attention_salt_figures(tiny_dataset, tmp_path):
     """The study figure (AUC by variant and level, mean over seeds) and the AUC-IoU relation, from
     the files evaluate writes."""
-    from fwi_attn.results.attention_plots import attention_iou_correlation, attention_salt_summary, plot_attention_salt, plot_attention_vs_iou
+    from fwi_attn.results.attention_plots import (
+        attention_iou_correlation,
+        attention_salt_summary,
+        plot_attention_salt,
+        plot_attention_vs_iou,
+    )
 
     cfg = tiny_dataset["config"]
     runs = {}

@@ -41,7 +41,7 @@ def test_sections_are_read_only():
     with pytest.raises(AttributeError):
         cfg.survey.dx = 5.0
     with pytest.raises(AttributeError, match="no key 'dz'"):
-        cfg.survey.dz
+        _ = cfg.survey.dz
 
 
 BAD = [

@@ -30,10 +30,10 @@ def test_cuda_training_with_bf16_and_channels_last(tiny_dataset, tmp_path, compi
     optionally torch.compile): finite losses, a checkpoint that loads on the CPU and predicts
     what the GPU validated, and a validation MAE near the CPU run's in fp32."""
     from fwi_attn.config import load_config
-    from fwi_attn.data.normalize import Normalizer
     from fwi_attn.data.dataset import ShardDataset
-    from fwi_attn.io.stats import load_stats
+    from fwi_attn.data.normalize import Normalizer
     from fwi_attn.data.sources import split_sources
+    from fwi_attn.io.stats import load_stats
     from fwi_attn.layout import default_stats_path
     from fwi_attn.learn.train import make_loader, train, validate
     from fwi_attn.nn.models import load_model

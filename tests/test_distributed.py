@@ -23,12 +23,12 @@ import torch
 import yaml
 
 from fwi_attn.cli import main
-from fwi_attn.data.normalize import Normalizer
 from fwi_attn.data.dataset import ShardDataset
-from fwi_attn.io.stats import load_stats
+from fwi_attn.data.normalize import Normalizer
 from fwi_attn.data.sources import split_sources
-from fwi_attn.layout import default_stats_path
 from fwi_attn.io.history import read_history as history_columns
+from fwi_attn.io.stats import load_stats
+from fwi_attn.layout import default_stats_path
 from fwi_attn.learn.ddp import Ranks, torchrun_ranks, train_sampler
 from fwi_attn.learn.tensorboard import TENSORBOARD_DIR
 from fwi_attn.learn.train import TrainError, make_loader, train, validate

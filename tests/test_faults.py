@@ -51,8 +51,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import alive
+
 from fwi_attn.io.hdf5 import seal
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import refused_when_edited_read_when_legacy
+
 from fwi_attn.cli import main
 from fwi_attn.data.dataset import ShardDataset
 from fwi_attn.data.normalize import Normalizer

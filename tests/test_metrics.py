@@ -10,8 +10,24 @@ import torch
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from fwi_attn.learn.metrics import (METRICS, POOLED, boundary, compute_metrics, mae, pooled, psnr, rmse,
-                                    salt_band, salt_boundary_f, salt_iou, salt_iou_band, ssim, ssim_torch, summarize, to_json_lists)
+from fwi_attn.learn.metrics import (
+    METRICS,
+    POOLED,
+    boundary,
+    compute_metrics,
+    mae,
+    pooled,
+    psnr,
+    rmse,
+    salt_band,
+    salt_boundary_f,
+    salt_iou,
+    salt_iou_band,
+    ssim,
+    ssim_torch,
+    summarize,
+    to_json_lists,
+)
 
 VMIN, VMAX = 1500.0, 4500.0
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from test_report import N_TEST, hand_config, metrics_record, study_dir  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,21 +14,29 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import refused_when_edited_read_when_legacy
 from scipy.signal import butter, sosfiltfilt
 
 from fwi_attn.cli import main
 from fwi_attn.config import load_config
-from fwi_attn.io.stats import StatsError
-from conftest import refused_when_edited_read_when_legacy
-from fwi_attn.io.predictions import read_predictions, write_predictions
-from fwi_attn.io.hdf5 import seal
-from fwi_attn.data.survey import AcquisitionError, GridError, check_acquisition
-from fwi_attn.physics.check import (PhysicsError, direct_arrival_times, mean_model, physics_check, read_samples,
-                                    reflection_misfits, reflection_window, relative_l2, trace_correlation)
-from fwi_attn.physics.fwi import gaussian_smooth, lowpass, plan_memory, refine, starting_model
 from fwi_attn.data.simulate import forward, simulate, survey_from_shard
+from fwi_attn.data.survey import AcquisitionError, GridError, Survey, check_acquisition, snap_to_grid
+from fwi_attn.io.hdf5 import seal
+from fwi_attn.io.predictions import read_predictions, write_predictions
 from fwi_attn.io.shard import read_shard
-from fwi_attn.data.survey import Survey, snap_to_grid
+from fwi_attn.io.stats import StatsError
+from fwi_attn.physics.check import (
+    PhysicsError,
+    direct_arrival_times,
+    mean_model,
+    physics_check,
+    read_samples,
+    reflection_misfits,
+    reflection_window,
+    relative_l2,
+    trace_correlation,
+)
+from fwi_attn.physics.fwi import gaussian_smooth, lowpass, plan_memory, refine, starting_model
 
 PHYSICS_KEYS = {"rel_l2", "trace_corr", "baseline_rel_l2", "baseline_trace_corr", "true_rel_l2"}
 REFLECTION_KEYS = {f"{p}{m}_reflection" for p in ("", "baseline_", "true_") for m in ("rel_l2", "trace_corr")}
@@ -346,8 +354,8 @@ def test_physics_of_several_runs_in_one_call_equals_one_call_each(tiny_dataset, 
 def test_physics_writes_the_showcase_gathers(tiny_dataset, tmp_path, capsys, samples):
     """gathers.h5 holds the showcase sample's recorded gathers and a re-simulation of its prediction,
     whether or not that sample is among the scored ones."""
-    from fwi_attn.learn.evaluate import showcase_index
     from fwi_attn.io.gathers import read_gathers
+    from fwi_attn.learn.evaluate import showcase_index
 
     cfg = tiny_dataset["config"]
     smoothed_predictions(tiny_dataset, tmp_path / "predictions.h5", n=8)
@@ -650,8 +658,8 @@ def _untimed(value):
 def test_stage_functions_write_what_the_commands_write(tiny_dataset, tmp_path, capsys):
     """run_physics and refine_samples write the files `fwi-attn physics` and `fwi-attn refine` write
     (names and contents; the figures are the commands' alone)."""
-    from fwi_attn.layout import RUN
     from fwi_attn.io.gathers import read_gathers
+    from fwi_attn.layout import RUN
     from fwi_attn.physics.check import run_physics
     from fwi_attn.physics.fwi import refine_samples
 

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import alive
 from test_faults import PATIENCE_S, child_env, fault_env, start, uninterrupted_and_killed, wait_for_marker
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import yaml
 
-from fwi_attn.results.report import markdown_to_html, write_report
 from fwi_attn.learn.metrics import pooled
-from fwi_attn.results.stats import compare_runs, holm
 from fwi_attn.results.comparisons import compare_variants, comparisons_markdown
+from fwi_attn.results.report import markdown_to_html, write_report
+from fwi_attn.results.stats import compare_runs, holm
 from fwi_attn.results.study import load_study, seed_sample_values
 from fwi_attn.results.tables import comparison_table, convergence, table_markdown, write_table_csv
 
@@ -151,9 +151,9 @@ def test_table_markdown_and_csv(study_dir, tmp_path):
 
 
 def test_markdown_to_html_embeds_images(tmp_path):
-    from fwi_attn.results.style import figure_png
-
     import matplotlib.pyplot as plt
+
+    from fwi_attn.results.style import figure_png
 
     fig, ax = plt.subplots()
     ax.plot([0, 1])
@@ -241,8 +241,8 @@ def test_an_edited_json_result_is_refused_and_one_without_checksum_read(tmp_path
     written; a value edited afterwards (the sha256 left in place) is refused in one line naming the
     file and the command that regenerates it; without the field (hand-made, or written before
     files carried it) the file is read as it is."""
-    from fwi_attn.io.files import write_json
     from fwi_attn.io.attention_salt import AttentionSaltError, read_attention_salt
+    from fwi_attn.io.files import write_json
     from fwi_attn.results.design import SelectionError, read_selection, write_selection
     from fwi_attn.results.study import ReportError, read_json
 

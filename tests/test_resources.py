@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TINY
-from fwi_attn.config import load_config
+
 from fwi_attn.catalogue import TRAIN_COST
+from fwi_attn.config import load_config
 from fwi_attn.resources import BASE_MB, CUDA_MB, LIGHT_MB, MIN_RUNTIME, TORCH_RULES, job_resources, train_cost
 
 PRESETS = Path(__file__).resolve().parent.parent / "workflows" / "config"

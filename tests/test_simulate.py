@@ -6,10 +6,10 @@ import pytest
 import scipy.special
 import torch
 
-from fwi_attn.layout import shard_sizes
 from fwi_attn.data.simulate import forward, generate_shard, shard_attrs, simulate, survey_from_shard
-from fwi_attn.io.shard import read_shard
 from fwi_attn.data.survey import Survey, SurveyError, acquisition_differences
+from fwi_attn.io.shard import read_shard
+from fwi_attn.layout import shard_sizes
 
 DX, DT, NT, FREQ, V1 = 5.0, 0.0005, 900, 15.0, 2000.0
 #: Largest travel-time error (s) allowed per finite-difference order: low orders lag

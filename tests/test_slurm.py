@@ -19,7 +19,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, alive, snakemake, tiny_study_dict, write_config
 from slurm.cluster import LoopbackCluster, ensure_installed, stopped_on_signals, system_conf_in_use
 from slurm.overhead import overheads, parse_log, summary

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from fwi_attn.results.stats import (ALPHA, Comparison, compare_family, compare_runs, holm, training_variance)
+from fwi_attn.results.stats import ALPHA, Comparison, compare_family, compare_runs, holm, training_variance
 
 SEED_SD, RESIDUAL_SD, INTERACTION_SD = 0.009, 0.052, 0.01
 

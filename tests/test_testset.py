@@ -19,13 +19,13 @@ import yaml
 from fwi_attn.cli import main
 from fwi_attn.config import load_config
 from fwi_attn.data.geology import generate_velocity
-from fwi_attn.data.velocity_files import save_segy
 from fwi_attn.data.simulate import simulate
+from fwi_attn.data.survey import Survey
+from fwi_attn.data.testset import TestSetOptions, window_origins
+from fwi_attn.data.velocity_files import save_segy
 from fwi_attn.io.files import file_sha256
 from fwi_attn.io.predictions import read_predictions
 from fwi_attn.io.shard import read_shard
-from fwi_attn.data.survey import Survey
-from fwi_attn.data.testset import TestSetOptions, window_origins
 
 
 def config_file(cfg, tmp_path) -> str:
@@ -440,9 +440,8 @@ def test_family_set_draws_seeded_models_of_another_family(tiny_config, tmp_path,
 def test_options_take_the_schemas_defaults_and_round_trip_through_the_command_line():
     """One options record: its defaults are the schema's, and a study.test_sets entry given to
     `fwi-attn testset` as arguments (TestSetOptions.to_args) parses back to the same options."""
-    from dataclasses import fields
-
     import argparse
+    from dataclasses import fields
 
     from fwi_attn.cli.data import command_testset
     from fwi_attn.config import load_schema

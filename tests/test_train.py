@@ -13,12 +13,12 @@ import yaml
 
 from fwi_attn.cli import main
 from fwi_attn.config import load_config
-from fwi_attn.data.normalize import Normalizer
 from fwi_attn.data.dataset import ShardDataset
+from fwi_attn.data.normalize import Normalizer
+from fwi_attn.io.history import read_history as history_columns
 from fwi_attn.io.stats import StatsError
 from fwi_attn.layout import default_stats_path
 from fwi_attn.learn.metrics import METRICS
-from fwi_attn.io.history import read_history as history_columns
 from fwi_attn.learn.train import HISTORY_COLUMNS, TrainError, make_loader, make_loss, train, train_one_epoch
 
 
@@ -44,8 +44,8 @@ def _weights(path) -> dict:
 
 
 def test_a_few_steps_lower_the_loss(tiny):
-    from fwi_attn.nn.models import create_model
     from fwi_attn.io.stats import load_stats
+    from fwi_attn.nn.models import create_model
 
     cfg = tiny["config"]
     stats = load_stats(default_stats_path(cfg))
@@ -201,9 +201,9 @@ def test_end_to_end_train_then_evaluate(tiny, tmp_path, capsys):
 
 
 def test_checkpoint_of_another_grid_is_refused(tiny, tmp_path):
-    from fwi_attn.learn.evaluate import EvaluateError, evaluate_checkpoint
-    from fwi_attn.layout import shard_path
     from fwi_attn.data.simulate import generate_shard
+    from fwi_attn.layout import shard_path
+    from fwi_attn.learn.evaluate import EvaluateError, evaluate_checkpoint
 
     cfg = tiny["config"]
     run = tmp_path / "run"

@@ -13,12 +13,12 @@ import yaml
 
 from fwi_attn.cli import main
 from fwi_attn.data.geology import generate_velocity
-from fwi_attn.data.velocity_files import load_velocities
-from fwi_attn.learn.inference import predict
 from fwi_attn.data.simulate import simulate
+from fwi_attn.data.survey import Survey
+from fwi_attn.data.velocity_files import load_velocities
 from fwi_attn.io.predictions import read_predictions
 from fwi_attn.io.shard import read_shard
-from fwi_attn.data.survey import Survey
+from fwi_attn.learn.inference import predict
 
 
 def config_file(cfg, tmp_path) -> str:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, SNAKEFILE, TINY, snakemake, write_config
+
 from fwi_attn.layout import comparison_figure_paths, run_figure_paths
 
 PRESETS = REPO / "workflows" / "config"
@@ -128,8 +128,8 @@ def test_screening_evaluations_wait_for_training_and_go_before_the_fill(tmp_path
 def test_default_study_shape():
     """Both presets screen every attention variant and the baselines, then confirm on fresh seeds
     with the controls (the controls are not screened: they exist to be compared with)."""
-    from fwi_attn.config import load_config
     from fwi_attn.catalogue import CONTROLS
+    from fwi_attn.config import load_config
     from fwi_attn.nn.models import list_models
 
     for study in (load_config("default").study, load_config("paper").study):

@@ -123,8 +123,8 @@ def command_check_config(parser):
     def run(args):
         from fwi_attn.checks import check_study
         from fwi_attn.config import deepest_reflection, load_config
-        from fwi_attn.io.files import atomic_path, check_output
         from fwi_attn.data.survey import Survey
+        from fwi_attn.io.files import atomic_path, check_output
 
         cfg = load_config(args.config)
         check_study(cfg)  # what the workflow checks besides load_config
@@ -166,10 +166,10 @@ def command_stats(parser):
 
     def run(args):
         from fwi_attn.config import load_config
-        from fwi_attn.io.shard import DatasetError
         from fwi_attn.data.dataset import compute_stats
         from fwi_attn.data.sources import split_sources
         from fwi_attn.io.files import check_output, write_json
+        from fwi_attn.io.shard import DatasetError
         from fwi_attn.layout import default_stats_path
 
         cfg = load_config(args.config)

@@ -29,8 +29,15 @@ def command_variants(parser: argparse.ArgumentParser) -> Callable[[argparse.Name
     def run(args: argparse.Namespace) -> int:
         import torch
 
-        from fwi_attn.nn.models import (OPENFWI_SHAPE, section_dict, count_macs, count_params, create_model,
-                                        list_models, model_kwargs)
+        from fwi_attn.nn.models import (
+            OPENFWI_SHAPE,
+            count_macs,
+            count_params,
+            create_model,
+            list_models,
+            model_kwargs,
+            section_dict,
+        )
 
         if args.config is not None:
             from fwi_attn.config import load_config
@@ -122,8 +129,7 @@ def command_evaluate(parser):
     def run(args):
         from fwi_attn.config import load_config
         from fwi_attn.io.files import check_output
-        from fwi_attn.learn.evaluate import (EvaluateError, evaluate_baseline, evaluate_checkpoint,
-                                             evaluate_predictions)
+        from fwi_attn.learn.evaluate import EvaluateError, evaluate_baseline, evaluate_checkpoint, evaluate_predictions
 
         test_set = None
         if args.test_set is not None:

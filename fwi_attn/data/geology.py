@@ -408,7 +408,7 @@ def _wander(rng, shape, nz) -> np.ndarray:
 
 
 def _plan_salt(rng, n: int, nz: int, nx: int, dx: float, p: dict) -> dict:
-    """salt family: a window of a salt province (docs/geology.md).
+    """Salt family: a window of a salt province (docs/geology.md).
 
     Sediments follow a compaction trend of burial depth plus per-layer jitter and a smooth
     lateral variation, are folded, cut by faults and dragged up along rooted salt; salt bodies

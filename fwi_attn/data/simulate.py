@@ -161,9 +161,9 @@ def simulate_file(cfg, model: str | os.PathLike, out: str | os.PathLike, *, devi
     Returns:
         ``(out, n)``: the shard's path and its number of models.
     """
+    from fwi_attn.data.velocity_files import load_velocities
     from fwi_attn.io.files import check_output, check_space
     from fwi_attn.io.shard import shard_nbytes, write_shard
-    from fwi_attn.data.velocity_files import load_velocities
 
     survey = Survey.from_config(cfg)
     check_output(out)  # an unwritable path fails now, not after minutes of simulation

@@ -9,8 +9,12 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 # torch is imported where a wavelet is made: reading a results file's acquisition (the figures)
 # must not pay for loading it.
@@ -63,7 +67,7 @@ class Survey:
     max_vel: float = 4500.0
 
     @classmethod
-    def from_config(cls, cfg) -> "Survey":
+    def from_config(cls, cfg) -> Survey:
         """Build the survey of a :class:`fwi_attn.config.Config` (``max_vel`` = ``geology.vmax``).
 
         ``peak_time`` is the config's resolved ``survey.peak_time`` (``load_config`` turns a

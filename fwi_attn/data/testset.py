@@ -318,8 +318,8 @@ def window_origins(shape: tuple[int, int], nz: int, nx: int, stride: tuple[int, 
 
 def read_model_file(path: Path, survey, options: TestSetOptions) -> ModelFile:
     """Read, identify (sha256) and resample one model file; errors name the file."""
-    from fwi_attn.io.files import file_sha256
     from fwi_attn.data.velocity_files import read_velocity_file
+    from fwi_attn.io.files import file_sha256
 
     try:
         raw = read_velocity_file(path, options.variable)
@@ -484,9 +484,9 @@ def build_test_set(cfg, inputs: Sequence[str | os.PathLike], name: str, out: str
         OutputError: ``out`` cannot be written.
     """
     from fwi_attn.data.simulate import shard_attrs, simulate
+    from fwi_attn.data.survey import Survey
     from fwi_attn.io.files import write_json
     from fwi_attn.io.shard import write_shard
-    from fwi_attn.data.survey import Survey
     from fwi_attn.layout import shard_sizes
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name or ""):

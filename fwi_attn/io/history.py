@@ -1,4 +1,4 @@
-"""``history.csv``: one row per training epoch (``epoch, train_loss, val_mae, val_ssim, lr, seconds``),
+r"""``history.csv``: one row per training epoch (``epoch, train_loss, val_mae, val_ssim, lr, seconds``),
 written by training (:func:`write_history`); numbers to 8 significant digits, ``\\n`` line ends."""
 from __future__ import annotations
 

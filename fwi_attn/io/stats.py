@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fwi_attn.io.checked_json import verify_checked
 from fwi_attn.io.files import write_json
 from fwi_attn.io.shard import DatasetError
-from fwi_attn.io.checked_json import verify_checked
 
 STATS_SCHEMA = "fwi-attn-stats/1"
 GATHER_TRANSFORM = "sign(x)*log1p(k*(t/T)**p*|x|)"

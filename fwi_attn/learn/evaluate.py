@@ -65,8 +65,8 @@ from fwi_attn.io.run_json import write_result
 from fwi_attn.io.shard import read_shard
 from fwi_attn.io.stats import load_stats, mean_velocity
 from fwi_attn.layout import RUN, default_stats_path, parse_run_dir
-from fwi_attn.provenance import provenance
 from fwi_attn.learn.metrics import compute_metrics, pooled, summarize, to_json_lists
+from fwi_attn.provenance import provenance
 
 
 class EvaluateError(ValueError):

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from fwi_attn.config import resolve_device
+from fwi_attn.data.survey import Survey, acquisition_differences, check_acquisition
 from fwi_attn.io.predictions import write_predictions
 from fwi_attn.io.shard import read_shard
-from fwi_attn.data.survey import Survey, acquisition_differences, check_acquisition
 
 
 class InferenceError(ValueError):

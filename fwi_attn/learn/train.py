@@ -73,14 +73,21 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fwi_attn.data.normalize import Normalizer
 from fwi_attn.data.dataset import ShardDataset, check_survey
-from fwi_attn.io.stats import check_stats, load_stats
+from fwi_attn.data.normalize import Normalizer
 from fwi_attn.data.sources import split_sources
 from fwi_attn.io.files import atomic_path
+from fwi_attn.io.stats import check_stats, load_stats
 from fwi_attn.layout import RUN, default_stats_path
-from fwi_attn.learn.ddp import (Ranks, broadcast_buffers, distributed, sum_over_ranks, torchrun_ranks,
-                                train_sampler, wrap_for_ranks)
+from fwi_attn.learn.ddp import (
+    Ranks,
+    broadcast_buffers,
+    distributed,
+    sum_over_ranks,
+    torchrun_ranks,
+    train_sampler,
+    wrap_for_ranks,
+)
 from fwi_attn.learn.losses import SaltAuxLoss, make_loss, salt_weight
 from fwi_attn.learn.metrics import SSIM_WINDOW, mae_torch, ssim_torch
 from fwi_attn.learn.resume import Progress, open_last, restore
@@ -291,8 +298,8 @@ def train(cfg, variant: str, seed: int, out: str | os.PathLike, *, resume: bool 
         TrainError, StatsError, DatasetError, ShardError, CheckpointError: with messages
         naming the file or setting at fault.
     """
-    from fwi_attn.nn.models import count_macs, count_params, create_model, list_models, save_checkpoint
     from fwi_attn.config import resolve_device
+    from fwi_attn.nn.models import count_macs, count_params, create_model, list_models, save_checkpoint
 
     if variant not in list_models():
         raise TrainError(f"unknown variant {variant!r}; valid: {', '.join(list_models())}")

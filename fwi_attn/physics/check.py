@@ -38,16 +38,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
 from fwi_attn.config import resolve_device
-from fwi_attn.io.predictions import Predictions, read_predictions
-from fwi_attn.io.gathers import Showcase, write_gathers
-from fwi_attn.io.shard import read_shard
 from fwi_attn.data.survey import AcquisitionError, GridError, Survey, check_acquisition, check_grid
+from fwi_attn.io.gathers import Showcase, write_gathers
+from fwi_attn.io.predictions import Predictions, read_predictions
+from fwi_attn.io.shard import read_shard
 from fwi_attn.layout import RUN
+
+if TYPE_CHECKING:
+    import torch
 
 # The simulator (fwi_attn.data.simulate) is imported where it runs: the figures read gathers.h5
 # through this module and must not load it.

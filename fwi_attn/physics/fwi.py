@@ -35,13 +35,19 @@ import torch
 
 from fwi_attn.config import resolve_device
 from fwi_attn.data.simulate import forward, survey_from_shard
+from fwi_attn.data.survey import AcquisitionError, Survey, check_acquisition, check_grid
 from fwi_attn.io.files import atomic_path, write_json
 from fwi_attn.io.predictions import read_predictions
 from fwi_attn.io.shard import read_shard
-from fwi_attn.data.survey import AcquisitionError, Survey, check_acquisition, check_grid
 from fwi_attn.layout import RUN
-from fwi_attn.physics.check import (PhysicsError, check_targets, model_metrics, read_samples, relative_l2,
-                                    trace_correlation)
+from fwi_attn.physics.check import (
+    PhysicsError,
+    check_targets,
+    model_metrics,
+    read_samples,
+    relative_l2,
+    trace_correlation,
+)
 
 #: Order of the Butterworth prototype of the multiscale low-pass filter. Applied forward and
 #: backward (zero phase), so the amplitude response is that of order ``2 * FILTER_ORDER``.

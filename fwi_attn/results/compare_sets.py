@@ -94,9 +94,9 @@ def load_model_set(path: str | os.PathLike, *, name: str | None = None, dx: floa
     """
     from fwi_attn.data.dataset import ShardDataset
     from fwi_attn.data.sources import find_sources, npy_pairs
+    from fwi_attn.data.testset import model_files
     from fwi_attn.data.velocity_files import read_velocity_file
     from fwi_attn.io.shard import read_shard
-    from fwi_attn.data.testset import model_files
 
     path = Path(path)
     name = name or path.stem
@@ -217,8 +217,9 @@ def format_table(result: dict) -> str:
 
 def plot_comparison(result: dict, path: str | os.PathLike) -> None:
     """Histograms of each statistic of both sets and their mean velocity by depth, as a PNG."""
-    from fwi_attn.results.style import save_figure
     import matplotlib.pyplot as plt
+
+    from fwi_attn.results.style import save_figure
 
     sa, sb = result["_samples"]
     names = (result["a"]["name"], result["b"]["name"])

@@ -8,8 +8,7 @@ import math
 import numpy as np
 
 from fwi_attn.results import stats
-from fwi_attn.results.study import (DATA_MISFITS, LABELS, LOWER_IS_BETTER, Study, arm_values,
-                                    physics_values)
+from fwi_attn.results.study import DATA_MISFITS, LABELS, LOWER_IS_BETTER, Study, arm_values, physics_values
 from fwi_attn.results.tables import comparison_table, format_metric
 
 

@@ -5,17 +5,26 @@ from __future__ import annotations
 from fwi_attn.io.predictions import read_predictions
 from fwi_attn.layout import RUN
 from fwi_attn.results.attention_plots import plot_attention_maps, plot_attention_salt, plot_attention_vs_iou
-from fwi_attn.results.physics_plots import plot_gathers, plot_physics
-from fwi_attn.results.plots import (first_seed_files, one_sample, placeholder, plot_accuracy_cost, plot_history,
-                                    plot_metric_bars, plot_predictions_grid, plot_run_examples, plot_training_curves)
 from fwi_attn.results.latex import write_latex
+from fwi_attn.results.physics_plots import plot_gathers, plot_physics
+from fwi_attn.results.plots import (
+    first_seed_files,
+    one_sample,
+    placeholder,
+    plot_accuracy_cost,
+    plot_history,
+    plot_metric_bars,
+    plot_predictions_grid,
+    plot_run_examples,
+    plot_training_curves,
+)
 from fwi_attn.results.style import figure_settings, format_paths
 
 
 def draw_run_figures(cfg, variant: str, seed: int) -> list:
     """The per-run figures of one (variant, seed): test examples and training curves."""
-    from fwi_attn.layout import run_dir, run_figure_paths, study_dir
     from fwi_attn.io.history import read_history
+    from fwi_attn.layout import run_dir, run_figure_paths, study_dir
 
     study = study_dir(cfg)
     run = run_dir(study, variant, seed)
@@ -31,10 +40,10 @@ def draw_run_figures(cfg, variant: str, seed: int) -> list:
 def draw_comparison_figures(cfg) -> list:
     """Every comparison figure and the metric table (CSV, markdown and LaTeX) of a study; returns
     the files written (each figure in every format of ``figures.formats``)."""
+    from fwi_attn.io.files import atomic_path
     from fwi_attn.layout import comparison_figure_paths, study_dir
     from fwi_attn.results.study import METRICS, load_study
     from fwi_attn.results.tables import comparison_table, table_markdown, write_table_csv
-    from fwi_attn.io.files import atomic_path
 
     study = load_study(study_dir(cfg), config=cfg.to_dict())
     paths = comparison_figure_paths(study.dir)

@@ -10,7 +10,6 @@ import numpy as np
 from fwi_attn.layout import BASELINE, RUN, baseline_dir, run_dir
 from fwi_attn.results.study import ReportError, Study, read_json, run_identity
 
-
 #: Depth bands of the bias-with-depth figures: the top, middle and bottom third of the rows.
 DEPTH_BANDS = ("top", "middle", "bottom")
 

@@ -1,4 +1,4 @@
-"""The report's tables as LaTeX, ready to ``\\input`` into a paper (booktabs rules).
+r"""The report's tables as LaTeX, ready to ``\\input`` into a paper (booktabs rules).
 
 Each ``.tex`` table is made from the report's markdown table itself, cell by cell, so both carry
 the same numbers with the same rounding; only the typography changes (``±``, ``−``, ``→`` and a

@@ -8,20 +8,17 @@ which figures a study gets, :mod:`fwi_attn.results.figures`'.
 """
 from __future__ import annotations
 
-
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import EngFormatter, NullFormatter, ScalarFormatter
 
 from fwi_attn.io.predictions import Predictions, read_predictions
 from fwi_attn.layout import BASELINE, RUN, baseline_dir
-from fwi_attn.results.style import (BASELINE_COLOR, ERROR_CMAP, GATHER_CMAP,
-                                    VELOCITY_CMAP, finish,
-                                    variant_color)
+from fwi_attn.results.style import BASELINE_COLOR, ERROR_CMAP, GATHER_CMAP, VELOCITY_CMAP, finish, variant_color
 
 
 def velocity_extent(nz: int, nx: int, dx: float) -> list[float]:
-    """imshow extent in km: x from 0 to (nx-1)dx, depth downwards."""
+    """Imshow extent in km: x from 0 to (nx-1)dx, depth downwards."""
     return [0, (nx - 1) * dx / 1000, (nz - 1) * dx / 1000, 0]
 
 

@@ -11,15 +11,24 @@ from pathlib import Path
 
 import numpy as np
 
+from fwi_attn.layout import BASELINE, RUN, run_dir
 from fwi_attn.provenance import provenance, provenance_markdown
 from fwi_attn.results import captions, stats
-from fwi_attn.layout import BASELINE, RUN, run_dir
-from fwi_attn.results.generalisation import DEPTH_BANDS, TestSetResults, generalisation_table, load_test_sets
 from fwi_attn.results.comparisons import compare_variants, comparisons_markdown
+from fwi_attn.results.generalisation import DEPTH_BANDS, TestSetResults, generalisation_table, load_test_sets
 from fwi_attn.results.study import Study, load_study, run_figure, seed_sample_values
-from fwi_attn.results.tables import (attention_salt_markdown, attention_salt_table, comparison_table,
-                                     convergence_markdown, convergence_summary, convergence_table,
-                                     physics_markdown, physics_table, refine_markdown, table_markdown)
+from fwi_attn.results.tables import (
+    attention_salt_markdown,
+    attention_salt_table,
+    comparison_table,
+    convergence_markdown,
+    convergence_summary,
+    convergence_table,
+    physics_markdown,
+    physics_table,
+    refine_markdown,
+    table_markdown,
+)
 
 #: InversionNet's published test figures (Deng et al. 2022, OpenFWI, arXiv:2111.02926, Table of
 #: InversionNet results: MAE, RMSE on the [-1, 1] scale, SSIM), by the family of ours that imitates

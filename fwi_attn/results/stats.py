@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 def _t_cdf(t: float, df: float) -> float:
     from scipy.special import stdtr
 

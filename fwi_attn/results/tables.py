@@ -1,4 +1,4 @@
-"""A study's tables: mean +/- std over seeds, the comparisons, convergence, physics and attention,
+r"""A study's tables: mean +/- std over seeds, the comparisons, convergence, physics and attention,
 as rows (dicts) and as markdown, CSV and LaTeX (booktabs, ready to ``\\input``).
 
 The numbers in every format are rounded by one function (:func:`format_metric`), so the
@@ -12,8 +12,8 @@ import os
 
 import numpy as np
 
-from fwi_attn.layout import BASELINE, RUN
 from fwi_attn.io.history import read_history
+from fwi_attn.layout import BASELINE, RUN
 from fwi_attn.results import stats
 from fwi_attn.results.study import DEFAULT_METRICS, LABELS, ReportError, Study, mean_std, run_figure  # noqa: F401
 

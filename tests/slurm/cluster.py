@@ -87,7 +87,7 @@ def _die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def stopped_on_signals(cluster: "LoopbackCluster"):
+def stopped_on_signals(cluster: LoopbackCluster):
     """Run the block with SIGTERM and SIGHUP raising SystemExit (as SIGINT raises
     KeyboardInterrupt), so that the cluster is stopped on the way out whichever ends it."""
     def leave(signum, frame):

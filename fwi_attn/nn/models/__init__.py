@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from fwi_attn.catalogue import CONTROLS
+
 from .inversionnet import InversionNet
 from .mixformer import UMixFormer
 from .unet import UNet

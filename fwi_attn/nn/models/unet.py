@@ -35,8 +35,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import (AttentionGate, AttnProbe, MaskedQueryAttention, NoQueries, QueryPassthrough, SaltQueries,
-                      SkipPassthrough, create_attn, list_attn)
+from ..layers import (
+    AttentionGate,
+    AttnProbe,
+    MaskedQueryAttention,
+    NoQueries,
+    QueryPassthrough,
+    SaltQueries,
+    SkipPassthrough,
+    create_attn,
+    list_attn,
+)
 from .encoder import DoubleConv, GridNet, check_sizes
 
 ATTN_POINTS = ("encoder", "bottleneck", "decoder")
