@@ -19,8 +19,9 @@ import pytest
 import yaml
 from conftest import REPO, snakemake
 
+from fwi_attn import layout
 from fwi_attn.config import load_config
-from fwi_attn.layout import RUN, baseline_dir, run_dir, test_set_results
+from fwi_attn.layout import RUN, baseline_dir, run_dir
 from fwi_attn.resources import MIN_RUNTIME
 
 pytestmark = pytest.mark.slow
@@ -87,7 +88,7 @@ def test_every_stage_ran_at_the_paper_size(rehearsal):
         if variant not in ("none", "inversionnet"):
             assert (run_dir(study, variant, cfg.study.seeds[0]) / RUN.attention_salt).is_file(), variant
     for family in cfg.study.transfer_families:
-        assert (baseline_dir(test_set_results(study, f"transfer-{family}")) / RUN.metrics).is_file(), family
+        assert (baseline_dir(layout.test_set_results(study, f"transfer-{family}")) / RUN.metrics).is_file(), family
     refine = json.loads((run_dir(study, *REFINED) / RUN.refine).read_text())
     assert refine, "empty refine.json"
     assert (study / "report" / "report.md").is_file() and (study / "report" / "report.html").is_file()
