@@ -430,8 +430,7 @@ def _survey_problems(s: dict, g: dict, families=("salt",)) -> list[str]:
     return problems
 
 
-#: Name prefix of a family-transfer test set: ``transfer-<family>`` (docs/testsets.md).
-TRANSFER_PREFIX = "transfer-"
+TRANSFER_PREFIX = "transfer-"  # a family-transfer test set is named transfer-<family> (docs/testsets.md)
 
 
 def _study_problems(st: dict) -> list[str]:

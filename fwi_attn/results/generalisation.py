@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fwi_attn.layout import BASELINE, RUN, baseline_dir, run_dir
+from fwi_attn.layout import BASELINE, RUN, TRANSFER_PREFIX, baseline_dir, run_dir
 from fwi_attn.results.study import ReportError, Study, read_json, run_identity
 
 #: Depth bands of the bias-with-depth figures: the top, middle and bottom third of the rows.
@@ -125,3 +125,69 @@ def _nan_mean(values) -> float | None:
     v = np.asarray([x for x in values if x is not None], dtype=float)
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else None
+
+
+def _num(x, fmt: str) -> str:
+    return "" if x is None or not np.isfinite(x) else format(x, fmt)
+
+
+def generalisation_markdown(rows: list[dict]) -> str:
+    """The in-distribution versus test-set table of :func:`fwi_attn.results.generalisation.generalisation_table`."""
+    lines = ["| variant | set | samples | MAE, pooled over all cells (m/s) | ratio to mean model | salt IoU | "
+             "salt area pred / true (% of cells) | bias top / middle / bottom (m/s) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        area = (f"{100 * r['salt_area_pred']:.1f} / {100 * r['salt_area_true']:.1f}" if "salt_area_pred" in r else "")
+        bias = " / ".join(f"{r[f'bias_{b}']:+.0f}" for b in DEPTH_BANDS) if "bias_top" in r else ""
+        lines.append(f"| {r['variant']} | {r['set']} | {r['n_samples']} | {_num(r['mae_ms'], '.1f')} | "
+                     f"{_num(r['ratio_to_mean'], '.2f')} | {_num(r['salt_iou'], '.3f')} | {area} | {bias} |")
+    return "\n".join(lines) + "\n"
+
+
+def transfer_markdown(rows: list[dict], study: Study) -> str:
+    """Train-on-A / test-on-B: rows are variants (and the mean model), columns the test families."""
+    config = study.config
+    dataset = config.get("study", {}).get("dataset", "")
+    family = config.get("datasets", {}).get(dataset, {}).get("family", dataset)
+    columns = ["test", *dict.fromkeys(r["set"] for r in rows if r["set"].startswith(TRANSFER_PREFIX))]
+    if len(columns) == 1:
+        return ""
+    names = [f"{family} (in-distribution)", *(c[len(TRANSFER_PREFIX):] for c in columns[1:])]
+    cell = {(r["variant"], r["set"]): r for r in rows}
+    lines = [f"Trained on `{family}` (dataset `{dataset}`); tested on each family's models with the same survey. "
+             "Each cell: MAE pooled over all cells of that family's test set (m/s, mean over seeds) and, in "
+             "brackets, its ratio to the mean model on the same set.\n",
+             "| trained on " + family + " | " + " | ".join(f"test: {n}" for n in names) + " |",
+             "|---|" + "---:|" * len(names)]
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        cells = []
+        for c in columns:
+            r = cell.get((variant, c))
+            cells.append("" if r is None else f"{_num(r['mae_ms'], '.1f')} ({_num(r['ratio_to_mean'], '.2f')})")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def distances_markdown(sets: dict[str, TestSetResults]) -> str:
+    """The compare-sets distances of the training split to each set."""
+    found = {n: r.compare for n, r in sets.items() if r.compare}
+    if not found:
+        return ""
+    units = next(iter(found.values()))["units"]
+    lines = ["`fwi-attn compare-sets` of the training split against each set (`compare_sets.json`): Wasserstein "
+             "distances of the per-cell velocity, per-model salt fraction, salt-top depth, salt-body area and "
+             "bodies per model, and the mean absolute difference of the mean velocity-depth profiles.\n",
+             f"| set | velocity ({units['velocity']}) | depth profile ({units['depth_profile']}) | salt fraction | "
+             f"salt top depth ({units['salt_top_depth']}) | body area ({units['body_area']}) | bodies per model | "
+             "models with salt, train / set |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, c in found.items():
+        st = c["statistics"]
+
+        def w(key):
+            d = st[key]["wasserstein"]
+            return "n/a" if d is None else f"{d:.4g}"
+
+        lines.append(f"| {name} | {w('velocity')} | {st['depth_profile']['mean_abs']:.4g} | {w('salt_fraction')} | "
+                     f"{w('salt_top_depth')} | {w('body_area')} | {w('bodies_per_model')} | "
+                     f"{st['with_salt']['a']:.2f} / {st['with_salt']['b']:.2f} |")
+    return "\n".join(lines) + "\n"
