@@ -35,13 +35,13 @@ from IPython.display import Image, Markdown, display
 
 from fwi_attn import layout
 from fwi_attn.learn.metrics import METRICS
-from fwi_attn.results import comparisons, plots, tables
+from fwi_attn.results import comparisons, plots, style, tables
 from fwi_attn.results.study import DEFAULT_METRICS, LABELS, load_study
 
 
 def show(fig):
     """Display a figure returned by an fwi_attn.results.plots function (called with out=None)."""
-    display(Image(plots.figure_png(fig)))
+    display(Image(style.figure_png(fig)))
 
 
 study = load_study(study_dir, variants=variants)
