@@ -112,6 +112,15 @@ def test_variant_colours_are_the_colour_blind_safe_palettes():
     assert to_hex(variant_color("my_model")) in safe
 
 
+def test_every_catalogued_network_has_its_own_colour():
+    """One colour per network of the catalogue, the same in every figure, none shared."""
+    from fwi_attn.catalogue import CATALOGUE
+    from fwi_attn.results.style import VARIANT_COLORS
+
+    assert set(VARIANT_COLORS) == {v.name for v in CATALOGUE}
+    assert len(set(VARIANT_COLORS.values())) == len(VARIANT_COLORS)
+
+
 # ----------------------------------------------------------------------------- LaTeX
 
 def _latex_cells(tex: str) -> list[list[str]]:
