@@ -498,11 +498,12 @@ def run_physics(cfg, predictions: str | os.PathLike, out: str | os.PathLike | No
     Returns:
         The :class:`PhysicsResult` written.
     """
-    from fwi_attn.io.files import check_output, write_json
+    from fwi_attn.io.files import check_output
+    from fwi_attn.io.run_json import write_result
 
     out = Path(out) if out is not None else Path(predictions).parent
     check_output(out, folder=True)
     result = physics_check(cfg, predictions, samples=samples, device=device, simulated=simulated)
-    write_json(out / RUN.physics, result.summary)
+    write_result(out / RUN.physics, result.summary, RUN.physics)
     write_gathers(out / RUN.gathers, result.showcase)
     return result

@@ -36,8 +36,9 @@ import torch
 from fwi_attn.config import resolve_device
 from fwi_attn.data.simulate import forward, survey_from_shard
 from fwi_attn.data.survey import AcquisitionError, Survey, check_acquisition, check_grid
-from fwi_attn.io.files import atomic_path, write_json
+from fwi_attn.io.files import atomic_path
 from fwi_attn.io.predictions import read_predictions
+from fwi_attn.io.run_json import write_result
 from fwi_attn.io.shard import read_shard
 from fwi_attn.layout import RUN
 from fwi_attn.physics.check import (
@@ -567,7 +568,7 @@ def refine_samples(cfg, out: str | os.PathLike, *, predictions: str | os.PathLik
         "runs": [{"sample": r["sample"], "initial": r["result"].initial, "final": r["result"].final,
                   "stages": r["result"].stages} for r in runs],
     }
-    write_json(out / RUN.refine, summary)
+    write_result(out / RUN.refine, summary, RUN.refine)
     with atomic_path(out / RUN.refined, suffix=".npy") as tmp:
         np.save(tmp, np.stack([r["result"].velocity for r in runs]))
     log(f"wrote {out / RUN.refine} and {out / RUN.refined}")
