@@ -4,7 +4,8 @@ for every parse, also inside each SLURM job).
 
 The estimates are upper bounds of the arrays a job holds at once, times ``HEADROOM``, plus a
 base: ``BASE_MB`` for the jobs that run torch (the interpreter with torch and deepwave: 333 MB
-resident, measured), ``LIGHT_MB`` for those that read result files and draw (``CUDA_MB`` more on
+resident, measured), ``SETUP_MB`` for the light jobs that load a config or a shard,
+``LIGHT_MB`` for those that read result files and draw, torch-free (``CUDA_MB`` more on
 a CUDA study's torch jobs, for the CUDA context in host memory). ``make rehearse`` checks every
 request against the peak its job reached at the paper preset's size (docs/benchmarks.md). Run times come from throughputs measured on one CPU thread
 (docs/benchmarks.md: ~2e8 wavefield cell-updates/s for the simulator at accuracy 8, ~4e6
@@ -19,7 +20,8 @@ import math
 from fwi_attn.catalogue import TRAIN_COST
 
 BASE_MB = 640            # a torch job: interpreter + torch/deepwave (333 MB measured), HDF5 buffers
-LIGHT_MB = 512           # a job that reads results and draws figures (matplotlib, h5py)
+LIGHT_MB = 256           # a job that reads results and draws figures, torch-free (118-251 MB measured at the paper size)
+SETUP_MB = 512           # study_config, select, preview, evaluate_mean: a config, shards or a checkpoint (279-335 MB)
 CUDA_MB = 1024           # host memory of a CUDA context (driver, cuBLAS/cuDNN); not measured here
 HEADROOM = 1.5           # on every estimated array size
 MIN_RUNTIME = 10         # minutes: queueing a job, starting Python, imports, writing outputs
@@ -31,6 +33,8 @@ FLOAT = 4                 # bytes of a float32
 COMPRESSED_BYTES = 1.1    # bytes a stored wavefield value takes with deepwave's 8-bit storage compression
 # Rules whose command runs torch on the study's device (the others read result files).
 TORCH_RULES = ("generate", "train", "evaluate", "physics", "refine")
+# Light rules that load a config, a shard or a checkpoint's record rather than result files.
+SETUP_RULES = ("study_config", "select", "preview", "evaluate_mean")
 
 
 def train_cost(variant: str) -> float:
@@ -151,17 +155,23 @@ def job_resources(cfg, rule: str) -> dict:
         # before and after to measure the misfit.
         seconds = r.samples * stages * (3 * r.iterations + 2) * z["cell_updates"] / (CELL_UPDATES_PER_S * sim_speed)
     elif rule == "figures_compare":
+        # Each variant's showcase gathers (observed, re-simulated, mean model) drawn into the PNG
+        # and the vector formats: 1,045 MB peak at the paper's size.
         runs = len(cfg.study.variants) * len(cfg.study.seeds)
-        nbytes = 3 * len(cfg.study.variants) * n_test * z["grid"] + 2 * z["gather"] + runs * 2**20
+        nbytes = (3 * len(cfg.study.variants) * n_test * z["grid"] + 2 * len(cfg.study.variants) * z["gather"]
+                  + runs * 2**20 + 2**28)  # and matplotlib's figures in flight
         seconds = 30 + 10 * runs
     elif rule == "figures_run":
         nbytes = 3 * n_test * z["grid"]
         seconds = 30
-    else:  # study_config, preview, report, notebook: a config, one shard's first sample, figures
+    elif rule == "preview":  # one shard's first models and their gathers
         nbytes = 2 * z["gather"] + 3 * z["grid"]
         seconds = 60
+    else:  # study_config, select, report, notebook, compare_testset: configs, JSON results, figures
+        nbytes = 3 * z["grid"]
+        seconds = 60
     torch_job = rule in TORCH_RULES
-    base = (BASE_MB + (CUDA_MB if gpu else 0)) if torch_job else LIGHT_MB
+    base = (BASE_MB + (CUDA_MB if gpu else 0)) if torch_job else SETUP_MB if rule in SETUP_RULES else LIGHT_MB
     out = {"mem_mb": _mb(nbytes, base), "runtime": _minutes(seconds)}
     if gpu and rule in TORCH_RULES:
         out["gpu"] = train_processes(cfg) if rule == "train" else 1

@@ -261,8 +261,8 @@ def test_metrics_json_is_built_by_one_function_for_every_mode():
                             cost={"n_params": 10, "macs": 20, "time_per_sample_s": 0.1},
                             origin={"checkpoint": None, "epoch": 4})
     assert list(record) == [*labels, "n_params", "macs", "time_per_sample_s", "mean", "pooled", "per_sample",
-                            "clipped", "checkpoint", "epoch", "settings"]
+                            "clipped", "checkpoint", "epoch", "settings", "provenance"]
     assert record["settings"] == {"vmin": 1500.0, "vmax": 4500.0, "salt_threshold": 4200.0, "boundary_tolerance": 1}
     assert set(record["per_sample"]) == set(METRICS) and record["mean"]["mae_ms"] == pytest.approx(50.0, rel=1e-6)
     bare = metrics_record(cfg, VelocityScale(1500.0, 4500.0), target, target, labels=labels, cost={}, origin={})
-    assert list(bare) == [*labels, "mean", "pooled", "per_sample", "clipped", "settings"]
+    assert list(bare) == [*labels, "mean", "pooled", "per_sample", "clipped", "settings", "provenance"]

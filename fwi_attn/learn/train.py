@@ -60,8 +60,6 @@ alone writes ``model.pt``, ``last.pt``, ``history.csv``, ``tb/`` and the log lin
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import sys
@@ -76,7 +74,7 @@ from torch.utils.data import DataLoader
 from fwi_attn.data.dataset import ShardDataset, check_survey
 from fwi_attn.data.normalize import Normalizer
 from fwi_attn.data.sources import split_sources
-from fwi_attn.io.files import atomic_path
+from fwi_attn.io.history import HISTORY_COLUMNS, write_history
 from fwi_attn.io.stats import check_stats, load_stats
 from fwi_attn.layout import RUN, default_stats_path
 from fwi_attn.learn.ddp import (
@@ -100,7 +98,6 @@ __all__ = ["HISTORY_COLUMNS", "Ranks", "SaltAuxLoss", "TrainError", "TrainResult
            "seed_everything", "shuffle_seed", "torch_settings", "torchrun_ranks", "train", "train_one_epoch",
            "validate", "write_history"]
 
-HISTORY_COLUMNS = ("epoch", "train_loss", "val_mae", "val_ssim", "lr", "seconds")
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -237,17 +234,6 @@ def model_hyper(cfg, width: int | None = None) -> dict:
     if cfg.train.salt_aux_weight > 0:
         hyper["salt_heads"] = True  # the salt deep supervision's heads, on every UNet variant
     return hyper
-
-
-def write_history(path: str | os.PathLike, history: list[dict]) -> None:
-    """``history.csv`` with :data:`HISTORY_COLUMNS`, atomically."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(HISTORY_COLUMNS)
-    for row in history:
-        w.writerow([row["epoch"]] + [format(float(row[c]), ".8g") for c in HISTORY_COLUMNS[1:]])
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue())
 
 
 # ----------------------------------------------------------------------------- the run
