@@ -300,3 +300,16 @@ def test_a_short_record_is_refused_unless_allowed_knowingly():
                      "survey": {**yaml.safe_load((PRESETS_DIR / "openfwi.yaml").read_text())["survey"],
                                 "record_check": "refuse"}})
     assert load_config("openfwi").survey.record_check == "allow_short"
+
+
+def test_the_record_check_policy_is_not_part_of_the_data():
+    """Data simulated under survey.record_check: allow_short is the same data under refuse: a shard
+    or checkpoint is not refused for it."""
+    from fwi_attn.config import recorded_differences
+
+    cfg = load_config("default")
+    made = cfg.to_dict()
+    made["survey"]["record_check"] = "allow_short"
+    assert recorded_differences(made, cfg, ("survey",)) == []
+    made["survey"]["nz"] = 32
+    assert recorded_differences(made, cfg, ("survey",))

@@ -33,6 +33,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from fwi_attn.config.device import resolve_device
 from fwi_attn.config.record import reflection_time
 
 # Package data, so that a non-editable install finds them; workflows/schemas/config.schema.yaml
@@ -226,6 +227,10 @@ def resolve_recorded(raw: Mapping[str, Any]) -> dict:
         return dict(raw)
 
 
+#: Keys that say how a config is checked, not what is simulated or trained: data made under another value is the same data.
+POLICY_KEYS = frozenset({"survey.record_check"})
+
+
 def recorded_differences(recorded: Mapping[str, Any], cfg, keys, limit: int = 4) -> list[str]:
     """Where a config recorded in a shard or checkpoint differs from ``cfg`` in the dotted
     sections ``keys`` (e.g. ``"survey"``, ``"datasets.salt"``), after resolving it
@@ -244,6 +249,8 @@ def recorded_differences(recorded: Mapping[str, Any], cfg, keys, limit: int = 4)
 
 
 def _value_differences(made, wanted, key: str, limit: int) -> list[str]:
+    if key in POLICY_KEYS:
+        return []
     if isinstance(made, Mapping) and isinstance(wanted, Mapping):
         out = []
         for k in sorted(set(made) | set(wanted)):
@@ -579,22 +586,3 @@ def load_config(path: str | Path | Mapping | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(raw).__name__}")
     return Config(validate_dict(raw, str(p)), str(p))
-
-
-def resolve_device(device="auto"):
-    """``study.device`` (or a ``torch.device``) -> ``torch.device``.
-
-    ``auto`` is CUDA when available, else CPU; ``cuda`` without a GPU is an error. Lives here, not
-    beside the simulator, so that commands which never simulate do not pay deepwave's import.
-    """
-    import torch
-
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
-        raise ValueError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use 'auto' or 'cpu'")
-    return torch.device(device)
