@@ -21,7 +21,7 @@ from fwi_attn.catalogue import TRAIN_COST
 
 BASE_MB = 640            # a torch job: interpreter + torch/deepwave (333 MB measured), HDF5 buffers
 LIGHT_MB = 256           # a job that reads results and draws figures, torch-free (118-251 MB measured at the paper size)
-SETUP_MB = 512           # study_config, select, preview, evaluate_mean: a config, shards or a checkpoint (279-335 MB)
+SETUP_MB = 512           # study_config, select, evaluate_mean: a config, shards or a checkpoint (331-335 MB measured)
 CUDA_MB = 1024           # host memory of a CUDA context (driver, cuBLAS/cuDNN); not measured here
 HEADROOM = 1.5           # on every estimated array size
 MIN_RUNTIME = 10         # minutes: queueing a job, starting Python, imports, writing outputs
@@ -34,7 +34,7 @@ COMPRESSED_BYTES = 1.1    # bytes a stored wavefield value takes with deepwave's
 # Rules whose command runs torch on the study's device (the others read result files).
 TORCH_RULES = ("generate", "train", "evaluate", "physics", "refine")
 # Light rules that load a config, a shard or a checkpoint's record rather than result files.
-SETUP_RULES = ("study_config", "select", "preview", "evaluate_mean")
+SETUP_RULES = ("study_config", "select", "evaluate_mean")
 
 
 def train_cost(variant: str) -> float:
