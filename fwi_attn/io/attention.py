@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fwi_attn.io.files import atomic_path
-from fwi_attn.io.hdf5 import open_result, seal, verify_data, write_h5
+from fwi_attn.io.files import write_sealed_h5
+from fwi_attn.io.hdf5 import open_result, verify_data
 from fwi_attn.layout import RUN
 
 ATTENTION_SCHEMA = "fwi-attn-attention/1"
@@ -68,17 +68,8 @@ def write_attention(path: str | os.PathLike, maps: dict[str, np.ndarray], *, vel
     # Module paths ("bottleneck.attn", "gates.1") are valid HDF5 names; the order is in "names".
     arrays = {"velocity": np.asarray(velocity, dtype=np.float32),
               **{f"maps/{key}": np.asarray(amap, dtype=np.float32) for key, amap in maps.items()}}
-
-    def build(f):
-        f.create_group("maps")  # present even when the network has no spatial maps
-        for name, data in arrays.items():
-            f.create_dataset(name, data=data)
-        f.attrs.update(attrs)
-        seal(f, arrays)
-
-    with atomic_path(path, suffix=".h5.tmp") as tmp:
-        write_h5(tmp, build)
-    return path
+    # "maps" is present even when the network has no spatial maps.
+    return write_sealed_h5(path, arrays, attrs, groups=("maps",))
 
 
 def read_attention(path: str | os.PathLike) -> Attention:

@@ -18,7 +18,7 @@ from pathlib import Path
 import h5py
 
 from fwi_attn.io.checked_json import dump_checked
-from fwi_attn.io.hdf5 import DATA_HASH
+from fwi_attn.io.hdf5 import DATA_HASH, seal, write_h5
 
 
 class OutputError(ValueError):
@@ -238,3 +238,20 @@ def write_json(path: str | os.PathLike, obj: dict) -> None:
     """Write ``obj`` as indented JSON with its ``sha256`` field (:mod:`fwi_attn.io.checked_json`), atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(dump_checked(obj))
+
+
+def write_sealed_h5(path: str | os.PathLike, arrays: dict, attrs: dict, groups: tuple[str, ...] = ()) -> Path:
+    """Write an HDF5 result atomically: ``arrays`` as datasets (their names may hold groups, e.g.
+    ``"maps/gates.1"``), ``attrs`` on the root, the (possibly empty) ``groups`` present, and the
+    checksums of :func:`fwi_attn.io.hdf5.seal` over both."""
+    def build(f):
+        for name in groups:
+            f.create_group(name)
+        for name, data in arrays.items():
+            f.create_dataset(name, data=data)
+        f.attrs.update(attrs)
+        seal(f, arrays)
+
+    with atomic_path(path, suffix=".h5.tmp") as tmp:
+        write_h5(tmp, build)
+    return Path(path)

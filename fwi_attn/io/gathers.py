@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fwi_attn.io.files import atomic_path
-from fwi_attn.io.hdf5 import open_result, seal, verify_data, write_h5
+from fwi_attn.io.files import write_sealed_h5
+from fwi_attn.io.hdf5 import open_result, verify_data
 from fwi_attn.layout import RUN
 
 GATHERS_SCHEMA = "fwi-attn-gathers/1"
@@ -67,16 +67,7 @@ def write_gathers(path: str | os.PathLike, showcase: Showcase) -> Path:
                  seed=-1 if showcase.attrs.get("seed") is None else int(showcase.attrs["seed"]))
     arrays = {name: np.asarray(getattr(showcase, name), dtype=np.float64 if name.endswith("_xz") else np.float32)
               for name in SHOWCASE_ARRAYS}
-
-    def build(f):
-        for name, data in arrays.items():
-            f.create_dataset(name, data=data)
-        f.attrs.update(attrs)
-        seal(f, arrays)
-
-    with atomic_path(path, suffix=".h5.tmp") as tmp:
-        write_h5(tmp, build)
-    return path
+    return write_sealed_h5(path, arrays, attrs)
 
 
 def read_gathers(path: str | os.PathLike) -> Showcase:
